@@ -1,0 +1,3 @@
+from ptychostudy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""The base step: check the real probe and object, zoom them, write the prepared base.
+
+Inputs are the files in ``data/base/`` (see its PROVENANCE.md). Each file's sha256 must
+match params.yaml; an unexpected file is an error, not a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ptychostudy import StudyError
+from ptychostudy.config import Config, check_patch_size
+from ptychostudy.io import json_array, sha256_file, write_npz
+
+
+class BaseDataError(StudyError):
+    """A base data file is missing, changed or malformed."""
+
+
+@dataclass(frozen=True)
+class Base:
+    obj: np.ndarray  # (H, W) complex64, the ground truth
+    probe: np.ndarray  # (N, N) complex64, unit power
+    featured: tuple[int, int, int, int]  # row0, row1, col0, col1 (inclusive) of the object's structure
+    metadata: dict
+
+
+def _load_npz(path: Path, expected_sha256: str, what: str) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise BaseDataError(f"{what} file {path} does not exist")
+    digest = sha256_file(path)
+    if digest != expected_sha256:
+        raise BaseDataError(
+            f"{what} file {path} has sha256 {digest}, params.yaml expects {expected_sha256}; "
+            "the file changed or is the wrong one"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise BaseDataError(f"{what} file {path} is not a readable .npz ({exc})") from None
+
+
+def _require(arrays: dict, key: str, path: Path, what: str) -> np.ndarray:
+    if key not in arrays:
+        raise BaseDataError(f"{what} file {path} lacks the key {key!r} (it has {', '.join(sorted(arrays))})")
+    value = arrays[key]
+    if not np.all(np.isfinite(value)):
+        raise BaseDataError(f"{what} file {path}: {key} contains NaN or Inf")
+    return value
+
+
+def zoom(image: np.ndarray, factor: int) -> np.ndarray:
+    """Integer bilinear zoom of a complex image (real and imaginary parts), edges clamped."""
+    if factor == 1:
+        return image.copy()
+    parts = torch.from_numpy(np.stack([image.real, image.imag]).astype(np.float64))[None]
+    zoomed = torch.nn.functional.interpolate(parts, scale_factor=factor, mode="bilinear", align_corners=False)[0]
+    return (zoomed[0] + 1j * zoomed[1]).numpy()
+
+
+def featured_region(obj: np.ndarray, tolerance: float = 1e-6) -> tuple[int, int, int, int]:
+    """Bounding box (row0, row1, col0, col1, inclusive) of pixels that differ from the flat padding 1+0j."""
+    mask = np.abs(obj - 1.0) > tolerance
+    if not mask.any():
+        raise BaseDataError("the object is flat (amplitude 1, phase 0 everywhere): it has no structure")
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+
+
+def prepare_base(cfg: Config, probe_path: Path, object_path: Path) -> Base:
+    b = cfg.base
+    probe_arrays = _load_npz(Path(probe_path), b.probe_sha256, "probe")
+    real = _require(probe_arrays, "probe_real", probe_path, "probe")
+    imag = _require(probe_arrays, "probe_imag", probe_path, "probe")
+    if real.shape != imag.shape or real.ndim != 2 or real.shape[0] != real.shape[1]:
+        raise BaseDataError(f"probe file {probe_path}: the probe must be square 2-D, got {real.shape}")
+    check_patch_size(cfg, real.shape[0])
+    probe = zoom(real.astype(np.float64) + 1j * imag.astype(np.float64), b.probe_zoom)
+    power = float(np.sum(np.abs(probe) ** 2))
+    if power <= 0:
+        raise BaseDataError(f"probe file {probe_path}: the probe is zero")
+    probe = probe / np.sqrt(power)
+
+    object_arrays = _load_npz(Path(object_path), b.object_sha256, "object")
+    raw = _require(object_arrays, "objectGuess", object_path, "object")
+    if not np.iscomplexobj(raw):
+        raise BaseDataError(f"object file {object_path}: objectGuess must be complex, got {raw.dtype}")
+    if raw.ndim != 2:
+        raise BaseDataError(f"object file {object_path}: objectGuess must be 2-D, got {raw.shape}")
+    raw_featured = featured_region(raw)
+    obj = zoom(raw.astype(np.complex128), b.object_zoom)
+    n = b.patch_size
+    if min(obj.shape) < 2 * n + cfg.simulate.guard_band_px + 2:
+        raise BaseDataError(
+            f"the zoomed object is {obj.shape[0]}×{obj.shape[1]} px: too small for two {n}-px splits "
+            f"and a {cfg.simulate.guard_band_px}-px guard band; raise base.object_zoom"
+        )
+    z = b.object_zoom
+    featured = (raw_featured[0] * z, raw_featured[1] * z + z - 1, raw_featured[2] * z, raw_featured[3] * z + z - 1)
+    meta = {
+        "object_source": {"file": Path(object_path).name, "sha256": b.object_sha256, "shape": list(raw.shape)},
+        "probe_source": {"file": Path(probe_path).name, "sha256": b.probe_sha256, "shape": list(real.shape)},
+        "object_zoom": z,
+        "probe_zoom": b.probe_zoom,
+        "zoom_method": "bilinear on real and imaginary parts, align_corners=False, edges clamped",
+        "featured_region": {"row0": featured[0], "row1": featured[1], "col0": featured[2], "col1": featured[3]},
+        "probe_power": 1.0,
+    }
+    return Base(obj=obj.astype(np.complex64), probe=probe.astype(np.complex64), featured=featured, metadata=meta)
+
+
+def write_base(base: Base, path: Path) -> None:
+    write_npz(path, {"object": base.obj, "probe": base.probe, "_metadata": json_array(base.metadata)})
+
+
+def read_base(path: Path) -> Base:
+    path = Path(path)
+    if not path.is_file():
+        raise BaseDataError(f"prepared base {path} does not exist; run `dvc repro base` first")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        meta = json.loads(str(arrays["_metadata"].item()))
+        obj, probe = arrays["object"], arrays["probe"]
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise BaseDataError(f"prepared base {path} is malformed ({exc})") from None
+    region = meta["featured_region"]
+    featured = (region["row0"], region["row1"], region["col0"], region["col1"])
+    return Base(obj=obj, probe=probe, featured=featured, metadata=meta)

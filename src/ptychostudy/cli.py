@@ -1,0 +1,140 @@
+"""The `ptychostudy` command: one thin subcommand per phase (DVC stages call these)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ptychostudy import StudyError, __version__
+
+DESCRIPTION = """\
+Synthetic ptychography dose/overlap study, run as a DVC pipeline.
+
+Normally you run `dvc repro`, which calls these subcommands with the paths written in
+dvc.yaml and the design in params.yaml. Each subcommand validates params.yaml first; any
+problem with params or input files is one sentence on stderr and exit code 2, and
+nothing is written.
+"""
+
+
+def _add_params(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the study design (default: params.yaml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ptychostudy", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ptychostudy {__version__}")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check-params", help="validate params.yaml and print the study design",
+                       description="Validate params.yaml (unknown keys, types, ranges, K ≥ C, views) and print the design.")
+    _add_params(p)
+
+    p = sub.add_parser("base", help="check the real probe and object (sha256), zoom them, write the prepared base",
+                       description="The base step: verify each base file's sha256 against params.yaml (base.*_sha256), "
+                       "check keys, dtypes and finiteness, zoom the object by base.object_zoom and the probe by "
+                       "base.probe_zoom (bilinear), normalise the probe to unit power and write one .npz.")
+    _add_params(p)
+    p.add_argument("--probe", type=Path, required=True, help="probe .npz (keys probe_real, probe_imag)")
+    p.add_argument("--object", type=Path, required=True, help="object .npz (key objectGuess, complex)")
+    p.add_argument("--out", type=Path, required=True, help="prepared base .npz to write")
+
+    p = sub.add_parser("simulate", help="Phase C: simulate the diffraction data of one dose",
+                       description="Phase C: seeded scan positions split along simulate.split_axis with a guard band, "
+                       "bilinear sub-pixel patches, ψ = P·O, orthonormal far field scaled to the dose, seeded Poisson "
+                       "counts; writes patched_train.npz and patched_test.npz (amplitude = sqrt(counts), float32) in "
+                       "the PtychoPINN data contract, a JSON of measured facts and a figure.")
+    _add_params(p)
+    p.add_argument("--dose", required=True, help="photons per pattern; must be one of study.doses")
+    p.add_argument("--base", type=Path, required=True, help="prepared base .npz (from `ptychostudy base`)")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for patched_{train,test}.npz")
+    p.add_argument("--report", type=Path, required=True, help="JSON of measured facts to write")
+    p.add_argument("--figure", type=Path, required=True, help="PNG to write")
+
+    p = sub.add_parser("views", help="Phase D: one overlap view (baseline, dense, sparse, ...) of one dose",
+                       description="Phase D: measure the probe diameter D, keep positions at least S = (1 − overlap)·D "
+                       "apart (all positions when overlap is null), form the training groups (C of the K nearest "
+                       "neighbours), measure the overlap, and write {train,test}.npz and view.json; a view with too "
+                       "few positions is recorded as skipped, with its reason.")
+    _add_params(p)
+    p.add_argument("--dose", required=True, help="photons per pattern; must be one of study.doses")
+    p.add_argument("--view", required=True, help="a view defined in views.definitions")
+    p.add_argument("--sim-dir", type=Path, required=True, help="folder with patched_{train,test}.npz of this dose")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for {train,test}.npz and view.json")
+    p.add_argument("--report", type=Path, required=True, help="JSON of the view's measured overlap")
+    p.add_argument("--figure", type=Path, required=True, help="PNG to write")
+
+    p = sub.add_parser("summarize", help="the metrics stage: study summary from the per-stage reports",
+                       description="Read the reports of every dose and view in params.yaml and write metrics.json "
+                       "(numbers only, for `dvc metrics show`), skip_summary.json and summary.md.")
+    _add_params(p)
+    p.add_argument("--simulate-reports", type=Path, required=True, help="folder of Phase C reports")
+    p.add_argument("--view-reports", type=Path, required=True, help="folder of Phase D reports")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for metrics.json, skip_summary.json, summary.md")
+
+    p = sub.add_parser("check-data", help="validate .npz files against the data contract",
+                       description="Check that each .npz file follows the data contract (keys, dtypes, shapes, "
+                       "finite values, JSON metadata, no pickle). Exit code 2 on the first broken file.")
+    p.add_argument("files", nargs="+", type=Path)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    from ptychostudy.config import as_dict, load_config
+
+    progress = not args.no_progress
+    if args.command == "check-data":
+        from ptychostudy.dataset import read_dataset
+
+        for path in args.files:
+            arrays = read_dataset(path)
+            print(f"{path}: ok, {arrays['diffraction'].shape[0]} patterns of {arrays['diffraction'].shape[1:]}")
+        return
+    cfg = load_config(args.params)
+    if args.command == "check-params":
+        import yaml
+
+        print(yaml.safe_dump(as_dict(cfg), sort_keys=False), end="")
+        print(f"{args.params}: ok")
+    elif args.command == "base":
+        from ptychostudy.base import prepare_base, write_base
+
+        base = prepare_base(cfg, args.probe, args.object)
+        write_base(base, args.out)
+        print(f"base: object {base.obj.shape[0]}×{base.obj.shape[1]}, probe {base.probe.shape[0]}×{base.probe.shape[1]}, "
+              f"featured rows {base.featured[0]}–{base.featured[1]}, columns {base.featured[2]}–{base.featured[3]} -> {args.out}")
+    elif args.command == "simulate":
+        from ptychostudy import simulate
+
+        facts = simulate.run(cfg, args.base, args.dose, args.out_dir, args.report, args.figure, progress=progress)
+        print(f"dose {facts['dose']}: mean {facts['mean_counts_per_pattern']:.1f} counts/pattern, "
+              f"{facts['train']['positions']} train + {facts['test']['positions']} test positions -> {args.out_dir}")
+    elif args.command == "views":
+        from ptychostudy import views
+
+        s = views.run(cfg, args.dose, args.view, args.sim_dir, args.out_dir, args.report, args.figure, progress=progress)
+        state = f"SKIPPED ({s['reason']})" if s["skipped"] else "ok"
+        print(f"view {s['view']} dose {s['dose']}: D = {s['probe_diameter_px']:.1f} px, S = {s['min_spacing_px']:.1f} px, "
+              f"train {s['train']['positions']} / test {s['test']['positions']} positions, "
+              f"{s['train']['groups']} / {s['test']['groups']} groups: {state}")
+    elif args.command == "summarize":
+        from ptychostudy.summary import summarize
+
+        summarize(cfg, args.simulate_reports, args.view_reports, args.out_dir)
+        print(f"summary -> {args.out_dir}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    start = time.perf_counter()
+    try:
+        _run(args)
+    except StudyError as exc:
+        print(f"ptychostudy {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.command not in ("check-params", "check-data"):
+        print(f"ptychostudy {args.command}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0

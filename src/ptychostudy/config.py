@@ -1,0 +1,310 @@
+"""params.yaml -> validated, frozen dataclasses.
+
+Every key is required and every unknown key is an error: a typo must never fall back
+silently to a default. Each problem is reported as one sentence naming the key and
+what is allowed (``ConfigError``, exit code 2 on the command line).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from ptychostudy import StudyError
+
+
+class ConfigError(StudyError):
+    """params.yaml is malformed or describes an impossible study."""
+
+
+@dataclass(frozen=True)
+class StudySection:
+    doses: tuple[int, ...]
+    views: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BaseSection:
+    probe_sha256: str
+    object_sha256: str
+    object_zoom: int
+    probe_zoom: int
+    patch_size: int
+
+
+@dataclass(frozen=True)
+class SimulateSection:
+    seed: int
+    positions_per_split: int
+    split_axis: str
+    guard_band_px: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class ViewDefinition:
+    gridsize: int
+    overlap: float | None  # None: all positions (no spacing filter)
+
+    @property
+    def group_size(self) -> int:
+        return self.gridsize * self.gridsize
+
+
+@dataclass(frozen=True)
+class ViewsSection:
+    probe_power_fraction: float
+    neighbours: int
+    groups_per_seed: int
+    min_positions: int
+    subsample_seed: int
+    grouping_seed: int
+    definitions: Mapping[str, ViewDefinition]
+
+
+@dataclass(frozen=True)
+class Config:
+    study: StudySection
+    base: BaseSection
+    simulate: SimulateSection
+    views: ViewsSection
+
+    def view(self, name: str) -> ViewDefinition:
+        if name not in self.views.definitions:
+            raise ConfigError(
+                f"unknown view {name!r}; the views defined in params.yaml are "
+                f"{', '.join(sorted(self.views.definitions))}"
+            )
+        return self.views.definitions[name]
+
+    def dose(self, value) -> int:
+        dose = parse_dose(value, "--dose")
+        if dose not in self.study.doses:
+            raise ConfigError(
+                f"dose {dose} is not in study.doses ({', '.join(map(str, self.study.doses))})"
+            )
+        return dose
+
+
+SECTIONS = {
+    "study": StudySection,
+    "base": BaseSection,
+    "simulate": SimulateSection,
+    "views": ViewsSection,
+}
+SPLIT_AXES = ("y", "x")
+
+
+def _type_name(tp) -> str:
+    return {int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _check_scalar(value, tp, key: str):
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    raise TypeError(tp)  # pragma: no cover - schema bug
+
+
+def _check_keys(raw: Any, allowed: list[str], where: str) -> None:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping of keys {', '.join(allowed)}; got {raw!r}")
+    unknown = sorted(set(map(str, raw)) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {where + '.' if where != 'params.yaml' else ''}{unknown[0]}; "
+            f"allowed keys here: {', '.join(allowed)}"
+        )
+    missing = [k for k in allowed if k not in raw]
+    if missing:
+        raise ConfigError(
+            f"missing key {where + '.' if where != 'params.yaml' else ''}{missing[0]}; "
+            f"every key of the study design must be set explicitly"
+        )
+
+
+def parse_dose(value, key: str) -> int:
+    """A dose (expected photons per pattern) as a positive integer."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be a positive number of photons, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key} must be a positive number of photons, got {value!r}")
+    if value <= 0:
+        raise ConfigError(f"{key} must be positive (photons per pattern), got {value!r}")
+    if float(value) != int(value):
+        raise ConfigError(
+            f"{key} must be a whole number of photons (it names the folder dose_<int>), got {value!r}"
+        )
+    return int(value)
+
+
+def _section(name: str, raw: Any):
+    cls = SECTIONS[name]
+    fields = dataclasses.fields(cls)
+    hints = typing.get_type_hints(cls)
+    _check_keys(raw, [f.name for f in fields], name)
+    values = {}
+    for field in fields:
+        key = f"{name}.{field.name}"
+        tp = hints[field.name]
+        value = raw[field.name]
+        if name == "study" and field.name == "doses":
+            if not isinstance(value, list) or not value:
+                raise ConfigError(f"{key} must be a non-empty list of positive photon counts, got {value!r}")
+            doses = tuple(parse_dose(v, f"{key}[{i}]") for i, v in enumerate(value))
+            if len(set(doses)) != len(doses):
+                raise ConfigError(f"{key} lists a dose twice: {list(doses)}")
+            values[field.name] = doses
+        elif name == "study" and field.name == "views":
+            if not isinstance(value, list) or not value:
+                raise ConfigError(f"{key} must be a non-empty list of view names, got {value!r}")
+            views = tuple(_check_scalar(v, str, f"{key}[{i}]") for i, v in enumerate(value))
+            if len(set(views)) != len(views):
+                raise ConfigError(f"{key} lists a view twice: {list(views)}")
+            values[field.name] = views
+        elif name == "views" and field.name == "definitions":
+            values[field.name] = _definitions(value, key)
+        else:
+            values[field.name] = _check_scalar(value, tp, key)
+    return cls(**values)
+
+
+def _definitions(raw: Any, key: str) -> Mapping[str, ViewDefinition]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{key} must map each view name to its gridsize and overlap, got {raw!r}")
+    out = {}
+    for name, spec in raw.items():
+        where = f"{key}.{name}"
+        _check_keys(spec, ["gridsize", "overlap"], where)
+        gridsize = _check_scalar(spec["gridsize"], int, f"{where}.gridsize")
+        if gridsize < 1:
+            raise ConfigError(f"{where}.gridsize must be 1 or more, got {gridsize}")
+        overlap = spec["overlap"]
+        if overlap is not None:
+            overlap = _check_scalar(overlap, float, f"{where}.overlap")
+            if not 0.0 <= overlap < 1.0:
+                raise ConfigError(
+                    f"{where}.overlap must lie in [0, 1) (a fraction of the probe diameter), "
+                    f"or be null for all positions; got {overlap}"
+                )
+        out[str(name)] = ViewDefinition(gridsize=gridsize, overlap=overlap)
+    return dict(sorted(out.items()))
+
+
+def _cross_checks(cfg: Config) -> None:
+    b, s, v = cfg.base, cfg.simulate, cfg.views
+    for view in cfg.study.views:
+        if view not in v.definitions:
+            raise ConfigError(
+                f"study.views names the unknown view {view!r}; allowed views (views.definitions): "
+                f"{', '.join(v.definitions)}"
+            )
+    for key, value in (("base.object_zoom", b.object_zoom), ("base.probe_zoom", b.probe_zoom)):
+        if value < 1:
+            raise ConfigError(f"{key} must be an integer zoom of 1 or more, got {value}")
+    if b.patch_size < 8 or b.patch_size % 2:
+        raise ConfigError(f"base.patch_size must be an even number of pixels ≥ 8, got {b.patch_size}")
+    for key, value in (("base.probe_sha256", b.probe_sha256), ("base.object_sha256", b.object_sha256)):
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ConfigError(f"{key} must be 64 lowercase hex digits, got {value!r}")
+    for key, value in (
+        ("simulate.seed", s.seed),
+        ("views.subsample_seed", v.subsample_seed),
+        ("views.grouping_seed", v.grouping_seed),
+    ):
+        if value < 0:
+            raise ConfigError(f"{key} must be a non-negative integer, got {value}")
+    if s.threads < 1:
+        raise ConfigError(f"simulate.threads must be 1 or more, got {s.threads}")
+    if s.positions_per_split < 1:
+        raise ConfigError(f"simulate.positions_per_split must be 1 or more, got {s.positions_per_split}")
+    if s.split_axis not in SPLIT_AXES:
+        raise ConfigError(f"simulate.split_axis must be one of {', '.join(SPLIT_AXES)}; got {s.split_axis!r}")
+    if s.guard_band_px < b.patch_size:
+        raise ConfigError(
+            f"simulate.guard_band_px must be at least the patch size base.patch_size = {b.patch_size} px, "
+            f"got {s.guard_band_px}"
+        )
+    if not 0.0 < v.probe_power_fraction < 1.0:
+        raise ConfigError(
+            f"views.probe_power_fraction must lie in (0, 1) (e.g. 0.9), got {v.probe_power_fraction}"
+        )
+    if v.min_positions < 1:
+        raise ConfigError(f"views.min_positions must be 1 or more, got {v.min_positions}")
+    if v.groups_per_seed < 1:
+        raise ConfigError(f"views.groups_per_seed must be 1 or more, got {v.groups_per_seed}")
+    for name, view in v.definitions.items():
+        if v.neighbours < view.group_size:
+            raise ConfigError(
+                f"views.neighbours (K = {v.neighbours}) must be at least C = gridsize² = "
+                f"{view.group_size} of view {name!r}"
+            )
+
+
+def config_from_dict(raw: Any) -> Config:
+    if raw is None:
+        raise ConfigError("params.yaml is empty")
+    _check_keys(raw, list(SECTIONS), "params.yaml")
+    cfg = Config(**{name: _section(name, raw[name]) for name in SECTIONS})
+    _cross_checks(cfg)
+    return cfg
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def check_patch_size(cfg: Config, probe_side: int) -> None:
+    """The patch size must equal the (zoomed) probe's side."""
+    expected = probe_side * cfg.base.probe_zoom
+    if cfg.base.patch_size != expected:
+        raise ConfigError(
+            f"base.patch_size = {cfg.base.patch_size} disagrees with the probe: a {probe_side}×{probe_side} "
+            f"probe zoomed {cfg.base.probe_zoom}× is {expected} px; set base.patch_size: {expected}"
+        )
+
+
+def as_dict(cfg: Config) -> dict:
+    """A JSON-friendly copy of the validated configuration (for metadata)."""
+
+    def convert(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, Mapping):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, tuple):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(cfg)

@@ -1,0 +1,127 @@
+"""Atomic, byte-deterministic file writing, and hashing.
+
+Every output of the pipeline goes through this module:
+
+* ``atomic_path`` yields a temporary path in the destination folder; the file only
+  appears at its final name (``os.replace``) once it was written completely, so a
+  killed stage never leaves a file that looks finished.
+* ``write_zip`` writes a zip whose bytes depend only on its entries: fixed entry
+  dates, sorted entry order, fixed attributes, no compression (DEFLATE output can
+  differ between zlib builds).
+* ``write_npz`` writes a NumPy ``.npz`` through ``write_zip`` (``np.savez`` embeds the
+  current time in every entry), and never pickles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import numpy as np
+
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+ZIP_FILE_MODE = 0o100644 << 16  # regular file, rw-r--r--
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; move it onto ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is left untouched.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def json_text(obj) -> str:
+    """Canonical JSON text: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(obj, sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    write_bytes(path, json_text(obj).encode("utf-8"))
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def zip_bytes(entries: Mapping[str, bytes]) -> bytes:
+    """The bytes of a deterministic zip archive holding ``entries`` (name -> bytes)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            info.compress_type = zipfile.ZIP_STORED
+            info.create_system = 3  # unix
+            info.external_attr = ZIP_FILE_MODE
+            zf.writestr(info, entries[name])
+    return buffer.getvalue()
+
+
+def write_zip(path: str | os.PathLike, entries: Mapping[str, bytes]) -> None:
+    write_bytes(path, zip_bytes(entries))
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.asarray(array).copy(order="C"), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an uncompressed, byte-deterministic ``.npz``."""
+    entries = {}
+    for key, value in arrays.items():
+        array = np.asarray(value)
+        if array.dtype.hasobject:
+            raise TypeError(f"refusing to write object array {key!r}: it would need pickle")
+        entries[f"{key}.npy"] = npy_bytes(array)
+    write_zip(path, entries)
+
+
+def json_array(obj) -> np.ndarray:
+    """A JSON document as a 0-d unicode array: loads with ``allow_pickle=False``."""
+    return np.array(json.dumps(obj, sort_keys=True, allow_nan=False))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def md5_file(path: str | os.PathLike) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed derived from ``parts`` with SHA-256 (stable across processes)."""
+    text = "/".join(str(p) for p in parts).encode("utf-8")
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") >> 1

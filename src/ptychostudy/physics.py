@@ -1,0 +1,200 @@
+"""The one forward model of the study, in PyTorch.
+
+Used by the simulator (Phase C), and later by the network's physics head and the
+metrics code, so that a sign or scale convention can never differ between them.
+
+Conventions
+-----------
+* Images are indexed ``[row, column]`` = ``[y, x]``; pixel ``(i, j)`` has its centre at
+  coordinate ``(y, x) = (i, j)``.
+* A scan position ``(x, y)`` is the *centre* of its N×N patch, in object pixels, sub-pixel.
+  Patch pixel ``(i, j)`` samples the object at ``(y - N/2 + i, x - N/2 + j)``, so an
+  integer position ``(x, y)`` covers rows ``y - N/2 … y + N/2 - 1``.
+* Sub-pixel sampling is bilinear (one operator, ``extract_patches``; its adjoint is
+  ``place_patches``). Bilinear resampling low-passes a little; using the same operator
+  to simulate and to reconstruct is an "inverse crime", acceptable for a relative study.
+* Far field: orthonormal 2-D FFT (Parseval: Σ|Ψ|² = Σ|ψ|²), zero frequency moved to the
+  array centre.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ptychostudy import StudyError
+
+
+def _as_tensor(x) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+
+
+def top_left(centres: torch.Tensor, size: int) -> torch.Tensor:
+    """Top-left sample coordinate of a ``size``-pixel patch centred at ``centres``."""
+    return centres - size / 2
+
+
+def _corners(start: torch.Tensor, size: int):
+    """Integer base index and fractional weight of each sample along one axis."""
+    base = torch.floor(start)
+    frac = start - base
+    idx = base.to(torch.int64)[..., None] + torch.arange(size, device=start.device)
+    return idx, frac
+
+
+def extract_patches(image, y0, x0, size: int, *, check_bounds: bool = True) -> torch.Tensor:
+    """Cut ``size``×``size`` patches whose top-left samples are at ``(y0, x0)``.
+
+    ``image`` is (H, W) or (B, H, W); ``y0``/``x0`` are (k,) for a 2-D image, or (B, k)
+    for a batch (patch k of batch b is cut from image b). Returns (k, size, size) or
+    (B, k, size, size). Bilinear in both axes, differentiable in the image and in the
+    positions. With ``check_bounds`` a sample outside the image is an error; otherwise
+    the image is taken as zero outside.
+    """
+    image = _as_tensor(image)
+    y0 = _as_tensor(y0).to(image.real.dtype)
+    x0 = _as_tensor(x0).to(image.real.dtype)
+    batched = image.ndim == 3
+    if not batched:
+        image, y0, x0 = image[None], y0[None], x0[None]
+    nb, height, width = image.shape
+    iy, fy = _corners(y0, size)  # (B, k, size), (B, k)
+    ix, fx = _corners(x0, size)
+    if check_bounds:
+        lo_y, hi_y = int(iy.min()), int(iy.max()) + 1
+        lo_x, hi_x = int(ix.min()), int(ix.max()) + 1
+        if lo_y < 0 or lo_x < 0 or hi_y > height - 1 or hi_x > width - 1:
+            raise StudyError(
+                f"a {size}-px patch reaches outside the {height}×{width} image "
+                f"(rows {lo_y}…{hi_y}, columns {lo_x}…{hi_x})"
+            )
+        padded, off = image, 0
+    else:
+        pad = size + 2
+        padded = torch.nn.functional.pad(
+            torch.view_as_real(image).permute(0, 3, 1, 2) if image.is_complex() else image[:, None],
+            (pad, pad, pad, pad),
+        )
+        padded = (
+            torch.view_as_complex(padded.permute(0, 2, 3, 1).contiguous())
+            if image.is_complex()
+            else padded[:, 0]
+        )
+        off = pad
+        iy = (iy + off).clamp(0, height + 2 * pad - 2)
+        ix = (ix + off).clamp(0, width + 2 * pad - 2)
+    b = torch.arange(nb, device=image.device)[:, None, None, None]
+    rows = iy[:, :, :, None]
+    cols = ix[:, :, None, :]
+    wy = fy[:, :, None, None]
+    wx = fx[:, :, None, None]
+    patches = (
+        padded[b, rows, cols] * ((1 - wy) * (1 - wx))
+        + padded[b, rows, cols + 1] * ((1 - wy) * wx)
+        + padded[b, rows + 1, cols] * (wy * (1 - wx))
+        + padded[b, rows + 1, cols + 1] * (wy * wx)
+    )
+    return patches if batched else patches[0]
+
+
+def place_patches(patches, y0, x0, shape: tuple[int, int]) -> torch.Tensor:
+    """The adjoint of ``extract_patches``: scatter-add patches onto an image of ``shape``.
+
+    ``patches`` (k, n, n) with top-left positions ``y0``/``x0`` (k,). Bilinear weights as in
+    ``extract_patches``; samples outside the image are dropped.
+    """
+    patches = _as_tensor(patches)
+    dtype = patches.real.dtype
+    y0 = _as_tensor(y0).to(dtype)
+    x0 = _as_tensor(x0).to(dtype)
+    size = patches.shape[-1]
+    height, width = shape
+    iy, fy = _corners(y0, size)  # (k, size)
+    ix, fx = _corners(x0, size)
+    out = torch.zeros(height * width, dtype=patches.dtype, device=patches.device)
+    wy = fy[:, None, None]
+    wx = fx[:, None, None]
+    for dy, dx, weight in (
+        (0, 0, (1 - wy) * (1 - wx)),
+        (0, 1, (1 - wy) * wx),
+        (1, 0, wy * (1 - wx)),
+        (1, 1, wy * wx),
+    ):
+        rows = (iy + dy)[:, :, None].expand(-1, -1, size)
+        cols = (ix + dx)[:, None, :].expand(-1, size, -1)
+        inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+        flat = (rows * width + cols)[inside]
+        out.index_add_(0, flat, (patches * weight)[inside])
+    return out.reshape(height, width)
+
+
+def shift_image(image, dy: float, dx: float) -> torch.Tensor:
+    """Translate ``image`` by (dy, dx) pixels (content moves down/right for positive values).
+
+    Bilinear, zero outside; the output has the input's shape.
+    """
+    image = _as_tensor(image)
+    height, width = image.shape[-2:]
+    assert height == width, "shift_image handles square images"
+    y0 = torch.tensor([-float(dy)], dtype=image.real.dtype)
+    x0 = torch.tensor([-float(dx)], dtype=image.real.dtype)
+    return extract_patches(image, y0, x0, height, check_bounds=False)[0]
+
+
+def far_field(exit_wave: torch.Tensor) -> torch.Tensor:
+    """Orthonormal 2-D FFT over the last two axes, zero frequency at the centre."""
+    return torch.fft.fftshift(torch.fft.fft2(exit_wave, norm="ortho"), dim=(-2, -1))
+
+
+def exit_waves(probe: torch.Tensor, object_patches: torch.Tensor) -> torch.Tensor:
+    """Thin-object exit waves ψ = P · O_patch."""
+    return probe * object_patches
+
+
+def expected_intensity(probe, object_patches, scale: float = 1.0) -> torch.Tensor:
+    """Expected counts |F(s · P · O_patch)|² of each pattern."""
+    return far_field(scale * exit_waves(probe, object_patches)).abs() ** 2
+
+
+def dose_scale(object_patches: torch.Tensor, probe: torch.Tensor, dose: float) -> float:
+    """s = sqrt(dose / mean_k Σ|ψ_k|²): mean expected counts per pattern = dose."""
+    power = (exit_waves(probe, object_patches).abs() ** 2).sum(dim=(-2, -1)).mean()
+    return float(torch.sqrt(dose / power))
+
+
+def poisson_counts(intensity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Photon counts ~ Poisson(intensity) from a seeded NumPy generator."""
+    return rng.poisson(np.asarray(intensity, dtype=np.float64)).astype(np.float64)
+
+
+def probe_centroid(probe) -> tuple[float, float]:
+    """(y, x) centre of mass of the probe's intensity, in pixels."""
+    power = np.abs(np.asarray(probe)) ** 2
+    rows, cols = np.indices(power.shape)
+    total = power.sum()
+    return float((rows * power).sum() / total), float((cols * power).sum() / total)
+
+
+def probe_diameter(probe, power_fraction: float) -> float:
+    """Diameter (px) of the disc around the probe's centroid holding ``power_fraction`` of its power."""
+    power = np.abs(np.asarray(probe, dtype=np.complex128)) ** 2
+    cy, cx = probe_centroid(probe)
+    rows, cols = np.indices(power.shape)
+    radius = np.hypot(rows - cy, cols - cx).ravel()
+    order = np.argsort(radius, kind="stable")
+    cumulative = np.cumsum(power.ravel()[order]) / power.sum()
+    index = int(np.searchsorted(cumulative, power_fraction))
+    if index >= radius.size:
+        raise StudyError(
+            f"the probe does not hold {power_fraction:.0%} of its power inside its own array"
+        )
+    return 2.0 * float(radius[order][index])
+
+
+def disc_overlap(distance, diameter: float) -> np.ndarray:
+    """Area overlap fraction of two discs of ``diameter`` whose centres are ``distance`` apart."""
+    d = np.asarray(distance, dtype=np.float64)
+    r = diameter / 2.0
+    x = np.clip(d / diameter, 0.0, 1.0)
+    area = 2 * r * r * np.arccos(x) - (d / 2) * np.sqrt(np.clip(4 * r * r - d * d, 0.0, None))
+    return np.where(d < diameter, area / (np.pi * r * r), 0.0)

@@ -1,0 +1,179 @@
+"""Phase C: simulate one diffraction data set per dose.
+
+Seeded scan positions (identical for every dose, so that dose is the only change),
+bilinear sub-pixel patch cut, ψ = P·O, orthonormal far field, dose scaling, seeded
+Poisson counts, amplitude sqrt(counts) stored as float32. The positions are split
+along one axis with a guard band of object rows that neither split touches.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ptychostudy import StudyError
+from ptychostudy.base import Base, read_base
+from ptychostudy.config import Config, as_dict
+from ptychostudy.dataset import build_arrays, write_dataset
+from ptychostudy.io import derive_seed, write_json
+from ptychostudy import figures, physics
+
+SPLITS = ("train", "test")
+CHUNK = 256  # patterns per step; fixed so that the random stream is consumed identically
+
+
+@dataclass(frozen=True)
+class SplitGeometry:
+    """Where each split's patch centres may lie, along the split axis (object pixels)."""
+
+    axis: int  # 0: split along y (rows), 1: along x (columns)
+    band_start: int  # first object row (or column) of the guard band
+    band_stop: int  # one past its last
+    train_range: tuple[float, float]  # half-open range of centres along the split axis
+    test_range: tuple[float, float]
+    other_range: tuple[float, float]  # range of centres along the other axis
+
+
+def split_geometry(shape: tuple[int, int], patch: int, guard: int, axis_name: str) -> SplitGeometry:
+    """Train patches touch only rows < band_start, test patches only rows ≥ band_stop.
+
+    A bilinear patch whose top-left sample is at t touches rows floor(t) … floor(t) + N,
+    so a centre c = t + N/2 touches rows floor(c - N/2) … floor(c - N/2) + N.
+    """
+    axis = 0 if axis_name == "y" else 1
+    length, other = shape[axis], shape[1 - axis]
+    half = patch / 2
+    band_start = int(math.floor((length - 1) / 2 - guard / 2 + 0.5))
+    band_stop = band_start + guard
+    train = (half, band_start - half)
+    test = (band_stop + half, length - 1 - half)
+    across = (half, other - 1 - half)
+    for name, (lo, hi) in (("train", train), ("test", test), ("the other axis", across)):
+        if not hi > lo:
+            raise StudyError(
+                f"no room for {name} positions: a {shape[0]}×{shape[1]} object with {patch}-px patches and a "
+                f"{guard}-px guard band along {axis_name}; raise base.object_zoom or lower simulate.guard_band_px"
+            )
+    return SplitGeometry(axis, band_start, band_stop, train, test, across)
+
+
+def scan_positions(cfg: Config, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Seeded uniform random patch centres per split: {split: (n, 2) array of (x, y)}."""
+    s = cfg.simulate
+    geometry = split_geometry(shape, cfg.base.patch_size, s.guard_band_px, s.split_axis)
+    rng = np.random.default_rng(derive_seed(s.seed, "positions"))
+    positions = {}
+    for split in SPLITS:
+        lo, hi = geometry.train_range if split == "train" else geometry.test_range
+        along = rng.uniform(lo, hi, size=s.positions_per_split)
+        across = rng.uniform(*geometry.other_range, size=s.positions_per_split)
+        y, x = (along, across) if geometry.axis == 0 else (across, along)
+        positions[split] = np.stack([x, y], axis=1)
+    return positions
+
+
+def touched_range(centres: np.ndarray, patch: int) -> tuple[int, int]:
+    """First and last object row (or column) that bilinear patches at ``centres`` read."""
+    start = np.floor(centres - patch / 2).astype(np.int64)
+    return int(start.min()), int(start.max()) + patch
+
+
+def _object_patches(base: Base, positions: np.ndarray, patch: int) -> torch.Tensor:
+    obj = torch.from_numpy(base.obj.astype(np.complex128))
+    y0 = physics.top_left(torch.from_numpy(positions[:, 1]), patch)
+    x0 = physics.top_left(torch.from_numpy(positions[:, 0]), patch)
+    return physics.extract_patches(obj, y0, x0, patch)
+
+
+def simulate_dose(
+    cfg: Config, base: Base, dose: int, out_dir: Path, report: Path, figure: Path, *, progress: bool = True
+) -> dict:
+    """Write ``out_dir/patched_{train,test}.npz`` and the measured facts to ``report``."""
+    torch.set_num_threads(cfg.simulate.threads)
+    n = cfg.base.patch_size
+    if base.probe.shape != (n, n):
+        raise StudyError(f"the prepared probe is {base.probe.shape}, base.patch_size is {n}; rerun the base stage")
+    probe = torch.from_numpy(base.probe.astype(np.complex128))
+    positions = scan_positions(cfg, base.obj.shape)
+
+    # One dose scale per data set, from the exit-wave power of both splits.
+    power = []
+    for split in SPLITS:
+        for start in range(0, len(positions[split]), CHUNK):
+            patches = _object_patches(base, positions[split][start : start + CHUNK], n)
+            power.append((physics.exit_waves(probe, patches).abs() ** 2).sum(dim=(-2, -1)))
+    mean_power = float(torch.cat(power).mean())
+    scale = math.sqrt(dose / mean_power)
+
+    facts = {"dose": dose, "scale": scale, "patch_size": n, "mean_exit_wave_power": mean_power}
+    geometry = split_geometry(base.obj.shape, n, cfg.simulate.guard_band_px, cfg.simulate.split_axis)
+    axis_index = 1 if geometry.axis == 0 else 0  # column of (x, y) along the split axis
+    examples = {}
+    bar = tqdm(total=sum(len(p) for p in positions.values()), desc=f"simulate dose {dose}", unit="pattern", disable=not progress)
+    for split in SPLITS:
+        rng = np.random.default_rng(derive_seed(cfg.simulate.seed, "poisson", dose, split))
+        pos = positions[split]
+        amplitudes = np.empty((len(pos), n, n), dtype=np.float32)
+        totals = np.empty(len(pos))
+        max_counts = 0.0
+        for start in range(0, len(pos), CHUNK):
+            patches = _object_patches(base, pos[start : start + CHUNK], n)
+            intensity = physics.expected_intensity(probe, patches, scale).numpy()
+            counts = physics.poisson_counts(intensity, rng)
+            amplitudes[start : start + len(counts)] = np.sqrt(counts)
+            totals[start : start + len(counts)] = counts.sum(axis=(1, 2))
+            max_counts = max(max_counts, float(counts.max()))
+            bar.update(len(counts))
+        examples[split] = amplitudes[0]
+        first, last = touched_range(pos[:, axis_index], n)
+        meta = {
+            "phase": "C",
+            "split": split,
+            "dose": dose,
+            "intensity_scale": scale,
+            "expected_counts": "|F_ortho(intensity_scale · probeGuess · objectGuess_patch)|²",
+            "split_axis": cfg.simulate.split_axis,
+            "guard_band": [geometry.band_start, geometry.band_stop],
+            "featured_region": base.metadata["featured_region"],
+            "base": base.metadata,
+            "params": {"base": as_dict(cfg.base), "simulate": as_dict(cfg.simulate)},
+        }
+        arrays = build_arrays(
+            diffraction=amplitudes,
+            xcoords=pos[:, 0],
+            ycoords=pos[:, 1],
+            scan_index=np.arange(len(pos)),
+            probe=base.probe,
+            obj=base.obj,
+            metadata=meta,
+        )
+        write_dataset(out_dir / f"patched_{split}.npz", arrays)
+        facts[split] = {
+            "positions": int(len(pos)),
+            "mean_counts_per_pattern": float(totals.mean()),
+            "std_counts_per_pattern": float(totals.std()),
+            "zero_count_pixel_fraction": float(np.mean(amplitudes == 0)),
+            "max_counts_per_pixel": max_counts,
+            "first_touched_along_split_axis": first,
+            "last_touched_along_split_axis": last,
+        }
+    bar.close()
+    train, test = facts["train"], facts["test"]
+    facts["mean_counts_per_pattern"] = (
+        train["mean_counts_per_pattern"] * train["positions"] + test["mean_counts_per_pattern"] * test["positions"]
+    ) / (train["positions"] + test["positions"])
+    # Object rows (columns for an x split) between the two splits that neither split reads.
+    facts["guard_band_untouched"] = test["first_touched_along_split_axis"] - train["last_touched_along_split_axis"] - 1
+    write_json(report, facts)
+    figures.simulation_figure(base, positions, examples, geometry, facts, figure)
+    return facts
+
+
+def run(cfg: Config, base_path, dose, out_dir, report, figure, *, progress: bool = True) -> dict:
+    base = read_base(Path(base_path))
+    return simulate_dose(cfg, base, cfg.dose(dose), Path(out_dir), Path(report), Path(figure), progress=progress)

@@ -1,0 +1,203 @@
+"""Phase D: overlap views of each simulated data set, and the groups used for training.
+
+The overlap fraction f refers to the probe: D is the diameter of the disc around the
+probe's centroid that holds ``views.probe_power_fraction`` of its power, and kept
+positions are at least S = (1 − f)·D apart (seeded random-order Poisson-disc
+selection). A view with ``overlap: null`` keeps every position. Groups for gridsize g
+are C = g² of a seed position's K nearest neighbours (the seed included), all C-subsets
+("K choose C"), at most ``views.groups_per_seed`` per seed. Grouping lives here only;
+Phase E reads the groups from the view file.
+
+The positions kept by a view depend on the seeds, the view and the split, not on the
+dose, so every dose of a view sees the same scan.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ptychostudy.config import Config, as_dict
+from ptychostudy.dataset import build_arrays, metadata, read_dataset, write_dataset
+from ptychostudy.io import derive_seed, write_json
+from ptychostudy import figures, physics
+from ptychostudy.simulate import SPLITS
+
+VIEW_SUMMARY = "view.json"
+
+
+def nearest_neighbours(points: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and distances of each point's ``k`` nearest points, itself first.
+
+    Ties are broken by index, so the result is deterministic. Returns (n, k') arrays with
+    k' = min(k, n).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    n = len(points)
+    k = min(k, n)
+    indices = np.empty((n, k), dtype=np.int64)
+    distances = np.empty((n, k))
+    for start in range(0, n, chunk):
+        block = points[start : start + chunk]
+        d = np.sqrt(((block[:, None, :] - points[None, :, :]) ** 2).sum(-1))
+        d[np.arange(len(block)), np.arange(start, start + len(block))] = -1.0  # self first
+        order = np.argsort(d, axis=1, kind="stable")[:, :k]
+        indices[start : start + chunk] = order
+        distances[start : start + chunk] = np.take_along_axis(d, order, axis=1)
+    distances[:, 0] = 0.0
+    return indices, distances
+
+
+def select_spaced(points: np.ndarray, spacing: float, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of a subset whose pairwise distances are all ≥ ``spacing``.
+
+    Candidates are visited in a seeded random order and kept when no kept point lies
+    closer than ``spacing`` (random sequential adsorption, a Poisson-disc sample).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if spacing <= 0:
+        return np.arange(len(points))
+    cell = spacing
+    grid: dict[tuple[int, int], list[int]] = {}
+    kept: list[int] = []
+    for index in rng.permutation(len(points)):
+        x, y = points[index]
+        cx, cy = int(np.floor(x / cell)), int(np.floor(y / cell))
+        too_close = False
+        for gx in (cx - 1, cx, cx + 1):
+            for gy in (cy - 1, cy, cy + 1):
+                for other in grid.get((gx, gy), ()):
+                    if np.hypot(*(points[other] - points[index])) < spacing:
+                        too_close = True
+                        break
+                if too_close:
+                    break
+            if too_close:
+                break
+        if not too_close:
+            grid.setdefault((cx, cy), []).append(int(index))
+            kept.append(int(index))
+    return np.sort(np.asarray(kept, dtype=np.int64))
+
+
+def make_groups(points: np.ndarray, group_size: int, neighbours: int, per_seed: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_groups, C) position indices: C-subsets of each seed's K nearest neighbours."""
+    n = len(points)
+    if group_size == 1:
+        return rng.permutation(n)[:, None].astype(np.int64)
+    indices, _ = nearest_neighbours(points, neighbours)
+    combos = np.asarray(list(itertools.combinations(range(indices.shape[1]), group_size)), dtype=np.int64)
+    chosen = []
+    for seed in range(n):
+        pick = combos if len(combos) <= per_seed else combos[np.sort(rng.choice(len(combos), per_seed, replace=False))]
+        chosen.append(indices[seed][pick])
+    groups = np.sort(np.concatenate(chosen), axis=1)
+    groups = np.unique(groups, axis=0)  # the same set reached from two seeds counts once
+    return groups[rng.permutation(len(groups))]
+
+
+def overlap_facts(points: np.ndarray, diameter: float, neighbours: int) -> dict:
+    """Measured spacing and overlap of probe discs between neighbouring positions."""
+    if len(points) < 2:
+        return {"positions": int(len(points))}
+    _, distances = nearest_neighbours(points, max(2, neighbours))
+    nn = distances[:, 1]
+    ring = distances[:, 1:]
+    return {
+        "positions": int(len(points)),
+        "nn_distance_min_px": float(nn.min()),
+        "nn_distance_median_px": float(np.median(nn)),
+        "nn_distance_mean_px": float(nn.mean()),
+        "linear_overlap_nn_mean": float(np.mean(np.clip(1.0 - nn / diameter, 0.0, None))),
+        "area_overlap_nn_mean": float(np.mean(physics.disc_overlap(nn, diameter))),
+        "area_overlap_neighbourhood_mean": float(np.mean(physics.disc_overlap(ring, diameter))),
+    }
+
+
+def build_view(
+    cfg: Config, dose: int, view: str, sim_dir: Path, out_dir: Path, report: Path, figure: Path, *, progress: bool = True
+) -> dict:
+    definition = cfg.view(view)
+    v = cfg.views
+    data = {split: read_dataset(Path(sim_dir) / f"patched_{split}.npz") for split in SPLITS}
+    probe = data["train"]["probeGuess"]
+    diameter = physics.probe_diameter(probe, v.probe_power_fraction)
+    spacing = 0.0 if definition.overlap is None else (1.0 - definition.overlap) * diameter
+    needed = v.min_positions if definition.group_size == 1 else max(v.min_positions, v.neighbours)
+
+    summary = {
+        "dose": dose,
+        "view": view,
+        "gridsize": definition.gridsize,
+        "group_size": definition.group_size,
+        "overlap_requested": definition.overlap,
+        "probe_diameter_px": diameter,
+        "probe_power_fraction": v.probe_power_fraction,
+        "min_spacing_px": spacing,
+        "min_positions_to_train": needed,
+        "skipped": False,
+        "reason": "",
+    }
+    kept, groups = {}, {}
+    for split in tqdm(SPLITS, desc=f"view {view} dose {dose}", disable=not progress):
+        arrays = data[split]
+        points = np.stack([arrays["xcoords"], arrays["ycoords"]], axis=1)
+        rng = np.random.default_rng(derive_seed(v.subsample_seed, view, split))
+        kept[split] = select_spaced(points, spacing, rng) if definition.overlap is not None else np.arange(len(points))
+        facts = overlap_facts(points[kept[split]], diameter, v.neighbours)
+        facts["pool_positions"] = int(len(points))
+        if len(kept[split]) < needed:
+            summary["skipped"] = True
+            summary["reason"] += (
+                f"{split}: {len(kept[split])} positions survive a {spacing:.1f}-px minimum spacing, "
+                f"fewer than the {needed} needed to train (views.min_positions, views.neighbours). "
+            )
+            facts["groups"] = 0
+        else:
+            grng = np.random.default_rng(derive_seed(v.grouping_seed, view, split))
+            groups[split] = make_groups(points[kept[split]], definition.group_size, v.neighbours, v.groups_per_seed, grng)
+            facts["groups"] = int(len(groups[split]))
+        summary[split] = facts
+    summary["reason"] = summary["reason"].strip()
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not summary["skipped"]:
+        for split in SPLITS:
+            arrays, index = data[split], kept[split]
+            meta = {
+                "phase": "D",
+                "source": f"patched_{split}.npz",
+                "source_metadata": metadata(arrays),
+                "view": view,
+                "split": split,
+                "dose": dose,
+                "gridsize": definition.gridsize,
+                "probe_diameter_px": diameter,
+                "min_spacing_px": spacing,
+                "params": {"views": as_dict(v)},
+            }
+            write_dataset(
+                out_dir / f"{split}.npz",
+                build_arrays(
+                    diffraction=arrays["diffraction"][index],
+                    xcoords=arrays["xcoords"][index],
+                    ycoords=arrays["ycoords"][index],
+                    scan_index=arrays["scan_index"][index],
+                    probe=arrays["probeGuess"],
+                    obj=arrays["objectGuess"],
+                    metadata=meta,
+                    groups=groups[split],
+                ),
+            )
+    write_json(out_dir / VIEW_SUMMARY, summary)
+    write_json(report, summary)
+    figures.view_figure(summary, {s: data[s] for s in SPLITS}, kept, figure)
+    return summary
+
+
+def run(cfg: Config, dose, view: str, sim_dir, out_dir, report, figure, *, progress: bool = True) -> dict:
+    return build_view(cfg, cfg.dose(dose), view, Path(sim_dir), Path(out_dir), Path(report), Path(figure), progress=progress)
