@@ -95,7 +95,7 @@ def prepare_base(cfg: Config, probe_path: Path, object_path: Path) -> Base:
         raise BaseDataError(f"object file {object_path}: objectGuess must be complex, got {raw.dtype}")
     if raw.ndim != 2:
         raise BaseDataError(f"object file {object_path}: objectGuess must be 2-D, got {raw.shape}")
-    raw_featured = featured_region(raw)
+    featured_region(raw)  # refuses a flat object before any work
     obj = zoom(raw.astype(np.complex128), b.object_zoom)
     n = b.patch_size
     if min(obj.shape) < 2 * n + cfg.simulate.guard_band_px + 2:
@@ -104,7 +104,7 @@ def prepare_base(cfg: Config, probe_path: Path, object_path: Path) -> Base:
             f"and a {cfg.simulate.guard_band_px}-px guard band; raise base.object_zoom"
         )
     z = b.object_zoom
-    featured = (raw_featured[0] * z, raw_featured[1] * z + z - 1, raw_featured[2] * z, raw_featured[3] * z + z - 1)
+    featured = featured_region(obj)
     meta = {
         "object_source": {"file": Path(object_path).name, "sha256": b.object_sha256, "shape": list(raw.shape)},
         "probe_source": {"file": Path(probe_path).name, "sha256": b.probe_sha256, "shape": list(real.shape)},

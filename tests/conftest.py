@@ -1,0 +1,69 @@
+"""Shared fixtures: a tiny profile of the study that runs in seconds."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ptychostudy.config import config_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = ROOT / "data/base/fly001_probe/c1_bigT_probe.npz"
+OBJECT = ROOT / "data/base/run1084/Run1084_recon3_postPC.npz"
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def default_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def tiny_params() -> dict:
+    """The default design shrunk: unzoomed object, 64 positions per split, two doses."""
+    p = copy.deepcopy(default_params())
+    p["study"]["doses"] = [1000, 100000]
+    p["base"]["object_zoom"] = 1
+    p["simulate"]["positions_per_split"] = 64
+    p["views"]["min_positions"] = 8
+    return p
+
+
+@pytest.fixture
+def params() -> dict:
+    return tiny_params()
+
+
+@pytest.fixture
+def cfg(params):
+    return config_from_dict(params)
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    return config_from_dict(tiny_params())
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tiny_cfg):
+    from ptychostudy.base import prepare_base
+
+    return prepare_base(tiny_cfg, PROBE, OBJECT)
+
+
+@pytest.fixture(scope="session")
+def tiny_simulated(tiny_cfg, tiny_base, tmp_path_factory):
+    """Phase C of the tiny profile at dose 1e5: (folder, facts)."""
+    from ptychostudy.simulate import simulate_dose
+
+    out = tmp_path_factory.mktemp("sim")
+    facts = simulate_dose(tiny_cfg, tiny_base, 100000, out / "dose_100000", out / "report.json", out / "fig.png", progress=False)
+    return out / "dose_100000", facts
+
+
+def write_params(path: Path, params: dict) -> Path:
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path

@@ -1,0 +1,128 @@
+"""params.yaml validation: each mistake is one clear sentence, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ptychostudy.config import ConfigError, config_from_dict, load_config
+from conftest import OBJECT, PROBE, ROOT, default_params, write_params
+
+
+def test_shipped_params_are_valid():
+    cfg = load_config(ROOT / "params.yaml")
+    assert cfg.study.doses == (1000, 10000, 100000)
+    assert cfg.study.views == ("baseline", "dense", "sparse")
+    assert cfg.view("dense").overlap == 0.7
+    assert cfg.view("sparse").group_size == 4
+    assert cfg.view("baseline").overlap is None
+
+
+def _set(params, dotted, value):
+    *parents, leaf = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[leaf]
+    else:
+        node[leaf] = value
+
+
+DELETE = object()
+BAD = [
+    ("simulate.sed", 42, "unknown key simulate.sed"),
+    ("study.dose", [1000], "unknown key study.dose"),
+    ("extra", {}, "unknown key extra"),
+    ("simulate.seed", DELETE, "missing key simulate.seed"),
+    ("views", DELETE, "missing key views"),
+    ("views.neighbours", 3, "views.neighbours (K = 3) must be at least C = gridsize² = 4"),
+    ("views.definitions.dense.overlap", 1.0, "must lie in [0, 1)"),
+    ("views.definitions.sparse.overlap", -0.1, "must lie in [0, 1)"),
+    ("study.doses", [], "non-empty list"),
+    ("study.doses", [1000, -5], "must be positive"),
+    ("study.doses", [0], "must be positive"),
+    ("study.doses", ["lots"], "positive number of photons"),
+    ("study.doses", [1000, 1000], "lists a dose twice"),
+    ("study.views", ["baseline", "medium"], "unknown view 'medium'"),
+    ("study.views", [], "non-empty list of view names"),
+    ("simulate.positions_per_split", "many", "must be an integer"),
+    ("simulate.positions_per_split", 2.5, "must be an integer"),
+    ("simulate.split_axis", "z", "simulate.split_axis must be one of y, x"),
+    ("simulate.guard_band_px", 10, "at least the patch size"),
+    ("views.probe_power_fraction", 1.5, "must lie in (0, 1)"),
+    ("base.object_zoom", 0, "integer zoom of 1 or more"),
+    ("base.probe_sha256", "abc", "64 lowercase hex digits"),
+    ("views.definitions.dense.gridsize", 0, "gridsize must be 1 or more"),
+    ("views.definitions.dense.shape", "square", "unknown key views.definitions.dense.shape"),
+    ("simulate.seed", True, "must be an integer"),
+]
+
+
+@pytest.mark.parametrize("key,value,message", BAD, ids=[f"{k}={v!r}" if v is not DELETE else f"del {k}" for k, v, _ in BAD])
+def test_bad_params_are_one_clear_sentence(key, value, message):
+    params = default_params()
+    _set(params, key, value)
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(params)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_patch_size_must_match_probe(tmp_path):
+    from ptychostudy.base import prepare_base
+
+    params = default_params()
+    params["base"]["patch_size"] = 128
+    params["simulate"]["guard_band_px"] = 128
+    cfg = config_from_dict(params)  # the probe is only known once its file is read
+    with pytest.raises(ConfigError, match=r"base.patch_size = 128 disagrees with the probe: a 64×64 probe zoomed 1× is 64 px"):
+        prepare_base(cfg, PROBE, OBJECT)
+
+
+def test_yaml_float_without_dot_is_reported():
+    """PyYAML reads `1e3` as a string; it must not become a silent default."""
+    params = default_params()
+    params["study"]["doses"] = ["1e3"]  # accepted: an explicit number in a string
+    assert config_from_dict(params).study.doses == (1000,)
+    params["study"]["doses"] = [1000.5]
+    with pytest.raises(ConfigError, match="whole number of photons"):
+        config_from_dict(params)
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "ptychostudy", *map(str, args)], cwd=cwd, capture_output=True, text=True)
+
+
+def test_cli_rejects_bad_params_with_exit_2_and_writes_nothing(tmp_path):
+    params = default_params()
+    params["simulate"]["sed"] = 1
+    bad = write_params(tmp_path / "params.yaml", params)
+    out = tmp_path / "prepared" / "base.npz"
+    result = _cli("base", "--params", bad, "--probe", PROBE, "--object", OBJECT, "--out", out, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown key simulate.sed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists() and not out.parent.exists()
+
+
+def test_cli_patch_size_mismatch_exit_2(tmp_path):
+    params = default_params()
+    params["base"]["patch_size"] = 32
+    bad = write_params(tmp_path / "params.yaml", params)
+    out = tmp_path / "base.npz"
+    result = _cli("base", "--params", bad, "--probe", PROBE, "--object", OBJECT, "--out", out, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "base.patch_size = 32 disagrees with the probe" in result.stderr
+    assert not out.exists()
+
+
+def test_cli_help_explains_each_phase():
+    result = _cli("--help", cwd=ROOT)
+    assert result.returncode == 0
+    for command in ("base", "simulate", "views", "summarize", "check-params", "check-data"):
+        assert command in result.stdout
+    result = _cli("simulate", "--help", cwd=ROOT)
+    assert "Poisson" in result.stdout and "--dose" in result.stdout

@@ -1,0 +1,115 @@
+"""The one forward model: Parseval, sub-pixel shifts, adjoint, probe measures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ptychostudy import physics
+
+
+def _smooth_image(size=48, seed=0):
+    """A band-limited complex image (low-pass filtered noise) with no symmetry."""
+    rng = np.random.default_rng(seed)
+    spectrum = np.fft.fft2(rng.normal(size=(size, size)) + 1j * rng.normal(size=(size, size)))
+    f = np.fft.fftfreq(size)
+    spectrum *= np.exp(-((f[:, None] ** 2 + f[None, :] ** 2) / (2 * 0.025**2)))
+    return torch.from_numpy(np.fft.ifft2(spectrum))
+
+
+def test_far_field_is_orthonormal_parseval():
+    wave = _smooth_image() + 0.3
+    field = physics.far_field(wave)
+    assert torch.allclose((field.abs() ** 2).sum(), (wave.abs() ** 2).sum(), rtol=1e-12)
+
+
+def test_far_field_puts_zero_frequency_at_the_centre():
+    wave = torch.ones(16, 16, dtype=torch.complex128)
+    intensity = physics.far_field(wave).abs() ** 2
+    assert intensity[8, 8] == pytest.approx(256.0)
+    assert intensity.sum() == pytest.approx(256.0)
+
+
+def test_one_pixel_shift_moves_a_delta_down_and_right():
+    image = torch.zeros(9, 9, dtype=torch.float64)
+    image[3, 5] = 1.0
+    down = physics.shift_image(image, 1.0, 0.0)
+    right = physics.shift_image(image, 0.0, 1.0)
+    assert down[4, 5] == 1.0 and down.sum() == 1.0
+    assert right[3, 6] == 1.0 and right.sum() == 1.0
+
+
+def test_half_pixel_shift_splits_a_delta_evenly():
+    image = torch.zeros(9, 9, dtype=torch.float64)
+    image[4, 4] = 1.0
+    shifted = physics.shift_image(image, 0.5, -0.5)
+    assert shifted[4, 4] == pytest.approx(0.25) and shifted[5, 3] == pytest.approx(0.25)
+    assert shifted[4, 3] == pytest.approx(0.25) and shifted[5, 4] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("dy,dx", [(2.0, -3.0), (0.3, 0.7), (-1.25, 0.6)])
+def test_shift_round_trip(dy, dx):
+    image = _smooth_image()
+    back = physics.shift_image(physics.shift_image(image, dy, dx), -dy, -dx)
+    inner = (slice(6, -6), slice(6, -6))
+    error = (back - image)[inner].abs().max() / image.abs().max()
+    if float(dy).is_integer() and float(dx).is_integer():
+        assert error == 0.0
+    else:
+        # bilinear resampling low-passes: small but not zero on a smooth image
+        assert error < 0.01
+
+
+def test_bilinear_is_exact_on_a_linear_ramp():
+    rows, cols = torch.meshgrid(torch.arange(20.0, dtype=torch.float64), torch.arange(20.0, dtype=torch.float64), indexing="ij")
+    ramp = 2.0 * rows - 0.5 * cols
+    patch = physics.extract_patches(ramp, torch.tensor([3.3]), torch.tensor([5.8]), 8)[0]
+    expected = 2.0 * (rows[:8, :8] + 3.3) - 0.5 * (cols[:8, :8] + 5.8)
+    assert torch.allclose(patch, expected, atol=1e-12)
+
+
+def test_patch_is_centred_on_its_position():
+    obj = torch.zeros(40, 40, dtype=torch.complex128)
+    obj[20, 17] = 1.0
+    patch = physics.extract_patches(obj, physics.top_left(torch.tensor([20.0]), 8), physics.top_left(torch.tensor([17.0]), 8), 8)[0]
+    assert patch[4, 4] == 1.0  # the centre pixel N/2 of the patch
+
+
+def test_extract_refuses_to_read_outside_the_object():
+    obj = torch.ones(32, 32, dtype=torch.complex128)
+    with pytest.raises(Exception, match="outside"):
+        physics.extract_patches(obj, torch.tensor([24.5]), torch.tensor([0.0]), 8)
+
+
+def test_place_is_the_adjoint_of_extract():
+    rng = np.random.default_rng(1)
+    obj = torch.from_numpy(rng.normal(size=(30, 30)) + 1j * rng.normal(size=(30, 30)))
+    y0 = torch.from_numpy(rng.uniform(0, 21, size=5))
+    x0 = torch.from_numpy(rng.uniform(0, 21, size=5))
+    patches = torch.from_numpy(rng.normal(size=(5, 8, 8)) + 1j * rng.normal(size=(5, 8, 8)))
+    lhs = torch.vdot(physics.extract_patches(obj, y0, x0, 8).flatten(), patches.flatten())
+    rhs = torch.vdot(obj.flatten(), physics.place_patches(patches, y0, x0, (30, 30)).flatten())
+    assert torch.allclose(lhs, rhs, rtol=1e-12)
+
+
+def test_disc_overlap_known_values():
+    assert physics.disc_overlap(0.0, 10.0) == pytest.approx(1.0)
+    assert physics.disc_overlap(5.0, 10.0) == pytest.approx(0.391, abs=1e-3)  # d = R
+    assert physics.disc_overlap(10.0, 10.0) == 0.0
+    assert physics.disc_overlap(25.0, 10.0) == 0.0
+
+
+def test_probe_diameter_of_a_flat_disc():
+    rows, cols = np.indices((64, 64))
+    disc = (np.hypot(rows - 32, cols - 32) <= 10).astype(np.complex128)
+    assert physics.probe_diameter(disc, 0.999) == pytest.approx(20.0, abs=1.0)
+    # half the power of a flat disc of radius 10 lies inside radius 10/sqrt(2)
+    assert physics.probe_diameter(disc, 0.5) == pytest.approx(2 * 10 / np.sqrt(2), abs=1.0)
+
+
+def test_dose_scale_gives_the_dose_in_expectation():
+    patches = (_smooth_image(16) + 1.0)[None].repeat(3, 1, 1)
+    probe = torch.ones(16, 16, dtype=torch.complex128) / 16
+    s = physics.dose_scale(patches, probe, 5000.0)
+    assert physics.expected_intensity(probe, patches, s).sum(dim=(-2, -1)).mean() == pytest.approx(5000.0)
