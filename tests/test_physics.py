@@ -111,5 +111,5 @@ def test_probe_diameter_of_a_flat_disc():
 def test_dose_scale_gives_the_dose_in_expectation():
     patches = (_smooth_image(16) + 1.0)[None].repeat(3, 1, 1)
     probe = torch.ones(16, 16, dtype=torch.complex128) / 16
-    s = physics.dose_scale(patches, probe, 5000.0)
+    s = physics.dose_scale(physics.exit_wave_power(probe, patches).mean(), 5000.0)
     assert physics.expected_intensity(probe, patches, s).sum(dim=(-2, -1)).mean() == pytest.approx(5000.0)

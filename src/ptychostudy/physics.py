@@ -19,6 +19,8 @@ Conventions
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -156,10 +158,14 @@ def expected_intensity(probe, object_patches, scale: float = 1.0) -> torch.Tenso
     return far_field(scale * exit_waves(probe, object_patches)).abs() ** 2
 
 
-def dose_scale(object_patches: torch.Tensor, probe: torch.Tensor, dose: float) -> float:
-    """s = sqrt(dose / mean_k Σ|ψ_k|²): mean expected counts per pattern = dose."""
-    power = (exit_waves(probe, object_patches).abs() ** 2).sum(dim=(-2, -1)).mean()
-    return float(torch.sqrt(dose / power))
+def exit_wave_power(probe: torch.Tensor, object_patches: torch.Tensor) -> torch.Tensor:
+    """Σ|ψ_k|² of each exit wave (= its total expected counts at scale 1, by Parseval)."""
+    return (exit_waves(probe, object_patches).abs() ** 2).sum(dim=(-2, -1))
+
+
+def dose_scale(mean_power: float, dose: float) -> float:
+    """s = sqrt(dose / mean_k Σ|ψ_k|²): the mean expected counts per pattern equal the dose."""
+    return math.sqrt(dose / float(mean_power))
 
 
 def poisson_counts(intensity: np.ndarray, rng: np.random.Generator) -> np.ndarray:

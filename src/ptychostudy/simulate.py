@@ -106,9 +106,9 @@ def simulate_dose(
     for split in SPLITS:
         for start in range(0, len(positions[split]), CHUNK):
             patches = _object_patches(base, positions[split][start : start + CHUNK], n)
-            power.append((physics.exit_waves(probe, patches).abs() ** 2).sum(dim=(-2, -1)))
+            power.append(physics.exit_wave_power(probe, patches))
     mean_power = float(torch.cat(power).mean())
-    scale = math.sqrt(dose / mean_power)
+    scale = physics.dose_scale(mean_power, dose)
 
     facts = {"dose": dose, "scale": scale, "patch_size": n, "mean_exit_wave_power": mean_power}
     geometry = split_geometry(base.obj.shape, n, cfg.simulate.guard_band_px, cfg.simulate.split_axis)

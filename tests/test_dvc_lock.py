@@ -1,0 +1,49 @@
+"""The committed dvc.lock describes the committed code, base data and params.
+
+A stale dvc.lock (code changed, pipeline not rerun) would make `dvc status` dirty on a
+fresh clone and break the promise that `make study` reproduces the recorded hashes.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from ptychostudy.io import file_digest
+from conftest import ROOT
+
+
+def _lock():
+    return yaml.safe_load((ROOT / "dvc.lock").read_text())
+
+
+def test_every_git_tracked_dependency_matches_its_recorded_md5():
+    checked = 0
+    for name, stage in _lock()["stages"].items():
+        for dep in stage.get("deps", []):
+            path = ROOT / dep["path"]
+            if dep["path"].startswith(("src/", "data/base/")):
+                assert path.is_file(), f"{name}: {dep['path']} is recorded in dvc.lock but missing"
+                assert file_digest(path, "md5") == dep["md5"], (
+                    f"stage {name}: {dep['path']} changed since dvc.lock was written; run `dvc repro` and commit dvc.lock"
+                )
+                checked += 1
+    assert checked > 20
+
+
+def test_recorded_params_match_params_yaml():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, stage in _lock()["stages"].items():
+        for key, value in stage.get("params", {}).get("params.yaml", {}).items():
+            node = params
+            for part in key.split("."):
+                node = node[part]
+            assert node == value, f"stage {name}: params.yaml {key} changed since dvc.lock was written; run `dvc repro`"
+
+
+def test_every_stage_of_the_design_is_locked():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    stages = set(_lock()["stages"])
+    expected = {"base", "summarize"}
+    expected |= {f"simulate@{d}" for d in params["study"]["doses"]}
+    expected |= {f"views@{d}-{v}" for d in params["study"]["doses"] for v in params["study"]["views"]}
+    assert expected <= stages, sorted(expected - stages)
