@@ -23,6 +23,15 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the study design (default: params.yaml)")
 
 
+def _add_dose_stage(parser: argparse.ArgumentParser, out_dir_help: str, report_help: str) -> None:
+    """Arguments shared by the per-dose stages: params, dose, output folder, report, figure."""
+    _add_params(parser)
+    parser.add_argument("--dose", required=True, help="photons per pattern; must be one of study.doses")
+    parser.add_argument("--out-dir", type=Path, required=True, help=out_dir_help)
+    parser.add_argument("--report", type=Path, required=True, help=report_help)
+    parser.add_argument("--figure", type=Path, required=True, help="PNG to write")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ptychostudy", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ptychostudy {__version__}")
@@ -47,25 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "bilinear sub-pixel patches, ψ = P·O, orthonormal far field scaled to the dose, seeded Poisson "
                        "counts; writes patched_train.npz and patched_test.npz (amplitude = sqrt(counts), float32) in "
                        "the PtychoPINN data contract, a JSON of measured facts and a figure.")
-    _add_params(p)
-    p.add_argument("--dose", required=True, help="photons per pattern; must be one of study.doses")
+    _add_dose_stage(p, "folder for patched_{train,test}.npz", "JSON of measured facts to write")
     p.add_argument("--base", type=Path, required=True, help="prepared base .npz (from `ptychostudy base`)")
-    p.add_argument("--out-dir", type=Path, required=True, help="folder for patched_{train,test}.npz")
-    p.add_argument("--report", type=Path, required=True, help="JSON of measured facts to write")
-    p.add_argument("--figure", type=Path, required=True, help="PNG to write")
 
     p = sub.add_parser("views", help="Phase D: one overlap view (baseline, dense, sparse, ...) of one dose",
                        description="Phase D: measure the probe diameter D, keep positions at least S = (1 − overlap)·D "
                        "apart (all positions when overlap is null), form the training groups (C of the K nearest "
                        "neighbours), measure the overlap, and write {train,test}.npz and view.json; a view with too "
                        "few positions is recorded as skipped, with its reason.")
-    _add_params(p)
-    p.add_argument("--dose", required=True, help="photons per pattern; must be one of study.doses")
+    _add_dose_stage(p, "folder for {train,test}.npz and view.json", "JSON of the view's measured overlap")
     p.add_argument("--view", required=True, help="a view defined in views.definitions")
     p.add_argument("--sim-dir", type=Path, required=True, help="folder with patched_{train,test}.npz of this dose")
-    p.add_argument("--out-dir", type=Path, required=True, help="folder for {train,test}.npz and view.json")
-    p.add_argument("--report", type=Path, required=True, help="JSON of the view's measured overlap")
-    p.add_argument("--figure", type=Path, required=True, help="PNG to write")
 
     p = sub.add_parser("summarize", help="the metrics stage: study summary from the per-stage reports",
                        description="Read the reports of every dose and view in params.yaml and write metrics.json "
