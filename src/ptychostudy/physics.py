@@ -102,32 +102,65 @@ def extract_patches(image, y0, x0, size: int, *, check_bounds: bool = True) -> t
 def place_patches(patches, y0, x0, shape: tuple[int, int]) -> torch.Tensor:
     """The adjoint of ``extract_patches``: scatter-add patches onto an image of ``shape``.
 
-    ``patches`` (k, n, n) with top-left positions ``y0``/``x0`` (k,). Bilinear weights as in
+    ``patches`` (k, n, n) with top-left positions ``y0``/``x0`` (k,) give an (H, W) image;
+    (B, k, n, n) with (B, k) positions give (B, H, W). Bilinear weights as in
     ``extract_patches``; samples outside the image are dropped.
     """
     patches = _as_tensor(patches)
     dtype = patches.real.dtype
     y0 = _as_tensor(y0).to(dtype)
     x0 = _as_tensor(x0).to(dtype)
-    size = patches.shape[-1]
+    batched = patches.ndim == 4
+    if not batched:
+        patches, y0, x0 = patches[None], y0[None], x0[None]
+    nb, k, size = patches.shape[0], patches.shape[1], patches.shape[-1]
     height, width = shape
-    iy, fy = _corners(y0, size)  # (k, size)
+    iy, fy = _corners(y0, size)  # (B, k, size)
     ix, fx = _corners(x0, size)
-    out = torch.zeros(height * width, dtype=patches.dtype, device=patches.device)
-    wy = fy[:, None, None]
-    wx = fx[:, None, None]
+    out = torch.zeros(nb * height * width, dtype=patches.dtype, device=patches.device)
+    batch_offset = (torch.arange(nb, device=patches.device) * height * width)[:, None, None, None]
+    wy = fy[:, :, None, None]
+    wx = fx[:, :, None, None]
     for dy, dx, weight in (
         (0, 0, (1 - wy) * (1 - wx)),
         (0, 1, (1 - wy) * wx),
         (1, 0, wy * (1 - wx)),
         (1, 1, wy * wx),
     ):
-        rows = (iy + dy)[:, :, None].expand(-1, -1, size)
-        cols = (ix + dx)[:, None, :].expand(-1, size, -1)
+        rows = (iy + dy)[:, :, :, None].expand(-1, -1, -1, size)
+        cols = (ix + dx)[:, :, None, :].expand(-1, -1, size, -1)
         inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-        flat = (rows * width + cols)[inside]
+        flat = (batch_offset + rows * width + cols)[inside]
         out.index_add_(0, flat, (patches * weight)[inside])
-    return out.reshape(height, width)
+    out = out.reshape(nb, height, width)
+    return out if batched else out[0]
+
+
+def central_support(size: int, fraction: float = 0.5, dtype=torch.float32) -> torch.Tensor:
+    """A size×size mask that is 1 on the central ``fraction·size`` square and 0 elsewhere."""
+    inner = int(round(size * fraction))
+    start = (size - inner) // 2
+    mask = torch.zeros(size, size, dtype=dtype)
+    mask[start : start + inner, start : start + inner] = 1
+    return mask
+
+
+def merge_patches(patches, y0, x0, support, shape: tuple[int, int], eps: float = 1e-3):
+    """Average overlapping patches on a canvas: Σ place(support·patch) / Σ place(support).
+
+    The numerator is masked by the same ``support`` as the count, so that pixels covered
+    by no support stay zero instead of being amplified. Used for the network's real-space
+    overlap constraint (merge a group, then cut it out again) and for stitching a whole
+    reconstruction. Returns (canvas, count); shapes follow ``place_patches``.
+    """
+    patches = _as_tensor(patches)
+    support = _as_tensor(support).to(patches.real.dtype)
+    weights = support.expand(patches.shape).to(patches.real.dtype)
+    numerator = place_patches(patches * support, y0, x0, shape)
+    count = place_patches(weights, y0, x0, shape)
+    covered = count > eps
+    canvas = torch.where(covered, numerator / torch.where(covered, count, torch.ones_like(count)), torch.zeros_like(numerator))
+    return canvas, count
 
 
 def shift_image(image, dy: float, dx: float) -> torch.Tensor:
