@@ -113,7 +113,7 @@ def place_patches(patches, y0, x0, shape: tuple[int, int]) -> torch.Tensor:
     batched = patches.ndim == 4
     if not batched:
         patches, y0, x0 = patches[None], y0[None], x0[None]
-    nb, k, size = patches.shape[0], patches.shape[1], patches.shape[-1]
+    nb, size = patches.shape[0], patches.shape[-1]
     height, width = shape
     iy, fy = _corners(y0, size)  # (B, k, size)
     ix, fx = _corners(x0, size)
