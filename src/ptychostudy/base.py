@@ -95,7 +95,6 @@ def prepare_base(cfg: Config, probe_path: Path, object_path: Path) -> Base:
         raise BaseDataError(f"object file {object_path}: objectGuess must be complex, got {raw.dtype}")
     if raw.ndim != 2:
         raise BaseDataError(f"object file {object_path}: objectGuess must be 2-D, got {raw.shape}")
-    featured_region(raw)  # refuses a flat object before any work
     obj = zoom(raw.astype(np.complex128), b.object_zoom)
     n = b.patch_size
     if min(obj.shape) < 2 * n + cfg.simulate.guard_band_px + 2:
@@ -104,7 +103,7 @@ def prepare_base(cfg: Config, probe_path: Path, object_path: Path) -> Base:
             f"and a {cfg.simulate.guard_band_px}-px guard band; raise base.object_zoom"
         )
     z = b.object_zoom
-    featured = featured_region(obj)
+    featured = featured_region(obj)  # refuses a flat object
     meta = {
         "object_source": {"file": Path(object_path).name, "sha256": b.object_sha256, "shape": list(raw.shape)},
         "probe_source": {"file": Path(probe_path).name, "sha256": b.probe_sha256, "shape": list(real.shape)},

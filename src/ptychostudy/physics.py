@@ -44,6 +44,18 @@ def _corners(start: torch.Tensor, size: int):
     return idx, frac
 
 
+def _bilinear_taps(fy: torch.Tensor, fx: torch.Tensor):
+    """The four bilinear taps: (row step, column step, weight), weights broadcast over a patch."""
+    wy = fy[..., None, None]
+    wx = fx[..., None, None]
+    return (
+        (0, 0, (1 - wy) * (1 - wx)),
+        (0, 1, (1 - wy) * wx),
+        (1, 0, wy * (1 - wx)),
+        (1, 1, wy * wx),
+    )
+
+
 def extract_patches(image, y0, x0, size: int, *, check_bounds: bool = True) -> torch.Tensor:
     """Cut ``size``×``size`` patches whose top-left samples are at ``(y0, x0)``.
 
@@ -70,7 +82,7 @@ def extract_patches(image, y0, x0, size: int, *, check_bounds: bool = True) -> t
                 f"a {size}-px patch reaches outside the {height}×{width} image "
                 f"(rows {lo_y}…{hi_y}, columns {lo_x}…{hi_x})"
             )
-        padded, off = image, 0
+        padded = image
     else:
         pad = size + 2
         padded = torch.nn.functional.pad(
@@ -82,20 +94,15 @@ def extract_patches(image, y0, x0, size: int, *, check_bounds: bool = True) -> t
             if image.is_complex()
             else padded[:, 0]
         )
-        off = pad
-        iy = (iy + off).clamp(0, height + 2 * pad - 2)
-        ix = (ix + off).clamp(0, width + 2 * pad - 2)
+        iy = (iy + pad).clamp(0, height + 2 * pad - 2)
+        ix = (ix + pad).clamp(0, width + 2 * pad - 2)
     b = torch.arange(nb, device=image.device)[:, None, None, None]
     rows = iy[:, :, :, None]
     cols = ix[:, :, None, :]
-    wy = fy[:, :, None, None]
-    wx = fx[:, :, None, None]
-    patches = (
-        padded[b, rows, cols] * ((1 - wy) * (1 - wx))
-        + padded[b, rows, cols + 1] * ((1 - wy) * wx)
-        + padded[b, rows + 1, cols] * (wy * (1 - wx))
-        + padded[b, rows + 1, cols + 1] * (wy * wx)
-    )
+    patches = None
+    for dy, dx, weight in _bilinear_taps(fy, fx):
+        tap = padded[b, rows + dy, cols + dx] * weight
+        patches = tap if patches is None else patches + tap
     return patches if batched else patches[0]
 
 
@@ -119,14 +126,7 @@ def place_patches(patches, y0, x0, shape: tuple[int, int]) -> torch.Tensor:
     ix, fx = _corners(x0, size)
     out = torch.zeros(nb * height * width, dtype=patches.dtype, device=patches.device)
     batch_offset = (torch.arange(nb, device=patches.device) * height * width)[:, None, None, None]
-    wy = fy[:, :, None, None]
-    wx = fx[:, :, None, None]
-    for dy, dx, weight in (
-        (0, 0, (1 - wy) * (1 - wx)),
-        (0, 1, (1 - wy) * wx),
-        (1, 0, wy * (1 - wx)),
-        (1, 1, wy * wx),
-    ):
+    for dy, dx, weight in _bilinear_taps(fy, fx):
         rows = (iy + dy)[:, :, :, None].expand(-1, -1, -1, size)
         cols = (ix + dx)[:, :, None, :].expand(-1, -1, size, -1)
         inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
@@ -155,9 +155,8 @@ def merge_patches(patches, y0, x0, support, shape: tuple[int, int], eps: float =
     """
     patches = _as_tensor(patches)
     support = _as_tensor(support).to(patches.real.dtype)
-    weights = support.expand(patches.shape).to(patches.real.dtype)
     numerator = place_patches(patches * support, y0, x0, shape)
-    count = place_patches(weights, y0, x0, shape)
+    count = place_patches(support.expand(patches.shape), y0, x0, shape)
     covered = count > eps
     canvas = torch.where(covered, numerator / torch.where(covered, count, torch.ones_like(count)), torch.zeros_like(numerator))
     return canvas, count
