@@ -29,6 +29,9 @@ def tiny_params() -> dict:
     p["base"]["object_zoom"] = 1
     p["simulate"]["positions_per_split"] = 64
     p["views"]["min_positions"] = 8
+    p["train"].update(
+        epochs={"baseline": 2, "dense": 2, "sparse": 1}, steps_per_epoch=3, batch_size=4, filters=4, eval_patterns=32
+    )
     return p
 
 

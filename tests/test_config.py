@@ -20,6 +20,15 @@ def test_shipped_params_are_valid():
     assert cfg.view("baseline").overlap is None
 
 
+def test_full_profile_is_valid_and_differs_only_in_sizes():
+    full = load_config(ROOT / "profiles" / "full.yaml")
+    default = load_config(ROOT / "params.yaml")
+    assert full.base.patch_size == 128 and full.base.probe_zoom == 2
+    assert 2 * full.simulate.positions_per_split == 10304
+    assert set(full.train.epochs.values()) == {50}
+    assert full.views == default.views and full.study == default.study
+
+
 def _set(params, dotted, value):
     *parents, leaf = dotted.split(".")
     node = params
@@ -58,6 +67,19 @@ BAD = [
     ("views.definitions.dense.gridsize", 0, "gridsize must be 1 or more"),
     ("views.definitions.dense.shape", "square", "unknown key views.definitions.dense.shape"),
     ("simulate.seed", True, "must be an integer"),
+    ("train.accelerator", "gpu", "train.accelerator must be one of cpu, cuda"),
+    ("train.epochs.dense", DELETE, "train.epochs has no entry for view 'dense'"),
+    ("train.epochs.medium", 3, "train.epochs names the unknown view 'medium'"),
+    ("train.epochs.sparse", 0, "train.epochs.sparse must be 1 or more"),
+    ("train.skips", "yes", "train.skips must be true or false"),
+    ("train.inputs", "pixels", "train.inputs must be one of amplitude, backprojection"),
+    ("train.support", 0.25, "must not exceed train.support"),
+    ("train.support", 0.0, "train.support must lie in (0, 1]"),
+    ("train.learning_rate_final", 0.01, "0 < learning_rate_final ≤ learning_rate"),
+    ("train.depth", 7, "must be divisible by 2^train.depth"),
+    ("train.batch_size", 0, "train.batch_size must be 1 or more"),
+    ("train.learnig_rate", 0.001, "unknown key train.learnig_rate"),
+    ("train", DELETE, "missing key train"),
 ]
 
 
@@ -122,7 +144,7 @@ def test_cli_patch_size_mismatch_exit_2(tmp_path):
 def test_cli_help_explains_each_phase():
     result = _cli("--help", cwd=ROOT)
     assert result.returncode == 0
-    for command in ("base", "simulate", "views", "summarize", "check-params", "check-data"):
+    for command in ("base", "simulate", "views", "train", "summarize", "check-params", "check-data"):
         assert command in result.stdout
     result = _cli("simulate", "--help", cwd=ROOT)
     assert "Poisson" in result.stdout and "--dose" in result.stdout

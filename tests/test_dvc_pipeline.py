@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import hashlib
+
 import pytest
+import yaml
 
 from conftest import ROOT, tiny_params, write_params
 
@@ -79,6 +82,39 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
     assert "data/simulated/dose_1000/patched_train.npz" in lock and "md5:" in lock
 
 
+def _lock_outs(work: Path) -> dict[str, str]:
+    lock = yaml.safe_load((work / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+
+
+def test_every_bundle_is_locked_and_listed_with_its_sha256(repo):
+    work, env = repo
+    outs = _lock_outs(work)
+    bundles = {p: md5 for p, md5 in outs.items() if p.endswith("wts.h5.zip")}
+    expected = {f"data/models/dose_{d}/{v}/wts.h5.zip" for d in (1000, 100000) for v in ("baseline", "dense", "sparse")}
+    assert set(bundles) == expected
+    for path, md5 in bundles.items():
+        assert hashlib.md5((work / path).read_bytes()).hexdigest() == md5
+    manifest = json.loads((work / "reports/training_manifest.json").read_text())
+    listed = {f"{manifest['artifact_dir']}/{job['bundle']}": job["sha256"] for job in manifest["jobs"]}
+    skipped = {(s["dose"], s["view"]) for s in manifest["skipped"]}
+    assert len(listed) + len(skipped) == 6
+    for path, sha in listed.items():
+        assert len(sha) == 64 and sha == hashlib.sha256((work / path).read_bytes()).hexdigest()
+    assert "train" in json.loads((work / "reports/metrics.json").read_text())["dose_100000"]
+
+
+def test_forced_training_stage_reproduces_its_bundle_byte_for_byte(repo):
+    work, env = repo
+    path = "data/models/dose_100000/dense/wts.h5.zip"
+    before = (work / path).read_bytes()
+    lock_before = (work / "dvc.lock").read_bytes()
+    result = dvc("repro", "-f", "-s", "--no-run-cache", "train@100000-dense", cwd=work, env=env)
+    assert "Running stage 'train@100000-dense'" in result.stdout
+    assert (work / path).read_bytes() == before
+    assert (work / "dvc.lock").read_bytes() == lock_before
+
+
 def test_forced_repro_leaves_dvc_lock_byte_identical(repo):
     work, env = repo
     before = (work / "dvc.lock").read_bytes()
@@ -101,6 +137,28 @@ def test_a_views_param_change_touches_only_views_and_params_diff_names_it(repo):
         assert "views.neighbours" in diff and "7" in diff and "8" in diff
     finally:
         write_params(work / "params.yaml", tiny_params())
+
+
+def test_a_training_param_change_reruns_only_training_and_the_summary(repo):
+    work, env = repo
+    _run(["git", "add", "-A"], work, env)
+    _run(["git", "commit", "-qm", "results", "--allow-empty"], work, env)
+    params = tiny_params()
+    params["train"]["learning_rate"] = 0.0015
+    write_params(work / "params.yaml", params)
+    try:
+        diff = dvc("params", "diff", cwd=work, env=env).stdout
+        assert "train.learning_rate" in diff and "0.001" in diff and "0.0015" in diff
+        changed = json.loads(dvc("status", "--json", cwd=work, env=env).stdout)
+        assert changed and all(name.startswith("train@") for name in changed), changed
+        result = dvc("repro", cwd=work, env=env)
+        ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+        assert ran and all(name.startswith("train@") or name == "summarize" for name in ran), ran
+        assert "summarize" in ran and len([n for n in ran if n.startswith("train@")]) == 6
+    finally:
+        write_params(work / "params.yaml", tiny_params())
+    dvc("repro", cwd=work, env=env)
+    assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
 
 
 def test_bad_params_fail_the_repro_and_keep_previous_outputs(repo):

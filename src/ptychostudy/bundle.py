@@ -52,8 +52,10 @@ def weights_h5_bytes(weights: Mapping[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def write_bundle(path: str | Path, weights: Mapping[str, np.ndarray], description: Mapping) -> None:
+def write_bundle(path: str | Path, weights: Mapping[str, np.ndarray], description: Mapping, *, allow_empty: bool = False) -> None:
     """Write ``weights`` (name -> array) and ``description`` atomically and deterministically."""
+    if not weights and not allow_empty:
+        raise ValueError("a bundle needs at least one weight")
     manifest = {name: {"shape": list(np.shape(a)), "dtype": np.asarray(a).dtype.str} for name, a in weights.items()}
     full = {**description, "format": FORMAT, "format_version": FORMAT_VERSION, "weights": manifest}
     write_zip(path, {DESCRIPTION: json_text(full).encode("utf-8"), WEIGHTS: weights_h5_bytes(weights)})
@@ -94,8 +96,10 @@ def _read_members(path: Path) -> dict[str, bytes]:
         raise BundleError(f"{path}: not a readable zip (truncated or corrupt: {exc})") from None
 
 
-def read_bundle(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
-    """(weights, description) of a bundle, after every safety and consistency check."""
+def read_bundle(path: str | Path, *, allow_empty: bool = False) -> tuple[dict[str, np.ndarray], dict]:
+    """(weights, description) of a bundle, after every safety and consistency check.
+
+    ``allow_empty`` accepts a bundle without weights (the record of a skipped job)."""
     path = Path(path)
     members = _read_members(path)
     try:
@@ -109,7 +113,7 @@ def read_bundle(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     if description.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{path}: unsupported format_version {description.get('format_version')!r} (this reader knows {FORMAT_VERSION})")
     manifest = description.get("weights")
-    if not isinstance(manifest, dict) or not manifest:
+    if not isinstance(manifest, dict) or (not manifest and not allow_empty):
         raise BundleError(f"{path}: {DESCRIPTION} field 'weights' must be a non-empty object of name -> shape, dtype")
     weights = _read_weights(path, members[WEIGHTS])
     if set(weights) != set(manifest):

@@ -68,12 +68,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--view", required=True, help="a view defined in views.definitions")
     p.add_argument("--sim-dir", type=Path, required=True, help="folder with patched_{train,test}.npz of this dose")
 
+    p = sub.add_parser("train", help="Phase E: train the network of one dose × view",
+                       description="Phase E: train one PtychoPINN-style network (settings: params.yaml train.*) "
+                       "self-supervised through the physics (merge/cut of each group, known probe, the Phase C far "
+                       "field, Poisson deviance) on the view's train split, deterministically (seeded, deterministic "
+                       "kernels, train.threads threads). Logs the loss and, inside the featured region, amplitude and "
+                       "phase Pearson r and the phase spread ratio on both splits per epoch; writes wts.h5.zip, a job "
+                       "record (JSON), the per-epoch history (CSV) and a timing file, and prints the bundle's path, "
+                       "SHA256 and size.")
+    _add_params(p)
+    p.add_argument("--dose", required=True, help="photons per pattern; must be one of study.doses")
+    p.add_argument("--view", required=True, help="a view listed in study.views")
+    p.add_argument("--view-dir", type=Path, required=True, help="folder with {train,test}.npz and view.json")
+    p.add_argument("--bundle", type=Path, required=True, help="wts.h5.zip to write")
+    p.add_argument("--report", type=Path, required=True, help="job record (JSON) to write")
+    p.add_argument("--history", type=Path, required=True, help="per-epoch loss and scores (CSV) to write")
+    p.add_argument("--timing", type=Path, required=True,
+                   help="wall time (JSON) to write; kept out of DVC so that outputs stay byte-reproducible")
+    p.add_argument("--figure", type=Path, required=True, help="PNG to write: loss, scores and reconstructions")
+
     p = sub.add_parser("summarize", help="the metrics stage: study summary from the per-stage reports",
                        description="Read the reports of every dose and view in params.yaml and write metrics.json "
                        "(numbers only, for `dvc metrics show`), skip_summary.json and summary.md.")
     _add_params(p)
     p.add_argument("--simulate-reports", type=Path, required=True, help="folder of Phase C reports")
     p.add_argument("--view-reports", type=Path, required=True, help="folder of Phase D reports")
+    p.add_argument("--train-reports", type=Path, required=True, help="folder of Phase E job records")
+    p.add_argument("--models", type=Path, required=True, help="artefact folder of the bundles (dose_<d>/<view>/wts.h5.zip)")
+    p.add_argument("--timing", type=Path, default=None, help="folder of timing files (optional; never a DVC dependency)")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for metrics.json, skip_summary.json, summary.md")
 
     p = sub.add_parser("check-data", help="validate .npz files against the data contract",
@@ -121,10 +143,24 @@ def _run(args: argparse.Namespace) -> None:
         print(f"view {s['view']} dose {s['dose']}: D = {s['probe_diameter_px']:.1f} px, S = {s['min_spacing_px']:.1f} px, "
               f"train {s['train']['positions']} / test {s['test']['positions']} positions, "
               f"{s['train']['groups']} / {s['test']['groups']} groups: {state}")
+    elif args.command == "train":
+        from ptychostudy import train
+
+        r = train.run(cfg, args.dose, args.view, args.view_dir, args.bundle, args.report, args.history, args.timing,
+                      args.figure, progress=progress)
+        b = r["bundle"]
+        if r["skipped"]:
+            print(f"train dose {r['dose']} {r['view']}: SKIPPED ({r['reason']}); record {args.bundle}")
+        else:
+            test = r["scores"]["test"]
+            print(f"train dose {r['dose']} {r['view']}: {r['steps']} steps in {r['train_seconds']:.1f} s, final loss "
+                  f"{r['final_loss']:.4f}; test amplitude r {test['amplitude_r']:.3f}, phase r {test['phase_r']:.3f}, "
+                  f"phase spread ratio {test['phase_spread_ratio']:.3f}")
+        print(f"bundle {args.bundle}  sha256 {b['sha256']}  {b['bytes']} bytes")
     elif args.command == "summarize":
         from ptychostudy.summary import summarize
 
-        summarize(cfg, args.simulate_reports, args.view_reports, args.out_dir)
+        summarize(cfg, args.simulate_reports, args.view_reports, args.train_reports, args.models, args.out_dir, args.timing)
         print(f"summary -> {args.out_dir}")
 
 

@@ -69,11 +69,33 @@ class ViewsSection:
 
 
 @dataclass(frozen=True)
+class TrainSection:
+    seed: int
+    threads: int
+    accelerator: str
+    batch_size: int
+    learning_rate: float
+    learning_rate_final: float
+    steps_per_epoch: int
+    epochs: Mapping[str, int]
+    filters: int
+    depth: int
+    support: float
+    amplitude_max: float
+    skips: bool
+    inputs: str
+    stitch_fraction: float
+    phase_sync: bool
+    eval_patterns: int
+
+
+@dataclass(frozen=True)
 class Config:
     study: StudySection
     base: BaseSection
     simulate: SimulateSection
     views: ViewsSection
+    train: TrainSection
 
     def view(self, name: str) -> ViewDefinition:
         if name not in self.views.definitions:
@@ -97,8 +119,11 @@ SECTIONS = {
     "base": BaseSection,
     "simulate": SimulateSection,
     "views": ViewsSection,
+    "train": TrainSection,
 }
 SPLIT_AXES = ("y", "x")
+ACCELERATORS = ("cpu", "cuda")
+NETWORK_INPUTS = ("amplitude", "backprojection")
 
 
 def _type_name(tp) -> str:
@@ -106,6 +131,10 @@ def _type_name(tp) -> str:
 
 
 def _check_scalar(value, tp, key: str):
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key} must be an integer, got {value!r}")
@@ -185,6 +214,12 @@ def _section(name: str, raw: Any):
             values[field.name] = views
         elif name == "views" and field.name == "definitions":
             values[field.name] = _definitions(value, key)
+        elif name == "train" and field.name == "epochs":
+            if not isinstance(value, dict) or not value:
+                raise ConfigError(f"{key} must map each view name to its number of epochs, got {value!r}")
+            values[field.name] = {
+                str(view): _check_scalar(epochs, int, f"{key}.{view}") for view, epochs in sorted(value.items())
+            }
         else:
             values[field.name] = _check_scalar(value, tp, key)
     return cls(**values)
@@ -254,12 +289,58 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"views.min_positions must be 1 or more, got {v.min_positions}")
     if v.groups_per_seed < 1:
         raise ConfigError(f"views.groups_per_seed must be 1 or more, got {v.groups_per_seed}")
+    _check_train(cfg)
     for name, view in v.definitions.items():
         if v.neighbours < view.group_size:
             raise ConfigError(
                 f"views.neighbours (K = {v.neighbours}) must be at least C = gridsize² = "
                 f"{view.group_size} of view {name!r}"
             )
+
+
+def _check_train(cfg: Config) -> None:
+    t = cfg.train
+    if t.accelerator not in ACCELERATORS:
+        raise ConfigError(f"train.accelerator must be one of {', '.join(ACCELERATORS)}; got {t.accelerator!r}")
+    for key in ("seed",):
+        if getattr(t, key) < 0:
+            raise ConfigError(f"train.{key} must be a non-negative integer, got {getattr(t, key)}")
+    if t.inputs not in NETWORK_INPUTS:
+        raise ConfigError(f"train.inputs must be one of {', '.join(NETWORK_INPUTS)}; got {t.inputs!r}")
+    for key in ("threads", "batch_size", "steps_per_epoch", "filters", "depth", "eval_patterns"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"train.{key} must be 1 or more, got {getattr(t, key)}")
+    if not 0.0 < t.learning_rate_final <= t.learning_rate:
+        raise ConfigError(
+            f"train.learning_rate ({t.learning_rate}) and train.learning_rate_final ({t.learning_rate_final}) "
+            "must satisfy 0 < learning_rate_final ≤ learning_rate"
+        )
+    for key in ("support", "stitch_fraction"):
+        value = getattr(t, key)
+        if not 0.0 < value <= 1.0:
+            raise ConfigError(f"train.{key} must lie in (0, 1] (a fraction of the patch side), got {value}")
+    if t.stitch_fraction > t.support:
+        raise ConfigError(
+            f"train.stitch_fraction ({t.stitch_fraction}) must not exceed train.support ({t.support}): "
+            "only predicted pixels can be stitched"
+        )
+    if t.amplitude_max <= 0:
+        raise ConfigError(f"train.amplitude_max must be positive, got {t.amplitude_max}")
+    if cfg.base.patch_size % (2**t.depth):
+        raise ConfigError(
+            f"base.patch_size = {cfg.base.patch_size} must be divisible by 2^train.depth = {2**t.depth}"
+        )
+    missing = [view for view in cfg.study.views if view not in t.epochs]
+    if missing:
+        raise ConfigError(f"train.epochs has no entry for view {missing[0]!r}")
+    unknown = sorted(set(t.epochs) - set(cfg.views.definitions))
+    if unknown:
+        raise ConfigError(
+            f"train.epochs names the unknown view {unknown[0]!r}; views: {', '.join(cfg.views.definitions)}"
+        )
+    for view, epochs in t.epochs.items():
+        if epochs < 1:
+            raise ConfigError(f"train.epochs.{view} must be 1 or more, got {epochs}")
 
 
 def config_from_dict(raw: Any) -> Config:

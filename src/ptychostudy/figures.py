@@ -81,3 +81,61 @@ def view_figure(summary: dict, data: dict, kept: dict, path: Path) -> None:
     ax.legend(loc="lower right", fontsize=8, markerscale=4)
     fig.tight_layout()
     _save(fig, path, dpi=70)
+
+
+def training_figure(record: dict, history: list[dict], reconstructions: dict, path: Path) -> None:
+    """Loss and scores per epoch, and truth beside the stitched reconstruction of each split."""
+    fig = plt.figure(figsize=(16, 7.5))
+    grid = fig.add_gridspec(2, 5)
+    epochs = [row["epoch"] for row in history]
+    ax = fig.add_subplot(grid[0, 0])
+    ax.plot(epochs, [row["loss"] for row in history], "k.-")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("Poisson deviance per pixel")
+    ax.set_title("training loss")
+    ax = fig.add_subplot(grid[1, 0])
+    for split, colour in SPLIT_COLOURS.items():
+        for key, style in (("amplitude_r", "-"), ("phase_r", "--"), ("phase_spread_ratio", ":")):
+            ax.plot(epochs, [row[f"{split}_{key}"] for row in history], style, color=colour, label=f"{split} {key}")
+    ax.set_xlabel("epoch")
+    ax.set_ylim(-0.1, 1.1)
+    ax.legend(fontsize=6)
+    ax.set_title("featured region: r and spread")
+    for row, (split, (recon, truth, mask)) in enumerate(reconstructions.items()):
+        rows = np.nonzero(mask.any(axis=1))[0]
+        cols = np.nonzero(mask.any(axis=0))[0]
+        crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        shown = np.where(mask, 1.0, np.nan)[crop]
+        amp_range = (np.abs(truth)[mask].min(), np.abs(truth)[mask].max())
+        phase_range = (np.angle(truth)[mask].min(), np.angle(truth)[mask].max())
+        panels = (
+            (np.abs(truth), "gray", amp_range, "true amplitude"),
+            (np.abs(recon), "gray", amp_range, "network amplitude"),
+            (np.angle(truth), "twilight", phase_range, "true phase"),
+            (np.angle(recon), "twilight", phase_range, "network phase"),
+        )
+        s = record["scores"][split]
+        for col, (image, cmap, (lo, hi), title) in enumerate(panels, start=1):
+            ax = fig.add_subplot(grid[row, col])
+            ax.imshow(image[crop] * shown, cmap=cmap, vmin=lo, vmax=hi)
+            ax.set_title(f"{split}: {title}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax.set_xlabel(
+            f"amp r {s['amplitude_r']:.2f}, phase r {s['phase_r']:.2f}, spread {s['phase_spread_ratio']:.2f}", fontsize=8
+        )
+    fig.suptitle(
+        f"Phase E, dose {record['dose']:g}, view {record['view']} (gridsize {record['gridsize']}): "
+        f"{record['steps']} steps, final loss {record['final_loss']:.3f}; featured region, global phase offset and ramp removed"
+    )
+    fig.tight_layout()
+    _save(fig, path, dpi=70)
+
+
+def skipped_figure(record: dict, path: Path) -> None:
+    """A declared figure of a skipped job says so, instead of being missing."""
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"dose {record['dose']:g}, view {record['view']}: SKIPPED\n{record['reason']}",
+            ha="center", va="center", wrap=True)
+    _save(fig, path, dpi=70)

@@ -124,14 +124,23 @@ def place_patches(patches, y0, x0, shape: tuple[int, int]) -> torch.Tensor:
     height, width = shape
     iy, fy = _corners(y0, size)  # (B, k, size)
     ix, fx = _corners(x0, size)
-    out = torch.zeros(nb * height * width, dtype=patches.dtype, device=patches.device)
+    complex_input = patches.is_complex()
+    values = torch.view_as_real(patches) if complex_input else patches[..., None]
+    out = torch.zeros((nb * height * width, values.shape[-1]), dtype=dtype, device=patches.device)
     batch_offset = (torch.arange(nb, device=patches.device) * height * width)[:, None, None, None]
+    all_inside = int(iy.min()) >= 0 and int(ix.min()) >= 0 and int(iy.max()) + 1 < height and int(ix.max()) + 1 < width
+    base = batch_offset + iy[:, :, :, None] * width + ix[:, :, None, :]
     for dy, dx, weight in _bilinear_taps(fy, fx):
-        rows = (iy + dy)[:, :, :, None].expand(-1, -1, -1, size)
-        cols = (ix + dx)[:, :, None, :].expand(-1, -1, size, -1)
-        inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-        flat = (batch_offset + rows * width + cols)[inside]
-        out.index_add_(0, flat, (patches * weight)[inside])
+        flat = base + (dy * width + dx)
+        weighted = values * weight[..., None]
+        if all_inside:
+            out.index_add_(0, flat.reshape(-1), weighted.reshape(-1, values.shape[-1]))
+        else:
+            rows = (iy + dy)[:, :, :, None]
+            cols = (ix + dx)[:, :, None, :]
+            inside = ((rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)).expand(flat.shape)
+            out.index_add_(0, flat[inside], weighted[inside])
+    out = torch.view_as_complex(out) if complex_input else out[:, 0]
     out = out.reshape(nb, height, width)
     return out if batched else out[0]
 
@@ -178,6 +187,11 @@ def shift_image(image, dy: float, dx: float) -> torch.Tensor:
 def far_field(exit_wave: torch.Tensor) -> torch.Tensor:
     """Orthonormal 2-D FFT over the last two axes, zero frequency at the centre."""
     return torch.fft.fftshift(torch.fft.fft2(exit_wave, norm="ortho"), dim=(-2, -1))
+
+
+def inverse_far_field(field: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``far_field``: undo the centring, orthonormal inverse 2-D FFT."""
+    return torch.fft.ifft2(torch.fft.ifftshift(field, dim=(-2, -1)), norm="ortho")
 
 
 def exit_waves(probe: torch.Tensor, object_patches: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,132 @@
+"""Stitching patches into one object, and the quick quality numbers logged while training.
+
+A single diffraction pattern does not determine the absolute phase of its exit wave
+(|F(e^{iθ}ψ)| = |F(ψ)|), so every predicted patch carries its own unknown phase offset.
+``stitch`` therefore first synchronises the patches' offsets — each patch's offset is set to
+agree with its overlapping neighbours (``phase_offsets``: the leading eigenvector of the
+overlap's Hermitian agreement matrix) — and then averages the overlapping central parts.
+Without ``sync`` it is the plain overlap average.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ptychostudy import physics
+
+
+def _overlapping_pairs(y0: torch.Tensor, x0: torch.Tensor, size: int):
+    """Index pairs (a < b) of patches whose squares overlap, and b's offset from a."""
+    dy = y0[None, :] - y0[:, None]
+    dx = x0[None, :] - x0[:, None]
+    near = (dy.abs() < size) & (dx.abs() < size)
+    first, second = torch.nonzero(torch.triu(near, diagonal=1), as_tuple=True)
+    return first, second, dy[first, second], dx[first, second]
+
+
+def _pair_views(patches: torch.Tensor, first, second, dy, dx, chunk: int = 2048):
+    """Yield (a, b, patch a, patch b resampled on a's pixels, dy, dx) in chunks of pairs."""
+    size = patches.shape[-1]
+    for start in range(0, len(first), chunk):
+        sl = slice(start, start + chunk)
+        a, b = first[sl], second[sl]
+        # a's pixel (i, j) is b's pixel (i - dy, j - dx)
+        seen = physics.extract_patches(patches[b], -dy[sl][:, None], -dx[sl][:, None], size, check_bounds=False)[:, 0]
+        yield a, b, patches[a], seen, dy[sl], dx[sl]
+
+
+def phase_offsets(patches: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, refine: int = 20) -> torch.Tensor:
+    """Unit-modulus rotations z_k that make overlapping patches agree: maximise zᴴHz.
+
+    H_kl = Σ conj(P_k)·P_l over the overlap of patches k and l (patch l resampled onto
+    patch k's pixels with the bilinear ``physics.extract_patches``). The leading eigenvector
+    of H solves the relaxed problem; a few projected power steps (each entry back to unit
+    modulus) then settle every connected group of patches, disconnected ones included.
+    """
+    k = patches.shape[0]
+    first, second, dy, dx = _overlapping_pairs(y0, x0, patches.shape[-1])
+    h = torch.zeros((k, k), dtype=torch.complex128)
+    for a, b, pa, seen, _, _ in _pair_views(patches, first, second, dy, dx):
+        h[a, b] = (pa.conj() * seen).sum(dim=(-2, -1)).to(torch.complex128)
+    h = h + h.conj().T + torch.diag((patches.abs() ** 2).sum(dim=(-2, -1)).to(torch.complex128))
+    z = torch.linalg.eigh(h)[1][:, -1]
+    z = torch.where(z.abs() > 1e-9 * float(z.abs().max()), z / z.abs().clamp_min(1e-300), torch.ones_like(z))
+    for _ in range(refine):
+        hz = h @ z
+        z = torch.where(hz.abs() > 0, hz / hz.abs().clamp_min(1e-300), z)
+    return z.to(torch.complex64)
+
+
+def stitch(
+    patches: torch.Tensor,
+    ycoords,
+    xcoords,
+    shape: tuple[int, int],
+    support: torch.Tensor,
+    sync: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average the ``support`` part of (k, N, N) patches centred at (ycoords, xcoords).
+
+    With ``sync`` the patches' unknown phase offsets are first made to agree
+    (``phase_offsets``). Returns (object canvas, coverage count) of ``shape``.
+    """
+    rows = torch.nonzero(support.sum(dim=1) > 0)[:, 0]
+    cols = torch.nonzero(support.sum(dim=0) > 0)[:, 0]
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    if r1 - r0 != c1 - c0:
+        raise ValueError("the stitching support must fit a square")
+    # only the support's bounding square takes part: the rest of each patch has weight 0
+    size = patches.shape[-1]
+    support = support[r0:r1, c0:c1].to(torch.float32)
+    patches = patches[:, r0:r1, c0:c1].to(torch.complex64) * support
+    y0 = physics.top_left(torch.as_tensor(np.asarray(ycoords), dtype=torch.float64), size) + r0
+    x0 = physics.top_left(torch.as_tensor(np.asarray(xcoords), dtype=torch.float64), size) + c0
+    y0, x0 = y0.to(torch.float32), x0.to(torch.float32)
+    if sync:
+        patches = patches * phase_offsets(patches, y0, x0)[:, None, None]
+    return physics.merge_patches(patches, y0, x0, support, shape)
+
+
+def align_phase(recon: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``recon`` with the global phase offset and linear phase ramp relative to ``truth`` removed."""
+    recon = np.asarray(recon, dtype=np.complex128)
+    truth = np.asarray(truth, dtype=np.complex128)
+    offset = np.angle(np.sum((recon * np.conj(truth))[mask]))
+    recon = recon * np.exp(-1j * offset)
+    diff = np.angle(recon * np.conj(truth))
+    rows, cols = np.nonzero(mask)
+    design = np.stack([np.ones_like(rows), rows, cols], axis=1).astype(np.float64)
+    coef, *_ = np.linalg.lstsq(design, diff[mask], rcond=None)
+    yy, xx = np.indices(recon.shape)
+    return recon * np.exp(-1j * (coef[0] + coef[1] * yy + coef[2] * xx))
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r; 0 when either side is constant (up to rounding), as for a collapsed output."""
+    scale_a, scale_b = max(1.0, float(np.abs(a).max())), max(1.0, float(np.abs(b).max()))
+    if a.std() <= 1e-6 * scale_a or b.std() <= 1e-6 * scale_b:
+        return 0.0
+    a = a - a.mean()
+    b = b - b.mean()
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+SCORES = ("amplitude_r", "phase_r", "phase_spread_ratio")
+
+
+def quick_scores(recon: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Amplitude and phase Pearson r and the phase spread ratio inside ``mask``."""
+    if not mask.any():
+        raise ValueError("the scoring region is empty")
+    aligned = align_phase(recon, truth, mask)
+    amp_r = _pearson(np.abs(aligned)[mask], np.abs(truth)[mask])
+    phase_rec = np.angle(aligned)[mask]
+    phase_true = np.angle(truth)[mask]
+    true_std = float(phase_true.std())
+    return {
+        "amplitude_r": amp_r,
+        "phase_r": _pearson(phase_rec, phase_true),
+        "phase_spread_ratio": float(phase_rec.std() / true_std) if true_std > 0 else 0.0,
+    }

@@ -1,0 +1,301 @@
+"""Phase E: train one network per dose × view, deterministically, through the physics."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ptychostudy import StudyError, figures, physics
+from ptychostudy.config import Config, as_dict
+from ptychostudy.dataset import metadata, read_dataset
+from ptychostudy.io import derive_seed, sha256_file, write_json, write_text
+from ptychostudy.model import (
+    Architecture, PhysicsHead, Reconstructor, canvas_size, poisson_deviance, save_model, write_skip_bundle,
+)
+from ptychostudy.simulate import SPLITS
+from ptychostudy.stitch import SCORES, align_phase, quick_scores, stitch
+from ptychostudy.views import VIEW_SUMMARY
+
+
+@dataclass
+class Split:
+    """One split of a view, as tensors ready for training and evaluation."""
+
+    amplitude: torch.Tensor  # (n, N, N) measured sqrt(counts)
+    positions: np.ndarray  # (n, 2) patch centres (y, x)
+    groups: np.ndarray  # (G, C) indices into the patterns
+    truth: np.ndarray  # (H, W) complex ground truth (scoring only, never trained on)
+    probe: torch.Tensor  # (N, N) complex, unit power
+    intensity_scale: float
+    featured: tuple[int, int, int, int]
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, gridsize: int) -> "Split":
+        meta = metadata(arrays)
+        source = meta.get("source_metadata", meta)
+        n = arrays["diffraction"].shape[0]
+        groups = arrays["groups"] if gridsize > 1 else np.arange(n, dtype=np.int64)[:, None]
+        region = source["featured_region"]
+        return cls(
+            amplitude=torch.from_numpy(np.array(arrays["diffraction"], dtype=np.float32)),
+            positions=np.stack([arrays["ycoords"], arrays["xcoords"]], axis=1),
+            groups=np.asarray(groups, dtype=np.int64),
+            truth=np.asarray(arrays["objectGuess"]),
+            probe=torch.from_numpy(np.array(arrays["probeGuess"])),
+            intensity_scale=float(source["intensity_scale"]),
+            featured=(region["row0"], region["row1"], region["col0"], region["col1"]),
+        )
+
+    def offsets(self, groups: np.ndarray) -> torch.Tensor:
+        """(B, C, 2) member positions relative to their group's mean position."""
+        pos = self.positions[groups]
+        return torch.from_numpy((pos - pos.mean(axis=1, keepdims=True)).astype(np.float32))
+
+    def max_offset(self) -> float:
+        return float(np.abs(self.offsets(self.groups).numpy()).max()) if self.groups.shape[1] > 1 else 0.0
+
+    def eval_groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """One group per pattern (the first group holding it) and the pattern's member index."""
+        n = self.amplitude.shape[0]
+        group_of = np.full(n, -1, dtype=np.int64)
+        member_of = np.zeros(n, dtype=np.int64)
+        for g, members in enumerate(self.groups):
+            for m, k in enumerate(members):
+                if group_of[k] < 0:
+                    group_of[k] = g
+                    member_of[k] = m
+        keep = group_of >= 0
+        return np.nonzero(keep)[0], np.stack([group_of[keep], member_of[keep]], axis=1)
+
+
+def input_norm(amplitude: torch.Tensor) -> float:
+    """Scale that gives the network inputs a mean total 'intensity' of (N/2)² per pattern."""
+    size = amplitude.shape[-1]
+    mean_total = float((amplitude.double() ** 2).sum(dim=(-2, -1)).mean())
+    return math.sqrt((size / 2) ** 2 / mean_total)
+
+
+class Trainer:
+    def __init__(self, settings, split: Split, arch: Architecture, seed: int, device=torch.device("cpu")):
+        self.settings = settings
+        self.split = split
+        self.arch = arch
+        self.device = device
+        torch.manual_seed(seed)
+        self.net = Reconstructor(arch, split.probe, split.intensity_scale, input_norm(split.amplitude)).to(device)
+        self.canvas = canvas_size(arch.size, split.max_offset())
+        self.head = PhysicsHead(split.probe, split.intensity_scale, self.net.net.mask.cpu(), self.canvas).to(device)
+        self.amplitude = split.amplitude.to(device)
+        self.rng = np.random.default_rng(seed)
+
+    def predict(self, amplitude: torch.Tensor) -> torch.Tensor:
+        return self.net(amplitude.to(self.device))
+
+    def step_batches(self, steps: int, batch: int):
+        groups = self.split.groups
+        order = np.empty(0, dtype=np.int64)
+        for _ in range(steps):
+            if order.size < batch:
+                order = np.concatenate([order, self.rng.permutation(len(groups))])
+            idx, order = order[:batch], order[batch:]
+            yield groups[idx]
+
+    def loss(self, groups: np.ndarray) -> torch.Tensor:
+        amp = self.amplitude[torch.from_numpy(groups).to(self.device)]
+        patches = self.predict(amp)
+        expected = self.head(patches, self.split.offsets(groups).to(self.device))
+        return poisson_deviance(expected, amp**2)
+
+    @torch.no_grad()
+    def reconstruct(self, split: Split, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        self.net.eval()
+        patterns, choice = split.eval_groups()
+        out = torch.zeros((len(patterns), self.arch.size, self.arch.size), dtype=torch.complex64)
+        head = PhysicsHead(split.probe, split.intensity_scale, self.net.net.mask.cpu(), canvas_size(self.arch.size, split.max_offset()))
+        head = head.to(self.device)
+        for start in range(0, len(patterns), batch):
+            sel = choice[start : start + batch]
+            groups = split.groups[sel[:, 0]]
+            patches = head.consistent(
+                self.predict(split.amplitude[torch.from_numpy(groups)]), split.offsets(groups).to(self.device)
+            ).cpu()
+            out[start : start + batch] = patches[torch.arange(len(sel)), torch.from_numpy(sel[:, 1])]
+        self.net.train()
+        support = physics.central_support(self.arch.size, self.settings.stitch_fraction)
+        canvas, count = stitch(
+            out, split.positions[patterns, 0], split.positions[patterns, 1], split.truth.shape, support,
+            self.settings.phase_sync,
+        )
+        return canvas.numpy(), count.numpy()
+
+    def evaluate(self, split: Split) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+        """(scores, aligned reconstruction, scoring mask): the featured region where stitched."""
+        canvas, count = self.reconstruct(split)
+        r0, r1, c0, c1 = split.featured
+        mask = np.zeros(count.shape, dtype=bool)
+        mask[r0:r1, c0:c1] = True
+        mask &= count > 0.5
+        return quick_scores(canvas, split.truth, mask), align_phase(canvas, split.truth, mask), mask
+
+    def scores(self, split: Split) -> dict[str, float]:
+        return self.evaluate(split)[0]
+
+    def fit(self, epochs: int, steps_per_epoch: int, log=None, evaluate=(), bar=None):
+        """Adam with a cosine decay from ``learning_rate`` to ``learning_rate_final``."""
+        s = self.settings
+        opt = torch.optim.Adam(self.net.parameters(), lr=s.learning_rate)
+        total = epochs * steps_per_epoch
+        floor = s.learning_rate_final / s.learning_rate
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda k: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(k, total) / total))
+        )
+        batches = self.step_batches(total, s.batch_size)
+        history = []
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            losses = []
+            for _ in range(steps_per_epoch):
+                loss = self.loss(next(batches))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(float(loss.detach()))
+                if bar is not None:
+                    bar.update()
+            row = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+            seconds = time.perf_counter() - t0
+            for name, split in evaluate:
+                for key, value in self.scores(split).items():
+                    row[f"{name}_{key}"] = value
+            history.append(row)
+            if bar is not None:
+                bar.set_postfix(loss=f"{row['loss']:.3f}", **{
+                    k.replace("_amplitude_r", "_amp_r").replace("_phase_spread_ratio", "_spread"): f"{v:.2f}"
+                    for k, v in row.items() if k not in ("epoch", "loss")
+                })
+            if log is not None:
+                log({**row, "seconds": seconds})
+        return history
+
+
+# ---------------------------------------------------------------------------------------
+# The DVC stage
+
+
+def architecture(cfg: Config, gridsize: int) -> Architecture:
+    t = cfg.train
+    return Architecture(
+        size=cfg.base.patch_size,
+        channels=gridsize * gridsize,
+        filters=t.filters,
+        depth=t.depth,
+        support=t.support,
+        amplitude_max=t.amplitude_max,
+        skips=t.skips,
+        inputs=t.inputs,
+    )
+
+
+def setup_torch(cfg: Config) -> torch.device:
+    """Deterministic settings: fixed threads, deterministic kernels, the chosen device."""
+    t = cfg.train
+    torch.set_num_threads(t.threads)
+    if t.accelerator == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        if not torch.cuda.is_available():
+            raise StudyError("train.accelerator is cuda but this machine has no CUDA device; set train.accelerator: cpu")
+        torch.backends.cudnn.benchmark = False
+        device = torch.device("cuda")
+    else:
+        device = torch.device("cpu")
+    torch.use_deterministic_algorithms(True)
+    return device
+
+
+def _scoring_subset(split: Split, limit: int, seed: int) -> Split:
+    """At most ``limit`` patterns of a gridsize-1 split (seeded), for the per-epoch log and the
+    job's final scores (Phase G reconstructs every pattern)."""
+    n = split.amplitude.shape[0]
+    if split.groups.shape[1] > 1 or n <= limit:
+        return split
+    keep = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+    return dataclasses.replace(
+        split, amplitude=split.amplitude[keep], positions=split.positions[keep],
+        groups=np.arange(limit, dtype=np.int64)[:, None],
+    )
+
+
+def run(cfg: Config, dose, view: str, view_dir, bundle, report, history, timing, figure=None, *, progress: bool = True) -> dict:
+    dose = cfg.dose(dose)
+    definition = cfg.view(view)
+    view_dir, bundle, report, history, timing = map(Path, (view_dir, bundle, report, history, timing))
+    figure = Path(figure) if figure is not None else report.with_suffix(".png")
+    view_summary = json.loads((view_dir / VIEW_SUMMARY).read_text()) if (view_dir / VIEW_SUMMARY).is_file() else None
+    if view_summary is None:
+        raise StudyError(f"{view_dir}: no {VIEW_SUMMARY}; run the views stage of dose {dose}, view {view} first")
+    record = {"dose": dose, "view": view, "gridsize": definition.gridsize, "phase": "E"}
+    if view_summary.get("skipped"):
+        record.update(skipped=True, reason=view_summary.get("reason", ""))
+        write_skip_bundle(bundle, record)
+        write_json(report, {**record, "bundle": _bundle_facts(bundle)})
+        write_text(history, "epoch,loss\n")
+        figures.skipped_figure(record, figure)
+        return record
+    paths = {split: view_dir / f"{split}.npz" for split in SPLITS}
+    data = {split: read_dataset(path, require_groups=definition.gridsize > 1) for split, path in paths.items()}
+    device = setup_torch(cfg)
+    t = cfg.train
+    seed = derive_seed(t.seed, dose, view)
+    splits = {split: Split.from_arrays(arrays, definition.gridsize) for split, arrays in data.items()}
+    trainer = Trainer(t, splits["train"], architecture(cfg, definition.gridsize), seed, device)
+    epochs = t.epochs[view]
+    logged = [(s, _scoring_subset(splits[s], t.eval_patterns, derive_seed(seed, s))) for s in SPLITS]
+    bar = tqdm(total=epochs * t.steps_per_epoch, desc=f"train dose {dose} {view}", unit="step", disable=not progress)
+    start = time.perf_counter()
+    rows = trainer.fit(epochs, t.steps_per_epoch, evaluate=logged, bar=bar)
+    train_seconds = time.perf_counter() - start
+    bar.close()
+    evaluated = {s: trainer.evaluate(scored) for s, scored in logged}
+    final = {s: result[0] for s, result in evaluated.items()}
+    save_model(
+        bundle, trainer.net.cpu(), splits["train"].probe, splits["train"].intensity_scale,
+        {
+            "dose": dose, "view": view, "gridsize": definition.gridsize,
+            "params": {k: as_dict(cfg)[k] for k in ("base", "train")},
+            "data_sha256": {s: sha256_file(p) for s, p in paths.items()},
+        },
+    )
+    columns = ["epoch", "loss"] + [f"{s}_{k}" for s in SPLITS for k in SCORES]
+    write_text(history, ",".join(columns) + "\n" + "".join(
+        ",".join(str(r["epoch"]) if c == "epoch" else f"{r[c]:.6g}" for c in columns) + "\n" for r in rows
+    ))
+    record.update(
+        skipped=False,
+        data={s: {"path": str(p), "sha256": sha256_file(p), "patterns": int(splits[s].amplitude.shape[0]),
+                  "groups": int(splits[s].groups.shape[0])} for s, p in paths.items()},
+        scored_patterns={s: int(scored.amplitude.shape[0]) for s, scored in logged},
+        epochs=epochs, steps=epochs * t.steps_per_epoch, batch_size=t.batch_size,
+        final_loss=rows[-1]["loss"], scores=final, bundle=_bundle_facts(bundle),
+    )
+    write_json(report, record)
+    figures.training_figure(
+        record, rows, {s: (recon, splits[s].truth, mask) for s, (_, recon, mask) in evaluated.items()}, figure
+    )
+    write_json(timing, {"dose": dose, "view": view, "train_seconds": train_seconds,
+                        "ms_per_step": 1000 * train_seconds / (epochs * t.steps_per_epoch),
+                        "threads": t.threads, "accelerator": t.accelerator, "torch": torch.__version__})
+    return {**record, "train_seconds": train_seconds}
+
+
+def _bundle_facts(bundle: Path) -> dict:
+    return {"path": "/".join(bundle.parts[-3:]), "sha256": sha256_file(bundle), "bytes": bundle.stat().st_size}

@@ -1,0 +1,220 @@
+"""Phase E: the network, its physics, the bundle round trip, determinism and a collapse gate."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ptychostudy import physics
+from ptychostudy.bundle import BundleError, read_bundle, write_bundle
+from ptychostudy.dataset import read_dataset
+from ptychostudy.model import (
+    PROBE_WEIGHT, Architecture, Backprojection, PhysicsHead, Reconstructor, load_bundle, poisson_deviance, save_model,
+)
+from ptychostudy.stitch import quick_scores, stitch
+from ptychostudy.train import Split, run as train_run
+from ptychostudy.views import build_view
+
+
+@pytest.fixture(scope="module")
+def tiny_views(tiny_cfg, tiny_simulated, tmp_path_factory):
+    """Phase D of the tiny profile at dose 1e5: view name -> folder."""
+    sim_dir, _ = tiny_simulated
+    out = tmp_path_factory.mktemp("views")
+    folders = {}
+    for view in ("baseline", "dense"):
+        folder = out / view
+        build_view(tiny_cfg, 100000, view, sim_dir, folder, out / f"{view}.json", out / f"{view}.png", progress=False)
+        folders[view] = folder
+    return folders
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_cfg, tiny_views, tmp_path_factory):
+    """The dense job of the tiny profile, trained twice in separate folders."""
+    runs = []
+    for attempt in range(2):
+        out = tmp_path_factory.mktemp(f"train{attempt}")
+        record = train_run(
+            tiny_cfg, 100000, "dense", tiny_views["dense"], out / "dose_100000/dense/wts.h5.zip",
+            out / "record.json", out / "history.csv", out / "timing.json", progress=False,
+        )
+        runs.append((out, record))
+    return runs
+
+
+def test_training_is_bit_reproducible(trained):
+    (a, ra), (b, rb) = trained
+    assert (a / "dose_100000/dense/wts.h5.zip").read_bytes() == (b / "dose_100000/dense/wts.h5.zip").read_bytes()
+    assert ra["bundle"]["sha256"] == rb["bundle"]["sha256"]
+    assert (a / "history.csv").read_bytes() == (b / "history.csv").read_bytes()
+    assert (a / "record.json").read_bytes() == (b / "record.json").read_bytes()
+
+
+def test_job_record_history_and_timing(trained, tiny_cfg):
+    out, record = trained[0]
+    assert record["steps"] == tiny_cfg.train.epochs["dense"] * tiny_cfg.train.steps_per_epoch
+    assert record["bundle"]["path"] == "dose_100000/dense/wts.h5.zip"
+    assert len(record["bundle"]["sha256"]) == 64
+    lines = (out / "history.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,loss,train_amplitude_r")
+    assert len(lines) == 1 + tiny_cfg.train.epochs["dense"]
+    timing = json.loads((out / "timing.json").read_text())
+    assert timing["train_seconds"] > 0 and timing["threads"] == tiny_cfg.train.threads
+    assert math.isfinite(record["final_loss"]) and record["final_loss"] > 0
+
+
+def test_loaded_bundle_reproduces_the_models_output(trained, tiny_views):
+    out, _ = trained[0]
+    loaded = load_bundle(out / "dose_100000/dense/wts.h5.zip")
+    assert loaded.model.arch.channels == 4
+    data = read_dataset(tiny_views["dense"] / "test.npz", require_groups=True)
+    split = Split.from_arrays(data, 2)
+    amp = split.amplitude[torch.from_numpy(split.groups[:3])]
+    with torch.no_grad():
+        first = loaded.model(amp)
+        again = load_bundle(out / "dose_100000/dense/wts.h5.zip").model(amp)
+    assert first.shape == (3, 4, 64, 64) and first.dtype == torch.complex64
+    assert torch.equal(first, again)
+    # the same weights loaded by hand into a fresh network give the same numbers
+    weights, description = read_bundle(out / "dose_100000/dense/wts.h5.zip")
+    probe = torch.view_as_complex(torch.from_numpy(weights.pop(PROBE_WEIGHT)))
+    fresh = Reconstructor(Architecture(**description["architecture"]), probe, description["intensity_scale"], description["input_scale"])
+    fresh.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    with torch.no_grad():
+        assert torch.equal(fresh.eval()(amp), first)
+
+
+def _tamper(src, dst, *, weights=None, description=None):
+    w, d = read_bundle(src)
+    if weights:
+        weights(w)
+    if description:
+        description(d)
+    for key in ("format", "format_version", "weights"):
+        d.pop(key, None)
+    write_bundle(dst, w, d)
+    return dst
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(description=lambda d: d["architecture"].update(filters="4")), "'filters' must be int"),
+        (dict(description=lambda d: d["architecture"].pop("depth")), "architecture field 'depth'"),
+        (dict(description=lambda d: d["architecture"].update(filters=8)), "has shape"),
+        (dict(description=lambda d: d.update(kind="other")), "field 'kind'"),
+        (dict(description=lambda d: d.update(intensity_scale="big")), "'intensity_scale' must be float"),
+        (dict(weights=lambda w: w.pop(PROBE_WEIGHT)), PROBE_WEIGHT),
+        (dict(weights=lambda w: w.update(extra=np.zeros(3, np.float32))), "'extra' does not belong"),
+    ],
+)
+def test_load_bundle_refuses_inconsistent_bundles(trained, tmp_path, change, message):
+    out, _ = trained[0]
+    bad = _tamper(out / "dose_100000/dense/wts.h5.zip", tmp_path / "bad.zip", **change)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(bad)
+
+
+def test_a_skipped_job_leaves_a_bundle_that_says_why(tiny_cfg, tiny_views, tmp_path):
+    folder = tmp_path / "view"
+    folder.mkdir()
+    (folder / "view.json").write_text(json.dumps({"skipped": True, "reason": "only 3 positions"}))
+    record = train_run(tiny_cfg, 100000, "sparse", folder, tmp_path / "wts.h5.zip", tmp_path / "r.json",
+                       tmp_path / "h.csv", tmp_path / "t.json", progress=False)
+    assert record["skipped"] and (tmp_path / "wts.h5.zip").is_file()
+    with pytest.raises(BundleError, match="skipped \\(only 3 positions\\)"):
+        load_bundle(tmp_path / "wts.h5.zip")
+
+
+def test_true_object_fits_noiseless_data_better_than_a_flat_one(tiny_simulated):
+    sim_dir, _ = tiny_simulated
+    data = read_dataset(sim_dir / "patched_train.npz")
+    split = Split.from_arrays({**data, "groups": np.zeros((1, 1), np.int64)}, 1)
+    pos = torch.from_numpy(split.positions)
+    truth = physics.extract_patches(torch.from_numpy(split.truth), pos[:, 0] - 32, pos[:, 1] - 32, 64)[:, None]
+    head = PhysicsHead(split.probe, split.intensity_scale, torch.ones(64, 64), 80)
+    offsets = torch.zeros(len(pos), 1, 2)
+    noiseless = head(truth, offsets)
+    assert float(poisson_deviance(noiseless, noiseless)) < 1e-6
+    assert float(poisson_deviance(head(torch.ones_like(truth), offsets), noiseless)) > 0.1
+    # and on the Poisson counts of the data, the truth also wins
+    counts = split.amplitude[:, None] ** 2
+    assert float(poisson_deviance(noiseless, counts)) < float(poisson_deviance(head(torch.ones_like(truth), offsets), counts))
+
+
+def test_group_merge_returns_consistent_true_patches(tiny_simulated):
+    """Merging the true patches of a group and cutting them out again changes nothing inside the support."""
+    sim_dir, _ = tiny_simulated
+    data = read_dataset(sim_dir / "patched_train.npz")
+    obj = torch.from_numpy(data["objectGuess"])
+    centre = torch.tensor([[60.0, 70.0], [64.0, 74.0], [66.0, 68.0], [58.0, 72.0]])  # integer offsets: exact
+    truth = physics.extract_patches(obj, centre[:, 0] - 32, centre[:, 1] - 32, 64)[None]
+    offsets = (centre - centre.mean(0))[None]
+    head = PhysicsHead(torch.ones(64, 64, dtype=torch.complex64), 1.0, physics.central_support(64, 0.5), 96)
+    merged = head.consistent(truth, offsets)
+    inner = slice(16, 48)  # the support
+    assert torch.allclose(merged[..., inner, inner], truth[..., inner, inner], atol=1e-5)
+    assert not torch.allclose(merged, truth, atol=1e-3)  # outside the support the merge fills in neighbours
+
+
+def test_backprojection_of_the_bare_probe_is_an_empty_object():
+    """With no object (O = 1) the physics input layer sees nothing: Ô − 1 ≈ 0 where the probe is bright."""
+    rng = np.random.default_rng(1)
+    probe = torch.polar(torch.ones(64, 64), torch.from_numpy(rng.uniform(-1, 1, (64, 64))).float())
+    probe = probe * physics.central_support(64, 0.75)
+    amplitude = physics.far_field(probe * 3.0).abs()[None, None]
+    layer = Backprojection(probe, 3.0)
+    out = layer(amplitude)
+    bright = probe.abs() > 0.5
+    assert out.shape == (1, 3, 64, 64)
+    assert float(out[0, 0][bright].abs().max()) < 0.02 and float(out[0, 1][bright].abs().max()) < 0.02
+
+
+def test_phase_sync_recovers_patches_with_unknown_phase_offsets(tiny_simulated):
+    sim_dir, _ = tiny_simulated
+    data = read_dataset(sim_dir / "patched_test.npz")
+    obj = torch.from_numpy(data["objectGuess"])
+    y, x = data["ycoords"], data["xcoords"]
+    patches = physics.extract_patches(obj, torch.from_numpy(y - 32), torch.from_numpy(x - 32), 64)
+    offsets = torch.from_numpy(np.random.default_rng(3).uniform(-np.pi, np.pi, len(y))).float()
+    rotated = patches * torch.polar(torch.ones_like(offsets), offsets)[:, None, None]
+    support = physics.central_support(64, 0.5)
+    mask = np.zeros(obj.shape, bool)
+    canvas, count = stitch(rotated, y, x, tuple(obj.shape), support, sync=True)
+    mask = count.numpy() > 0.5
+    synced = quick_scores(canvas.numpy(), data["objectGuess"], mask)
+    plain, _ = stitch(rotated, y, x, tuple(obj.shape), support, sync=False)
+    unsynced = quick_scores(plain.numpy(), data["objectGuess"], mask)
+    # (the unzoomed tiny object has sharp edges: bilinear sub-pixel cuts cost a little amplitude r)
+    assert synced["phase_r"] > 0.99 and synced["amplitude_r"] > 0.95
+    assert abs(synced["phase_spread_ratio"] - 1) < 0.05
+    assert unsynced["amplitude_r"] < 0.9  # random offsets cancel where patches overlap
+
+
+def test_quick_scores_ignore_a_global_phase_and_detect_a_flat_output():
+    rng = np.random.default_rng(0)
+    truth = (1 + 0.2 * rng.standard_normal((40, 40))) * np.exp(1j * rng.uniform(-1, 1, (40, 40)))
+    mask = np.ones(truth.shape, bool)
+    same = quick_scores(truth * np.exp(1j * 0.7), truth, mask)
+    assert same["amplitude_r"] > 0.999 and same["phase_r"] > 0.999 and abs(same["phase_spread_ratio"] - 1) < 1e-6
+    flat = quick_scores(np.ones_like(truth), truth, mask)
+    # (ramp removal lends a flat output the best-fitting plane of the truth: a small spread, not 0)
+    assert flat["amplitude_r"] == 0.0 and flat["phase_spread_ratio"] < 0.1
+
+
+def test_a_short_training_does_not_collapse(tiny_cfg, tiny_views, tmp_path):
+    """Collapse gate: 120 steps of the gridsize-1 network already give amplitude r > 0.5 on the train region."""
+    import dataclasses
+
+    cfg = dataclasses.replace(
+        tiny_cfg, train=dataclasses.replace(tiny_cfg.train, filters=8, steps_per_epoch=40, batch_size=8,
+                                            eval_patterns=64, epochs={**tiny_cfg.train.epochs, "baseline": 3})
+    )
+    record = train_run(cfg, 100000, "baseline", tiny_views["baseline"], tmp_path / "wts.h5.zip", tmp_path / "r.json",
+                       tmp_path / "h.csv", tmp_path / "t.json", progress=False)
+    assert record["scores"]["train"]["amplitude_r"] > 0.5, record["scores"]
