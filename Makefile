@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock.txt
 
 study: install
 	dvc repro
+	ptychostudy verify
 	dvc status
 
 test: install

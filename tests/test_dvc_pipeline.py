@@ -181,3 +181,121 @@ def test_bad_params_fail_the_repro_and_keep_previous_outputs(repo):
     _run(["git", "checkout", "--", "reports"], work, env)
     assert target.read_bytes() == before
     assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
+
+
+def _verify(work: Path, env: dict):
+    return _run([sys.executable, "-m", "ptychostudy", "verify"], work, env, check=False)
+
+
+def test_verify_agrees_and_detects_one_flipped_byte_in_any_bundle(repo):
+    work, env = repo
+    ok = _verify(work, env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "6 bundles, 0 problems" in ok.stdout
+    bundles = sorted((work / "data/models").rglob("wts.h5.zip"))
+    assert len(bundles) == 6
+    for bundle in bundles:
+        original = bundle.read_bytes()
+        flipped = bytearray(original)
+        flipped[len(flipped) // 2] ^= 0x01
+        bundle.unlink()  # DVC links outputs from its cache: never write through the link
+        bundle.write_bytes(bytes(flipped))
+        try:
+            result = _verify(work, env)
+            assert result.returncode == 1
+            rel = bundle.relative_to(work).as_posix()
+            assert f"changed: {rel} has md5" in result.stdout
+        finally:
+            bundle.unlink()
+            bundle.write_bytes(original)
+    extra = work / "data/models/dose_1000/stray/wts.h5.zip"
+    extra.parent.mkdir()
+    extra.write_bytes(b"not a bundle")
+    try:
+        result = _verify(work, env)
+        assert result.returncode == 1 and "extra: data/models/dose_1000/stray/wts.h5.zip" in result.stdout
+    finally:
+        shutil.rmtree(extra.parent)
+    assert _verify(work, env).returncode == 0
+
+
+def test_push_then_pull_on_a_fresh_clone_restores_every_artefact(repo, tmp_path):
+    """Remote round trip: push to a folder remote, clone, pull; byte-identical, nothing runs, verify passes."""
+    work, env = repo
+    remote = tmp_path / "remote"
+    dvc("remote", "add", "-d", "-f", "store", str(remote), cwd=work, env=env)
+    _run(["git", "add", "-A"], work, env)
+    _run(["git", "commit", "-qm", "remote", "--allow-empty"], work, env)
+    dvc("push", cwd=work, env=env)
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
+    clone_env = {**env, "DVC_SITE_CACHE_DIR": str(tmp_path / "clone-site-cache")}
+    assert not list((clone / "data/models").rglob("wts.h5.zip"))  # git brings DVC's .gitignore files only
+    missing = _verify(clone, clone_env)
+    assert missing.returncode == 1 and "missing: data/models/dose_100000/dense/wts.h5.zip" in missing.stdout
+    dvc("pull", cwd=clone, env=clone_env)
+    outs = _lock_outs(work)
+    for path, md5 in outs.items():
+        target = clone / path
+        if target.is_file():
+            assert hashlib.md5(target.read_bytes()).hexdigest() == md5, path
+            assert target.read_bytes() == (work / path).read_bytes(), path
+    assert all((clone / p).exists() for p in outs)
+    assert json.loads(dvc("status", "--json", cwd=clone, env=clone_env).stdout) == {}
+    result = dvc("repro", cwd=clone, env=clone_env)
+    assert "Running stage" not in result.stdout
+    ok = _verify(clone, clone_env)
+    assert ok.returncode == 0 and "6 bundles, 0 problems" in ok.stdout, ok.stdout
+
+
+def _training_processes(marker: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "ptychostudy" in cmdline and marker in cmdline and "dvc" not in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_a_training_killed_halfway_leaves_nothing_that_looks_finished(repo):
+    """SIGKILL a real training process mid-run: no output at its final path, and the next repro completes."""
+    import signal
+    import time
+
+    work, env = repo
+    stage, marker = "train@100000-dense", "--dose 100000 --view dense"
+    lock_before = _lock_outs(work)
+    long = tiny_params()
+    long["train"]["epochs"]["dense"] = 400  # minutes of training: it is killed long before the end
+    write_params(work / "params.yaml", long)
+    outputs = [work / p for p in ("data/models/dose_100000/dense/wts.h5.zip", "reports/train/dose_100000-dense.json",
+                                  "reports/train/dose_100000-dense.csv", "reports/train/dose_100000-dense.png")]
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-s", stage], cwd=work, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while not _training_processes(marker):
+            assert time.monotonic() < deadline and proc.poll() is None, "training never started"
+            time.sleep(0.2)
+        time.sleep(4.0)  # well into training: imports done, steps running
+        pids = _training_processes(marker)
+        assert pids and proc.poll() is None
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        out = proc.communicate(timeout=120)[0].decode()
+        assert proc.returncode != 0, out
+        for path in outputs:
+            assert not path.exists(), f"{path} exists after the kill"
+    finally:
+        write_params(work / "params.yaml", tiny_params())
+    result = dvc("repro", cwd=work, env=env)
+    assert f"'{stage}'" in result.stdout
+    assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
+    assert _lock_outs(work) == lock_before  # deterministic: the rerun rebuilt the very same bundle
+    leftovers = [p for p in (work / "data/models/dose_100000/dense").iterdir() if p.name not in ("wts.h5.zip", ".gitignore")]
+    assert all(".tmp-" in p.name for p in leftovers), leftovers

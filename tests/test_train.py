@@ -13,7 +13,7 @@ from ptychostudy import physics
 from ptychostudy.bundle import BundleError, read_bundle, write_bundle
 from ptychostudy.dataset import read_dataset
 from ptychostudy.model import (
-    PROBE_WEIGHT, Architecture, Backprojection, PhysicsHead, Reconstructor, load_bundle, poisson_deviance, save_model,
+    PROBE_WEIGHT, Architecture, Backprojection, PhysicsHead, Reconstructor, load_bundle, poisson_deviance,
 )
 from ptychostudy.stitch import quick_scores, stitch
 from ptychostudy.train import Split, run as train_run

@@ -98,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing", type=Path, default=None, help="folder of timing files (optional; never a DVC dependency)")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for metrics.json, skip_summary.json, summary.md")
 
+    p = sub.add_parser("verify", help="check every bundle against dvc.lock (md5) and the training manifest (SHA256)",
+                       description="Recompute the md5 and SHA256 of every wts.h5.zip and compare them with dvc.lock and "
+                       "training_manifest.json; list each bundle that is missing, changed, or unknown to either "
+                       "(extra). Exit code 1 on any mismatch, 0 when all agree.")
+    p.add_argument("--lock", type=Path, default=Path("dvc.lock"), help="default: dvc.lock")
+    p.add_argument("--manifest", type=Path, default=Path("reports/training_manifest.json"),
+                   help="default: reports/training_manifest.json")
+    p.add_argument("--models", type=Path, default=Path("data/models"), help="artefact folder (default: data/models)")
+
     p = sub.add_parser("check-data", help="validate .npz files against the data contract",
                        description="Check that each .npz file follows the data contract (keys, dtypes, shapes, "
                        "finite values, JSON metadata, no pickle). Exit code 2 on the first broken file.")
@@ -115,6 +124,16 @@ def _run(args: argparse.Namespace) -> None:
         for path in args.files:
             arrays = read_dataset(path)
             print(f"{path}: ok, {arrays['diffraction'].shape[0]} patterns of {arrays['diffraction'].shape[1:]}")
+        return
+    if args.command == "verify":
+        from ptychostudy.verify import verify
+
+        checked, problems = verify(args.lock, args.manifest, args.models)
+        for line in problems:
+            print(line)
+        print(f"verify: {checked} bundles, {len(problems)} problem{'s' if len(problems) != 1 else ''}")
+        if problems:
+            raise VerifyFailed
         return
     cfg = load_config(args.params)
     if args.command == "check-params":
@@ -164,14 +183,20 @@ def _run(args: argparse.Namespace) -> None:
         print(f"summary -> {args.out_dir}")
 
 
+class VerifyFailed(Exception):
+    """verify found mismatches (already printed): exit code 1."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
     try:
         _run(args)
+    except VerifyFailed:
+        return 1
     except StudyError as exc:
         print(f"ptychostudy {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    if args.command not in ("check-params", "check-data"):
+    if args.command not in ("check-params", "check-data", "verify"):
         print(f"ptychostudy {args.command}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0

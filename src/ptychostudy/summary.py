@@ -168,7 +168,10 @@ def _training(cfg: Config, train_reports: Path, metrics: dict, skips: list, mode
 
 def _timing_table(cfg: Config, timing: Path) -> None:
     """Wall times (measurements, not reproducible) go beside the tracked outputs, never into them."""
-    rows = ["| dose | view | training wall time (s) | ms per step | threads | accelerator |", "|---:|---|---:|---:|---:|---|"]
+    rows = [
+        "| dose | view | training wall time (s) | ms per step (per-epoch scoring included) | threads | accelerator |",
+        "|---:|---|---:|---:|---:|---|",
+    ]
     total = 0.0
     for dose in cfg.study.doses:
         for view in cfg.study.views:

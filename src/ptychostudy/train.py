@@ -85,16 +85,16 @@ def input_norm(amplitude: torch.Tensor) -> float:
 
 
 class Trainer:
-    def __init__(self, settings, split: Split, arch: Architecture, seed: int, device=torch.device("cpu")):
+    def __init__(self, settings, split: Split, arch: Architecture, seed: int, device: torch.device | None = None):
         self.settings = settings
         self.split = split
         self.arch = arch
-        self.device = device
+        self.device = device if device is not None else torch.device("cpu")
         torch.manual_seed(seed)
-        self.net = Reconstructor(arch, split.probe, split.intensity_scale, input_norm(split.amplitude)).to(device)
+        self.net = Reconstructor(arch, split.probe, split.intensity_scale, input_norm(split.amplitude)).to(self.device)
         self.canvas = canvas_size(arch.size, split.max_offset())
-        self.head = PhysicsHead(split.probe, split.intensity_scale, self.net.net.mask.cpu(), self.canvas).to(device)
-        self.amplitude = split.amplitude.to(device)
+        self.head = PhysicsHead(split.probe, split.intensity_scale, self.net.net.mask.cpu(), self.canvas).to(self.device)
+        self.amplitude = split.amplitude.to(self.device)
         self.rng = np.random.default_rng(seed)
 
     def predict(self, amplitude: torch.Tensor) -> torch.Tensor:
@@ -247,7 +247,8 @@ def run(cfg: Config, dose, view: str, view_dir, bundle, report, history, timing,
     if view_summary.get("skipped"):
         record.update(skipped=True, reason=view_summary.get("reason", ""))
         write_skip_bundle(bundle, record)
-        write_json(report, {**record, "bundle": _bundle_facts(bundle)})
+        record["bundle"] = _bundle_facts(bundle)
+        write_json(report, record)
         write_text(history, "epoch,loss\n")
         figures.skipped_figure(record, figure)
         return record
