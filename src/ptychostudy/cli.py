@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: reports/training_manifest.json")
     p.add_argument("--models", type=Path, default=Path("data/models"), help="artefact folder (default: data/models)")
 
+    p = sub.add_parser("check-bundle", help="load trained bundles (wts.h5.zip) safely and describe them",
+                       description="Load each wts.h5.zip with load_bundle: member names checked before anything is "
+                       "read (no path traversal, no unexpected or pickled members), JSON description and HDF5 weights "
+                       "parsed in memory, the network rebuilt from this package's code and its weights checked. "
+                       "Nothing is extracted and nothing from the bundle is executed. Exit code 2 on the first bad one.")
+    p.add_argument("files", nargs="+", type=Path)
+
     p = sub.add_parser("check-data", help="validate .npz files against the data contract",
                        description="Check that each .npz file follows the data contract (keys, dtypes, shapes, "
                        "finite values, JSON metadata, no pickle). Exit code 2 on the first broken file.")
@@ -124,6 +131,17 @@ def _run(args: argparse.Namespace) -> None:
         for path in args.files:
             arrays = read_dataset(path)
             print(f"{path}: ok, {arrays['diffraction'].shape[0]} patterns of {arrays['diffraction'].shape[1:]}")
+        return
+    if args.command == "check-bundle":
+        from ptychostudy.model import load_bundle
+
+        for path in args.files:
+            loaded = load_bundle(path)
+            arch = loaded.model.arch
+            count = sum(t.numel() for t in loaded.model.parameters())
+            d = loaded.description
+            print(f"{path}: ok, dose {d.get('dose')} view {d.get('view')}, {arch.channels} channel(s) of "
+                  f"{arch.size}×{arch.size}, {arch.inputs} input, {count} parameters")
         return
     if args.command == "verify":
         from ptychostudy.verify import verify
@@ -197,6 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     except StudyError as exc:
         print(f"ptychostudy {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    if args.command not in ("check-params", "check-data", "verify"):
+    if args.command not in ("check-params", "check-data", "check-bundle", "verify"):
         print(f"ptychostudy {args.command}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
