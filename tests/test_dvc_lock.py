@@ -47,3 +47,16 @@ def test_every_stage_of_the_design_is_locked():
     expected |= {f"simulate@{d}" for d in params["study"]["doses"]}
     expected |= {f"views@{d}-{v}" for d in params["study"]["doses"] for v in params["study"]["views"]}
     assert expected <= stages, sorted(expected - stages)
+
+
+def test_training_stages_depend_on_every_train_key():
+    """A train key missing from dvc.yaml would not rerun training when it changes."""
+    import dataclasses
+
+    from ptychostudy.config import TrainSection
+
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
+    listed = set(stage["params"])
+    expected = {f"train.{f.name}" for f in dataclasses.fields(TrainSection) if f.name != "epochs"}
+    assert expected <= listed, sorted(expected - listed)
+    assert "train.epochs.${item.view}" in listed and "train" not in listed and "base" in listed
