@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,7 @@ from torch import nn
 
 from ptychostudy import physics
 from ptychostudy.bundle import BundleError, read_bundle, write_bundle
+from ptychostudy.config import NETWORK_INPUTS as INPUTS
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,6 @@ class Architecture:
     @property
     def input_channels(self) -> int:
         return self.channels if self.inputs == "amplitude" else 2 * self.channels + 1
-
-
-INPUTS = ("amplitude", "backprojection")
 
 
 class Backprojection(nn.Module):
@@ -284,8 +283,7 @@ def load_bundle(path) -> LoadedModel:
     if set(raw) != set(fields):
         odd = sorted(set(raw) ^ set(fields))
         raise BundleError(f"{path}: architecture field {odd[0]!r} is missing or unexpected")
-    types = {"size": int, "channels": int, "filters": int, "depth": int, "support": float,
-             "amplitude_max": float, "skips": bool, "inputs": str}
+    types = typing.get_type_hints(Architecture)
     arch_values = {key: _field(path, raw, key, types[key]) for key in fields}
     arch = Architecture(**arch_values)
     try:

@@ -26,14 +26,14 @@ def _overlapping_pairs(y0: torch.Tensor, x0: torch.Tensor, size: int):
 
 
 def _pair_views(patches: torch.Tensor, first, second, dy, dx, chunk: int = 2048):
-    """Yield (a, b, patch a, patch b resampled on a's pixels, dy, dx) in chunks of pairs."""
+    """Yield (a, b, patch a, patch b resampled on a's pixels) in chunks of pairs."""
     size = patches.shape[-1]
     for start in range(0, len(first), chunk):
         sl = slice(start, start + chunk)
         a, b = first[sl], second[sl]
         # a's pixel (i, j) is b's pixel (i - dy, j - dx)
         seen = physics.extract_patches(patches[b], -dy[sl][:, None], -dx[sl][:, None], size, check_bounds=False)[:, 0]
-        yield a, b, patches[a], seen, dy[sl], dx[sl]
+        yield a, b, patches[a], seen
 
 
 def phase_offsets(patches: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, refine: int = 20) -> torch.Tensor:
@@ -47,7 +47,7 @@ def phase_offsets(patches: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, ref
     k = patches.shape[0]
     first, second, dy, dx = _overlapping_pairs(y0, x0, patches.shape[-1])
     h = torch.zeros((k, k), dtype=torch.complex128)
-    for a, b, pa, seen, _, _ in _pair_views(patches, first, second, dy, dx):
+    for a, b, pa, seen in _pair_views(patches, first, second, dy, dx):
         h[a, b] = (pa.conj() * seen).sum(dim=(-2, -1)).to(torch.complex128)
     h = h + h.conj().T + torch.diag((patches.abs() ** 2).sum(dim=(-2, -1)).to(torch.complex128))
     z = torch.linalg.eigh(h)[1][:, -1]

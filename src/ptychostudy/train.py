@@ -96,6 +96,7 @@ class Trainer:
         self.head = PhysicsHead(split.probe, split.intensity_scale, self.net.net.mask.cpu(), self.canvas).to(self.device)
         self.amplitude = split.amplitude.to(self.device)
         self.rng = np.random.default_rng(seed)
+        self.last_evaluation: dict = {}
 
     def predict(self, amplitude: torch.Tensor) -> torch.Tensor:
         return self.net(amplitude.to(self.device))
@@ -146,11 +147,12 @@ class Trainer:
         mask &= count > 0.5
         return quick_scores(canvas, split.truth, mask), align_phase(canvas, split.truth, mask), mask
 
-    def scores(self, split: Split) -> dict[str, float]:
-        return self.evaluate(split)[0]
-
     def fit(self, epochs: int, steps_per_epoch: int, log=None, evaluate=(), bar=None):
-        """Adam with a cosine decay from ``learning_rate`` to ``learning_rate_final``."""
+        """Adam with a cosine decay from ``learning_rate`` to ``learning_rate_final``.
+
+        After each epoch every (name, split) of ``evaluate`` is scored; the last epoch's
+        results — the final model's — stay in ``last_evaluation``.
+        """
         s = self.settings
         opt = torch.optim.Adam(self.net.parameters(), lr=s.learning_rate)
         total = epochs * steps_per_epoch
@@ -174,8 +176,9 @@ class Trainer:
                     bar.update()
             row = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
             seconds = time.perf_counter() - t0
-            for name, split in evaluate:
-                for key, value in self.scores(split).items():
+            self.last_evaluation = {name: self.evaluate(split) for name, split in evaluate}
+            for name, (scores, _, _) in self.last_evaluation.items():
+                for key, value in scores.items():
                     row[f"{name}_{key}"] = value
             history.append(row)
             if bar is not None:
@@ -266,7 +269,7 @@ def run(cfg: Config, dose, view: str, view_dir, bundle, report, history, timing,
     rows = trainer.fit(epochs, t.steps_per_epoch, evaluate=logged, bar=bar)
     train_seconds = time.perf_counter() - start
     bar.close()
-    evaluated = {s: trainer.evaluate(scored) for s, scored in logged}
+    evaluated = trainer.last_evaluation  # the last epoch's scores are the final model's
     final = {s: result[0] for s, result in evaluated.items()}
     save_model(
         bundle, trainer.net.cpu(), splits["train"].probe, splits["train"].intensity_scale,
