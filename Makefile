@@ -10,9 +10,16 @@ export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 .PHONY: study test install
 install: $(VENV)/.installed
 
+# pty-chi is installed without its declared dependencies: they would pull torchvision (a CUDA build
+# of torch, several GB) and developer tools (mypy, ruff, pytest pins); the runtime ones it imports
+# (scipy, scikit-learn, pandas, tifffile) are in requirements.lock.txt, and its one use of
+# torchvision is served by ptychostudy/torchvision_shim.py.
+PTYCHI := ptychi==2.2.0
+
 $(VENV)/.installed: pyproject.toml requirements.lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.lock.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps $(PTYCHI)
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
 

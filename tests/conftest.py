@@ -32,6 +32,8 @@ def tiny_params() -> dict:
     p["train"].update(
         epochs={"baseline": 2, "dense": 2, "sparse": 1}, steps_per_epoch=3, batch_size=4, filters=4, eval_patterns=32
     )
+    p["iterative"]["epochs"] = {"baseline": 10, "dense": 6, "sparse": 6}
+    p["iterative"]["batch_size"] = 16
     return p
 
 
@@ -70,3 +72,18 @@ def tiny_simulated(tiny_cfg, tiny_base, tmp_path_factory):
 def write_params(path: Path, params: dict) -> Path:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_views(tiny_cfg, tiny_simulated, tmp_path_factory):
+    """Phase D of the tiny profile at dose 1e5: view name -> folder."""
+    from ptychostudy.views import build_view
+
+    sim_dir, _ = tiny_simulated
+    out = tmp_path_factory.mktemp("views")
+    folders = {}
+    for view in ("baseline", "dense", "sparse"):
+        folder = out / view
+        build_view(tiny_cfg, 100000, view, sim_dir, folder, out / f"{view}.json", out / f"{view}.png", progress=False)
+        folders[view] = folder
+    return folders

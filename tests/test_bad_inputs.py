@@ -169,6 +169,58 @@ def test_a_gridsize_2_view_without_groups_is_refused_by_training(simulated, tmp_
     _assert_refused(result, "missing key 'groups'", *kept)
 
 
+# --- Phases F and G ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dense_view(simulated, tmp_path_factory):
+    root = tmp_path_factory.mktemp("fg")
+    params = write_params(root / "params.yaml", tiny_params())
+    result = cli("--no-progress", "views", "--params", params, "--dose", 100000, "--view", "dense",
+                 "--sim-dir", simulated / "dose_100000", "--out-dir", root / "view", "--report", root / "v.json",
+                 "--figure", root / "v.png", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root, params
+
+
+def _compare(root, params, tmp_path, iterative, models):
+    out = tmp_path / "cell"
+    kept = [_previous(out / "comparison_metrics.csv"), _previous(out / "comparison.json")]
+    result = cli("--no-progress", "compare", "--params", params, "--dose", 100000, "--view", "dense", "--view-dir",
+                 root / "view", "--models", models, "--iterative", iterative, "--out-dir", out,
+                 "--timing", tmp_path / "t.json", cwd=tmp_path)
+    return result, kept
+
+
+def test_pty_chi_refuses_a_typo_in_its_settings(dense_view, tmp_path):
+    root, _ = dense_view
+    params = tiny_params()
+    params["iterative"]["nosie_model"] = params["iterative"].pop("noise_model")
+    bad = write_params(tmp_path / "params.yaml", params)
+    kept = [_previous(tmp_path / "ptychi.npz"), _previous(tmp_path / "r.json")]
+    result = cli("--no-progress", "reconstruct", "--params", bad, "--dose", 100000, "--view", "dense", "--view-dir",
+                 root / "view", "--out", tmp_path / "ptychi.npz", "--report", tmp_path / "r.json",
+                 "--timing", tmp_path / "t.json", cwd=tmp_path)
+    _assert_refused(result, "unknown key iterative.nosie_model", *kept)
+
+
+def test_compare_names_a_missing_network(dense_view, tmp_path):
+    root, params = dense_view
+    result, kept = _compare(root, params, tmp_path, tmp_path / "ptychi.npz", tmp_path / "no-models")
+    _assert_refused(result, "needed for the pinn arm", *kept)
+
+
+def test_compare_refuses_a_pickled_pty_chi_file(dense_view, tmp_path):
+    root, params = dense_view
+    models = tmp_path / "models"
+    for view in ("dense", "baseline"):
+        _previous(models / "dose_100000" / view / "wts.h5.zip")
+    evil = tmp_path / "ptychi.npz"
+    np.savez(evil, object=np.array([{"payload": 1}], dtype=object), cost=np.ones(2), _metadata=np.array("{}"))
+    result, kept = _compare(root, params, tmp_path, evil, models)
+    _assert_refused(result, "not a readable Phase F reconstruction", *kept)
+
+
 # --- bundles ------------------------------------------------------------------------------------
 
 

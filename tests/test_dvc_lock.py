@@ -45,7 +45,8 @@ def test_every_stage_of_the_design_is_locked():
     stages = set(_lock()["stages"])
     expected = {"base", "summarize"}
     expected |= {f"simulate@{d}" for d in params["study"]["doses"]}
-    expected |= {f"views@{d}-{v}" for d in params["study"]["doses"] for v in params["study"]["views"]}
+    for stage in ("views", "train", "reconstruct", "compare"):
+        expected |= {f"{stage}@{d}-{v}" for d in params["study"]["doses"] for v in params["study"]["views"]}
     assert expected <= stages, sorted(expected - stages)
 
 
@@ -60,3 +61,28 @@ def test_training_stages_depend_on_every_train_key():
     expected = {f"train.{f.name}" for f in dataclasses.fields(TrainSection) if f.name != "epochs"}
     assert expected <= listed, sorted(expected - listed)
     assert "train.epochs.${item.view}" in listed and "train" not in listed and "base" in listed
+
+
+def test_iterative_and_compare_stages_depend_on_their_keys():
+    import dataclasses
+
+    from ptychostudy.config import IterativeSection
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    listed = set(stages["reconstruct"]["params"])
+    expected = {f"iterative.{f.name}" for f in dataclasses.fields(IterativeSection) if f.name != "epochs"}
+    assert expected <= listed and "iterative.epochs.${item.view}" in listed, sorted(expected - listed)
+    compare = set(stages["compare"]["params"])
+    assert {"compare", "train.stitch_fraction", "train.phase_sync"} <= compare
+
+
+def test_the_study_plots_name_the_columns_the_summary_writes():
+    from ptychostudy.config import load_config
+    from ptychostudy.summary import PLOTS_DIR, PLOTTED, plot_columns
+
+    columns = plot_columns(load_config(ROOT / "params.yaml"))
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    assert sorted(next(iter(p)) for p in plots) == sorted(f"reports/{PLOTS_DIR}/{m}.csv" for m in PLOTTED)
+    for entry in plots:
+        (_, spec), = entry.items()
+        assert spec["x"] == "dose" and spec["y"] == columns

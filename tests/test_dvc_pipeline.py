@@ -78,6 +78,25 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
     assert metrics["dose_1000"]["views"]["dense"]["train"]["positions"] > 0
     shown = dvc("metrics", "show", cwd=work, env=env).stdout
     assert "dose_100000.mean_counts_per_pattern" in shown
+    # Phases F and G: every cell of every view with its arms, and the study's tables and plots
+    for dose in (1000, 100000):
+        for view in ("baseline", "dense", "sparse"):
+            assert (work / f"data/iterative/dose_{dose}/{view}/ptychi.npz").is_file()
+            record = json.loads((work / f"reports/compare/dose_{dose}-{view}/comparison.json").read_text())
+            if not record["skipped"]:
+                assert record["arms"][-1] == "ptychi" and (len(record["arms"]) == 3) == (view != "baseline")
+                assert (work / f"reports/compare/dose_{dose}-{view}/comparison.png").is_file()
+    assert "compare" in metrics["dose_100000"] and "ptychi" in metrics["dose_100000"]["compare"]["baseline"]
+    assert "phase_ssim" in shown and "ptychi" in shown
+    summary = (work / "reports/summary.md").read_text()
+    assert "## Phase G" in summary and "## Conclusion" in summary and "figures/metrics_vs_dose.png" in summary
+    header = (work / "reports/plots/phase_ssim.csv").read_text().splitlines()[0].split(",")
+    plotted = yaml.safe_load((work / "dvc.yaml").read_text())["plots"]
+    for entry in plotted:
+        (path, spec), = entry.items()
+        assert header == ["dose"] + spec["y"], path
+    html = dvc("plots", "show", "-o", str(work.parent / "plots-html"), cwd=work, env=env)
+    assert html.returncode == 0 and (work.parent / "plots-html" / "index.html").is_file()
     lock = (work / "dvc.lock").read_text()
     assert "data/simulated/dose_1000/patched_train.npz" in lock and "md5:" in lock
 
@@ -139,7 +158,7 @@ def test_a_views_param_change_touches_only_views_and_params_diff_names_it(repo):
         write_params(work / "params.yaml", tiny_params())
 
 
-def test_a_training_param_change_reruns_only_training_and_the_summary(repo):
+def test_a_training_param_change_reruns_only_training_comparison_and_summary(repo):
     work, env = repo
     _run(["git", "add", "-A"], work, env)
     _run(["git", "commit", "-qm", "results", "--allow-empty"], work, env)
@@ -153,11 +172,26 @@ def test_a_training_param_change_reruns_only_training_and_the_summary(repo):
         assert changed and all(name.startswith("train@") for name in changed), changed
         result = dvc("repro", cwd=work, env=env)
         ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
-        assert ran and all(name.startswith("train@") or name == "summarize" for name in ran), ran
+        # the networks changed, so their comparisons rerun too; pty-chi (Phase F) does not
+        assert ran and all(name.startswith(("train@", "compare@")) or name == "summarize" for name in ran), ran
         assert "summarize" in ran and len([n for n in ran if n.startswith("train@")]) == 6
+        assert len([n for n in ran if n.startswith("compare@")]) == 6
     finally:
         write_params(work / "params.yaml", tiny_params())
     dvc("repro", cwd=work, env=env)
+    assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
+
+
+def test_an_iterative_param_of_one_view_reruns_only_that_views_pty_chi_and_comparison(repo):
+    work, env = repo
+    _run(["git", "add", "-A"], work, env)
+    _run(["git", "commit", "-qm", "results", "--allow-empty"], work, env)
+    result = dvc("exp", "run", "-S", "iterative.epochs.baseline=4", cwd=work, env=env)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"reconstruct@1000-baseline", "reconstruct@100000-baseline", "compare@1000-baseline",
+                   "compare@100000-baseline", "summarize"}, ran
+    _run(["git", "checkout", "--", "."], work, env)  # the experiment is kept by `dvc exp`, not in the workspace
+    dvc("checkout", cwd=work, env=env)
     assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
 
 

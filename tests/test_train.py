@@ -16,21 +16,8 @@ from ptychostudy.model import (
     PROBE_WEIGHT, Architecture, Backprojection, PhysicsHead, Reconstructor, load_bundle, poisson_deviance,
 )
 from ptychostudy.stitch import quick_scores, stitch
-from ptychostudy.train import Split, run as train_run
-from ptychostudy.views import build_view
-
-
-@pytest.fixture(scope="module")
-def tiny_views(tiny_cfg, tiny_simulated, tmp_path_factory):
-    """Phase D of the tiny profile at dose 1e5: view name -> folder."""
-    sim_dir, _ = tiny_simulated
-    out = tmp_path_factory.mktemp("views")
-    folders = {}
-    for view in ("baseline", "dense"):
-        folder = out / view
-        build_view(tiny_cfg, 100000, view, sim_dir, folder, out / f"{view}.json", out / f"{view}.png", progress=False)
-        folders[view] = folder
-    return folders
+from ptychostudy.infer import Split
+from ptychostudy.train import run as train_run
 
 
 @pytest.fixture(scope="module")

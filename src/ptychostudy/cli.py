@@ -87,6 +87,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall time (JSON) to write; kept out of DVC so that outputs stay byte-reproducible")
     p.add_argument("--figure", type=Path, required=True, help="PNG to write: loss, scores and reconstructions")
 
+    p = sub.add_parser("reconstruct", help="Phase F: pty-chi LSQML on the test split of one dose × view",
+                       description="Phase F: reconstruct the view's test split with pty-chi's LSQML (settings: params.yaml "
+                       "iterative.*): all positions, initial object ones, the known probe, positions fixed, seeded, "
+                       "iterative.threads threads, the object on the ground truth's pixel grid. Writes the object and "
+                       "its cost per epoch (.npz, no pickle), a record (JSON) and a timing file.")
+    _add_params(p)
+    p.add_argument("--dose", required=True, help="photons per pattern; must be one of study.doses")
+    p.add_argument("--view", required=True, help="a view listed in study.views")
+    p.add_argument("--view-dir", type=Path, required=True, help="folder with test.npz and view.json")
+    p.add_argument("--out", type=Path, required=True, help="reconstruction .npz to write")
+    p.add_argument("--report", type=Path, required=True, help="record (JSON) to write")
+    p.add_argument("--timing", type=Path, required=True, help="wall time (JSON) to write; kept out of DVC")
+
+    p = sub.add_parser("compare", help="Phase G: score every arm of one dose × view against the ground truth",
+                       description="Phase G: on the view's test split, reconstruct with the view's network, the "
+                       "gridsize-1 baseline network and take pty-chi's object; align each the same way (scanned region, "
+                       "sub-pixel registration, global phase offset and ramp, mean amplitude) and score amplitude and "
+                       "phase (MAE, MSE, PSNR, SSIM, MS-SSIM, FRC at 0.5 and 1/7, Pearson r, phase spread ratio) in the "
+                       "featured region and the whole scanned region. Writes comparison_metrics.csv (model, metric, "
+                       "part, value), a record (JSON) and a figure.")
+    _add_params(p)
+    p.add_argument("--dose", required=True, help="photons per pattern; must be one of study.doses")
+    p.add_argument("--view", required=True, help="a view listed in study.views")
+    p.add_argument("--view-dir", type=Path, required=True, help="folder with test.npz and view.json")
+    p.add_argument("--models", type=Path, required=True, help="artefact folder of the bundles (dose_<d>/<view>/wts.h5.zip)")
+    p.add_argument("--iterative", type=Path, required=True, help="Phase F reconstruction .npz of this dose × view")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for comparison_metrics.csv, comparison.json, comparison.png")
+    p.add_argument("--timing", type=Path, required=True, help="inference wall times (JSON) to write; kept out of DVC")
+
     p = sub.add_parser("summarize", help="the metrics stage: study summary from the per-stage reports",
                        description="Read the reports of every dose and view in params.yaml and write metrics.json "
                        "(numbers only, for `dvc metrics show`), skip_summary.json and summary.md.")
@@ -95,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--view-reports", type=Path, required=True, help="folder of Phase D reports")
     p.add_argument("--train-reports", type=Path, required=True, help="folder of Phase E job records")
     p.add_argument("--models", type=Path, required=True, help="artefact folder of the bundles (dose_<d>/<view>/wts.h5.zip)")
+    p.add_argument("--iterative-reports", type=Path, default=None, help="folder of Phase F records (dose_<d>-<view>.json)")
+    p.add_argument("--compare-reports", type=Path, default=None,
+                   help="folder of Phase G results (dose_<d>-<view>/comparison_metrics.csv and comparison.json)")
     p.add_argument("--timing", type=Path, default=None, help="folder of timing files (optional; never a DVC dependency)")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for metrics.json, skip_summary.json, summary.md")
 
@@ -194,10 +226,26 @@ def _run(args: argparse.Namespace) -> None:
                   f"{r['final_loss']:.4f}; test amplitude r {test['amplitude_r']:.3f}, phase r {test['phase_r']:.3f}, "
                   f"phase spread ratio {test['phase_spread_ratio']:.3f}")
         print(f"bundle {args.bundle}  sha256 {b['sha256']}  {b['bytes']} bytes")
+    elif args.command == "reconstruct":
+        from ptychostudy import iterative
+
+        r = iterative.run(cfg, args.dose, args.view, args.view_dir, args.out, args.report, args.timing, progress=progress)
+        if r["skipped"]:
+            print(f"reconstruct dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
+        else:
+            print(f"reconstruct dose {r['dose']} {r['view']}: {r['positions']} positions, {r['epochs']} LSQML epochs in "
+                  f"{r['seconds']:.1f} s, cost {r['cost_first']:.4g} -> {r['cost_final']:.4g} -> {args.out}")
+    elif args.command == "compare":
+        from ptychostudy import compare
+
+        r = compare.run(cfg, args.dose, args.view, args.view_dir, args.models, args.iterative, args.out_dir, args.timing,
+                        progress=progress)
+        print(compare.headline(r))
     elif args.command == "summarize":
         from ptychostudy.summary import summarize
 
-        summarize(cfg, args.simulate_reports, args.view_reports, args.train_reports, args.models, args.out_dir, args.timing)
+        summarize(cfg, args.simulate_reports, args.view_reports, args.train_reports, args.models, args.out_dir, args.timing,
+                  args.iterative_reports, args.compare_reports)
         print(f"summary -> {args.out_dir}")
 
 

@@ -90,12 +90,33 @@ class TrainSection:
 
 
 @dataclass(frozen=True)
+class IterativeSection:
+    epochs: Mapping[str, int]
+    batch_size: int
+    noise_model: str
+    momentum: float
+    seed: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class CompareSection:
+    scanned_threshold: float
+    max_shift_px: float
+    ms_ssim_sigma: float
+    frc_taper: float
+    inference_batch: int
+
+
+@dataclass(frozen=True)
 class Config:
     study: StudySection
     base: BaseSection
     simulate: SimulateSection
     views: ViewsSection
     train: TrainSection
+    iterative: IterativeSection
+    compare: CompareSection
 
     def view(self, name: str) -> ViewDefinition:
         if name not in self.views.definitions:
@@ -120,10 +141,13 @@ SECTIONS = {
     "simulate": SimulateSection,
     "views": ViewsSection,
     "train": TrainSection,
+    "iterative": IterativeSection,
+    "compare": CompareSection,
 }
 SPLIT_AXES = ("y", "x")
 ACCELERATORS = ("cpu", "cuda")
 NETWORK_INPUTS = ("amplitude", "backprojection")
+NOISE_MODELS = ("gaussian", "poisson")
 
 
 def _type_name(tp) -> str:
@@ -214,7 +238,7 @@ def _section(name: str, raw: Any):
             values[field.name] = views
         elif name == "views" and field.name == "definitions":
             values[field.name] = _definitions(value, key)
-        elif name == "train" and field.name == "epochs":
+        elif name in ("train", "iterative") and field.name == "epochs":
             if not isinstance(value, dict) or not value:
                 raise ConfigError(f"{key} must map each view name to its number of epochs, got {value!r}")
             values[field.name] = {
@@ -290,6 +314,8 @@ def _cross_checks(cfg: Config) -> None:
     if v.groups_per_seed < 1:
         raise ConfigError(f"views.groups_per_seed must be 1 or more, got {v.groups_per_seed}")
     _check_train(cfg)
+    _check_iterative(cfg)
+    _check_compare(cfg)
     for name, view in v.definitions.items():
         if v.neighbours < view.group_size:
             raise ConfigError(
@@ -330,17 +356,51 @@ def _check_train(cfg: Config) -> None:
         raise ConfigError(
             f"base.patch_size = {cfg.base.patch_size} must be divisible by 2^train.depth = {2**t.depth}"
         )
-    missing = [view for view in cfg.study.views if view not in t.epochs]
+    _check_epochs(cfg, "train", t.epochs)
+
+
+def _check_epochs(cfg: Config, section: str, epochs_by_view: Mapping[str, int]) -> None:
+    missing = [view for view in cfg.study.views if view not in epochs_by_view]
     if missing:
-        raise ConfigError(f"train.epochs has no entry for view {missing[0]!r}")
-    unknown = sorted(set(t.epochs) - set(cfg.views.definitions))
+        raise ConfigError(f"{section}.epochs has no entry for view {missing[0]!r}")
+    unknown = sorted(set(epochs_by_view) - set(cfg.views.definitions))
     if unknown:
         raise ConfigError(
-            f"train.epochs names the unknown view {unknown[0]!r}; views: {', '.join(cfg.views.definitions)}"
+            f"{section}.epochs names the unknown view {unknown[0]!r}; views: {', '.join(cfg.views.definitions)}"
         )
-    for view, epochs in t.epochs.items():
+    for view, epochs in epochs_by_view.items():
         if epochs < 1:
-            raise ConfigError(f"train.epochs.{view} must be 1 or more, got {epochs}")
+            raise ConfigError(f"{section}.epochs.{view} must be 1 or more, got {epochs}")
+
+
+def _check_iterative(cfg: Config) -> None:
+    it = cfg.iterative
+    _check_epochs(cfg, "iterative", it.epochs)
+    for key in ("batch_size", "threads"):
+        if getattr(it, key) < 1:
+            raise ConfigError(f"iterative.{key} must be 1 or more, got {getattr(it, key)}")
+    if it.seed < 0:
+        raise ConfigError(f"iterative.seed must be a non-negative integer, got {it.seed}")
+    if it.noise_model not in NOISE_MODELS:
+        raise ConfigError(f"iterative.noise_model must be one of {', '.join(NOISE_MODELS)}; got {it.noise_model!r}")
+    if not 0.0 <= it.momentum < 1.0:
+        raise ConfigError(f"iterative.momentum must lie in [0, 1) (0 = off), got {it.momentum}")
+
+
+def _check_compare(cfg: Config) -> None:
+    c = cfg.compare
+    if not 0.0 < c.scanned_threshold < 1.0:
+        raise ConfigError(
+            f"compare.scanned_threshold must lie in (0, 1) (a fraction of the peak illumination), got {c.scanned_threshold}"
+        )
+    if c.max_shift_px < 0:
+        raise ConfigError(f"compare.max_shift_px must be 0 or more, got {c.max_shift_px}")
+    if c.ms_ssim_sigma < 0:
+        raise ConfigError(f"compare.ms_ssim_sigma must be 0 (off) or more, got {c.ms_ssim_sigma}")
+    if not 0.0 <= c.frc_taper <= 0.5:
+        raise ConfigError(f"compare.frc_taper must lie in [0, 0.5] (a fraction of each side), got {c.frc_taper}")
+    if c.inference_batch < 1:
+        raise ConfigError(f"compare.inference_batch must be 1 or more, got {c.inference_batch}")
 
 
 def config_from_dict(raw: Any) -> Config:

@@ -14,6 +14,10 @@ import numpy as np
 import torch
 
 from ptychostudy import physics
+from ptychostudy.metrics import pearson, remove_phase_plane
+
+# the phase plane relative to the truth, removed before scoring (one definition: metrics.py)
+align_phase = remove_phase_plane
 
 
 def _overlapping_pairs(y0: torch.Tensor, x0: torch.Tensor, size: int):
@@ -88,31 +92,6 @@ def stitch(
     return physics.merge_patches(patches, y0, x0, support, shape)
 
 
-def align_phase(recon: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``recon`` with the global phase offset and linear phase ramp relative to ``truth`` removed."""
-    recon = np.asarray(recon, dtype=np.complex128)
-    truth = np.asarray(truth, dtype=np.complex128)
-    offset = np.angle(np.sum((recon * np.conj(truth))[mask]))
-    recon = recon * np.exp(-1j * offset)
-    diff = np.angle(recon * np.conj(truth))
-    rows, cols = np.nonzero(mask)
-    design = np.stack([np.ones_like(rows), rows, cols], axis=1).astype(np.float64)
-    coef, *_ = np.linalg.lstsq(design, diff[mask], rcond=None)
-    yy, xx = np.indices(recon.shape)
-    return recon * np.exp(-1j * (coef[0] + coef[1] * yy + coef[2] * xx))
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r; 0 when either side is constant (up to rounding), as for a collapsed output."""
-    scale_a, scale_b = max(1.0, float(np.abs(a).max())), max(1.0, float(np.abs(b).max()))
-    if a.std() <= 1e-6 * scale_a or b.std() <= 1e-6 * scale_b:
-        return 0.0
-    a = a - a.mean()
-    b = b - b.mean()
-    denom = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denom) if denom > 0 else 0.0
-
-
 SCORES = ("amplitude_r", "phase_r", "phase_spread_ratio")
 
 
@@ -121,12 +100,12 @@ def quick_scores(recon: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict
     if not mask.any():
         raise ValueError("the scoring region is empty")
     aligned = align_phase(recon, truth, mask)
-    amp_r = _pearson(np.abs(aligned)[mask], np.abs(truth)[mask])
+    amp_r = pearson(np.abs(aligned)[mask], np.abs(truth)[mask])
     phase_rec = np.angle(aligned)[mask]
     phase_true = np.angle(truth)[mask]
     true_std = float(phase_true.std())
     return {
         "amplitude_r": amp_r,
-        "phase_r": _pearson(phase_rec, phase_true),
+        "phase_r": pearson(phase_rec, phase_true),
         "phase_spread_ratio": float(phase_rec.std() / true_std) if true_std > 0 else 0.0,
     }

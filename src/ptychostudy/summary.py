@@ -7,6 +7,7 @@ dose or view removed from the design cannot leak stale numbers into the summary.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ptychostudy import StudyError
@@ -37,6 +38,8 @@ def summarize(
     models: Path,
     out_dir: Path,
     timing: Path | None = None,
+    iterative_reports: Path | None = None,
+    compare_reports: Path | None = None,
 ) -> dict:
     metrics: dict = {}
     skips = []
@@ -91,16 +94,20 @@ def summarize(
                 skips.append({"dose": dose, "view": view, "phase": "D", "reason": summary["reason"]})
     jobs, train_lines = _training(cfg, Path(train_reports), metrics, skips, Path(models))
     lines += train_lines
+    out_dir = Path(out_dir)
+    table: list[dict] = []
+    if iterative_reports is not None and compare_reports is not None:
+        table, study_lines = _study(cfg, Path(iterative_reports), Path(compare_reports), metrics, skips, out_dir)
+        lines += study_lines
     lines += ["", "## Skipped views", ""]
     lines += [f"- dose {s['dose']:g}, {s['view']} (phase {s['phase']}): {s['reason']}" for s in skips] or ["None."]
     lines.append("")
-    out_dir = Path(out_dir)
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "skip_summary.json", skips)
     write_json(out_dir / "training_manifest.json", {"artifact_dir": str(models), "jobs": jobs, "skipped": skips})
     write_text(out_dir / "summary.md", "\n".join(lines))
     if timing is not None and Path(timing).is_dir():
-        _timing_table(cfg, Path(timing))
+        _timing_table(cfg, Path(timing), table)
     return metrics
 
 
@@ -166,7 +173,11 @@ def _training(cfg: Config, train_reports: Path, metrics: dict, skips: list, mode
     return jobs, lines
 
 
-def _timing_table(cfg: Config, timing: Path) -> None:
+def _fmt(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _timing_table(cfg: Config, timing: Path, table: list[dict]) -> None:
     """Wall times (measurements, not reproducible) go beside the tracked outputs, never into them."""
     rows = [
         "| dose | view | training wall time (s) | ms per step (per-epoch scoring included) | threads | accelerator |",
@@ -181,4 +192,190 @@ def _timing_table(cfg: Config, timing: Path) -> None:
                 total += t["train_seconds"]
                 rows.append(f"| {dose:g} | {view} | {t['train_seconds']:.1f} | {t['ms_per_step']:.0f} | {t['threads']} | {t['accelerator']} |")
     rows.append(f"\nTotal training wall time: {total:.1f} s\n")
-    write_text(timing / "summary.md", "# Phase E wall times (this machine, last run)\n\n" + "\n".join(rows))
+    rows += [
+        "## Phases F and G: reconstruction and inference per cell",
+        "",
+        "| dose | view | pty-chi positions | pty-chi epochs | pty-chi wall time (s) | network inference (s) | gridsize-1 network inference (s) |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for dose in cfg.study.doses:
+        for view in cfg.study.views:
+            f_path = timing / f"reconstruct-{view_tag(dose, view)}.json"
+            g_path = timing / f"compare-{view_tag(dose, view)}.json"
+            if not (f_path.is_file() and g_path.is_file()):
+                continue
+            f = json.loads(f_path.read_text(encoding="utf-8"))
+            g = json.loads(g_path.read_text(encoding="utf-8"))["inference_seconds"]
+            rows.append(f"| {dose:g} | {view} | {f['positions']} | {f['epochs']} | {f['reconstruct_seconds']:.1f} "
+                        f"| {_fmt(g.get('pinn'), '.2f')} | {_fmt(g.get('pinn_gs1'), '.2f')} |")
+    write_text(timing / "summary.md", "# Wall times (this machine, last run)\n\n## Phase E: training\n\n" + "\n".join(rows) + "\n")
+
+
+# ---------------------------------------------------------------------------------------
+# Phases F and G
+
+
+HEADLINE = (  # (metric, column title): the featured-region numbers in summary.md and metrics.json
+    ("phase_ssim", "phase SSIM"),
+    ("phase_ms_ssim", "phase MS-SSIM"),
+    ("phase_frc50_resolution_px", "phase FRC½ res. (px)"),
+    ("phase_pearson_r", "phase r"),
+    ("phase_spread_ratio", "phase spread"),
+    ("amplitude_ssim", "amp SSIM"),
+    ("amplitude_frc50_resolution_px", "amp FRC½ res. (px)"),
+    ("amplitude_pearson_r", "amp r"),
+)
+PLOTTED = ("phase_ssim", "phase_frc50_resolution_px", "phase_pearson_r", "amplitude_ssim")
+PLOT_TITLES = dict(HEADLINE)
+PLOTS_DIR = "plots"
+FIGURE = "figures/metrics_vs_dose.png"
+
+
+def plot_columns(cfg: Config) -> list[str]:
+    """The lines of each DVC plot: <model>-<view> for every arm of every view."""
+    from ptychostudy.compare import arms
+
+    return [f"{model}-{view}" for model in ("pinn", "pinn_gs1", "ptychi") for view in cfg.study.views
+            if model in arms(cfg, view)]
+
+
+def read_comparison(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise StudyError(f"{path} is missing: run its compare stage (dvc repro) first")
+    text = path.read_text(encoding="utf-8").splitlines()
+    if not text or text[0] != "model,metric,part,value":
+        raise StudyError(f"{path}: not a comparison_metrics.csv (header {text[:1]})")
+    rows = []
+    for line in text[1:]:
+        model, metric, part, value = line.split(",")
+        rows.append({"model": model, "metric": metric, "part": part, "value": float(value)})
+    return rows
+
+
+def _study(cfg: Config, iterative_reports: Path, compare_reports: Path, metrics: dict, skips: list, out_dir: Path):
+    """Phase F and G tables, the tidy study table, DVC plots, the dose figure and the conclusion."""
+    from ptychostudy import study_figures
+
+    table: list[dict] = []
+    f_lines = [
+        "",
+        "## Phase F: pty-chi LSQML on each test split",
+        "",
+        "| dose | view | positions | epochs | cost, first epoch | cost, last epoch |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    g_lines = [
+        "",
+        "## Phase G: every arm against the ground truth (test split, featured region)",
+        "",
+        "Each reconstruction is registered (sub-pixel), its global phase offset and linear phase ramp removed and its "
+        "mean amplitude matched to the truth, all the same way (`metrics.py`). pinn = the view's gridsize-2 network, "
+        "pinn_gs1 = the gridsize-1 (baseline) network applied to the same patterns, ptychi = pty-chi LSQML. "
+        "FRC½ res. = half-period resolution at the FRC 0.5 crossing (1 px = Nyquist). Every metric, both regions "
+        "(featured and the whole scanned region) and the 1/7 threshold: `reports/study_metrics.csv` and "
+        "`reports/compare/dose_<dose>-<view>/comparison_metrics.csv`.",
+        "",
+        "| dose | view | model | " + " | ".join(title for _, title in HEADLINE) + " |",
+        "|---:|---|---|" + "---:|" * len(HEADLINE),
+    ]
+    for dose in cfg.study.doses:
+        for view in cfg.study.views:
+            tag = view_tag(dose, view)
+            rec = _read(iterative_reports / f"{tag}.json")
+            comparison = _read(compare_reports / tag / "comparison.json")
+            if rec["skipped"] or comparison["skipped"]:
+                if not any(s["dose"] == dose and s["view"] == view for s in skips):
+                    skips.append({"dose": dose, "view": view, "phase": "F/G", "reason": rec.get("reason", "")})
+                continue
+            f_lines.append(f"| {dose:g} | {view} | {rec['positions']} | {rec['epochs']} | {rec['cost_first']:.4g} "
+                           f"| {rec['cost_final']:.4g} |")
+            rows = read_comparison(compare_reports / tag / "comparison_metrics.csv")
+            table += [{"dose": dose, "view": view, **row} for row in rows]
+            cell = metrics[dose_tag(dose)].setdefault("compare", {}).setdefault(view, {})
+            for model in comparison["arms"]:
+                values = {r["metric"]: r["value"] for r in rows if r["model"] == model and r["part"] == "featured"}
+                cell[model] = {m: values[m] for m, _ in HEADLINE if m in values and math.isfinite(values[m])}
+                g_lines.append(f"| {dose:g} | {view} | {model} | " + " | ".join(
+                    (f"{values[m]:.1f}" if m.endswith("_px") else f"{values[m]:.3f}") if m in values else "–"
+                    for m, _ in HEADLINE) + " |")
+            metrics[dose_tag(dose)].setdefault("iterative", {})[view] = {
+                "epochs": rec["epochs"], "positions": rec["positions"], "cost_final": rec["cost_final"]}
+    write_text(out_dir / "study_metrics.csv", "dose,view,model,metric,part,value\n" + "".join(
+        f"{r['dose']},{r['view']},{r['model']},{r['metric']},{r['part']},{r['value']:.6g}\n" for r in table))
+    columns = plot_columns(cfg)
+    for metric in PLOTTED:
+        lines = ["dose," + ",".join(columns)]
+        for dose in cfg.study.doses:
+            cells = []
+            for column in columns:
+                model, view = column.split("-", 1)
+                found = [r["value"] for r in table if r["dose"] == dose and r["view"] == view and r["model"] == model
+                         and r["metric"] == metric and r["part"] == "featured"]
+                cells.append(f"{found[0]:.6g}" if found else "")
+            lines.append(f"{dose}," + ",".join(cells))
+        write_text(out_dir / PLOTS_DIR / f"{metric}.csv", "\n".join(lines) + "\n")
+    study_figures.dose_figure(table, [(m, PLOT_TITLES[m]) for m in PLOTTED], out_dir / FIGURE)
+    lines = f_lines + g_lines + [
+        "",
+        f"![metrics vs dose]({FIGURE})",
+        "",
+        "*Featured region of the test split. Solid: the view's gridsize-2 network; dashed: the gridsize-1 network; "
+        "dotted: pty-chi. Colour: the view. Per-cell images: `reports/compare/dose_<dose>-<view>/comparison.png`.*",
+        "",
+        "## Conclusion (computed from the table above)",
+        "",
+    ] + _conclusion(cfg, table)
+    return table, lines
+
+
+def _value(table, dose, view, model, metric, part="featured"):
+    found = [r["value"] for r in table if r["dose"] == dose and r["view"] == view and r["model"] == model
+             and r["metric"] == metric and r["part"] == part]
+    return found[0] if found else None
+
+
+def _conclusion(cfg: Config, table: list[dict]) -> list[str]:
+    """Plain sentences built from the measured numbers (nothing here is written by hand)."""
+    if not table:
+        return ["No cell was compared (every view was skipped)."]
+    doses = sorted(cfg.study.doses)
+    top, low = doses[-1], doses[0]
+    out = []
+    for view in cfg.study.views:
+        models = sorted({r["model"] for r in table if r["view"] == view})
+        if not models:
+            continue
+        parts = []
+        for model in models:
+            hi_r = _value(table, top, view, model, "phase_pearson_r")
+            hi_s = _value(table, top, view, model, "phase_ssim")
+            lo_r = _value(table, low, view, model, "phase_pearson_r")
+            if hi_r is None:
+                continue
+            text = f"{model} phase r {hi_r:.2f} (SSIM {hi_s:.2f})"
+            if lo_r is not None and low != top:
+                text += f", falling to r {lo_r:.2f} at {low:g}"
+            parts.append(text)
+        if parts:
+            out.append(f"- **{view}** view, {top:g} photons/pattern: " + "; ".join(parts) + ".")
+    for dose in sorted(doses, reverse=True):
+        best = {}
+        for model in ("pinn", "pinn_gs1", "ptychi"):
+            values = [(r["value"], r["view"]) for r in table if r["model"] == model and r["dose"] == dose
+                      and r["metric"] == "phase_pearson_r" and r["part"] == "featured"]
+            if values:
+                best[model] = max(values)
+        nets = [(best[m][0], m, best[m][1]) for m in ("pinn", "pinn_gs1") if m in best]
+        if "ptychi" not in best or not nets:
+            continue
+        net = max(nets)
+        gap = best["ptychi"][0] - net[0]
+        verdict = "ahead of" if gap > 0.02 else ("level with" if abs(gap) <= 0.02 else "behind")
+        out.append(
+            f"- At {dose:g} photons/pattern the best network phase r is {net[0]:.2f} ({net[1]}, {net[2]} view) and "
+            f"pty-chi's best is {best['ptychi'][0]:.2f} ({best['ptychi'][1]} view): pty-chi is {verdict} the networks"
+            + (f" by {abs(gap):.2f}." if verdict != "level with" else ".")
+        )
+    out.append("- A phase spread ratio well below 1 means a phase that is right in shape but too weak; well above 1, "
+               "a phase dominated by noise.")
+    return out

@@ -5,76 +5,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import StudyError, figures, physics
+from ptychostudy import StudyError, figures
 from ptychostudy.config import Config, as_dict
-from ptychostudy.dataset import metadata, read_dataset
+from ptychostudy.dataset import read_dataset
 from ptychostudy.io import derive_seed, sha256_file, write_json, write_text
 from ptychostudy.model import (
     Architecture, PhysicsHead, Reconstructor, canvas_size, poisson_deviance, save_model, write_skip_bundle,
 )
 from ptychostudy.simulate import SPLITS
-from ptychostudy.stitch import SCORES, align_phase, quick_scores, stitch
+from ptychostudy.infer import Split, predict_and_stitch, setup_torch
+from ptychostudy.stitch import SCORES, align_phase, quick_scores
 from ptychostudy.views import VIEW_SUMMARY
-
-
-@dataclass
-class Split:
-    """One split of a view, as tensors ready for training and evaluation."""
-
-    amplitude: torch.Tensor  # (n, N, N) measured sqrt(counts)
-    positions: np.ndarray  # (n, 2) patch centres (y, x)
-    groups: np.ndarray  # (G, C) indices into the patterns
-    truth: np.ndarray  # (H, W) complex ground truth (scoring only, never trained on)
-    probe: torch.Tensor  # (N, N) complex, unit power
-    intensity_scale: float
-    featured: tuple[int, int, int, int]
-
-    @classmethod
-    def from_arrays(cls, arrays: dict, gridsize: int) -> "Split":
-        meta = metadata(arrays)
-        source = meta.get("source_metadata", meta)
-        n = arrays["diffraction"].shape[0]
-        groups = arrays["groups"] if gridsize > 1 else np.arange(n, dtype=np.int64)[:, None]
-        region = source["featured_region"]
-        return cls(
-            amplitude=torch.from_numpy(np.array(arrays["diffraction"], dtype=np.float32)),
-            positions=np.stack([arrays["ycoords"], arrays["xcoords"]], axis=1),
-            groups=np.asarray(groups, dtype=np.int64),
-            truth=np.asarray(arrays["objectGuess"]),
-            probe=torch.from_numpy(np.array(arrays["probeGuess"])),
-            intensity_scale=float(source["intensity_scale"]),
-            featured=(region["row0"], region["row1"], region["col0"], region["col1"]),
-        )
-
-    def offsets(self, groups: np.ndarray) -> torch.Tensor:
-        """(B, C, 2) member positions relative to their group's mean position."""
-        pos = self.positions[groups]
-        return torch.from_numpy((pos - pos.mean(axis=1, keepdims=True)).astype(np.float32))
-
-    def max_offset(self) -> float:
-        return float(np.abs(self.offsets(self.groups).numpy()).max()) if self.groups.shape[1] > 1 else 0.0
-
-    def eval_groups(self) -> tuple[np.ndarray, np.ndarray]:
-        """One group per pattern (the first group holding it) and the pattern's member index."""
-        n = self.amplitude.shape[0]
-        group_of = np.full(n, -1, dtype=np.int64)
-        member_of = np.zeros(n, dtype=np.int64)
-        for g, members in enumerate(self.groups):
-            for m, k in enumerate(members):
-                if group_of[k] < 0:
-                    group_of[k] = g
-                    member_of[k] = m
-        keep = group_of >= 0
-        return np.nonzero(keep)[0], np.stack([group_of[keep], member_of[keep]], axis=1)
 
 
 def input_norm(amplitude: torch.Tensor) -> float:
@@ -116,27 +64,11 @@ class Trainer:
         expected = self.head(patches, self.split.offsets(groups).to(self.device))
         return poisson_deviance(expected, amp**2)
 
-    @torch.no_grad()
     def reconstruct(self, split: Split, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        self.net.eval()
-        patterns, choice = split.eval_groups()
-        out = torch.zeros((len(patterns), self.arch.size, self.arch.size), dtype=torch.complex64)
         head = PhysicsHead(split.probe, split.intensity_scale, self.net.net.mask.cpu(), canvas_size(self.arch.size, split.max_offset()))
-        head = head.to(self.device)
-        for start in range(0, len(patterns), batch):
-            sel = choice[start : start + batch]
-            groups = split.groups[sel[:, 0]]
-            patches = head.consistent(
-                self.predict(split.amplitude[torch.from_numpy(groups)]), split.offsets(groups).to(self.device)
-            ).cpu()
-            out[start : start + batch] = patches[torch.arange(len(sel)), torch.from_numpy(sel[:, 1])]
-        self.net.train()
-        support = physics.central_support(self.arch.size, self.settings.stitch_fraction)
-        canvas, count = stitch(
-            out, split.positions[patterns, 0], split.positions[patterns, 1], split.truth.shape, support,
-            self.settings.phase_sync,
+        return predict_and_stitch(
+            self.net, head.to(self.device), split, self.settings.stitch_fraction, self.settings.phase_sync, batch, self.device
         )
-        return canvas.numpy(), count.numpy()
 
     def evaluate(self, split: Split) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
         """(scores, aligned reconstruction, scoring mask): the featured region where stitched."""
@@ -207,22 +139,6 @@ def architecture(cfg: Config, gridsize: int) -> Architecture:
         skips=t.skips,
         inputs=t.inputs,
     )
-
-
-def setup_torch(cfg: Config) -> torch.device:
-    """Deterministic settings: fixed threads, deterministic kernels, the chosen device."""
-    t = cfg.train
-    torch.set_num_threads(t.threads)
-    if t.accelerator == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        if not torch.cuda.is_available():
-            raise StudyError("train.accelerator is cuda but this machine has no CUDA device; set train.accelerator: cpu")
-        torch.backends.cudnn.benchmark = False
-        device = torch.device("cuda")
-    else:
-        device = torch.device("cpu")
-    torch.use_deterministic_algorithms(True)
-    return device
 
 
 def _scoring_subset(split: Split, limit: int, seed: int) -> Split:

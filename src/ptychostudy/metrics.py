@@ -1,0 +1,315 @@
+"""Alignment and image-quality metrics, the same for every model (Phase G).
+
+Alignment (``align``), in this order: sub-pixel registration of the amplitude against the
+truth inside the scanned region (cross-correlation peak refined on a 1/50 px grid, applied
+as a Fourier shift); removal of the global phase offset and linear
+phase ramp relative to the truth (least squares on the phase difference inside the
+scored region); the mean amplitude matched to the truth's.
+
+Metrics (``score``), each computed on amplitude and on phase inside a boolean region:
+
+* MAE, MSE; PSNR with the ground truth's data range (max − min inside the region) as peak.
+* SSIM: 7×7 uniform window, K1 = 0.01, K2 = 0.03, sample covariance (scikit-image's
+  defaults), averaged over the window centres whose whole window lies in the region's
+  bounding box and whose centre lies in the region. Phase is mapped to (φ + π)/2π
+  (data range 1), amplitude uses the truth's range.
+* MS-SSIM: PtychoPINN's variant — SSIM at every level, 2× decimation by striding,
+  weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), negative SSIM clamped to 1e-4 — with as
+  many levels as fit (the side stays ≥ 7 px) and the used weights renormalised to sum 1.
+  The amplitude is pre-smoothed by a Gaussian of σ = ``compare.ms_ssim_sigma``; the phase
+  never is. data range: the larger of the two images' ranges.
+* FRC: Fourier ring correlation of the region's bounding box (pixels outside the region
+  set to the image's mean inside it, mean removed, Tukey taper), rings of width
+  1/min(H, W) cycles per pixel up to 0.5; the first crossing of each threshold (0.5 and
+  1/7), linearly interpolated, in cycles per pixel and as a half-period resolution in
+  pixels (1/(2f): 1 px at Nyquist). A curve that never crosses reports Nyquist.
+* Pearson r and the phase spread ratio (std of the phase / std of the true phase).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SSIM_WINDOW = 7
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+FRC_THRESHOLDS = {"frc50": 0.5, "frc1_7": 1.0 / 7.0}
+QUANTITIES = ("amplitude", "phase")
+REGISTRATION_TAPER = 0.25  # Tukey taper of each side before the registration's cross-correlation
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
+    rows = np.nonzero(mask.any(axis=1))[0]
+    cols = np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        raise ValueError("the scoring region is empty")
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def _filled(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``image`` with the pixels outside ``mask`` set to its mean inside (no structure there)."""
+    out = np.asarray(image, dtype=np.float64).copy()
+    out[~mask] = out[mask].mean()
+    return out
+
+
+def fourier_shift(image: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """Translate ``image`` by (dy, dx) px (content moves down/right), periodic, via the FFT."""
+    image = np.asarray(image)
+    ky = np.fft.fftfreq(image.shape[0])[:, None]
+    kx = np.fft.fftfreq(image.shape[1])[None, :]
+    shifted = np.fft.ifft2(np.fft.fft2(image) * np.exp(-2j * np.pi * (ky * dy + kx * dx)))
+    return shifted if np.iscomplexobj(image) else shifted.real
+
+
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur (truncated at 4σ, edges reflected)."""
+    if sigma <= 0:
+        return np.asarray(image, dtype=np.float64)
+    radius = max(1, int(math.ceil(4 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    out = np.asarray(image, dtype=np.float64)
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (radius, radius)
+        padded = np.pad(out, pad, mode="reflect")
+        out = np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="valid"), axis, padded)
+    return out
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r; 0 when either side is constant (up to rounding), as for a collapsed output."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    scale_a, scale_b = max(1.0, float(np.abs(a).max())), max(1.0, float(np.abs(b).max()))
+    if a.std() <= 1e-6 * scale_a or b.std() <= 1e-6 * scale_b:
+        return 0.0
+    a = a - a.mean()
+    b = b - b.mean()
+    denom = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# alignment
+
+
+def register(moving: np.ndarray, reference: np.ndarray, mask: np.ndarray, max_shift: float,
+             upsample: int = 50) -> tuple[float, float]:
+    """Sub-pixel (dy, dx) that moves ``moving`` onto ``reference`` (real images, inside ``mask``'s box).
+
+    Cross-correlation of the mean-removed, edge-tapered images (outside the mask: their
+    mean; without the taper the crop's edges pull the peak towards zero shift); the
+    integer peak is searched within ±``max_shift`` px, then refined to 1/``upsample`` px by
+    evaluating the correlation's Fourier series on a fine grid around it (matrix-product DFT,
+    as in Guizar-Sicairos et al., Opt. Lett. 33, 156 (2008)).
+    """
+    box = bounding_box(mask)
+    m = _filled(moving, mask)[box]
+    r = _filled(reference, mask)[box]
+    window = np.outer(tukey(m.shape[0], REGISTRATION_TAPER), tukey(m.shape[1], REGISTRATION_TAPER))
+    product = np.fft.fft2((r - r.mean()) * window) * np.conj(np.fft.fft2((m - m.mean()) * window))
+    xc = np.fft.ifft2(product).real
+    height, width = xc.shape
+    limit = int(math.floor(max_shift))
+    lags = np.arange(-limit, limit + 1)
+    near = xc[np.ix_(lags % height, lags % width)]
+    if near.max() <= 0:
+        return 0.0, 0.0
+    iy, ix = np.unravel_index(int(np.argmax(near)), near.shape)
+    peak_y, peak_x = float(lags[iy]), float(lags[ix])
+    fine = (np.arange(3 * upsample + 1) - 1.5 * upsample) / upsample  # ±1.5 px around the integer peak
+    ky = np.fft.fftfreq(height)
+    kx = np.fft.fftfreq(width)
+    ey = np.exp(2j * np.pi * np.outer(peak_y + fine, ky))
+    ex = np.exp(2j * np.pi * np.outer(kx, peak_x + fine))
+    local = (ey @ product @ ex).real
+    jy, jx = np.unravel_index(int(np.argmax(local)), local.shape)
+    dy, dx = peak_y + fine[jy], peak_x + fine[jx]
+    return float(np.clip(dy, -max_shift, max_shift)), float(np.clip(dx, -max_shift, max_shift))
+
+
+def remove_phase_plane(recon: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``recon`` without the global phase offset and linear phase ramp relative to ``truth``."""
+    recon = np.asarray(recon, dtype=np.complex128)
+    truth = np.asarray(truth, dtype=np.complex128)
+    offset = np.angle(np.sum((recon * np.conj(truth))[mask]))
+    recon = recon * np.exp(-1j * offset)
+    diff = np.angle(recon * np.conj(truth))
+    rows, cols = np.nonzero(mask)
+    design = np.stack([np.ones_like(rows), rows, cols], axis=1).astype(np.float64)
+    coef, *_ = np.linalg.lstsq(design, diff[mask], rcond=None)
+    yy, xx = np.indices(recon.shape)
+    return recon * np.exp(-1j * (coef[0] + coef[1] * yy + coef[2] * xx))
+
+
+def align(recon: np.ndarray, truth: np.ndarray, scanned: np.ndarray, region: np.ndarray, max_shift: float):
+    """(aligned reconstruction, (dy, dx) applied): registration inside ``scanned``, then the
+    phase plane and the mean amplitude fitted inside ``region``."""
+    recon = np.asarray(recon, dtype=np.complex128)
+    dy, dx = register(np.abs(recon), np.abs(truth), scanned, max_shift) if max_shift > 0 else (0.0, 0.0)
+    if dy or dx:
+        recon = fourier_shift(recon, dy, dx)
+    recon = remove_phase_plane(recon, truth, region)
+    mean_rec = np.abs(recon[region]).mean()
+    if mean_rec > 0:
+        recon = recon * (np.abs(truth[region]).mean() / mean_rec)
+    return recon, (dy, dx)
+
+
+# ---------------------------------------------------------------------------------------
+# metrics
+
+
+def _window_sums(image: np.ndarray, size: int) -> np.ndarray:
+    """Sum over every fully contained size×size window (valid positions)."""
+    c = np.cumsum(np.cumsum(np.pad(image, ((1, 0), (1, 0))), axis=0), axis=1)
+    return c[size:, size:] - c[:-size, size:] - c[size:, :-size] + c[:-size, :-size]
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float, window: int = SSIM_WINDOW) -> np.ndarray:
+    """SSIM at every valid window position (uniform window, sample covariance)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    n = window * window
+    mean_a = _window_sums(a, window) / n
+    mean_b = _window_sums(b, window) / n
+    cov_norm = n / (n - 1)
+    var_a = cov_norm * (_window_sums(a * a, window) / n - mean_a**2)
+    var_b = cov_norm * (_window_sums(b * b, window) / n - mean_b**2)
+    cov = cov_norm * (_window_sums(a * b, window) / n - mean_a * mean_b)
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    return ((2 * mean_a * mean_b + c1) * (2 * cov + c2)) / ((mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray, data_range: float) -> float:
+    """Mean SSIM over the windows centred inside ``mask`` (bounding box of ``mask``)."""
+    box = bounding_box(mask)
+    a, b, m = a[box], b[box], mask[box]
+    half = SSIM_WINDOW // 2
+    if min(a.shape) < SSIM_WINDOW:
+        raise ValueError(f"the scoring region ({a.shape[0]}×{a.shape[1]}) is smaller than the SSIM window")
+    values = ssim_map(_filled(a, m), _filled(b, m), data_range)
+    centres = m[half : half + values.shape[0], half : half + values.shape[1]]
+    return float(values[centres].mean()) if centres.any() else float(values.mean())
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray, data_range: float, sigma: float = 0.0) -> float:
+    """PtychoPINN's multi-scale SSIM over the region's bounding box (see the module notes)."""
+    box = bounding_box(mask)
+    m = mask[box]
+    a = gaussian_blur(_filled(a[box], m), sigma)
+    b = gaussian_blur(_filled(b[box], m), sigma)
+    values, weights = [], []
+    for weight in MS_SSIM_WEIGHTS:
+        if min(a.shape) < SSIM_WINDOW:
+            break
+        values.append(max(float(ssim_map(a, b, data_range).mean()), 1e-4))
+        weights.append(weight)
+        a, b = a[::2, ::2], b[::2, ::2]
+    if not values:
+        raise ValueError("the scoring region is smaller than the SSIM window")
+    total = sum(weights)
+    return float(np.prod([v ** (w / total) for v, w in zip(values, weights)]))
+
+
+def tukey(length: int, fraction: float) -> np.ndarray:
+    """A Tukey window: cosine tapers over ``fraction`` of the length at each end."""
+    window = np.ones(length)
+    width = int(round(fraction * length))
+    if width > 0:
+        ramp = 0.5 * (1 - np.cos(np.pi * (np.arange(width) + 0.5) / width))
+        window[:width] = ramp
+        window[length - width :] = ramp[::-1]
+    return window
+
+
+def frc_curve(a: np.ndarray, b: np.ndarray, mask: np.ndarray, taper: float) -> tuple[np.ndarray, np.ndarray]:
+    """(ring frequency in cycles per pixel, FRC) of the region's bounding box; ring 0 omitted."""
+    box = bounding_box(mask)
+    m = mask[box]
+    a = _filled(a[box], m)
+    b = _filled(b[box], m)
+    height, width = a.shape
+    window = np.outer(tukey(height, taper), tukey(width, taper))
+    fa = np.fft.fft2((a - a.mean()) * window)
+    fb = np.fft.fft2((b - b.mean()) * window)
+    radius = np.hypot(np.fft.fftfreq(height)[:, None], np.fft.fftfreq(width)[None, :])
+    step = 1.0 / min(height, width)
+    ring = np.rint(radius / step).astype(np.int64)
+    rings = int(round(0.5 / step))
+    keep = (ring >= 1) & (ring <= rings)
+    cross = np.bincount(ring[keep], weights=(fa * np.conj(fb)).real[keep], minlength=rings + 1)
+    power_a = np.bincount(ring[keep], weights=(np.abs(fa) ** 2)[keep], minlength=rings + 1)
+    power_b = np.bincount(ring[keep], weights=(np.abs(fb) ** 2)[keep], minlength=rings + 1)
+    denom = np.sqrt(power_a * power_b)
+    curve = np.where(denom > 0, cross / np.where(denom > 0, denom, 1.0), 0.0)[1:]
+    return np.arange(1, rings + 1) * step, curve
+
+
+def frc_crossing(freqs: np.ndarray, curve: np.ndarray, threshold: float) -> float:
+    """Frequency (cycles/px) where the FRC first falls below ``threshold``, linearly
+    interpolated; FRC(0) is taken as 1. Nyquist (0.5) when it never falls below."""
+    f_prev, c_prev = 0.0, 1.0
+    for f, c in zip(freqs, curve):
+        if c < threshold:
+            return float(f_prev + (c_prev - threshold) / (c_prev - c) * (f - f_prev))
+        f_prev, c_prev = f, c
+    return 0.5
+
+
+def _phase_unit(phase: np.ndarray) -> np.ndarray:
+    return (phase + np.pi) / (2 * np.pi)
+
+
+def score(aligned: np.ndarray, truth: np.ndarray, mask: np.ndarray, ms_ssim_sigma: float, frc_taper: float) -> dict:
+    """{quantity: {metric: value}} for amplitude and phase inside ``mask``."""
+    if not np.any(mask):
+        raise ValueError("the scoring region is empty")
+    aligned = np.asarray(aligned, dtype=np.complex128)
+    truth = np.asarray(truth, dtype=np.complex128)
+    out = {}
+    for quantity in QUANTITIES:
+        if quantity == "amplitude":
+            rec, tru = np.abs(aligned), np.abs(truth)
+            unit_rec, unit_tru = rec, tru
+            sigma = ms_ssim_sigma
+        else:
+            rec, tru = np.angle(aligned), np.angle(truth)
+            unit_rec, unit_tru = _phase_unit(rec), _phase_unit(tru)
+            sigma = 0.0
+        r, t = rec[mask], tru[mask]
+        data_range = float(t.max() - t.min())
+        err = r - t
+        mse = float(np.mean(err**2))
+        unit_t = unit_tru[mask]
+        ssim_range = data_range if quantity == "amplitude" else 1.0
+        ms_range = max(data_range, float(r.max() - r.min())) if quantity == "amplitude" else max(
+            float(unit_t.max() - unit_t.min()), float(unit_rec[mask].max() - unit_rec[mask].min()))
+        freqs, curve = frc_curve(rec, tru, mask, frc_taper)
+        metrics = {
+            "mae": float(np.mean(np.abs(err))),
+            "mse": mse,
+            "psnr": float(10 * math.log10(data_range**2 / mse)) if mse > 0 and data_range > 0 else float("inf"),
+            "ssim": ssim(unit_rec, unit_tru, mask, ssim_range),
+            "ms_ssim": ms_ssim(unit_rec, unit_tru, mask, ms_range, sigma),
+            "pearson_r": pearson(r, t),
+        }
+        for name, threshold in FRC_THRESHOLDS.items():
+            f = frc_crossing(freqs, curve, threshold)
+            metrics[f"{name}_cycles_per_px"] = f
+            metrics[f"{name}_resolution_px"] = 1.0 / (2.0 * f)
+        if quantity == "phase":
+            metrics["spread_ratio"] = float(r.std() / t.std()) if t.std() > 0 else 0.0
+        out[quantity] = metrics
+    return out

@@ -1,0 +1,147 @@
+"""Phase F: pty-chi on our grid and in our units, deterministic, and the torchvision stand-in."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ptychostudy import physics, torchvision_shim
+from ptychostudy.compare import regions
+from ptychostudy.dataset import read_dataset
+from ptychostudy.infer import Split
+from ptychostudy.iterative import _ptychi, origin, ptychi_probe, read_reconstruction, run as reconstruct_run
+from ptychostudy.metrics import align, register, score
+
+
+def _split(folder, gridsize=1):
+    return Split.from_arrays(read_dataset(folder / "test.npz"), gridsize)
+
+
+def test_ptychi_cuts_the_same_pixels_as_physics(tiny_views):
+    """Our patch centred at c starts at c − N/2; pty-chi's at (c − origin offset) + origin − (N − 1)/2."""
+    _ptychi()
+    from ptychi import image_proc
+
+    split = _split(tiny_views["dense"])
+    truth = torch.from_numpy(split.truth).to(torch.complex64)
+    size = split.probe.shape[-1]
+    centres = torch.tensor([[80.0, 90.0], [101.0, 77.0], [150.0, 120.0]], dtype=torch.float64)
+    pos_origin, dy, dx = origin(truth.shape)
+    positions = torch.stack([centres[:, 0] - dy, centres[:, 1] - dx], dim=1) + torch.tensor(pos_origin, dtype=torch.float64)
+    theirs = image_proc.extract_patches_fourier_shift(truth, positions.to(torch.float32), (size, size))
+    ours = physics.extract_patches(truth, physics.top_left(centres[:, 0], size), physics.top_left(centres[:, 1], size), size)
+    assert torch.allclose(theirs, ours, atol=2e-5)
+
+
+def test_ptychi_predicts_our_expected_counts(tiny_views):
+    """pty-chi's far field is the unnormalised FFT: with the probe s·P/N its intensity is ours."""
+    _ptychi()
+    from ptychi.propagate import FourierPropagator
+
+    split = _split(tiny_views["dense"])
+    size = split.probe.shape[-1]
+    centres = torch.from_numpy(split.positions[:4])
+    patches = physics.extract_patches(
+        torch.from_numpy(split.truth).to(torch.complex64), physics.top_left(centres[:, 0], size),
+        physics.top_left(centres[:, 1], size), size,
+    )
+    ours = physics.expected_intensity(split.probe, patches, split.intensity_scale)
+    wave = torch.from_numpy(ptychi_probe(split))[0, 0] * patches
+    theirs = torch.fft.fftshift(FourierPropagator().propagate_forward(wave).abs() ** 2, dim=(-2, -1))
+    assert torch.allclose(theirs, ours, rtol=1e-4, atol=1e-3 * float(ours.max()))
+    # and the measured counts scatter around it (Poisson): same totals within a few percent
+    measured = (split.amplitude[:4].double() ** 2).sum()
+    assert float(measured / ours.double().sum()) == pytest.approx(1.0, rel=0.05)
+
+
+@pytest.fixture(scope="module")
+def reconstructed(tiny_cfg, tiny_views, tmp_path_factory):
+    """pty-chi on the tiny baseline view's test split (64 positions), run twice."""
+    runs = []
+    for attempt in range(2):
+        out = tmp_path_factory.mktemp(f"ptychi{attempt}")
+        record = reconstruct_run(tiny_cfg, 100000, "baseline", tiny_views["baseline"], out / "ptychi.npz",
+                                 out / "record.json", out / "timing.json", progress=False)
+        runs.append((out, record))
+    return runs
+
+
+def test_reconstruction_is_deterministic_and_recorded(reconstructed, tiny_cfg):
+    (a, ra), (b, rb) = reconstructed
+    assert (a / "ptychi.npz").read_bytes() == (b / "ptychi.npz").read_bytes()
+    assert (a / "record.json").read_bytes() == (b / "record.json").read_bytes()
+    obj, cost, meta = read_reconstruction(a / "ptychi.npz")
+    assert meta["epochs"] == tiny_cfg.iterative.epochs["baseline"] == len(cost)
+    assert cost[-1] < 0.75 * cost[0]  # LSQML converges (measured 0.41 -> 0.25 in 10 epochs)
+    assert ra["positions"] == meta["positions"] > 0
+    timing = json.loads((a / "timing.json").read_text())
+    assert timing["reconstruct_seconds"] > 0 and timing["threads"] == tiny_cfg.iterative.threads
+
+
+def test_reconstruction_lies_on_the_truth_grid_and_resembles_it(reconstructed, tiny_cfg, tiny_views):
+    out, _ = reconstructed[0]
+    obj, _, _ = read_reconstruction(out / "ptychi.npz")
+    split = _split(tiny_views["baseline"])
+    assert obj.shape == split.truth.shape
+    masks = regions(split, tiny_cfg.compare.scanned_threshold)
+    dy, dx = register(np.abs(obj), np.abs(split.truth), masks["scanned"], max_shift=4)
+    assert abs(dy) < 0.25 and abs(dx) < 0.25  # no registration needed: same pixel grid
+    aligned, _ = align(obj, split.truth, masks["scanned"], masks["featured"], 4)
+    s = score(aligned, split.truth, masks["featured"], 1.0, 0.1)
+    # 64 positions, 10 epochs (measured 0.77 / 0.80); the default study's bar is checked in its report
+    assert s["amplitude"]["pearson_r"] > 0.7 and s["phase"]["pearson_r"] > 0.7
+
+
+def test_reading_a_bad_reconstruction_fails_clearly(tmp_path):
+    from ptychostudy import StudyError
+    from ptychostudy.io import write_npz
+
+    with pytest.raises(StudyError, match="no such file"):
+        read_reconstruction(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(StudyError, match="not a readable"):
+        read_reconstruction(tmp_path / "junk.npz")
+    write_npz(tmp_path / "other.npz", {"object": np.zeros((2, 2), np.complex64)})
+    with pytest.raises(StudyError, match="expected the keys"):
+        read_reconstruction(tmp_path / "other.npz")
+
+
+# ---------------------------------------------------------------------------------------
+# the torchvision stand-in
+
+
+def test_gaussian_blur_matches_a_direct_convolution():
+    image = torch.from_numpy(np.random.default_rng(1).random((1, 1, 20, 24)))
+    blurred = torchvision_shim.GaussianBlur(kernel_size=(9, 9), sigma=(3, 3))(image)[0, 0].numpy()
+    x = np.arange(-4, 5)
+    k = np.exp(-0.5 * (x / 3.0) ** 2)
+    k /= k.sum()
+    padded = np.pad(image[0, 0].numpy(), 4, mode="reflect")
+    direct = np.array([[np.sum(padded[i : i + 9, j : j + 9] * np.outer(k, k)) for j in range(24)] for i in range(20)])
+    assert np.allclose(blurred, direct, atol=1e-12)
+    flat = torch.full((3, 8, 8), 2.5, dtype=torch.float64)
+    assert torch.allclose(torchvision_shim.GaussianBlur(5, 1.0)(flat), flat)
+
+
+def test_gaussian_blur_refuses_what_it_does_not_do():
+    with pytest.raises(ValueError, match="odd"):
+        torchvision_shim.GaussianBlur(kernel_size=4, sigma=1.0)
+    with pytest.raises(ValueError, match="positive"):
+        torchvision_shim.GaussianBlur(kernel_size=3, sigma=0)
+    with pytest.raises(NotImplementedError, match="fixed sigma"):
+        torchvision_shim.GaussianBlur(kernel_size=3, sigma=(0.1, 2.0))
+
+
+def test_the_stand_in_is_installed_only_without_a_working_torchvision(monkeypatch):
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        monkeypatch.delitem(sys.modules, name)
+    needed = torchvision_shim.install()
+    import torchvision.transforms as transforms
+
+    if needed:
+        assert transforms.GaussianBlur is torchvision_shim.GaussianBlur
+    assert torchvision_shim.install() is False  # now importable: nothing more to do

@@ -1,0 +1,160 @@
+"""Phase G metrics and alignment on cases with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ptychostudy import metrics as M
+
+RNG = np.random.default_rng(2024)
+
+
+def _structured(shape=(96, 128), seed=0):
+    """A smooth, structured complex test object (amplitude 0.5…1.5, phase ±1 rad)."""
+    rng = np.random.default_rng(seed)
+    noise = M.gaussian_blur(rng.standard_normal(shape), 3.0)
+    phase = M.gaussian_blur(rng.standard_normal(shape), 2.0)
+    amp = 1.0 + 0.5 * noise / np.abs(noise).max()
+    return amp * np.exp(1j * phase / np.abs(phase).max())
+
+
+def _everywhere(shape):
+    return np.ones(shape, dtype=bool)
+
+
+def test_identical_images_score_perfectly():
+    truth = _structured()
+    mask = _everywhere(truth.shape)
+    s = M.score(truth, truth, mask, ms_ssim_sigma=1.0, frc_taper=0.1)
+    for q in M.QUANTITIES:
+        assert s[q]["mae"] == 0 and s[q]["mse"] == 0 and math.isinf(s[q]["psnr"])
+        assert s[q]["ssim"] == pytest.approx(1.0, abs=1e-9)
+        assert s[q]["ms_ssim"] == pytest.approx(1.0, abs=1e-9)
+        assert s[q]["pearson_r"] == pytest.approx(1.0, abs=1e-12)
+        # the FRC never falls below either threshold: Nyquist, a half-period of 1 px
+        assert s[q]["frc50_cycles_per_px"] == 0.5 and s[q]["frc50_resolution_px"] == 1.0
+        assert s[q]["frc1_7_cycles_per_px"] == 0.5
+    assert s["phase"]["spread_ratio"] == pytest.approx(1.0)
+
+
+def test_psnr_and_errors_of_a_known_offset():
+    truth = np.abs(_structured())
+    error = 0.01
+    data_range = truth.max() - truth.min()
+    mask = _everywhere(truth.shape)
+    s = M.score((truth + error) * np.exp(0j), truth.astype(complex), mask, 0.0, 0.1)["amplitude"]
+    assert s["mae"] == pytest.approx(error)
+    assert s["mse"] == pytest.approx(error**2)
+    assert s["psnr"] == pytest.approx(20 * math.log10(data_range / error))
+
+
+def test_registration_recovers_a_known_subpixel_shift():
+    truth = _structured((128, 128))
+    moved = M.fourier_shift(truth, 1.3, -0.7)  # content moved down 1.3 px and left 0.7 px
+    mask = np.zeros(truth.shape, dtype=bool)
+    mask[16:112, 16:112] = True
+    dy, dx = M.register(np.abs(moved), np.abs(truth), mask, max_shift=4)
+    assert dy == pytest.approx(-1.3, abs=0.1) and dx == pytest.approx(0.7, abs=0.1)
+    aligned, shift = M.align(moved, truth, mask, mask, max_shift=4)
+    assert shift == (dy, dx)
+    s = M.score(aligned, truth, mask, 1.0, 0.1)
+    assert s["amplitude"]["pearson_r"] > 0.999 and s["phase"]["pearson_r"] > 0.999
+    unaligned = M.score(moved, truth, mask, 1.0, 0.1)
+    assert unaligned["amplitude"]["pearson_r"] < s["amplitude"]["pearson_r"] - 0.02
+
+
+def test_phase_offset_ramp_and_amplitude_scale_are_removed():
+    truth = _structured()
+    yy, xx = np.indices(truth.shape)
+    recon = 2.0 * truth * np.exp(1j * (0.8 + 0.01 * yy - 0.02 * xx))
+    mask = _everywhere(truth.shape)
+    aligned, shift = M.align(recon, truth, mask, mask, max_shift=0)
+    assert shift == (0.0, 0.0)
+    assert np.allclose(aligned, truth, atol=1e-9)
+
+
+def test_pure_noise_scores_near_zero():
+    shape = (128, 128)
+    a = RNG.standard_normal(shape) + 2.0
+    b = RNG.standard_normal(shape) + 2.0
+    mask = _everywhere(shape)
+    assert abs(M.pearson(a.ravel(), b.ravel())) < 0.05
+    assert abs(M.ssim(a, b, mask, data_range=b.max() - b.min())) < 0.05
+    freqs, curve = M.frc_curve(a, b, mask, taper=0.0)
+    assert M.frc_crossing(freqs, curve, 0.5) < 2.0 / 128  # below threshold from the first ring
+    assert np.abs(curve[10:]).mean() < 0.1
+
+
+def test_blurred_copy_degrades_ssim_and_psnr_monotonically():
+    truth = np.abs(_structured((96, 96), seed=3))
+    mask = _everywhere(truth.shape)
+    data_range = truth.max() - truth.min()
+    previous_ssim, previous_psnr = 1.0, math.inf
+    for sigma in (0.7, 1.5, 3.0):
+        blurred = M.gaussian_blur(truth, sigma)
+        s = M.score(blurred.astype(complex), truth.astype(complex), mask, 0.0, 0.1)["amplitude"]
+        assert s["ssim"] < previous_ssim and s["psnr"] < previous_psnr
+        assert s["ms_ssim"] < 1.0
+        previous_ssim, previous_psnr = s["ssim"], s["psnr"]
+        assert M.ssim(blurred, truth, mask, data_range) == pytest.approx(s["ssim"])
+
+
+def test_frc_of_a_blurred_noisy_copy_crosses_where_theory_says():
+    # white signal S = 1, Gaussian blur G(f) = exp(-2π²σ²f²), white noise N = σn²:
+    # FRC(f) = G / sqrt(G² + N), so FRC = 0.5 where G = σn / √3
+    shape = (256, 256)
+    signal = RNG.standard_normal(shape)
+    sigma_b, sigma_n = 1.5, 0.3
+    copy = M.gaussian_blur(signal, sigma_b) + sigma_n * RNG.standard_normal(shape)
+    freqs, curve = M.frc_curve(copy, signal, _everywhere(shape), taper=0.0)
+    for threshold in (0.5, 1 / 7):
+        g = sigma_n * threshold / math.sqrt(1 - threshold**2)
+        expected = math.sqrt(math.log(1 / g) / (2 * math.pi**2 * sigma_b**2))
+        assert M.frc_crossing(freqs, curve, threshold) == pytest.approx(expected, abs=0.015)
+
+
+def test_frc_crossing_interpolates_linearly():
+    freqs = np.array([0.1, 0.2, 0.3])
+    assert M.frc_crossing(freqs, np.array([0.9, 0.7, 0.3]), 0.5) == pytest.approx(0.25)
+    assert M.frc_crossing(freqs, np.array([0.9, 0.8, 0.6]), 0.5) == 0.5  # never crosses: Nyquist
+    assert M.frc_crossing(freqs, np.array([0.2, 0.1, 0.0]), 0.5) == pytest.approx(0.0625)  # from FRC(0) = 1
+
+
+def test_a_constant_reconstruction_is_flagged_as_collapsed():
+    truth = _structured()
+    mask = _everywhere(truth.shape)
+    flat = np.full(truth.shape, np.abs(truth).mean(), dtype=complex)
+    s = M.score(flat, truth, mask, 1.0, 0.1)
+    assert s["amplitude"]["pearson_r"] == 0.0 and s["phase"]["pearson_r"] == 0.0
+    assert s["phase"]["spread_ratio"] == 0.0
+    assert s["amplitude"]["ssim"] < 0.2
+    # a constant phase still scores a high phase SSIM on a weak-phase object: why r and spread are reported too
+    weak = np.abs(truth) * np.exp(0.05j * np.angle(truth))
+    assert M.score(np.abs(truth).astype(complex), weak, mask, 1.0, 0.1)["phase"]["ssim"] > 0.6
+
+
+def test_ms_ssim_uses_the_levels_that_fit_with_renormalised_weights():
+    a = RNG.random((20, 20))
+    b = a + 0.2 * RNG.random((20, 20))
+    mask = _everywhere(a.shape)
+    data_range = max(np.ptp(a), np.ptp(b))
+    level1 = max(M.ssim_map(a, b, data_range).mean(), 1e-4)
+    level2 = max(M.ssim_map(a[::2, ::2], b[::2, ::2], data_range).mean(), 1e-4)  # 10 px; 5 px no longer fits
+    w1, w2 = M.MS_SSIM_WEIGHTS[:2]
+    expected = level1 ** (w1 / (w1 + w2)) * level2 ** (w2 / (w1 + w2))
+    assert M.ms_ssim(a, b, mask, data_range) == pytest.approx(expected)
+
+
+def test_scores_are_restricted_to_the_region():
+    truth = _structured()
+    recon = truth.copy()
+    recon[:, :40] = 0.3  # garbage outside the scored columns
+    mask = np.zeros(truth.shape, dtype=bool)
+    mask[:, 48:] = True
+    s = M.score(recon, truth, mask, 1.0, 0.1)
+    assert s["amplitude"]["ssim"] == pytest.approx(1.0) and s["phase"]["pearson_r"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="empty"):
+        M.score(recon, truth, np.zeros_like(mask), 1.0, 0.1)
