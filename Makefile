@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 
-.PHONY: study test install
+.PHONY: study test install bench
 install: $(VENV)/.installed
 
 # pty-chi is installed without its declared dependencies: they would pull torchvision (a CUDA build
@@ -30,3 +30,6 @@ study: install
 
 test: install
 	python -m pytest
+
+bench: install
+	python bench/run.py

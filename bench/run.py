@@ -1,0 +1,545 @@
+"""Benchmarks of ptychostudy on the current machine: one command, every figure a ratio measured in
+the same run where one makes sense. Writes bench/results.json, bench/results.md and
+bench/network_vs_iterative.png. Tests never assert times; this is where they are measured.
+
+    python bench/run.py                   # everything (about 25 minutes on 2 cores)
+    python bench/run.py --skip-pipeline   # everything but the from-scratch `dvc repro` (about 8 minutes)
+
+Sections 2-4 read the default study's view files and bundles (data/views, data/models): run
+`dvc repro` (or `dvc pull`) first. Section 5 clones the repository's HEAD into a temporary folder
+and runs the whole default study there from scratch, phase by phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from ptychostudy import physics  # noqa: E402
+from ptychostudy.base import prepare_base  # noqa: E402
+from ptychostudy.compare import network_reconstruction, regions  # noqa: E402
+from ptychostudy.config import as_dict, config_from_dict, load_config  # noqa: E402
+from ptychostudy.dataset import read_dataset  # noqa: E402
+from ptychostudy.infer import Split  # noqa: E402
+from ptychostudy.iterative import build_task  # noqa: E402
+from ptychostudy.metrics import align, score  # noqa: E402
+from ptychostudy.simulate import simulate_dose  # noqa: E402
+from ptychostudy.train import Trainer, architecture  # noqa: E402
+from ptychostudy.views import build_view  # noqa: E402
+
+PROBE = ROOT / "data/base/fly001_probe/c1_bigT_probe.npz"
+OBJECT = ROOT / "data/base/run1084/Run1084_recon3_postPC.npz"
+PHASES = ("base", "simulate", "views", "train", "reconstruct", "compare", "summarize")
+
+
+def log(*args):
+    print(*args, flush=True)
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def best_of(fn, repeats: int = 3) -> float:
+    """Fastest of ``repeats`` timings of ``fn()`` (seconds): the least disturbed by other work."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def machine() -> dict:
+    model = ""
+    if Path("/proc/cpuinfo").is_file():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": np.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+# ---------------------------------------------------------------------------------------
+# 1. Phase C against the FFT bound
+
+
+def fft_rate(n_patterns: int, size: int, threads: int, dtype=torch.complex128) -> float:
+    torch.set_num_threads(threads)
+    x = torch.randn(n_patterns, size, size, dtype=dtype)
+    seconds = best_of(lambda: torch.fft.fft2(x, norm="ortho"))
+    return n_patterns / seconds
+
+
+def simulation_rate(cfg, positions_per_split: int, threads: int, workdir: Path) -> dict:
+    raw = as_dict(cfg)
+    raw["simulate"]["positions_per_split"] = positions_per_split
+    raw["simulate"]["threads"] = threads
+    c = config_from_dict(raw)
+    base = prepare_base(c, PROBE, OBJECT)
+    out = workdir / f"sim-{positions_per_split}-{threads}"
+    _, seconds = timed(simulate_dose, c, base, 100000, out, out / "r.json", out / "f.png", progress=False)
+    return {"patterns": 2 * positions_per_split, "seconds": seconds, "patterns_per_s": 2 * positions_per_split / seconds}
+
+
+def simulation_core(cfg, n_patterns: int, threads: int) -> dict:
+    """Seconds of each piece of Phase C's per-pattern work, in chunks as simulate_dose does them."""
+    from ptychostudy.simulate import CHUNK, _object_patches, scan_positions
+
+    torch.set_num_threads(threads)
+    base = prepare_base(cfg, PROBE, OBJECT)
+    pos = scan_positions(cfg, base.obj.shape)["train"][:n_patterns]
+    probe = torch.from_numpy(base.probe.astype(np.complex128))
+    rng = np.random.default_rng(0)
+    t = {"extract": 0.0, "exit_wave_fft": 0.0, "poisson": 0.0}
+    for start in range(0, len(pos), CHUNK):
+        t0 = time.perf_counter()
+        patches = _object_patches(base, pos[start : start + CHUNK], cfg.base.patch_size)
+        t1 = time.perf_counter()
+        intensity = physics.expected_intensity(probe, patches, 300.0).numpy()
+        t2 = time.perf_counter()
+        physics.poisson_counts(intensity, rng)
+        t3 = time.perf_counter()
+        t["extract"] += t1 - t0
+        t["exit_wave_fft"] += t2 - t1
+        t["poisson"] += t3 - t2
+    return {k: v for k, v in t.items()} | {"patterns": len(pos)}
+
+
+def bench_simulation(cfg, workdir: Path) -> dict:
+    log("1. simulation vs the FFT bound")
+    threads = cfg.simulate.threads
+    sim = simulation_rate(cfg, cfg.simulate.positions_per_split, threads, workdir)
+    bound = fft_rate(sim["patterns"], cfg.base.patch_size, threads)
+    core = simulation_core(cfg, cfg.simulate.positions_per_split, threads)
+    log(f"   per-pattern work for {core['patterns']} patterns: bilinear patches {core['extract']:.2f} s, "
+        f"exit wave + FFT + |·|² {core['exit_wave_fft']:.2f} s, Poisson counts {core['poisson']:.2f} s")
+    out = {"threads": threads, "patch_size": cfg.base.patch_size, **sim, "fft_bound_patterns_per_s": bound,
+           "ratio_to_fft_bound": sim["patterns_per_s"] / bound, "breakdown_seconds": core,
+           "note": "Phase C stage work (patches, exit waves, FFT, Poisson counts, NPZ files, figure) vs batched "
+                   "complex128 torch.fft.fft2 of the same count and size alone"}
+    log(f"   {sim['patterns_per_s']:.0f} patterns/s vs FFT bound {bound:.0f}/s: ratio {out['ratio_to_fft_bound']:.3f}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# 2. training step, FLOP rate, memory
+
+
+def sgemm_rate(threads: int, size: int = 2048) -> float:
+    torch.set_num_threads(threads)
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    seconds = best_of(lambda: torch.mm(a, b), repeats=5)
+    return 2 * size**3 / seconds
+
+
+def load_split(dose: int, view: str, part: str, gridsize: int) -> Split:
+    path = ROOT / f"data/views/dose_{dose}/{view}/{part}.npz"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run `dvc repro` (or `dvc pull`) before the benchmarks")
+    return Split.from_arrays(read_dataset(path, require_groups=gridsize > 1), gridsize)
+
+
+def step_time(cfg, split: Split, gridsize: int, steps: int = 20) -> tuple[float, float]:
+    """(seconds per optimiser step, FLOPs per step counted by torch's FlopCounterMode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(cfg.train.threads)
+    trainer = Trainer(cfg.train, split, architecture(cfg, gridsize), seed=1)
+    opt = torch.optim.Adam(trainer.net.parameters(), lr=cfg.train.learning_rate)
+    batches = trainer.step_batches(steps + 3, cfg.train.batch_size)
+
+    def one():
+        loss = trainer.loss(next(batches))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    one()  # warm-up
+    counter = FlopCounterMode(display=False)
+    with counter:
+        one()
+    flops = counter.get_total_flops()
+    start = time.perf_counter()
+    for _ in range(steps):
+        one()
+    return (time.perf_counter() - start) / steps, flops
+
+
+def peak_memory_of_training(cfg, view: str, workdir: Path, steps: int = 20) -> dict:
+    """Run one real training job (the default settings, ``steps`` steps) in a child process; its peak RSS."""
+    raw = as_dict(cfg)
+    raw["train"]["steps_per_epoch"] = steps
+    raw["train"]["epochs"] = {v: 1 for v in cfg.study.views}
+    params = workdir / f"params-{view}.yaml"
+    import yaml
+
+    params.write_text(yaml.safe_dump(raw))
+    out = workdir / f"mem-{view}"
+    cmd = [sys.executable, "-m", "ptychostudy", "--no-progress", "train", "--params", str(params), "--dose", "100000",
+           "--view", view, "--view-dir", str(ROOT / f"data/views/dose_100000/{view}"), "--bundle", str(out / "wts.h5.zip"),
+           "--report", str(out / "r.json"), "--history", str(out / "h.csv"), "--timing", str(out / "t.json"),
+           "--figure", str(out / "f.png")]
+    hwm = out / "vmhwm.txt"
+    wrapper = ("import sys\nfrom ptychostudy.cli import main\nrc = main(sys.argv[2:])\n"
+               "line = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+               "open(sys.argv[1], 'w').write(line.split()[1])\nsys.exit(rc)\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    out.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([sys.executable, "-c", wrapper, str(hwm), *cmd[3:]], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"training child failed: {result.stderr[-2000:]}")
+    # VmHWM: the peak resident set of the child's own address space (ru_maxrss would include the
+    # parent's pages duplicated by fork before exec)
+    return {"view": view, "steps": steps, "peak_rss_mb": int(hwm.read_text()) / 1024}
+
+
+def bench_training(cfg, workdir: Path) -> dict:
+    log("2. training step, FLOP rate vs SGEMM, peak memory")
+    threads = cfg.train.threads
+    gemm = sgemm_rate(threads)
+    per_view = {}
+    for view in cfg.study.views:
+        gs = cfg.view(view).gridsize
+        seconds, flops = step_time(cfg, load_split(100000, view, "train", gs), gs)
+        per_view[view] = {"gridsize": gs, "ms_per_step": 1000 * seconds, "gflop_per_step": flops / 1e9,
+                          "gflop_per_s": flops / seconds / 1e9, "ratio_to_sgemm": flops / seconds / gemm}
+        log(f"   {view}: {1000 * seconds:.0f} ms/step, {flops / 1e9:.2f} GFLOP/step, "
+            f"{flops / seconds / 1e9:.2f} GFLOP/s = {flops / seconds / gemm:.3f} of SGEMM")
+    memory = [peak_memory_of_training(cfg, view, workdir) for view in cfg.study.views]
+    for m in memory:
+        log(f"   peak memory, {m['view']} job: {m['peak_rss_mb']:.0f} MB")
+    return {"threads": threads, "batch_size": cfg.train.batch_size, "sgemm_gflop_per_s": gemm / 1e9, "views": per_view,
+            "peak_memory": memory,
+            "note": "FLOPs of convolutions and matrix products counted by torch.utils.flop_counter (FFTs and "
+                    "element-wise work not counted), forward + backward + Adam; SGEMM = float32 2048² torch.mm, best of 5"}
+
+
+# ---------------------------------------------------------------------------------------
+# 3 and 4. inference; network vs pty-chi
+
+
+def featured_scores(cfg, recon, split: Split) -> dict:
+    masks = regions(split, cfg.compare.scanned_threshold)
+    aligned, _ = align(recon, split.truth, masks["scanned"], masks["featured"], cfg.compare.max_shift_px)
+    s = score(aligned, split.truth, masks["featured"], cfg.compare.ms_ssim_sigma, cfg.compare.frc_taper)
+    return {"phase_ssim": s["phase"]["ssim"], "phase_r": s["phase"]["pearson_r"], "amplitude_ssim": s["amplitude"]["ssim"]}
+
+
+def bench_inference(cfg) -> dict:
+    log("3. inference (predict + stitch) on test splits")
+    torch.set_num_threads(cfg.train.threads)
+    out = {}
+    for view in cfg.study.views:
+        gs = cfg.view(view).gridsize
+        data = read_dataset(ROOT / f"data/views/dose_100000/{view}/test.npz", require_groups=gs > 1)
+        bundle = ROOT / f"data/models/dose_100000/{view}/wts.h5.zip"
+        _, seconds = network_reconstruction(cfg, bundle, data, gs, torch.device("cpu"), None)
+        n = data["diffraction"].shape[0]
+        out[view] = {"gridsize": gs, "patterns": n, "seconds": seconds, "patterns_per_s": n / seconds}
+        log(f"   {view}: {n} patterns in {seconds:.2f} s = {n / seconds:.0f} patterns/s")
+    return {"threads": cfg.train.threads, "views": out}
+
+
+def ptychi_curve(cfg, split: Split, checkpoints: list[int], seed: int = 5) -> list[dict]:
+    import warnings
+
+    torch.set_num_threads(cfg.iterative.threads)
+    rows = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        start = time.perf_counter()
+        task = build_task(cfg.iterative, split, max(checkpoints), seed)
+        done = 0
+        for epochs in checkpoints:
+            task.run(n_epochs=epochs - done)
+            done = epochs
+            elapsed = time.perf_counter() - start
+            obj = task.get_data_to_cpu("object", as_numpy=True)[0]
+            scoring_start = time.perf_counter()
+            rows.append({"epochs": epochs, "seconds": elapsed, **featured_scores(cfg, obj, split)})
+            start += time.perf_counter() - scoring_start  # scoring is not reconstruction time
+    return rows
+
+
+def equal_quality_time(curve: list[dict], target: float, key: str = "phase_ssim") -> float | None:
+    """pty-chi's wall time when its ``key`` first reaches ``target`` (linear between checkpoints)."""
+    prev_t, prev_v = 0.0, None
+    for row in curve:
+        if row[key] >= target:
+            if prev_v is None or row[key] == prev_v:
+                return row["seconds"]
+            return prev_t + (target - prev_v) / (row[key] - prev_v) * (row["seconds"] - prev_t)
+        prev_t, prev_v = row["seconds"], row[key]
+    return None
+
+
+def bench_network_vs_iterative(cfg, view: str, checkpoints: list[int], out_png: Path) -> dict:
+    log(f"4. network vs pty-chi on the {view} test split, per dose")
+    timing_dir = ROOT / "reports/timing"
+    results = {}
+    for dose in cfg.study.doses:
+        gs = cfg.view(view).gridsize
+        data = read_dataset(ROOT / f"data/views/dose_{dose}/{view}/test.npz", require_groups=gs > 1)
+        split = Split.from_arrays(data, 1)
+        torch.set_num_threads(cfg.train.threads)
+        recon, infer_s = network_reconstruction(cfg, ROOT / f"data/models/dose_{dose}/{view}/wts.h5.zip", data, gs,
+                                                torch.device("cpu"), None)
+        net = featured_scores(cfg, recon, split)
+        train_file = timing_dir / f"train-dose_{dose}-{view}.json"
+        train_s = json.loads(train_file.read_text())["train_seconds"] if train_file.is_file() else None
+        curve = ptychi_curve(cfg, split, checkpoints)
+        t_equal = equal_quality_time(curve, net["phase_ssim"])
+        results[dose] = {"network": {**net, "inference_seconds": infer_s, "training_seconds_last_run": train_s},
+                         "ptychi": curve, "ptychi_seconds_to_network_phase_ssim": t_equal,
+                         "ptychi_over_inference_at_equal_phase_ssim": (t_equal / infer_s) if t_equal else None,
+                         "ptychi_best_phase_ssim": max(r["phase_ssim"] for r in curve)}
+        verdict = (f"pty-chi reaches it after {t_equal:.1f} s = {t_equal / infer_s:.1f}× inference" if t_equal else
+                   f"pty-chi never reaches it (best {results[dose]['ptychi_best_phase_ssim']:.3f})")
+        log(f"   dose {dose}: network phase SSIM {net['phase_ssim']:.3f} in {infer_s:.2f} s inference; {verdict}")
+    plot_curves(results, view, out_png)
+    return {"view": view, "checkpoints": checkpoints, "doses": results,
+            "note": "phase SSIM in the featured region of the test split; pty-chi time excludes scoring; training "
+                    "time is the last `dvc repro`'s (reports/timing), when present"}
+
+
+def plot_curves(results: dict, view: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (dose, r) in enumerate(sorted(results.items())):
+        colour = f"C{i}"
+        curve = r["ptychi"]
+        ax.plot([c["seconds"] for c in curve], [c["phase_ssim"] for c in curve], "o:", color=colour,
+                label=f"pty-chi, dose {dose:g}")
+        net = r["network"]
+        ax.plot([net["inference_seconds"]], [net["phase_ssim"]], "s", color=colour, ms=9,
+                label=f"network inference, dose {dose:g}")
+        if net["training_seconds_last_run"]:
+            ax.plot([net["training_seconds_last_run"] + net["inference_seconds"]], [net["phase_ssim"]], "^",
+                    color=colour, ms=9, mfc="none", label=f"network training + inference, dose {dose:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("wall time (s), 2-core CPU")
+    ax.set_ylabel("phase SSIM, featured region")
+    ax.set_title(f"Time to quality, {view} view test split")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------
+# 5. the pipeline
+
+
+def bench_pipeline(workdir: Path) -> dict:
+    log("5. the whole default study from scratch, phase by phase (a clone of HEAD)")
+    clone = workdir / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", DVC_SITE_CACHE_DIR=str(workdir / "site-cache"),
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+               PYTHONPATH=str(clone / "src"))
+
+    def dvc(*args):
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=clone, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"dvc {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        return time.perf_counter() - start
+
+    phases = {}
+    for phase in PHASES:
+        phases[phase] = dvc("repro", "--no-run-cache", phase)
+        log(f"   {phase}: {phases[phase]:.1f} s")
+    total = sum(phases.values())
+    noop = dvc("repro")
+    status = dvc("status")
+    log(f"   total {total:.0f} s; no-op dvc repro {noop:.1f} s; dvc status {status:.1f} s")
+    return {"phase_seconds": phases, "total_seconds": total, "noop_repro_seconds": noop, "status_seconds": status,
+            "note": "each phase run as `dvc repro --no-run-cache <stage group>` in a fresh clone (DVC overhead "
+                    "included); dependencies first, so the sum is the from-scratch study"}
+
+
+# ---------------------------------------------------------------------------------------
+# 6. scaling with positions and threads
+
+
+def bench_scaling(cfg, workdir: Path) -> dict:
+    log("6. scaling with the number of positions and the thread count")
+    sizes = (500, 1000, 2000)
+    rows = []
+    for size in sizes:
+        for threads in (1, 2):
+            sim = simulation_rate(cfg, size, threads, workdir)
+            sim_dir = workdir / f"sim-{size}-{threads}"
+            view_dir = workdir / f"view-{size}-{threads}"
+            build_view(cfg, 100000, "dense", sim_dir, view_dir, view_dir / "v.json", view_dir / "v.png", progress=False)
+            train_split = Split.from_arrays(read_dataset(view_dir / "train.npz", require_groups=True), 2)
+            test_split = Split.from_arrays(read_dataset(view_dir / "test.npz", require_groups=True), 1)
+            tcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
+            step_s, _ = step_time(tcfg, train_split, 2, steps=10)
+            torch.set_num_threads(threads)
+            trainer = Trainer(tcfg.train, Split.from_arrays(read_dataset(view_dir / "test.npz", require_groups=True), 2),
+                              architecture(cfg, 2), seed=1)
+            _, eval_s = timed(trainer.evaluate, trainer.split)
+            it = dataclasses.replace(cfg.iterative, threads=threads)
+            icfg = dataclasses.replace(cfg, iterative=it)
+            curve = ptychi_curve(icfg, test_split, [5])
+            row = {"positions_per_split": size, "threads": threads, "simulate_seconds": sim["seconds"],
+                   "dense_train_positions": int(train_split.amplitude.shape[0]),
+                   "dense_test_positions": int(test_split.amplitude.shape[0]),
+                   "train_ms_per_step": 1000 * step_s, "train_evaluation_seconds": eval_s,
+                   "ptychi_seconds_per_epoch": curve[0]["seconds"] / 5}
+            rows.append(row)
+            log(f"   {size} positions/split, {threads} thread(s): simulate {sim['seconds']:.2f} s, "
+                f"train {1000 * step_s:.0f} ms/step + {eval_s:.2f} s per scoring pass "
+                f"({row['dense_test_positions']} dense test positions), pty-chi {row['ptychi_seconds_per_epoch']:.2f} s/epoch")
+    return {"rows": rows, "note": "simulate: Phase C of one dose (both splits); training: dense view (gridsize 2) "
+                                  "steps do not depend on the data size, the per-epoch scoring does; pty-chi: LSQML "
+                                  "on the dense view's test split"}
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, torch {m['torch']}; {m['date']}. "
+        "Written by `python bench/run.py`; every ratio compares two measurements of the same run.",
+        "",
+    ]
+    s = results.get("simulation")
+    if s:
+        lines += ["## 1. Simulation (Phase C) vs the FFT bound", "",
+                  f"{s['threads']} thread(s), N = {s['patch_size']}: {s['patterns']} patterns in {s['seconds']:.2f} s = "
+                  f"**{s['patterns_per_s']:.0f} patterns/s**; batched complex128 FFT alone: {s['fft_bound_patterns_per_s']:.0f}/s; "
+                  f"ratio **{s['ratio_to_fft_bound']:.3f}**.", "",
+                  "Where the time goes (the per-pattern work alone, {0} patterns): bilinear patch extraction "
+                  "{1:.2f} s, exit wave + FFT + |·|² {2:.2f} s, Poisson counts {3:.2f} s; the rest of the stage is "
+                  "the dose scale pass, NPZ writing and the figure.".format(
+                      s["breakdown_seconds"]["patterns"], s["breakdown_seconds"]["extract"],
+                      s["breakdown_seconds"]["exit_wave_fft"], s["breakdown_seconds"]["poisson"]), ""]
+    t = results.get("training")
+    if t:
+        lines += ["## 2. Training", "", f"{t['threads']} threads, batch {t['batch_size']}; SGEMM "
+                  f"{t['sgemm_gflop_per_s']:.1f} GFLOP/s (float32 2048² `torch.mm`, best of 5). FLOPs per step: "
+                  "convolutions and matrix products of forward, backward and Adam, counted by "
+                  "`torch.utils.flop_counter` (the FFTs and element-wise work are not counted).", "",
+                  "| view | gridsize | ms/step | GFLOP/step | GFLOP/s | of SGEMM |", "|---|---:|---:|---:|---:|---:|"]
+        for view, v in t["views"].items():
+            lines.append(f"| {view} | {v['gridsize']} | {v['ms_per_step']:.0f} | {v['gflop_per_step']:.2f} | "
+                         f"{v['gflop_per_s']:.2f} | {v['ratio_to_sgemm']:.3f} |")
+        lines += ["", "Peak memory (RSS) of a training job: " + ", ".join(
+            f"{m_['view']} {m_['peak_rss_mb']:.0f} MB" for m_ in t["peak_memory"]) + ".", ""]
+    i = results.get("inference")
+    if i:
+        lines += ["## 3. Inference (predict + stitch, test split, dose 1e5)", "",
+                  "| view | gridsize | patterns | seconds | patterns/s |", "|---|---:|---:|---:|---:|"]
+        for view, v in i["views"].items():
+            lines.append(f"| {view} | {v['gridsize']} | {v['patterns']} | {v['seconds']:.2f} | {v['patterns_per_s']:.0f} |")
+        lines.append("")
+    n = results.get("network_vs_iterative")
+    if n:
+        lines += [f"## 4. Network vs pty-chi ({n['view']} view, test split, featured region)", "",
+                  "![time to quality](network_vs_iterative.png)", "",
+                  "| dose | network phase SSIM | inference (s) | training, last run (s) | pty-chi: epochs → s / phase SSIM "
+                  "| pty-chi time to the network's phase SSIM | ratio to inference |",
+                  "|---:|---:|---:|---:|---|---:|---:|"]
+        for dose, r in n["doses"].items():
+            net = r["network"]
+            curve = ", ".join(f"{c['epochs']} → {c['seconds']:.1f} / {c['phase_ssim']:.3f}" for c in r["ptychi"])
+            t_eq = r["ptychi_seconds_to_network_phase_ssim"]
+            train_s = net["training_seconds_last_run"]
+            lines.append(
+                f"| {float(dose):g} | {net['phase_ssim']:.3f} | {net['inference_seconds']:.2f} | "
+                f"{train_s:.0f} | {curve} | " if train_s else
+                f"| {float(dose):g} | {net['phase_ssim']:.3f} | {net['inference_seconds']:.2f} | – | {curve} | ")
+            lines[-1] += (f"{t_eq:.1f} s | {r['ptychi_over_inference_at_equal_phase_ssim']:.1f}× |" if t_eq else
+                          f"never (best {r['ptychi_best_phase_ssim']:.3f}) | – |")
+        lines.append("")
+    p = results.get("pipeline")
+    if p:
+        lines += ["## 5. The pipeline (default study from scratch, fresh clone)", "",
+                  "| phase | seconds |", "|---|---:|"]
+        lines += [f"| {k} | {v:.1f} |" for k, v in p["phase_seconds"].items()]
+        lines += [f"| **total** | **{p['total_seconds']:.1f}** ({p['total_seconds'] / 60:.1f} min) |", "",
+                  f"No-op `dvc repro`: {p['noop_repro_seconds']:.1f} s; `dvc status`: {p['status_seconds']:.1f} s.", ""]
+    sc = results.get("scaling")
+    if sc:
+        lines += ["## 6. Scaling", "", "| positions/split | threads | simulate (s) | dense train/test positions | "
+                  "train ms/step | scoring pass (s) | pty-chi s/epoch |", "|---:|---:|---:|---|---:|---:|---:|"]
+        for r in sc["rows"]:
+            lines.append(f"| {r['positions_per_split']} | {r['threads']} | {r['simulate_seconds']:.2f} | "
+                         f"{r['dense_train_positions']} / {r['dense_test_positions']} | {r['train_ms_per_step']:.0f} | "
+                         f"{r['train_evaluation_seconds']:.2f} | {r['ptychi_seconds_per_epoch']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-pipeline", action="store_true", help="skip section 5 (the from-scratch dvc repro)")
+    parser.add_argument("--only", nargs="*", choices=["simulation", "training", "inference", "network_vs_iterative",
+                                                       "pipeline", "scaling"], help="run only these sections")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    cfg = load_config(ROOT / "params.yaml")
+    wanted = set(args.only or ["simulation", "training", "inference", "network_vs_iterative", "pipeline", "scaling"])
+    if args.skip_pipeline:
+        wanted.discard("pipeline")
+    results = {"machine": machine()}
+    if args.out.is_file() and args.only:  # refresh some sections of an earlier run
+        results = {**json.loads(args.out.read_text()), "machine": machine()}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ptychostudy-bench-") as tmp:
+        work = Path(tmp)
+        if "simulation" in wanted:
+            results["simulation"] = bench_simulation(cfg, work)
+        if "training" in wanted:
+            results["training"] = bench_training(cfg, work)
+        if "inference" in wanted:
+            results["inference"] = bench_inference(cfg)
+        if "network_vs_iterative" in wanted:
+            results["network_vs_iterative"] = bench_network_vs_iterative(
+                cfg, "dense", [5, 10, 20, 40, 60], args.out.parent / "network_vs_iterative.png")
+        if "scaling" in wanted:
+            results["scaling"] = bench_scaling(cfg, work)
+        if "pipeline" in wanted:
+            results["pipeline"] = bench_pipeline(work)
+    results["bench_seconds"] = time.perf_counter() - start
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (args.out.parent / "results.md").write_text(markdown(results) + f"\nBenchmark wall time: "
+                                                f"{results['bench_seconds'] / 60:.1f} min.\n")
+    log(f"bench: {results['bench_seconds'] / 60:.1f} min -> {args.out} and {args.out.parent / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
