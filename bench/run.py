@@ -458,7 +458,7 @@ def markdown(results: dict) -> str:
             f"{m_['view']} {m_['peak_rss_mb']:.0f} MB" for m_ in t["peak_memory"]) + ".", ""]
     i = results.get("inference")
     if i:
-        lines += ["## 3. Inference (predict + stitch, test split, dose 1e5)", "",
+        lines += ["## 3. Inference (predict + stitch, test split, dose 1e5)", "", f"{i['threads']} threads.", "",
                   "| view | gridsize | patterns | seconds | patterns/s |", "|---|---:|---:|---:|---:|"]
         for view, v in i["views"].items():
             lines.append(f"| {view} | {v['gridsize']} | {v['patterns']} | {v['seconds']:.2f} | {v['patterns_per_s']:.0f} |")
@@ -466,6 +466,8 @@ def markdown(results: dict) -> str:
     n = results.get("network_vs_iterative")
     if n:
         lines += [f"## 4. Network vs pty-chi ({n['view']} view, test split, featured region)", "",
+                  f"Network inference on {results.get('inference', {}).get('threads', 2)} threads, pty-chi (LSQML, the "
+                  "study's settings) on 1 thread; pty-chi's time excludes scoring.", "",
                   "![time to quality](network_vs_iterative.png)", "",
                   "| dose | network phase SSIM (r) | inference (s) | training, last run (s) | pty-chi: epochs → s / phase SSIM (r) "
                   "| pty-chi time to the network's phase SSIM | ratio to inference |",
@@ -487,6 +489,8 @@ def markdown(results: dict) -> str:
     p = results.get("pipeline")
     if p:
         lines += ["## 5. The pipeline (default study from scratch, fresh clone)", "",
+                  "Threads as in params.yaml (Phase C 1, training 2, pty-chi 1); each phase timed as "
+                  "`dvc repro --no-run-cache <phase>`, DVC's own work included.", "",
                   "| phase | seconds |", "|---|---:|"]
         lines += [f"| {k} | {p['phase_seconds'][k]:.1f} |" for k in PHASES if k in p["phase_seconds"]]
         lines += [f"| **total** | **{p['total_seconds']:.1f}** ({p['total_seconds'] / 60:.1f} min) |", "",
