@@ -29,7 +29,7 @@ from ptychostudy.config import Config
 from ptychostudy.dataset import read_dataset
 from ptychostudy.io import sha256_file, write_json, write_text
 from ptychostudy.iterative import read_reconstruction
-from ptychostudy.metrics import align, score
+from ptychostudy.metrics import align, fourier_shift, register, score
 from ptychostudy.model import load_bundle
 from ptychostudy.infer import Split, predict_and_stitch, setup_torch
 from ptychostudy.views import VIEW_SUMMARY
@@ -154,13 +154,19 @@ def run(cfg: Config, dose, view: str, view_dir, models, iterative, out_dir, timi
     results, aligned_images, shifts = {}, {}, {}
     for name in names:
         results[name] = {}
+        # register once (inside the scanned region, the same for both parts), then fit each part's
+        # phase plane and mean amplitude (align with max_shift 0 does only that)
+        recon = np.asarray(reconstructions[name], dtype=np.complex128)
+        shifts[name] = shift = register(np.abs(recon), np.abs(split.truth), masks["scanned"], cfg.compare.max_shift_px) \
+            if cfg.compare.max_shift_px > 0 else (0.0, 0.0)
+        if shift[0] or shift[1]:
+            recon = fourier_shift(recon, *shift)
         for part in PARTS:
-            aligned, shift = align(reconstructions[name], split.truth, masks["scanned"], masks[part], cfg.compare.max_shift_px)
+            aligned, _ = align(recon, split.truth, masks["scanned"], masks[part], 0)
             results[name][part] = score(aligned, split.truth, masks[part], cfg.compare.ms_ssim_sigma, cfg.compare.frc_taper)
             rows += _rows(name, part, results[name][part])
             if part == "featured":
                 aligned_images[name] = aligned
-                shifts[name] = shift
         rows.append(f"{name},registration_dy_px,scanned,{shifts[name][0]:.6g}\n")
         rows.append(f"{name},registration_dx_px,scanned,{shifts[name][1]:.6g}\n")
     record.update(

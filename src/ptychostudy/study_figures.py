@@ -7,19 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ptychostudy.metrics import bounding_box
 from ptychostudy.figures import _save, plt, skipped_figure  # noqa: F401  (skipped_figure: re-exported)
-
-
-def _crop(mask: np.ndarray):
-    rows = np.nonzero(mask.any(axis=1))[0]
-    cols = np.nonzero(mask.any(axis=0))[0]
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def comparison_figure(record: dict, truth: np.ndarray, aligned: dict, masks: dict, path: Path) -> None:
     """Ground truth beside every arm's aligned reconstruction (featured region): amplitude and phase."""
     mask = masks["featured"]
-    crop = _crop(mask)
+    crop = bounding_box(mask)
     shown = np.where(mask, 1.0, np.nan)[crop]
     columns = [("truth", truth)] + [(name, aligned[name]) for name in record["arms"]]
     fig, axes = plt.subplots(2, len(columns), figsize=(3.6 * len(columns), 4.2), squeeze=False)

@@ -309,9 +309,8 @@ def _study(cfg: Config, iterative_reports: Path, compare_reports: Path, metrics:
             cells = []
             for column in columns:
                 model, view = column.split("-", 1)
-                found = [r["value"] for r in table if r["dose"] == dose and r["view"] == view and r["model"] == model
-                         and r["metric"] == metric and r["part"] == "featured"]
-                cells.append(f"{found[0]:.6g}" if found else "")
+                value = _value(table, dose, view, model, metric)
+                cells.append("" if value is None else f"{value:.6g}")
             lines.append(f"{dose}," + ",".join(cells))
         write_text(out_dir / PLOTS_DIR / f"{metric}.csv", "\n".join(lines) + "\n")
     study_figures.dose_figure(table, [(m, PLOT_TITLES[m]) for m in PLOTTED], out_dir / FIGURE)
