@@ -158,12 +158,12 @@ def load_split(dose: int, view: str, part: str, gridsize: int) -> Split:
     return Split.from_arrays(read_dataset(path, require_groups=gridsize > 1), gridsize)
 
 
-def step_time(cfg, split: Split, gridsize: int, steps: int = 20) -> tuple[float, float]:
+def step_time(cfg, split: Split, view: str, steps: int = 20) -> tuple[float, float]:
     """(seconds per optimiser step, FLOPs per step counted by torch's FlopCounterMode)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(cfg.train.threads)
-    trainer = Trainer(cfg.train, split, architecture(cfg, gridsize), seed=1)
+    trainer = Trainer(cfg.train, split, architecture(cfg, view), seed=1)
     opt = torch.optim.Adam(trainer.net.parameters(), lr=cfg.train.learning_rate)
     batches = trainer.step_batches(steps + 3, cfg.train.batch_size)
 
@@ -219,7 +219,7 @@ def bench_training(cfg, workdir: Path) -> dict:
     per_view = {}
     for view in cfg.study.views:
         gs = cfg.view(view).gridsize
-        seconds, flops = step_time(cfg, load_split(100000, view, "train", gs), gs)
+        seconds, flops = step_time(cfg, load_split(100000, view, "train", gs), view)
         per_view[view] = {"gridsize": gs, "ms_per_step": 1000 * seconds, "gflop_per_step": flops / 1e9,
                           "gflop_per_s": flops / seconds / 1e9, "ratio_to_sgemm": flops / seconds / gemm}
         log(f"   {view}: {1000 * seconds:.0f} ms/step, {flops / 1e9:.2f} GFLOP/step, "
@@ -399,10 +399,10 @@ def bench_scaling(cfg, workdir: Path) -> dict:
             train_split = Split.from_arrays(read_dataset(view_dir / "train.npz", require_groups=True), 2)
             test_split = Split.from_arrays(read_dataset(view_dir / "test.npz", require_groups=True), 1)
             tcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
-            step_s, _ = step_time(tcfg, train_split, 2, steps=10)
+            step_s, _ = step_time(tcfg, train_split, "dense", steps=10)
             torch.set_num_threads(threads)
             trainer = Trainer(tcfg.train, Split.from_arrays(read_dataset(view_dir / "test.npz", require_groups=True), 2),
-                              architecture(cfg, 2), seed=1)
+                              architecture(cfg, "dense"), seed=1)
             _, eval_s = timed(trainer.evaluate, trainer.split)
             it = dataclasses.replace(cfg.iterative, threads=threads)
             icfg = dataclasses.replace(cfg, iterative=it)

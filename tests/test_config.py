@@ -77,6 +77,9 @@ BAD = [
     ("train.support", 0.0, "train.support must lie in (0, 1]"),
     ("train.learning_rate_final", 0.01, "0 < learning_rate_final ≤ learning_rate"),
     ("train.depth", 7, "must be divisible by 2^train.depth"),
+    ("train.canvas.dense", 60, "train.canvas.dense = 60 must be at least base.patch_size = 64"),
+    ("train.canvas.dense", 70, "divisible by 2^train.depth = 4"),
+    ("train.canvas.baseline", 80, "train.canvas.baseline must equal base.patch_size"),
     ("train.batch_size", 0, "train.batch_size must be 1 or more"),
     ("train.learnig_rate", 0.001, "unknown key train.learnig_rate"),
     ("train", DELETE, "missing key train"),
@@ -99,6 +102,7 @@ def test_patch_size_must_match_probe(tmp_path):
     params = default_params()
     params["base"]["patch_size"] = 128
     params["simulate"]["guard_band_px"] = 128
+    params["train"]["canvas"] = {"baseline": 128, "dense": 160, "sparse": 256}
     cfg = config_from_dict(params)  # the probe is only known once its file is read
     with pytest.raises(ConfigError, match=r"base.patch_size = 128 disagrees with the probe: a 64×64 probe zoomed 1× is 64 px"):
         prepare_base(cfg, PROBE, OBJECT)
@@ -133,6 +137,7 @@ def test_cli_rejects_bad_params_with_exit_2_and_writes_nothing(tmp_path):
 def test_cli_patch_size_mismatch_exit_2(tmp_path):
     params = default_params()
     params["base"]["patch_size"] = 32
+    params["train"]["canvas"]["baseline"] = 32
     bad = write_params(tmp_path / "params.yaml", params)
     out = tmp_path / "base.npz"
     result = _cli("base", "--params", bad, "--probe", PROBE, "--object", OBJECT, "--out", out, cwd=tmp_path)

@@ -13,7 +13,8 @@ from ptychostudy import physics
 from ptychostudy.bundle import BundleError, read_bundle, write_bundle
 from ptychostudy.dataset import read_dataset
 from ptychostudy.model import (
-    PROBE_WEIGHT, Architecture, Backprojection, PhysicsHead, Reconstructor, load_bundle, poisson_deviance,
+    PROBE_WEIGHT, Architecture, Backprojection, PhysicsHead, Reconstructor, frame_corners, load_bundle, place_members,
+    poisson_deviance,
 )
 from ptychostudy.stitch import quick_scores, stitch
 from ptychostudy.infer import Split
@@ -62,9 +63,10 @@ def test_loaded_bundle_reproduces_the_models_output(trained, tiny_views):
     data = read_dataset(tiny_views["dense"] / "test.npz", require_groups=True)
     split = Split.from_arrays(data, 2)
     amp = split.amplitude[torch.from_numpy(split.groups[:3])]
+    offsets = split.offsets(split.groups[:3])
     with torch.no_grad():
-        first = loaded.model(amp)
-        again = load_bundle(out / "dose_100000/dense/wts.h5.zip").model(amp)
+        first = loaded.model(amp, offsets)
+        again = load_bundle(out / "dose_100000/dense/wts.h5.zip").model(amp, offsets)
     assert first.shape == (3, 4, 64, 64) and first.dtype == torch.complex64
     assert torch.equal(first, again)
     # the same weights loaded by hand into a fresh network give the same numbers
@@ -73,7 +75,9 @@ def test_loaded_bundle_reproduces_the_models_output(trained, tiny_views):
     fresh = Reconstructor(Architecture(**description["architecture"]), probe, description["intensity_scale"], description["input_scale"])
     fresh.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
     with torch.no_grad():
-        assert torch.equal(fresh.eval()(amp), first)
+        assert torch.equal(fresh.eval()(amp, offsets), first)
+        # the members' offsets matter: the same patterns placed elsewhere give another object
+        assert not torch.allclose(loaded.model(amp, offsets.flip(1)), first)
 
 
 def _tamper(src, dst, *, weights=None, description=None):
@@ -124,29 +128,53 @@ def test_true_object_fits_noiseless_data_better_than_a_flat_one(tiny_simulated):
     split = Split.from_arrays({**data, "groups": np.zeros((1, 1), np.int64)}, 1)
     pos = torch.from_numpy(split.positions)
     truth = physics.extract_patches(torch.from_numpy(split.truth), pos[:, 0] - 32, pos[:, 1] - 32, 64)[:, None]
-    head = PhysicsHead(split.probe, split.intensity_scale, torch.ones(64, 64), 80)
-    offsets = torch.zeros(len(pos), 1, 2)
-    noiseless = head(truth, offsets)
+    head = PhysicsHead(split.probe, split.intensity_scale)
+    noiseless = head(truth)
     assert float(poisson_deviance(noiseless, noiseless)) < 1e-6
-    assert float(poisson_deviance(head(torch.ones_like(truth), offsets), noiseless)) > 0.1
+    assert float(poisson_deviance(head(torch.ones_like(truth)), noiseless)) > 0.1
     # and on the Poisson counts of the data, the truth also wins
     counts = split.amplitude[:, None] ** 2
-    assert float(poisson_deviance(noiseless, counts)) < float(poisson_deviance(head(torch.ones_like(truth), offsets), counts))
+    assert float(poisson_deviance(noiseless, counts)) < float(poisson_deviance(head(torch.ones_like(truth)), counts))
 
 
-def test_group_merge_returns_consistent_true_patches(tiny_simulated):
-    """Merging the true patches of a group and cutting them out again changes nothing inside the support."""
+def test_common_frame_places_and_cuts_members_at_their_offsets(tiny_simulated):
+    """The members' estimates land on the common frame where their patterns were measured, and
+    the patches cut from one object on that frame are that object's true patches."""
     sim_dir, _ = tiny_simulated
     data = read_dataset(sim_dir / "patched_train.npz")
-    obj = torch.from_numpy(data["objectGuess"])
-    centre = torch.tensor([[60.0, 70.0], [64.0, 74.0], [66.0, 68.0], [58.0, 72.0]])  # integer offsets: exact
-    truth = physics.extract_patches(obj, centre[:, 0] - 32, centre[:, 1] - 32, 64)[None]
+    obj = torch.from_numpy(data["objectGuess"]).to(torch.complex64)
+    centre = torch.tensor([[60.0, 70.0], [64.0, 74.0], [66.0, 68.0], [58.0, 72.0]])  # integer mean: exact
     offsets = (centre - centre.mean(0))[None]
-    head = PhysicsHead(torch.ones(64, 64, dtype=torch.complex64), 1.0, physics.central_support(64, 0.5), 96)
-    merged = head.consistent(truth, offsets)
-    inner = slice(16, 48)  # the support
-    assert torch.allclose(merged[..., inner, inner], truth[..., inner, inner], atol=1e-5)
-    assert not torch.allclose(merged, truth, atol=1e-3)  # outside the support the merge fills in neighbours
+    truth = physics.extract_patches(obj, centre[:, 0] - 32, centre[:, 1] - 32, 64)[None]
+    canvas = 96
+    # the object on the frame: the frame's centre is the group's mean position
+    mean = centre.mean(0)
+    frame = physics.extract_patches(obj, mean[None, 0] - canvas / 2, mean[None, 1] - canvas / 2, canvas)
+    y0, x0 = frame_corners(offsets, canvas, 64)
+    cut = physics.extract_patches(frame, y0, x0, 64, check_bounds=False)
+    assert torch.allclose(cut, truth, atol=1e-5)
+    # placing each member's patch on the frame puts its pixels back where the frame has them
+    placed = place_members(truth.real[:, :, None], offsets, canvas)  # (1, 4, S, S)
+    for m in range(4):
+        footprint = place_members(torch.ones(1, 4, 1, 64, 64), offsets, canvas)[0, m] > 0.999
+        assert torch.allclose(placed[0, m][footprint], frame.real[0][footprint], atol=1e-5)
+
+
+def test_a_network_sees_one_object_per_group(trained, tiny_views):
+    """The overlap constraint by construction: where two members' patches overlap, they agree."""
+    out, _ = trained[0]
+    model = load_bundle(out / "dose_100000/dense/wts.h5.zip").model
+    split = Split.from_arrays(read_dataset(tiny_views["dense"] / "test.npz", require_groups=True), 2)
+    groups = split.groups[:2]
+    offsets = split.offsets(groups)
+    with torch.no_grad():
+        patches = model(split.amplitude[torch.from_numpy(groups)], offsets)
+    a, b = patches[0, 0], patches[0, 1]
+    d = offsets[0, 1] - offsets[0, 0]  # b's pixel (i, j) is a's pixel (i + dy, j + dx)
+    b_on_a = physics.extract_patches(b[None], -d[None, 0:1], -d[None, 1:2], 64, check_bounds=False)[0, 0]
+    iy, ix = int(abs(d[0])) + 2, int(abs(d[1])) + 2
+    inner = (slice(iy, 64 - iy), slice(ix, 64 - ix))
+    assert torch.allclose(a[inner], b_on_a[inner], atol=5e-2)
 
 
 def test_backprojection_of_the_bare_probe_is_an_empty_object():
@@ -158,8 +186,8 @@ def test_backprojection_of_the_bare_probe_is_an_empty_object():
     layer = Backprojection(probe, 3.0)
     out = layer(amplitude)
     bright = probe.abs() > 0.5
-    assert out.shape == (1, 3, 64, 64)
-    assert float(out[0, 0][bright].abs().max()) < 0.02 and float(out[0, 1][bright].abs().max()) < 0.02
+    assert out.shape == (1, 1, 3, 64, 64)
+    assert float(out[0, 0, 0][bright].abs().max()) < 0.02 and float(out[0, 0, 1][bright].abs().max()) < 0.02
 
 
 def test_phase_sync_recovers_patches_with_unknown_phase_offsets(tiny_simulated):

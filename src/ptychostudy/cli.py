@@ -172,8 +172,8 @@ def _run(args: argparse.Namespace) -> None:
             arch = loaded.model.arch
             count = sum(t.numel() for t in loaded.model.parameters())
             d = loaded.description
-            print(f"{path}: ok, dose {d.get('dose')} view {d.get('view')}, {arch.channels} channel(s) of "
-                  f"{arch.size}×{arch.size}, {arch.inputs} input, {count} parameters")
+            print(f"{path}: ok, dose {d.get('dose')} view {d.get('view')}, {arch.channels} pattern(s) of "
+                  f"{arch.size}×{arch.size} per group on a {arch.canvas}×{arch.canvas} frame, {arch.inputs} input, {count} parameters")
         return
     if args.command == "verify":
         from ptychostudy.verify import verify

@@ -81,10 +81,9 @@ def network_reconstruction(cfg: Config, bundle, data: dict, gridsize: int, devic
         raise StudyError(f"{bundle}: a network for {loaded.model.arch.channels} patterns per group, expected {gridsize ** 2}")
     split = Split.from_arrays(data, gridsize)
     model = loaded.model.to(device)
-    head = loaded.head(split.max_offset()).to(device)
     start = time.perf_counter()
     canvas, _ = predict_and_stitch(
-        model, head, split, cfg.train.stitch_fraction, cfg.train.phase_sync, cfg.compare.inference_batch, device, bar
+        model, split, cfg.train.stitch_fraction, cfg.train.phase_sync, cfg.compare.inference_batch, device, bar
     )
     return canvas, time.perf_counter() - start
 

@@ -80,6 +80,7 @@ class TrainSection:
     epochs: Mapping[str, int]
     filters: int
     depth: int
+    canvas: Mapping[str, int]
     support: float
     amplitude_max: float
     skips: bool
@@ -238,11 +239,12 @@ def _section(name: str, raw: Any):
             values[field.name] = views
         elif name == "views" and field.name == "definitions":
             values[field.name] = _definitions(value, key)
-        elif name in ("train", "iterative") and field.name == "epochs":
+        elif (name in ("train", "iterative") and field.name == "epochs") or (name == "train" and field.name == "canvas"):
+            what = "number of epochs" if field.name == "epochs" else "frame side in pixels"
             if not isinstance(value, dict) or not value:
-                raise ConfigError(f"{key} must map each view name to its number of epochs, got {value!r}")
+                raise ConfigError(f"{key} must map each view name to its {what}, got {value!r}")
             values[field.name] = {
-                str(view): _check_scalar(epochs, int, f"{key}.{view}") for view, epochs in sorted(value.items())
+                str(view): _check_scalar(number, int, f"{key}.{view}") for view, number in sorted(value.items())
             }
         else:
             values[field.name] = _check_scalar(value, tp, key)
@@ -356,18 +358,37 @@ def _check_train(cfg: Config) -> None:
         raise ConfigError(
             f"base.patch_size = {cfg.base.patch_size} must be divisible by 2^train.depth = {2**t.depth}"
         )
+    _check_per_view(cfg, "train", "canvas", t.canvas)
+    for view, side in t.canvas.items():
+        n = cfg.base.patch_size
+        if cfg.views.definitions[view].gridsize == 1 and side != n:
+            raise ConfigError(f"train.canvas.{view} must equal base.patch_size = {n}: a one-pattern group works on its patch")
+        if t.inputs == "amplitude" and side != n:
+            raise ConfigError(
+                f"train.canvas.{view} must equal base.patch_size = {n} with train.inputs: amplitude "
+                "(detector-space inputs cannot be placed on the object's frame)"
+            )
+        if side < n or side % (2**t.depth):
+            raise ConfigError(
+                f"train.canvas.{view} = {side} must be at least base.patch_size = {n} "
+                f"and divisible by 2^train.depth = {2**t.depth}"
+            )
     _check_epochs(cfg, "train", t.epochs)
 
 
-def _check_epochs(cfg: Config, section: str, epochs_by_view: Mapping[str, int]) -> None:
-    missing = [view for view in cfg.study.views if view not in epochs_by_view]
+def _check_per_view(cfg: Config, section: str, key: str, by_view: Mapping[str, int]) -> None:
+    missing = [view for view in cfg.study.views if view not in by_view]
     if missing:
-        raise ConfigError(f"{section}.epochs has no entry for view {missing[0]!r}")
-    unknown = sorted(set(epochs_by_view) - set(cfg.views.definitions))
+        raise ConfigError(f"{section}.{key} has no entry for view {missing[0]!r}")
+    unknown = sorted(set(by_view) - set(cfg.views.definitions))
     if unknown:
         raise ConfigError(
-            f"{section}.epochs names the unknown view {unknown[0]!r}; views: {', '.join(cfg.views.definitions)}"
+            f"{section}.{key} names the unknown view {unknown[0]!r}; views: {', '.join(cfg.views.definitions)}"
         )
+
+
+def _check_epochs(cfg: Config, section: str, epochs_by_view: Mapping[str, int]) -> None:
+    _check_per_view(cfg, section, "epochs", epochs_by_view)
     for view, epochs in epochs_by_view.items():
         if epochs < 1:
             raise ConfigError(f"{section}.epochs.{view} must be 1 or more, got {epochs}")

@@ -70,14 +70,14 @@ class Split:
 
 
 @torch.no_grad()
-def predict_and_stitch(net, head, split: Split, stitch_fraction: float, phase_sync: bool, batch: int = 64,
+def predict_and_stitch(net, split: Split, stitch_fraction: float, phase_sync: bool, batch: int = 64,
                        device: torch.device | None = None, bar=None) -> tuple[np.ndarray, np.ndarray]:
     """Predict every pattern of ``split`` and stitch the patches: (object canvas, coverage).
 
-    Each pattern is predicted once, inside the first group that holds it, after the group's
-    overlap constraint (``head.consistent``); the central ``stitch_fraction`` of each patch
-    is averaged at the pattern's position (``stitch.stitch``). Used for the scores logged
-    while training and for Phase G.
+    Each pattern is predicted once, inside the first group that holds it (its patch cut from
+    the group's one object); the central ``stitch_fraction`` of each patch is averaged at
+    the pattern's position (``stitch.stitch``). Used for the scores logged while training
+    and for Phase G.
     """
     device = device if device is not None else torch.device("cpu")
     was_training = net.training
@@ -88,9 +88,7 @@ def predict_and_stitch(net, head, split: Split, stitch_fraction: float, phase_sy
     for start in range(0, len(patterns), batch):
         sel = choice[start : start + batch]
         groups = split.groups[sel[:, 0]]
-        patches = head.consistent(
-            net(split.amplitude[torch.from_numpy(groups)].to(device)), split.offsets(groups).to(device)
-        ).cpu()
+        patches = net(split.amplitude[torch.from_numpy(groups)].to(device), split.offsets(groups).to(device)).cpu()
         out[start : start + batch] = patches[torch.arange(len(sel)), torch.from_numpy(sel[:, 1])]
         if bar is not None:
             bar.update(len(sel))

@@ -1,19 +1,30 @@
 """The PtychoPINN-style network and its physics head (Phase E).
 
-The network maps the C diffraction amplitudes of a group (channels) to C complex object
-patches: amplitude through ``amplitude_max · sigmoid``, phase through ``π · tanh``, each
-patch kept on its central ``support`` square. The physics head then
+The network maps the C diffraction patterns of a group to ONE complex object on the group's
+common frame, a ``canvas``×``canvas`` square centred on the group's mean position:
 
-1. for C > 1 merges the C patches on a canvas at their relative offsets and cuts them out
-   again (the real-space overlap constraint: every pattern of a group constrains its
-   neighbours' pixels), with ``physics.merge_patches`` / ``physics.extract_patches``;
-2. multiplies by the known probe scaled to the dose (``intensity_scale · probe``) and
-   propagates with ``physics.far_field`` — the very operator that simulated the data —
-   giving the expected counts of each pattern.
+1. the fixed physics input layer (``Backprojection``) turns each measured pattern into a
+   first object estimate on its own patch, and each estimate (with the probe's footprint)
+   is placed on the common frame at the member's offset from the group's mean position, so
+   that the CNN sees the C views of the same object pixels aligned (``place_members``);
+2. a U-Net maps these 3·C channels to the object: amplitude through ``amplitude_max ·
+   sigmoid``, phase through ``π · tanh``;
+3. each member's patch is cut out of that object at its offset (``physics.extract_patches``;
+   outside the frame the object is taken as empty, transmission 1): the real-space overlap
+   constraint holds by construction — the members see one object — and the patch is kept
+   on its central ``support`` square.
 
-The loss is the Poisson deviance of the measured counts (the negative log-likelihood up to
-a constant that does not depend on the model; 0 for a perfect fit, ≈1 per pixel for a
-correct model on noisy data).
+The physics head then multiplies each patch by the known probe scaled to the dose
+(``intensity_scale · probe``) and propagates with ``physics.far_field`` — the very operator
+that simulated the data — giving the expected counts of each pattern. The loss is the
+Poisson deviance of the measured counts (the negative log-likelihood up to a constant that
+does not depend on the model; 0 for a perfect fit, ≈1 per pixel for a correct model on
+noisy data).
+
+Why a common frame (measured, dose 1e5, dense view, README "The network"): with each
+member's estimate left on its own patch, the CNN cannot tell where the members lie relative
+to each other (the offsets vary from group to group), so it cannot combine their overlap —
+which is where the phase plateaus are determined — and its phase stayed 3–4× too weak.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ class Architecture:
 
     size: int  # N, pixels per side of a pattern and of a patch
     channels: int  # C = gridsize²
+    canvas: int  # side of the group's common frame the CNN works on (= size for C = 1)
     filters: int  # width of the first encoder level; level i has filters · 2^i
     depth: int  # encoder levels (each halves the size)
     support: float  # side of the predicted central square, as a fraction of N
@@ -46,14 +58,20 @@ class Architecture:
     inputs: str  # "amplitude": normalised sqrt(counts); "backprojection": see ``Backprojection``
 
     def check(self) -> None:
-        if self.size % (2**self.depth):
-            raise ValueError(f"N = {self.size} is not divisible by 2^depth = {2**self.depth}")
+        if self.size % (2**self.depth) or self.canvas % (2**self.depth):
+            raise ValueError(f"N = {self.size} and canvas = {self.canvas} must be divisible by 2^depth = {2**self.depth}")
+        if self.canvas < self.size:
+            raise ValueError(f"canvas = {self.canvas} is smaller than a patch (N = {self.size})")
+        if self.channels == 1 and self.canvas != self.size:
+            raise ValueError(f"a one-pattern network works on its patch: canvas must be N = {self.size}, got {self.canvas}")
+        if self.inputs == "amplitude" and self.canvas != self.size:
+            raise ValueError("amplitude inputs live on the detector, not on the object: canvas must equal N")
         if self.inputs not in INPUTS:
             raise ValueError(f"unknown network input {self.inputs!r}; allowed: {', '.join(INPUTS)}")
 
     @property
     def input_channels(self) -> int:
-        return self.channels if self.inputs == "amplitude" else 2 * self.channels + 1
+        return self.channels if self.inputs == "amplitude" else 3 * self.channels
 
 
 class Backprojection(nn.Module):
@@ -64,8 +82,8 @@ class Backprojection(nn.Module):
     the probe (regularised where the probe is weak): Ô = F⁻¹(A·Φ/|Φ|)·conj(sP)/(|sP|² + ε).
     For a weakly scattering object this is the in-line holography estimate (the object's
     perturbation at half strength plus its out-of-focus twin), already on the object's
-    pixel grid, so that the CNN works in object space. Output channels: Re and Im of
-    Ô − 1 for each of the C patterns, plus |P|/max|P| (where the estimate can be trusted).
+    pixel grid, so that the CNN works in object space. Output (B, C, 3, N, N): per pattern
+    Re and Im of Ô − 1 and |P|/max|P| (where the estimate can be trusted).
     """
 
     def __init__(self, probe: torch.Tensor, intensity_scale: float, regularisation: float = 1e-2):
@@ -83,8 +101,7 @@ class Backprojection(nn.Module):
         field = amplitude.to(torch.complex64) * self.phase
         wave = physics.inverse_far_field(field)
         estimate = wave * self.inverse - 1
-        weight = self.weight.expand(amplitude.shape[0], 1, *amplitude.shape[-2:])
-        return torch.cat([estimate.real, estimate.imag, weight], dim=1)
+        return torch.stack([estimate.real, estimate.imag, self.weight.expand(estimate.shape)], dim=2)
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -107,7 +124,7 @@ class _Decoder(nn.Module):
             width = f * 2**level
             self.blocks.append(_block(cin, width))
             cin = width + (width if arch.skips else 0)
-        self.head = nn.Conv2d(cin, arch.channels, 3, padding=1)
+        self.head = nn.Conv2d(cin, 1, 3, padding=1)
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         for block, skip in zip(self.blocks, reversed(skips)):
@@ -118,7 +135,7 @@ class _Decoder(nn.Module):
 
 
 class PinnNet(nn.Module):
-    """C diffraction amplitudes (normalised) → C complex object patches (B, C, N, N)."""
+    """The U-Net: input channels (B, Cin, S, S) on the common frame → one complex object (B, S, S)."""
 
     def __init__(self, arch: Architecture):
         super().__init__()
@@ -132,7 +149,6 @@ class PinnNet(nn.Module):
             cin = f * 2**level
         self.amplitude = _Decoder(arch)
         self.phase = _Decoder(arch)
-        self.register_buffer("mask", physics.central_support(arch.size, arch.support), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -141,13 +157,31 @@ class PinnNet(nn.Module):
             skips.append(x)
             x = nn.functional.max_pool2d(x, 2)
         # the deepest skip is the encoder's last level; the decoder starts from its pooled map
-        amplitude = self.arch.amplitude_max * torch.sigmoid(self.amplitude(x, skips))
-        phase = math.pi * torch.tanh(self.phase(x, skips))
-        return torch.polar(amplitude * self.mask, phase)
+        amplitude = self.arch.amplitude_max * torch.sigmoid(self.amplitude(x, skips)[:, 0])
+        phase = math.pi * torch.tanh(self.phase(x, skips)[:, 0])
+        return torch.polar(amplitude, phase)
+
+
+def frame_corners(offsets: torch.Tensor, canvas: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-left (y0, x0), each (B, C), of the members' patches on the common frame."""
+    return canvas / 2 + offsets[..., 0] - size / 2, canvas / 2 + offsets[..., 1] - size / 2
+
+
+def place_members(features: torch.Tensor, offsets: torch.Tensor, canvas: int) -> torch.Tensor:
+    """(B, C, K, N, N) per-member feature maps → (B, C·K, S, S), each placed at its member's
+    offset on the S×S common frame (bilinear, ``physics.place_patches``; zero elsewhere)."""
+    b, c, k, n, _ = features.shape
+    y0, x0 = frame_corners(offsets, canvas, n)
+    y0 = y0.reshape(b * c, 1).repeat_interleave(k, dim=0)
+    x0 = x0.reshape(b * c, 1).repeat_interleave(k, dim=0)
+    placed = physics.place_patches(features.reshape(b * c * k, 1, n, n), y0, x0, (canvas, canvas))
+    return placed.reshape(b, c * k, canvas, canvas)
 
 
 class Reconstructor(nn.Module):
-    """Measured amplitudes (B, C, N, N) → object patches (B, C, N, N): input layer + CNN."""
+    """Measured amplitudes (B, C, N, N) and the members' offsets (B, C, 2) from their group's
+    mean position → the members' object patches (B, C, N, N): input layer, common frame, CNN,
+    and each member's patch cut out of the group's one object."""
 
     def __init__(self, arch: Architecture, probe: torch.Tensor, intensity_scale: float, input_scale: float):
         super().__init__()
@@ -155,44 +189,32 @@ class Reconstructor(nn.Module):
         self.input_scale = float(input_scale)
         self.net = PinnNet(arch)
         self.backprojection = Backprojection(probe, intensity_scale) if arch.inputs == "backprojection" else None
+        self.register_buffer("mask", physics.central_support(arch.size, arch.support), persistent=False)
 
-    def forward(self, amplitude: torch.Tensor) -> torch.Tensor:
+    def forward(self, amplitude: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
+        if offsets is None:
+            if amplitude.shape[1] > 1:
+                raise ValueError("a group of several patterns needs its members' offsets")
+            offsets = amplitude.new_zeros((*amplitude.shape[:2], 2))
         if self.backprojection is not None:
-            return self.net(self.backprojection(amplitude))
-        return self.net(amplitude * self.input_scale)
+            obj = self.net(place_members(self.backprojection(amplitude), offsets, self.arch.canvas))
+        else:
+            obj = self.net(amplitude * self.input_scale)
+        y0, x0 = frame_corners(offsets, self.arch.canvas, self.arch.size)
+        # outside the frame the object is taken as empty (transmission 1)
+        return (physics.extract_patches(obj - 1, y0, x0, self.arch.size, check_bounds=False) + 1) * self.mask
 
 
 class PhysicsHead(nn.Module):
-    """Object patches of a group → expected counts of the group's C patterns.
+    """Object patches (B, C, N, N) → expected counts of the patterns: × the known probe scaled
+    to the dose, then ``physics.far_field``, |·|²."""
 
-    The overlap merge weights each member's pixels by the probe intensity it saw there
-    (|P|², normalised, times the network's support mask): a pixel a member barely
-    illuminated, and so barely knows, counts little against a neighbour that saw it well.
-    """
-
-    def __init__(self, probe: torch.Tensor, intensity_scale: float, support: torch.Tensor, canvas: int):
+    def __init__(self, probe: torch.Tensor, intensity_scale: float):
         super().__init__()
         self.register_buffer("probe", (probe * intensity_scale).to(torch.complex64), persistent=False)
-        power = probe.abs().to(torch.float32) ** 2
-        self.register_buffer("support", support.to(torch.float32) * power / power.max(), persistent=False)
-        self.canvas = int(canvas)
 
-    def consistent(self, patches: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        """The overlap constraint: merge the C patches of each group and cut them out again.
-
-        ``offsets`` (B, C, 2) are the members' (y, x) positions relative to the group mean.
-        """
-        if patches.shape[1] == 1:
-            return patches
-        size = patches.shape[-1]
-        y0 = self.canvas / 2 + offsets[..., 0] - size / 2
-        x0 = self.canvas / 2 + offsets[..., 1] - size / 2
-        canvas, _ = physics.merge_patches(patches, y0, x0, self.support, (self.canvas, self.canvas))
-        return physics.extract_patches(canvas, y0, x0, size, check_bounds=False)
-
-    def forward(self, patches: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        merged = self.consistent(patches, offsets)
-        return physics.far_field(physics.exit_waves(self.probe, merged)).abs() ** 2
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return physics.far_field(physics.exit_waves(self.probe, patches)).abs() ** 2
 
 
 def poisson_deviance(expected: torch.Tensor, counts: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
@@ -200,12 +222,6 @@ def poisson_deviance(expected: torch.Tensor, counts: torch.Tensor, floor: float 
     lam = expected.clamp_min(floor)
     ratio = torch.where(counts > 0, counts * torch.log(counts.clamp_min(floor) / lam), torch.zeros_like(counts))
     return (2.0 * (lam - counts + ratio)).mean()
-
-
-def canvas_size(size: int, max_offset: float) -> int:
-    """An even canvas side that holds a group whose members lie within ``max_offset`` of its mean."""
-    side = size + 2 * math.ceil(max_offset) + 4
-    return side + side % 2
 
 
 # ---------------------------------------------------------------------------------------
@@ -247,8 +263,8 @@ class LoadedModel:
     intensity_scale: float
     description: dict
 
-    def head(self, max_offset: float) -> PhysicsHead:
-        return PhysicsHead(self.probe, self.intensity_scale, self.model.net.mask, canvas_size(self.model.arch.size, max_offset))
+    def head(self) -> PhysicsHead:
+        return PhysicsHead(self.probe, self.intensity_scale)
 
 
 def _field(path, description: dict, key: str, kind):

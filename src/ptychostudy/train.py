@@ -17,7 +17,7 @@ from ptychostudy.config import Config, as_dict
 from ptychostudy.dataset import read_dataset
 from ptychostudy.io import derive_seed, sha256_file, write_json, write_text
 from ptychostudy.model import (
-    Architecture, PhysicsHead, Reconstructor, canvas_size, poisson_deviance, save_model, write_skip_bundle,
+    Architecture, PhysicsHead, Reconstructor, poisson_deviance, save_model, write_skip_bundle,
 )
 from ptychostudy.simulate import SPLITS
 from ptychostudy.infer import Split, predict_and_stitch, setup_torch
@@ -40,14 +40,13 @@ class Trainer:
         self.device = device if device is not None else torch.device("cpu")
         torch.manual_seed(seed)
         self.net = Reconstructor(arch, split.probe, split.intensity_scale, input_norm(split.amplitude)).to(self.device)
-        self.canvas = canvas_size(arch.size, split.max_offset())
-        self.head = PhysicsHead(split.probe, split.intensity_scale, self.net.net.mask.cpu(), self.canvas).to(self.device)
+        self.head = PhysicsHead(split.probe, split.intensity_scale).to(self.device)
         self.amplitude = split.amplitude.to(self.device)
         self.rng = np.random.default_rng(seed)
         self.last_evaluation: dict = {}
 
-    def predict(self, amplitude: torch.Tensor) -> torch.Tensor:
-        return self.net(amplitude.to(self.device))
+    def predict(self, amplitude: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.net(amplitude.to(self.device), offsets.to(self.device))
 
     def step_batches(self, steps: int, batch: int):
         groups = self.split.groups
@@ -60,15 +59,11 @@ class Trainer:
 
     def loss(self, groups: np.ndarray) -> torch.Tensor:
         amp = self.amplitude[torch.from_numpy(groups).to(self.device)]
-        patches = self.predict(amp)
-        expected = self.head(patches, self.split.offsets(groups).to(self.device))
-        return poisson_deviance(expected, amp**2)
+        patches = self.predict(amp, self.split.offsets(groups))
+        return poisson_deviance(self.head(patches), amp**2)
 
     def reconstruct(self, split: Split, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        head = PhysicsHead(split.probe, split.intensity_scale, self.net.net.mask.cpu(), canvas_size(self.arch.size, split.max_offset()))
-        return predict_and_stitch(
-            self.net, head.to(self.device), split, self.settings.stitch_fraction, self.settings.phase_sync, batch, self.device
-        )
+        return predict_and_stitch(self.net, split, self.settings.stitch_fraction, self.settings.phase_sync, batch, self.device)
 
     def evaluate(self, split: Split) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
         """(scores, aligned reconstruction, scoring mask): the featured region where stitched."""
@@ -127,11 +122,13 @@ class Trainer:
 # The DVC stage
 
 
-def architecture(cfg: Config, gridsize: int) -> Architecture:
+def architecture(cfg: Config, view: str) -> Architecture:
     t = cfg.train
+    gridsize = cfg.view(view).gridsize
     return Architecture(
         size=cfg.base.patch_size,
         channels=gridsize * gridsize,
+        canvas=t.canvas[view],
         filters=t.filters,
         depth=t.depth,
         support=t.support,
@@ -177,7 +174,7 @@ def run(cfg: Config, dose, view: str, view_dir, bundle, report, history, timing,
     t = cfg.train
     seed = derive_seed(t.seed, dose, view)
     splits = {split: Split.from_arrays(arrays, definition.gridsize) for split, arrays in data.items()}
-    trainer = Trainer(t, splits["train"], architecture(cfg, definition.gridsize), seed, device)
+    trainer = Trainer(t, splits["train"], architecture(cfg, view), seed, device)
     epochs = t.epochs[view]
     logged = [(s, _scoring_subset(splits[s], t.eval_patterns, derive_seed(seed, s))) for s in SPLITS]
     bar = tqdm(total=epochs * t.steps_per_epoch, desc=f"train dose {dose} {view}", unit="step", disable=not progress)
