@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="Phase E: train the network of one dose × view",
                        description="Phase E: train one PtychoPINN-style network (settings: params.yaml train.*) "
-                       "self-supervised through the physics (merge/cut of each group, known probe, the Phase C far "
+                       "self-supervised through the physics (one object per group on its common frame, each member's "
+                       "patch cut from it, known probe, the Phase C far "
                        "field, Poisson deviance) on the view's train split, deterministically (seeded, deterministic "
                        "kernels, train.threads threads). Logs the loss and, inside the featured region, amplitude and "
                        "phase Pearson r and the phase spread ratio on both splits per epoch; writes wts.h5.zip, a job "
