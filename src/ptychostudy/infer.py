@@ -52,9 +52,6 @@ class Split:
         pos = self.positions[groups]
         return torch.from_numpy((pos - pos.mean(axis=1, keepdims=True)).astype(np.float32))
 
-    def max_offset(self) -> float:
-        return float(np.abs(self.offsets(self.groups).numpy()).max()) if self.groups.shape[1] > 1 else 0.0
-
     def eval_groups(self) -> tuple[np.ndarray, np.ndarray]:
         """One group per pattern (the first group holding it) and the pattern's member index."""
         n = self.amplitude.shape[0]

@@ -191,11 +191,7 @@ class Reconstructor(nn.Module):
         self.backprojection = Backprojection(probe, intensity_scale) if arch.inputs == "backprojection" else None
         self.register_buffer("mask", physics.central_support(arch.size, arch.support), persistent=False)
 
-    def forward(self, amplitude: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
-        if offsets is None:
-            if amplitude.shape[1] > 1:
-                raise ValueError("a group of several patterns needs its members' offsets")
-            offsets = amplitude.new_zeros((*amplitude.shape[:2], 2))
+    def forward(self, amplitude: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         if self.backprojection is not None:
             obj = self.net(place_members(self.backprojection(amplitude), offsets, self.arch.canvas))
         else:
@@ -262,9 +258,6 @@ class LoadedModel:
     probe: torch.Tensor
     intensity_scale: float
     description: dict
-
-    def head(self) -> PhysicsHead:
-        return PhysicsHead(self.probe, self.intensity_scale)
 
 
 def _field(path, description: dict, key: str, kind):
