@@ -14,12 +14,12 @@ install: $(VENV)/.installed
 # of torch, several GB) and developer tools (mypy, ruff, pytest pins); the runtime ones it imports
 # (scipy, scikit-learn, pandas, tifffile) are in requirements.lock.txt, and its one use of
 # torchvision is served by ptychostudy/torchvision_shim.py.
-PTYCHI := ptychi==2.2.0
+NODEPS := requirements.nodeps.txt
 
-$(VENV)/.installed: pyproject.toml requirements.lock.txt
+$(VENV)/.installed: pyproject.toml requirements.lock.txt requirements.nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.lock.txt
-	$(BIN)/pip install --disable-pip-version-check -q --no-deps $(PTYCHI)
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -r $(NODEPS)
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
 

@@ -29,16 +29,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from ptychostudy import physics  # noqa: E402
+from ptychostudy import layout, physics  # noqa: E402
 from ptychostudy.base import prepare_base  # noqa: E402
-from ptychostudy.compare import network_reconstruction, regions  # noqa: E402
+from ptychostudy.bundle import load_bundle  # noqa: E402
 from ptychostudy.config import as_dict, config_from_dict, load_config  # noqa: E402
-from ptychostudy.dataset import read_dataset  # noqa: E402
-from ptychostudy.infer import Split  # noqa: E402
-from ptychostudy.iterative import build_task  # noqa: E402
-from ptychostudy.metrics import align, score  # noqa: E402
-from ptychostudy.simulate import simulate_dose  # noqa: E402
-from ptychostudy.train import Trainer, architecture  # noqa: E402
+from ptychostudy.dataset import Split  # noqa: E402
+from ptychostudy.infer import reconstruct_split  # noqa: E402
+from ptychostudy.metrics import regions, score_arm  # noqa: E402
+from ptychostudy.reconstruct import build_task  # noqa: E402
+from ptychostudy.simulate import CHUNK, object_patches, scan_positions, simulate_dose  # noqa: E402
+from ptychostudy.train import Trainer  # noqa: E402
 from ptychostudy.views import build_view  # noqa: E402
 
 PROBE = ROOT / "data/base/fly001_probe/c1_bigT_probe.npz"
@@ -100,9 +100,8 @@ def simulation_rate(cfg, positions_per_split: int, threads: int, workdir: Path) 
 
 
 def simulation_core(cfg, n_patterns: int, threads: int) -> dict:
-    """Seconds of each piece of Phase C's per-pattern work, in chunks as simulate_dose does them."""
-    from ptychostudy.simulate import CHUNK, _object_patches, scan_positions
-
+    """Seconds of each piece of Phase C's per-pattern work, in chunks as simulate_dose does them
+    (the same public functions the stage calls)."""
     torch.set_num_threads(threads)
     base = prepare_base(cfg, PROBE, OBJECT)
     pos = scan_positions(cfg, base.obj.shape)["train"][:n_patterns]
@@ -111,7 +110,7 @@ def simulation_core(cfg, n_patterns: int, threads: int) -> dict:
     t = {"extract": 0.0, "exit_wave_fft": 0.0, "poisson": 0.0}
     for start in range(0, len(pos), CHUNK):
         t0 = time.perf_counter()
-        patches = _object_patches(base, pos[start : start + CHUNK], cfg.base.patch_size)
+        patches = object_patches(base, pos[start : start + CHUNK], cfg.base.patch_size)
         t1 = time.perf_counter()
         intensity = physics.expected_intensity(probe, patches, 300.0).numpy()
         t2 = time.perf_counter()
@@ -152,10 +151,10 @@ def sgemm_rate(threads: int, size: int = 2048) -> float:
 
 
 def load_split(dose: int, view: str, part: str, gridsize: int) -> Split:
-    path = ROOT / f"data/views/dose_{dose}/{view}/{part}.npz"
+    path = layout.view_file(layout.view_dir(dose, view, ROOT), part)
     if not path.is_file():
         raise SystemExit(f"{path} is missing: run `dvc repro` (or `dvc pull`) before the benchmarks")
-    return Split.from_arrays(read_dataset(path, require_groups=gridsize > 1), gridsize)
+    return Split.read(path, gridsize)
 
 
 def step_time(cfg, split: Split, view: str, steps: int = 20) -> tuple[float, float]:
@@ -163,15 +162,12 @@ def step_time(cfg, split: Split, view: str, steps: int = 20) -> tuple[float, flo
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(cfg.train.threads)
-    trainer = Trainer(cfg.train, split, architecture(cfg, view), seed=1)
+    trainer = Trainer(cfg, split, cfg.architecture(view), seed=1)
     opt = torch.optim.Adam(trainer.net.parameters(), lr=cfg.train.learning_rate)
     batches = trainer.step_batches(steps + 3, cfg.train.batch_size)
 
     def one():
-        loss = trainer.loss(next(batches))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        trainer.step(opt, next(batches))  # the training stage's own step
 
     one()  # warm-up
     counter = FlopCounterMode(display=False)
@@ -195,7 +191,7 @@ def peak_memory_of_training(cfg, view: str, workdir: Path, steps: int = 20) -> d
     params.write_text(yaml.safe_dump(raw))
     out = workdir / f"mem-{view}"
     cmd = [sys.executable, "-m", "ptychostudy", "--no-progress", "train", "--params", str(params), "--dose", "100000",
-           "--view", view, "--view-dir", str(ROOT / f"data/views/dose_100000/{view}"), "--bundle", str(out / "wts.h5.zip"),
+           "--view", view, "--view-dir", str(layout.view_dir(100000, view, ROOT)), "--bundle", str(out / "wts.h5.zip"),
            "--report", str(out / "r.json"), "--history", str(out / "h.csv"), "--timing", str(out / "t.json"),
            "--figure", str(out / "f.png")]
     hwm = out / "vmhwm.txt"
@@ -238,36 +234,36 @@ def bench_training(cfg, workdir: Path) -> dict:
 
 
 def featured_scores(cfg, recon, split: Split) -> dict:
-    masks = regions(split, cfg.compare.scanned_threshold)
-    aligned, _ = align(recon, split.truth, masks["scanned"], masks["featured"], cfg.compare.max_shift_px)
-    s = score(aligned, split.truth, masks["featured"], cfg.compare.ms_ssim_sigma, cfg.compare.frc_taper)
+    """The featured-region scores of the study's one scoring path (``metrics.score_arm``, as Phase G)."""
+    masks = regions(split.probe, split.positions, split.truth.shape, split.featured, cfg.compare.scanned_threshold)
+    s = score_arm(recon, split.truth, masks, cfg.compare, ("featured",)).scores["featured"]
     return {"phase_ssim": s["phase"]["ssim"], "phase_r": s["phase"]["pearson_r"], "amplitude_ssim": s["amplitude"]["ssim"]}
 
 
 def bench_inference(cfg) -> dict:
     log("3. inference (predict + stitch) on test splits")
-    torch.set_num_threads(cfg.train.threads)
+    torch.set_num_threads(cfg.infer.threads)
     out = {}
     for view in cfg.study.views:
         gs = cfg.view(view).gridsize
-        data = read_dataset(ROOT / f"data/views/dose_100000/{view}/test.npz", require_groups=gs > 1)
-        bundle = ROOT / f"data/models/dose_100000/{view}/wts.h5.zip"
-        _, seconds = network_reconstruction(cfg, bundle, data, gs, torch.device("cpu"), None)
-        n = data["diffraction"].shape[0]
+        split = load_split(100000, view, "test", gs)
+        loaded = load_bundle(layout.bundle_path(ROOT / layout.MODELS, 100000, view))
+        _, seconds = reconstruct_split(loaded, split, cfg.infer, torch.device("cpu"))
+        n = split.patterns
         out[view] = {"gridsize": gs, "patterns": n, "seconds": seconds, "patterns_per_s": n / seconds}
         log(f"   {view}: {n} patterns in {seconds:.2f} s = {n / seconds:.0f} patterns/s")
-    return {"threads": cfg.train.threads, "views": out}
+    return {"threads": cfg.infer.threads, "views": out}
 
 
 def ptychi_curve(cfg, split: Split, checkpoints: list[int], seed: int = 5) -> list[dict]:
     import warnings
 
-    torch.set_num_threads(cfg.iterative.threads)
+    torch.set_num_threads(cfg.reconstruct.threads)
     rows = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore")
         start = time.perf_counter()
-        task = build_task(cfg.iterative, split, max(checkpoints), seed)
+        task = build_task(cfg.reconstruct, split, max(checkpoints), seed)
         done = 0
         for epochs in checkpoints:
             task.run(n_epochs=epochs - done)
@@ -298,13 +294,12 @@ def bench_network_vs_iterative(cfg, view: str, checkpoints: list[int], out_png: 
     results = {}
     for dose in cfg.study.doses:
         gs = cfg.view(view).gridsize
-        data = read_dataset(ROOT / f"data/views/dose_{dose}/{view}/test.npz", require_groups=gs > 1)
-        split = Split.from_arrays(data, 1)
-        torch.set_num_threads(cfg.train.threads)
-        recon, infer_s = network_reconstruction(cfg, ROOT / f"data/models/dose_{dose}/{view}/wts.h5.zip", data, gs,
-                                                torch.device("cpu"), None)
+        split = load_split(dose, view, "test", 1)
+        torch.set_num_threads(cfg.infer.threads)
+        recon, infer_s = reconstruct_split(load_bundle(layout.bundle_path(ROOT / layout.MODELS, dose, view)),
+                                           load_split(dose, view, "test", gs), cfg.infer, torch.device("cpu"))
         net = featured_scores(cfg, recon, split)
-        train_file = timing_dir / f"train-dose_{dose}-{view}.json"
+        train_file = timing_dir / f"train-{layout.cell_tag(dose, view)}.json"
         train_s = json.loads(train_file.read_text())["train_seconds"] if train_file.is_file() else None
         curve = ptychi_curve(cfg, split, checkpoints)
         t_equal = equal_quality_time(curve, net["phase_ssim"])
@@ -396,16 +391,15 @@ def bench_scaling(cfg, workdir: Path) -> dict:
             sim_dir = workdir / f"sim-{size}-{threads}"
             view_dir = workdir / f"view-{size}-{threads}"
             build_view(cfg, 100000, "dense", sim_dir, view_dir, view_dir / "v.json", view_dir / "v.png", progress=False)
-            train_split = Split.from_arrays(read_dataset(view_dir / "train.npz", require_groups=True), 2)
-            test_split = Split.from_arrays(read_dataset(view_dir / "test.npz", require_groups=True), 1)
+            train_split = Split.read(layout.view_file(view_dir, "train"), 2)
+            test_split = Split.read(layout.view_file(view_dir, "test"), 1, require_groups=True)
             tcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
             step_s, _ = step_time(tcfg, train_split, "dense", steps=10)
             torch.set_num_threads(threads)
-            trainer = Trainer(tcfg.train, Split.from_arrays(read_dataset(view_dir / "test.npz", require_groups=True), 2),
-                              architecture(cfg, "dense"), seed=1)
+            trainer = Trainer(tcfg, Split.read(layout.view_file(view_dir, "test"), 2), cfg.architecture("dense"), seed=1)
             _, eval_s = timed(trainer.evaluate, trainer.split)
-            it = dataclasses.replace(cfg.iterative, threads=threads)
-            icfg = dataclasses.replace(cfg, iterative=it)
+            it = dataclasses.replace(cfg.reconstruct, threads=threads)
+            icfg = dataclasses.replace(cfg, reconstruct=it)
             curve = ptychi_curve(icfg, test_split, [5])
             row = {"positions_per_split": size, "threads": threads, "simulate_seconds": sim["seconds"],
                    "dense_train_positions": int(train_split.amplitude.shape[0]),

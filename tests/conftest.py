@@ -32,8 +32,8 @@ def tiny_params() -> dict:
     p["train"].update(
         epochs={"baseline": 2, "dense": 2, "sparse": 1}, steps_per_epoch=3, batch_size=4, filters=4, eval_patterns=32
     )
-    p["iterative"]["epochs"] = {"baseline": 10, "dense": 6, "sparse": 6}
-    p["iterative"]["batch_size"] = 16
+    p["reconstruct"]["epochs"] = {"baseline": 10, "dense": 6, "sparse": 6}
+    p["reconstruct"]["batch_size"] = 16
     return p
 
 

@@ -187,7 +187,7 @@ def _compare(root, params, tmp_path, iterative, models):
     out = tmp_path / "cell"
     kept = [_previous(out / "comparison_metrics.csv"), _previous(out / "comparison.json")]
     result = cli("--no-progress", "compare", "--params", params, "--dose", 100000, "--view", "dense", "--view-dir",
-                 root / "view", "--models", models, "--iterative", iterative, "--out-dir", out,
+                 root / "view", "--models", models, "--reconstruction", iterative, "--out-dir", out,
                  "--timing", tmp_path / "t.json", cwd=tmp_path)
     return result, kept
 
@@ -195,13 +195,13 @@ def _compare(root, params, tmp_path, iterative, models):
 def test_pty_chi_refuses_a_typo_in_its_settings(dense_view, tmp_path):
     root, _ = dense_view
     params = tiny_params()
-    params["iterative"]["nosie_model"] = params["iterative"].pop("noise_model")
+    params["reconstruct"]["nosie_model"] = params["reconstruct"].pop("noise_model")
     bad = write_params(tmp_path / "params.yaml", params)
     kept = [_previous(tmp_path / "ptychi.npz"), _previous(tmp_path / "r.json")]
     result = cli("--no-progress", "reconstruct", "--params", bad, "--dose", 100000, "--view", "dense", "--view-dir",
                  root / "view", "--out", tmp_path / "ptychi.npz", "--report", tmp_path / "r.json",
                  "--timing", tmp_path / "t.json", cwd=tmp_path)
-    _assert_refused(result, "unknown key iterative.nosie_model", *kept)
+    _assert_refused(result, "unknown key reconstruct.nosie_model", *kept)
 
 
 def test_compare_names_a_missing_network(dense_view, tmp_path):
@@ -218,7 +218,7 @@ def test_compare_refuses_a_pickled_pty_chi_file(dense_view, tmp_path):
     evil = tmp_path / "ptychi.npz"
     np.savez(evil, object=np.array([{"payload": 1}], dtype=object), cost=np.ones(2), _metadata=np.array("{}"))
     result, kept = _compare(root, params, tmp_path, evil, models)
-    _assert_refused(result, "not a readable Phase F reconstruction", *kept)
+    _assert_refused(result, "holds a pickled object", *kept)
 
 
 # --- bundles ------------------------------------------------------------------------------------

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from ptychostudy import StudyError
-from ptychostudy.compare import PARTS, arms, baseline_view, bundle_path, headline, run as compare_run
-from ptychostudy.iterative import run as reconstruct_run
-from ptychostudy.metrics import QUANTITIES
+from ptychostudy.compare import headline, run as compare_run
+from ptychostudy.layout import arms, baseline_view, bundle_path
+from ptychostudy.metrics import PARTS, QUANTITIES
+from ptychostudy.reconstruct import run as reconstruct_run
 from ptychostudy.train import run as train_run
 
 
@@ -22,7 +23,8 @@ def cell(tiny_cfg, tiny_views, tmp_path_factory):
     models = out / "models"
     for view in ("baseline", "dense"):
         train_run(tiny_cfg, 100000, view, tiny_views[view], bundle_path(models, 100000, view),
-                  out / f"{view}.json", out / f"{view}.csv", out / f"{view}-timing.json", progress=False)
+                  out / f"{view}.json", out / f"{view}.csv", out / f"{view}-timing.json", out / f"{view}.png",
+                  progress=False)
     reconstruct_run(tiny_cfg, 100000, "dense", tiny_views["dense"], out / "ptychi.npz", out / "f.json",
                     out / "f-timing.json", progress=False)
     return out, models
@@ -61,6 +63,21 @@ def test_every_arm_metric_and_region_is_in_the_tidy_csv(cell, tiny_cfg, tiny_vie
     assert saved["arms"] == ["pinn", "pinn_gs1", "ptychi"] and saved["patterns"] > 0
     assert set(json.loads((out / "g-timing.json").read_text())["inference_seconds"]) == {"pinn", "pinn_gs1"}
     assert "pinn phase SSIM" in headline(record)
+
+
+def test_training_and_the_comparison_score_alike(cell, tiny_cfg, tiny_views):
+    """One scoring path: the dense job's final test scores (logged by training, every pattern of the
+    gridsize-2 split, the same stitching settings) are the comparison's pinn scores, to the last digit."""
+    out, models = cell
+    assert tiny_cfg.train.eval_stitch_fraction == tiny_cfg.infer.stitch_fraction
+    assert tiny_cfg.train.eval_phase_sync == tiny_cfg.infer.phase_sync
+    record = compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, out / "ptychi.npz",
+                         out / "same", out / "same.json", progress=False)
+    logged = json.loads((out / "dense.json").read_text())["scores"]["test"]
+    pinn = record["scores"]["pinn"]["featured"]
+    assert logged["phase_r"] == pinn["phase"]["pearson_r"]
+    assert logged["amplitude_r"] == pinn["amplitude"]["pearson_r"]
+    assert logged["phase_spread_ratio"] == pinn["phase"]["spread_ratio"]
 
 
 def test_the_comparison_is_deterministic(cell, tiny_cfg, tiny_views):

@@ -74,7 +74,7 @@ def test_truncated_file_is_refused(tiny_simulated, tmp_path):
     data = (folder / "patched_train.npz").read_bytes()
     path = tmp_path / "cut.npz"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(DataContractError, match="not a readable .npz"):
+    with pytest.raises(DataContractError, match="not a readable .npz file"):
         read_dataset(path)
 
 
@@ -88,4 +88,4 @@ def test_check_data_cli(tiny_simulated, tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     result = subprocess.run([sys.executable, "-m", "ptychostudy", "check-data", str(bad)], capture_output=True, text=True)
-    assert result.returncode == 2 and "not a readable .npz" in result.stderr
+    assert result.returncode == 2 and "not a readable .npz file" in result.stderr

@@ -21,7 +21,7 @@ def test_every_git_tracked_dependency_matches_its_recorded_md5():
     for name, stage in _lock()["stages"].items():
         for dep in stage.get("deps", []):
             path = ROOT / dep["path"]
-            if dep["path"].startswith(("src/", "data/base/")):
+            if dep["path"].startswith(("src/", "data/base/", "requirements")):
                 assert path.is_file(), f"{name}: {dep['path']} is recorded in dvc.lock but missing"
                 assert file_digest(path, "md5") == dep["md5"], (
                     f"stage {name}: {dep['path']} changed since dvc.lock was written; run `dvc repro` and commit dvc.lock"
@@ -45,7 +45,7 @@ def test_every_stage_of_the_design_is_locked():
     stages = set(_lock()["stages"])
     expected = {"base", "summarize"}
     expected |= {f"simulate@{d}" for d in params["study"]["doses"]}
-    for stage in ("views", "train", "reconstruct", "compare"):
+    for stage in ("views", "train", "reconstruct", "compare"):  # one per dose × view
         expected |= {f"{stage}@{d}-{v}" for d in params["study"]["doses"] for v in params["study"]["views"]}
     assert expected <= stages, sorted(expected - stages)
 
@@ -61,21 +61,23 @@ def test_training_stages_depend_on_every_train_key():
     per_view = ("epochs", "canvas")  # one entry per view: a job depends on its own view's only
     expected = {f"train.{f.name}" for f in dataclasses.fields(TrainSection) if f.name not in per_view}
     expected |= {f"train.{name}.${{item.view}}" for name in per_view}
-    assert expected <= listed, sorted(expected - listed)
-    assert "train" not in listed and "base" in listed
+    # the per-epoch scores come from the one scoring path: its region and registration keys
+    expected |= {"compare.scanned_threshold", "compare.max_shift_px"}
+    assert expected == listed - {"base"}, sorted(expected ^ (listed - {"base"}))
+    assert "base" in listed
+    assert not any(key == "infer" or key.startswith("infer.") for key in listed)  # the comparison's stitching never retrains
 
 
-def test_iterative_and_compare_stages_depend_on_their_keys():
+def test_reconstruct_and_compare_stages_depend_on_their_keys():
     import dataclasses
 
-    from ptychostudy.config import IterativeSection
+    from ptychostudy.config import ReconstructSection
 
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     listed = set(stages["reconstruct"]["params"])
-    expected = {f"iterative.{f.name}" for f in dataclasses.fields(IterativeSection) if f.name != "epochs"}
-    assert expected <= listed and "iterative.epochs.${item.view}" in listed, sorted(expected - listed)
-    compare = set(stages["compare"]["params"])
-    assert {"compare", "train.stitch_fraction", "train.phase_sync"} <= compare
+    expected = {f"reconstruct.{f.name}" for f in dataclasses.fields(ReconstructSection) if f.name != "epochs"}
+    assert expected | {"reconstruct.epochs.${item.view}"} == listed, sorted(expected ^ listed)
+    assert set(stages["compare"]["params"]) == {"compare", "infer"}
 
 
 def test_the_study_plots_name_the_columns_the_summary_writes():

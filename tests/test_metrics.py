@@ -51,6 +51,15 @@ def test_psnr_and_errors_of_a_known_offset():
     assert s["psnr"] == pytest.approx(20 * math.log10(data_range / error))
 
 
+class _Settings:  # the compare section's scoring keys
+    max_shift_px = 4.0
+    ms_ssim_sigma = 1.0
+    frc_taper = 0.1
+
+
+SETTINGS = _Settings()
+
+
 def test_registration_recovers_a_known_subpixel_shift():
     truth = _structured((128, 128))
     moved = M.fourier_shift(truth, 1.3, -0.7)  # content moved down 1.3 px and left 0.7 px
@@ -58,9 +67,9 @@ def test_registration_recovers_a_known_subpixel_shift():
     mask[16:112, 16:112] = True
     dy, dx = M.register(np.abs(moved), np.abs(truth), mask, max_shift=4)
     assert dy == pytest.approx(-1.3, abs=0.1) and dx == pytest.approx(0.7, abs=0.1)
-    aligned, shift = M.align(moved, truth, mask, mask, max_shift=4)
-    assert shift == (dy, dx)
-    s = M.score(aligned, truth, mask, 1.0, 0.1)
+    result = M.score_arm(moved, truth, {"scanned": mask, "featured": mask}, SETTINGS)
+    assert result.shift == (dy, dx)  # registered once, in the scanned region
+    s = result.scores["featured"]
     assert s["amplitude"]["pearson_r"] > 0.999 and s["phase"]["pearson_r"] > 0.999
     unaligned = M.score(moved, truth, mask, 1.0, 0.1)
     assert unaligned["amplitude"]["pearson_r"] < s["amplitude"]["pearson_r"] - 0.02
@@ -71,9 +80,36 @@ def test_phase_offset_ramp_and_amplitude_scale_are_removed():
     yy, xx = np.indices(truth.shape)
     recon = 2.0 * truth * np.exp(1j * (0.8 + 0.01 * yy - 0.02 * xx))
     mask = _everywhere(truth.shape)
-    aligned, shift = M.align(recon, truth, mask, mask, max_shift=0)
-    assert shift == (0.0, 0.0)
-    assert np.allclose(aligned, truth, atol=1e-9)
+    assert np.allclose(M.align(recon, truth, mask), truth, atol=1e-9)
+    result = M.score_arm(recon, truth, {"scanned": mask, "featured": mask}, SETTINGS)
+    assert np.allclose(result.aligned["featured"], truth, atol=1e-6) and max(map(abs, result.shift)) < 0.05
+
+
+def test_the_featured_mask_honours_its_inclusive_bounds():
+    mask = M.featured_mask((10, 12), (2, 5, 3, 8))  # rows 2..5, columns 3..8, both ends included
+    assert mask.sum() == 4 * 6 and mask[2, 3] and mask[5, 8] and not mask[6, 8] and not mask[5, 9]
+    assert M.bounding_box(mask) == (slice(2, 6), slice(3, 9))
+
+
+def test_regions_light_where_the_probe_lit_and_keep_the_featured_part():
+    probe = np.zeros((8, 8), np.complex64)
+    probe[3:5, 3:5] = 1
+    positions = np.array([[20.0, 20.0], [20.0, 30.0]])  # (y, x) centres
+    masks = M.regions(probe, positions, (48, 48), (0, 47, 26, 47), threshold=0.5)
+    lit = np.argwhere(masks["scanned"])
+    assert set(map(tuple, lit)) == {(y, x) for y in (19, 20) for x in (19, 20, 29, 30)}
+    assert set(map(tuple, np.argwhere(masks["featured"]))) == {(y, x) for y in (19, 20) for x in (29, 30)}
+
+
+def test_pixel_metrics_only_skip_the_window_and_fourier_metrics():
+    truth = _structured()
+    mask = _everywhere(truth.shape)
+    quick = M.score(truth * 1.01, truth, mask, None, None, full=False)
+    full = M.score(truth * 1.01, truth, mask, 1.0, 0.1)
+    assert set(quick["phase"]) == {"mae", "mse", "psnr", "pearson_r", "spread_ratio"}
+    for quantity in M.QUANTITIES:
+        for metric, value in quick[quantity].items():
+            assert full[quantity][metric] == value
 
 
 def test_pure_noise_scores_near_zero():

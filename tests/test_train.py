@@ -10,15 +10,23 @@ import pytest
 import torch
 
 from ptychostudy import physics
-from ptychostudy.bundle import BundleError, read_bundle, write_bundle
-from ptychostudy.dataset import read_dataset
+from ptychostudy.bundle import PROBE_WEIGHT, BundleError, load_bundle, read_bundle, write_bundle
+from ptychostudy.dataset import Split, read_dataset
+from ptychostudy.metrics import score_arm
 from ptychostudy.model import (
-    PROBE_WEIGHT, Architecture, Backprojection, PhysicsHead, Reconstructor, frame_corners, load_bundle, place_members,
-    poisson_deviance,
+    Architecture, Backprojection, PhysicsHead, Reconstructor, frame_corners, place_members, poisson_deviance,
 )
-from ptychostudy.stitch import quick_scores, stitch
-from ptychostudy.infer import Split
-from ptychostudy.train import run as train_run
+from ptychostudy.stitch import stitch
+from ptychostudy.train import headline_scores, run as train_run
+
+
+def quick_scores(recon, truth, mask, cfg):
+    """The per-epoch numbers training logs, from the one scoring path (no registration here)."""
+    import dataclasses
+
+    settings = dataclasses.replace(cfg.compare, max_shift_px=0.0)
+    result = score_arm(recon, truth, {"featured": mask, "scanned": mask}, settings, ("featured",), full=False)
+    return headline_scores(result.scores["featured"])
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +37,7 @@ def trained(tiny_cfg, tiny_views, tmp_path_factory):
         out = tmp_path_factory.mktemp(f"train{attempt}")
         record = train_run(
             tiny_cfg, 100000, "dense", tiny_views["dense"], out / "dose_100000/dense/wts.h5.zip",
-            out / "record.json", out / "history.csv", out / "timing.json", progress=False,
+            out / "record.json", out / "history.csv", out / "timing.json", out / "figure.png", progress=False,
         )
         runs.append((out, record))
     return runs
@@ -41,6 +49,7 @@ def test_training_is_bit_reproducible(trained):
     assert ra["bundle"]["sha256"] == rb["bundle"]["sha256"]
     assert (a / "history.csv").read_bytes() == (b / "history.csv").read_bytes()
     assert (a / "record.json").read_bytes() == (b / "record.json").read_bytes()
+    assert (a / "figure.png").read_bytes() == (b / "figure.png").read_bytes()
 
 
 def test_job_record_history_and_timing(trained, tiny_cfg):
@@ -116,7 +125,7 @@ def test_a_skipped_job_leaves_a_bundle_that_says_why(tiny_cfg, tiny_views, tmp_p
     folder.mkdir()
     (folder / "view.json").write_text(json.dumps({"skipped": True, "reason": "only 3 positions"}))
     record = train_run(tiny_cfg, 100000, "sparse", folder, tmp_path / "wts.h5.zip", tmp_path / "r.json",
-                       tmp_path / "h.csv", tmp_path / "t.json", progress=False)
+                       tmp_path / "h.csv", tmp_path / "t.json", tmp_path / "f.png", progress=False)
     assert record["skipped"] and (tmp_path / "wts.h5.zip").is_file()
     with pytest.raises(BundleError, match="skipped \\(only 3 positions\\)"):
         load_bundle(tmp_path / "wts.h5.zip")
@@ -190,7 +199,7 @@ def test_backprojection_of_the_bare_probe_is_an_empty_object():
     assert float(out[0, 0, 0][bright].abs().max()) < 0.02 and float(out[0, 0, 1][bright].abs().max()) < 0.02
 
 
-def test_phase_sync_recovers_patches_with_unknown_phase_offsets(tiny_simulated):
+def test_phase_sync_recovers_patches_with_unknown_phase_offsets(tiny_simulated, tiny_cfg):
     sim_dir, _ = tiny_simulated
     data = read_dataset(sim_dir / "patched_test.npz")
     obj = torch.from_numpy(data["objectGuess"])
@@ -199,25 +208,24 @@ def test_phase_sync_recovers_patches_with_unknown_phase_offsets(tiny_simulated):
     offsets = torch.from_numpy(np.random.default_rng(3).uniform(-np.pi, np.pi, len(y))).float()
     rotated = patches * torch.polar(torch.ones_like(offsets), offsets)[:, None, None]
     support = physics.central_support(64, 0.5)
-    mask = np.zeros(obj.shape, bool)
     canvas, count = stitch(rotated, y, x, tuple(obj.shape), support, sync=True)
     mask = count.numpy() > 0.5
-    synced = quick_scores(canvas.numpy(), data["objectGuess"], mask)
+    synced = quick_scores(canvas.numpy(), data["objectGuess"], mask, tiny_cfg)
     plain, _ = stitch(rotated, y, x, tuple(obj.shape), support, sync=False)
-    unsynced = quick_scores(plain.numpy(), data["objectGuess"], mask)
+    unsynced = quick_scores(plain.numpy(), data["objectGuess"], mask, tiny_cfg)
     # (the unzoomed tiny object has sharp edges: bilinear sub-pixel cuts cost a little amplitude r)
     assert synced["phase_r"] > 0.99 and synced["amplitude_r"] > 0.95
     assert abs(synced["phase_spread_ratio"] - 1) < 0.05
     assert unsynced["amplitude_r"] < 0.9  # random offsets cancel where patches overlap
 
 
-def test_quick_scores_ignore_a_global_phase_and_detect_a_flat_output():
+def test_logged_scores_ignore_a_global_phase_and_detect_a_flat_output(tiny_cfg):
     rng = np.random.default_rng(0)
     truth = (1 + 0.2 * rng.standard_normal((40, 40))) * np.exp(1j * rng.uniform(-1, 1, (40, 40)))
     mask = np.ones(truth.shape, bool)
-    same = quick_scores(truth * np.exp(1j * 0.7), truth, mask)
+    same = quick_scores(truth * np.exp(1j * 0.7), truth, mask, tiny_cfg)
     assert same["amplitude_r"] > 0.999 and same["phase_r"] > 0.999 and abs(same["phase_spread_ratio"] - 1) < 1e-6
-    flat = quick_scores(np.ones_like(truth), truth, mask)
+    flat = quick_scores(np.ones_like(truth), truth, mask, tiny_cfg)
     # (ramp removal lends a flat output the best-fitting plane of the truth: a small spread, not 0)
     assert flat["amplitude_r"] == 0.0 and flat["phase_spread_ratio"] < 0.1
 
@@ -231,5 +239,5 @@ def test_a_short_training_does_not_collapse(tiny_cfg, tiny_views, tmp_path):
                                             eval_patterns=64, epochs={**tiny_cfg.train.epochs, "baseline": 3})
     )
     record = train_run(cfg, 100000, "baseline", tiny_views["baseline"], tmp_path / "wts.h5.zip", tmp_path / "r.json",
-                       tmp_path / "h.csv", tmp_path / "t.json", progress=False)
+                       tmp_path / "h.csv", tmp_path / "t.json", tmp_path / "f.png", progress=False)
     assert record["scores"]["train"]["amplitude_r"] > 0.5, record["scores"]

@@ -16,3 +16,7 @@ class StudyError(Exception):
 
     The command line prints its message as one sentence and exits with code 2.
     """
+
+
+class CheckFailed(Exception):
+    """A check (``ptychostudy verify``) found problems and printed them: exit code 1."""

@@ -6,8 +6,6 @@ match params.yaml; an unexpected file is an error, not a warning.
 
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +13,8 @@ import numpy as np
 import torch
 
 from ptychostudy import StudyError
-from ptychostudy.config import Config, check_patch_size
-from ptychostudy.io import json_array, sha256_file, write_npz
+from ptychostudy.config import Config, check_patch_size, load_config
+from ptychostudy.io import json_array, read_metadata, read_npz, sha256_file, write_npz
 
 
 class BaseDataError(StudyError):
@@ -40,11 +38,7 @@ def _load_npz(path: Path, expected_sha256: str, what: str) -> dict[str, np.ndarr
             f"{what} file {path} has sha256 {digest}, params.yaml expects {expected_sha256}; "
             "the file changed or is the wrong one"
         )
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise BaseDataError(f"{what} file {path} is not a readable .npz ({exc})") from None
+    return read_npz(path, what, BaseDataError)
 
 
 def _require(arrays: dict, key: str, path: Path, what: str) -> np.ndarray:
@@ -122,15 +116,20 @@ def write_base(base: Base, path: Path) -> None:
 
 def read_base(path: Path) -> Base:
     path = Path(path)
-    if not path.is_file():
-        raise BaseDataError(f"prepared base {path} does not exist; run `dvc repro base` first")
+    arrays = read_npz(path, "prepared base", BaseDataError, "run `dvc repro base` first")
+    meta = read_metadata(arrays, str(path), BaseDataError)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-        meta = json.loads(str(arrays["_metadata"].item()))
         obj, probe = arrays["object"], arrays["probe"]
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise BaseDataError(f"prepared base {path} is malformed ({exc})") from None
-    region = meta["featured_region"]
-    featured = (region["row0"], region["row1"], region["col0"], region["col1"])
+        region = meta["featured_region"]
+        featured = (region["row0"], region["row1"], region["col0"], region["col1"])
+    except (KeyError, TypeError) as exc:
+        raise BaseDataError(f"prepared base {path} is malformed (missing {exc})") from None
     return Base(obj=obj, probe=probe, featured=featured, metadata=meta)
+
+
+def cli(args) -> None:
+    """``ptychostudy base``: prepare the base and say what it holds."""
+    base = prepare_base(load_config(args.params), args.probe, args.object)
+    write_base(base, args.out)
+    print(f"base: object {base.obj.shape[0]}×{base.obj.shape[1]}, probe {base.probe.shape[0]}×{base.probe.shape[1]}, "
+          f"featured rows {base.featured[0]}–{base.featured[1]}, columns {base.featured[2]}–{base.featured[3]} -> {args.out}")

@@ -12,21 +12,31 @@ exactly two members:
 Reading never extracts anything to disk and never unpickles: members are read into
 memory, their names checked first (path traversal, unexpected members), then the JSON
 and the HDF5 are parsed and cross-checked. Any problem is a ``BundleError`` naming it.
+
+``save_model`` and ``load_bundle`` put a trained ``model.Reconstructor`` into a bundle and
+rebuild it from one: the network is rebuilt from this package's own code, never from the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import math
+import typing
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Mapping
 
 import h5py
 import numpy as np
+import torch
 
 from ptychostudy import StudyError
+from ptychostudy.architecture import Architecture
 from ptychostudy.io import json_text, write_zip
+from ptychostudy.model import Reconstructor
 
 FORMAT = "ptychostudy-bundle"
 FORMAT_VERSION = 1
@@ -148,3 +158,117 @@ def _read_weights(path: Path, data: bytes) -> dict[str, np.ndarray]:
         if not np.all(np.isfinite(array)):
             raise BundleError(f"{path}: weight {name!r} contains NaN or Inf")
     return weights
+
+
+# ---------------------------------------------------------------------------------------
+# The trained network as a bundle: what Phase E writes and Phase G loads
+
+MODEL_KIND = "ptychostudy-pinn"
+PROBE_WEIGHT = "physics.probe"  # the known probe, (N, N, 2) float32 real/imaginary parts
+
+
+def model_weights(model: Reconstructor, probe: torch.Tensor) -> dict[str, np.ndarray]:
+    """Every learned tensor, plus the probe, as float32 arrays named by their state-dict keys."""
+    weights = {name: t.detach().cpu().numpy().astype(np.float32) for name, t in model.state_dict().items()}
+    weights[PROBE_WEIGHT] = torch.view_as_real(probe.detach().cpu().to(torch.complex64)).numpy()
+    return weights
+
+
+def save_model(path, model: Reconstructor, probe: torch.Tensor, intensity_scale: float, extra: dict) -> None:
+    """Write ``model`` as a bundle; ``extra`` (params, data sha256, …) joins the description."""
+    description = {
+        **extra,
+        "kind": MODEL_KIND,
+        "architecture": dataclasses.asdict(model.arch),
+        "intensity_scale": float(intensity_scale),
+        "input_scale": float(model.input_scale),
+    }
+    write_bundle(path, model_weights(model, probe), description)
+
+
+def write_skip_bundle(path, record: dict) -> None:
+    """A job whose view was skipped in Phase D still leaves its declared output: a bundle
+    that holds no weights and says why (``load_bundle`` refuses it with that reason)."""
+    write_bundle(path, {}, {**record, "kind": MODEL_KIND, "skipped": True}, allow_empty=True)
+
+
+@dataclass
+class LoadedModel:
+    model: Reconstructor
+    probe: torch.Tensor
+    intensity_scale: float
+    description: dict
+
+
+def _field(path, description: dict, key: str, kind):
+    value = description.get(key)
+    ok = isinstance(value, kind) and not isinstance(value, bool) if kind is not bool else isinstance(value, bool)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise BundleError(f"{path}: description field {key!r} must be {kind.__name__}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise BundleError(f"{path}: description field {key!r} must be finite, got {value!r}")
+    return value
+
+
+def load_bundle(path) -> LoadedModel:
+    """Rebuild the trained model from ``wts.h5.zip``; refuses malformed bundles with ``BundleError``.
+
+    Nothing is executed from the bundle: the description is JSON, the weights are HDF5
+    datasets of numbers, and the architecture is rebuilt from this package's own code.
+    """
+    weights, description = read_bundle(path, allow_empty=True)
+    if description.get("skipped") is True:
+        raise BundleError(f"{path}: this job was skipped ({description.get('reason') or 'no reason given'}); it holds no model")
+    if not weights:
+        raise BundleError(f"{path}: description field 'weights' must be a non-empty object of name -> shape, dtype")
+    if description.get("kind") != MODEL_KIND:
+        raise BundleError(f"{path}: description field 'kind' must be {MODEL_KIND!r}, got {description.get('kind')!r}")
+    raw = description.get("architecture")
+    if not isinstance(raw, dict):
+        raise BundleError(f"{path}: description field 'architecture' must be an object")
+    fields = {f.name: f for f in dataclasses.fields(Architecture)}
+    if set(raw) != set(fields):
+        odd = sorted(set(raw) ^ set(fields))
+        raise BundleError(f"{path}: architecture field {odd[0]!r} is missing or unexpected")
+    types = typing.get_type_hints(Architecture)
+    arch_values = {key: _field(path, raw, key, types[key]) for key in fields}
+    arch = Architecture(**arch_values)
+    try:
+        arch.check()
+    except ValueError as exc:
+        raise BundleError(f"{path}: {exc}") from None
+    intensity_scale = _field(path, description, "intensity_scale", float)
+    input_scale = _field(path, description, "input_scale", float)
+    if intensity_scale <= 0 or input_scale <= 0:
+        raise BundleError(f"{path}: intensity_scale and input_scale must be positive")
+    probe_array = weights.pop(PROBE_WEIGHT, None)
+    if probe_array is None or probe_array.shape != (arch.size, arch.size, 2):
+        got = None if probe_array is None else probe_array.shape
+        raise BundleError(f"{path}: weight {PROBE_WEIGHT!r} must be ({arch.size}, {arch.size}, 2), got {got}")
+    probe = torch.view_as_complex(torch.from_numpy(np.ascontiguousarray(probe_array, dtype=np.float32)))
+    model = Reconstructor(arch, probe, intensity_scale, input_scale)
+    expected = model.state_dict()
+    if set(expected) != set(weights):
+        odd = sorted(set(expected) ^ set(weights))
+        raise BundleError(f"{path}: weight {odd[0]!r} does not belong to a {arch.inputs} network of this architecture")
+    for name, tensor in expected.items():
+        if tuple(tensor.shape) != weights[name].shape:
+            raise BundleError(
+                f"{path}: weight {name!r} has shape {list(weights[name].shape)}, the architecture needs {list(tensor.shape)}"
+            )
+    model.load_state_dict({name: torch.from_numpy(np.asarray(w, dtype=np.float32)) for name, w in weights.items()})
+    model.eval()
+    return LoadedModel(model, probe, intensity_scale, description)
+
+
+def cli(args) -> None:
+    """``ptychostudy check-bundle FILE...``: load each bundle safely and describe it."""
+    for path in args.files:
+        loaded = load_bundle(path)
+        arch = loaded.model.arch
+        count = sum(t.numel() for t in loaded.model.parameters())
+        d = loaded.description
+        print(f"{path}: ok, dose {d.get('dose')} view {d.get('view')}, {arch.channels} pattern(s) of "
+              f"{arch.size}×{arch.size} per group on a {arch.canvas}×{arch.canvas} frame, {arch.inputs} input, {count} parameters")

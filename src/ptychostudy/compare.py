@@ -5,87 +5,37 @@ Arms, all on the view's test split (the same patterns and positions):
 * ``pinn``     — the network trained on this view (gridsize > 1 views only);
 * ``pinn_gs1`` — the gridsize-1 network of the baseline view at this dose, applied to
   this view's patterns one by one;
-* ``ptychi``   — pty-chi LSQML on the same patterns (Phase F).
+* ``ptychi``   — pty-chi LSQML on the same patterns (Phase F, ``reconstruct``).
 
-Regions: ``scanned`` = where the summed probe intensity of the split's positions reaches
-``compare.scanned_threshold`` of its maximum (elsewhere no arm has data); ``featured`` =
-that ∩ the object's featured region (the headline: the flat padding around the Run1084
-structure flatters every image metric). Each arm is registered inside ``scanned`` and
-then, per region, its phase plane and mean amplitude are fitted (``metrics.align``).
+``run`` is load (every input read and checked first) → compute (inference with the ``infer``
+settings, then ``metrics.score_arm`` for each arm: regions, registration once, alignment per
+region, metrics) → write (tidy CSV, record, figure, timing).
 """
 
 from __future__ import annotations
 
-import json
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import StudyError, physics, study_figures
-from ptychostudy.config import Config
-from ptychostudy.dataset import read_dataset
+from ptychostudy import StudyError, layout, study_figures
+from ptychostudy.bundle import LoadedModel, load_bundle
+from ptychostudy.config import Config, load_config
+from ptychostudy.dataset import Split, read_dataset
+from ptychostudy.infer import reconstruct_split, setup_torch
 from ptychostudy.io import sha256_file, write_json, write_text
-from ptychostudy.iterative import read_reconstruction
-from ptychostudy.metrics import align, fourier_shift, register, score
-from ptychostudy.model import load_bundle
-from ptychostudy.infer import Split, predict_and_stitch, setup_torch
-from ptychostudy.views import VIEW_SUMMARY
+from ptychostudy.metrics import PARTS, regions, score_arm
+from ptychostudy.reconstruct import read_reconstruction
 
-PARTS = ("featured", "scanned")
 ARM_LABELS = {
     "pinn": "PINN (this view's network)",
     "pinn_gs1": "PINN gridsize 1 (baseline network)",
     "ptychi": "pty-chi LSQML",
 }
 CSV_HEADER = "model,metric,part,value\n"
-
-
-def baseline_view(cfg: Config) -> str | None:
-    """The first view of the study with gridsize 1: its network is the gridsize-1 arm."""
-    return next((v for v in cfg.study.views if cfg.view(v).gridsize == 1), None)
-
-
-def bundle_path(models: Path, dose: int, view: str) -> Path:
-    return Path(models) / f"dose_{dose}" / view / "wts.h5.zip"
-
-
-def arms(cfg: Config, view: str) -> list[str]:
-    names = ["pinn"] if cfg.view(view).gridsize > 1 else []
-    if baseline_view(cfg) is not None:
-        names.append("pinn_gs1")
-    return names + ["ptychi"]
-
-
-def regions(split: Split, threshold: float) -> dict[str, np.ndarray]:
-    """Boolean masks of the scanned region and of its featured part."""
-    size = split.probe.shape[-1]
-    k = split.positions.shape[0]
-    power = (split.probe.abs() ** 2).to(torch.float32).expand(k, size, size)
-    y0 = physics.top_left(torch.from_numpy(split.positions[:, 0]), size).to(torch.float32)
-    x0 = physics.top_left(torch.from_numpy(split.positions[:, 1]), size).to(torch.float32)
-    illumination = physics.place_patches(power, y0, x0, split.truth.shape).numpy()
-    scanned = illumination >= threshold * illumination.max()
-    r0, r1, c0, c1 = split.featured
-    featured = np.zeros_like(scanned)
-    featured[r0:r1, c0:c1] = True
-    return {"featured": scanned & featured, "scanned": scanned}
-
-
-def network_reconstruction(cfg: Config, bundle, data: dict, gridsize: int, device, bar) -> tuple[np.ndarray, float]:
-    """Stitched reconstruction of ``data`` by a bundle (a path or a ``LoadedModel``) and the seconds it took."""
-    loaded = load_bundle(bundle) if isinstance(bundle, (str, Path)) else bundle
-    if loaded.model.arch.channels != gridsize * gridsize:
-        raise StudyError(f"{bundle}: a network for {loaded.model.arch.channels} patterns per group, expected {gridsize ** 2}")
-    split = Split.from_arrays(data, gridsize)
-    model = loaded.model.to(device)
-    start = time.perf_counter()
-    canvas, _ = predict_and_stitch(
-        model, split, cfg.train.stitch_fraction, cfg.train.phase_sync, cfg.compare.inference_batch, device, bar
-    )
-    return canvas, time.perf_counter() - start
 
 
 def _finite(value):
@@ -95,95 +45,108 @@ def _finite(value):
     return value if not isinstance(value, float) or np.isfinite(value) else None
 
 
-def _rows(model: str, part: str, scores: dict) -> list[str]:
-    rows = []
-    for quantity, metrics in scores.items():
-        for metric, value in metrics.items():
-            rows.append(f"{model},{quantity}_{metric},{part},{value:.6g}\n")
-    return rows
+@dataclass
+class Cell:
+    """One cell's inputs, read and checked before any work."""
+
+    dose: int
+    view: str
+    summary: dict
+    arms: list[str]
+    paths: dict[str, Path]  # "data" and each arm -> its input file
+    splits: dict[str, Split]  # "test" (one pattern per group) and, for the view's network, "groups"
+    networks: dict[str, LoadedModel]
+    ptychi: tuple[np.ndarray, dict]  # object, Phase F record
 
 
-def run(cfg: Config, dose, view: str, view_dir, models, iterative, out_dir, timing, *, progress: bool = True) -> dict:
+def load(cfg: Config, dose, view: str, view_dir, models, reconstruction) -> Cell:
     dose = cfg.dose(dose)
     definition = cfg.view(view)
-    view_dir, models, iterative, out_dir, timing = map(Path, (view_dir, models, iterative, out_dir, timing))
-    summary_path = view_dir / VIEW_SUMMARY
-    if not summary_path.is_file():
-        raise StudyError(f"{view_dir}: no {VIEW_SUMMARY}; run the views stage of dose {dose}, view {view} first")
-    record = {"dose": dose, "view": view, "phase": "G", "split": "test"}
-    csv_path, json_path, png_path = (out_dir / n for n in ("comparison_metrics.csv", "comparison.json", "comparison.png"))
-    view_summary = json.loads(summary_path.read_text())
-    if view_summary.get("skipped"):
-        record.update(skipped=True, reason=view_summary.get("reason", ""), arms=[])
-        write_text(csv_path, CSV_HEADER)
-        write_json(json_path, record)
-        study_figures.skipped_figure({**record, "phase": "G"}, png_path)
-        return record
-    names = arms(cfg, view)
-    paths = {"data": view_dir / "test.npz"}
+    summary = layout.read_view_summary(view_dir, dose, view)
+    if summary["skipped"]:
+        return Cell(dose, view, summary, [], {}, {}, {}, (np.zeros((0, 0)), {}))
+    names = layout.arms(cfg, view)
+    paths = {"data": layout.view_file(view_dir, "test")}
     if "pinn" in names:
-        paths["pinn"] = bundle_path(models, dose, view)
+        paths["pinn"] = layout.bundle_path(models, dose, view)
     if "pinn_gs1" in names:
-        paths["pinn_gs1"] = bundle_path(models, dose, baseline_view(cfg))
-    paths["ptychi"] = iterative
+        paths["pinn_gs1"] = layout.bundle_path(models, dose, layout.baseline_view(cfg))
+    paths["ptychi"] = Path(reconstruction)
     missing = [f"{path} (needed for the {name} arm)" for name, path in paths.items() if not Path(path).is_file()]
     if missing:
         raise StudyError("missing input: " + "; ".join(missing) + "; run the earlier stages first")
-    # every input is read and checked before any work is done
     data = read_dataset(paths["data"], require_groups=definition.gridsize > 1)
-    split = Split.from_arrays(data, 1)
-    obj, cost, meta = read_reconstruction(iterative)
-    if meta.get("skipped") or obj.shape != split.truth.shape:
-        raise StudyError(f"{iterative}: holds no {split.truth.shape[0]}×{split.truth.shape[1]} object for dose {dose}, view {view}")
-    networks = [n for n in names if n != "ptychi"]
-    loaded = {name: load_bundle(paths[name]) for name in networks}
-    masks = regions(split, cfg.compare.scanned_threshold)
-    device = setup_torch(cfg)
+    splits = {"test": Split.from_arrays(data, 1)}
+    if "pinn" in names:
+        splits["groups"] = Split.from_arrays(data, definition.gridsize)
+    obj, _, meta = read_reconstruction(reconstruction)
+    truth = splits["test"].truth
+    if meta.get("skipped") or obj.shape != truth.shape:
+        raise StudyError(f"{reconstruction}: holds no {truth.shape[0]}×{truth.shape[1]} object for dose {dose}, view {view}")
+    networks = {name: load_bundle(paths[name]) for name in names if name != "ptychi"}
+    return Cell(dose, view, summary, names, paths, splits, networks, (obj, meta))
 
+
+def compute(cfg: Config, cell: Cell, *, progress: bool = True):
+    """(reconstructions, inference seconds, scored arms, masks) of a loaded cell."""
+    device = setup_torch(cfg.infer.threads, cfg.infer.accelerator)
+    test = cell.splits["test"]
     reconstructions, seconds = {}, {}
-    n_patterns = split.amplitude.shape[0]
-    bar = tqdm(total=n_patterns * len(networks), desc=f"infer dose {dose} {view}", unit="pattern", disable=not progress)
-    for name in networks:
-        gridsize = definition.gridsize if name == "pinn" else 1
-        reconstructions[name], seconds[name] = network_reconstruction(cfg, loaded[name], data, gridsize, device, bar)
+    bar = tqdm(total=test.patterns * len(cell.networks), desc=f"infer dose {cell.dose} {cell.view}", unit="pattern",
+               disable=not progress)
+    for name, loaded in cell.networks.items():
+        split = cell.splits["groups"] if name == "pinn" else test
+        reconstructions[name], seconds[name] = reconstruct_split(loaded, split, cfg.infer, device, bar)
     bar.close()
-    reconstructions["ptychi"] = obj
+    reconstructions["ptychi"] = cell.ptychi[0]
+    masks = regions(test.probe, test.positions, test.truth.shape, test.featured, cfg.compare.scanned_threshold)
+    scored = {name: score_arm(reconstructions[name], test.truth, masks, cfg.compare) for name in cell.arms}
+    return reconstructions, seconds, scored, masks
 
+
+def _csv(scored: dict) -> str:
     rows = [CSV_HEADER]
-    results, aligned_images, shifts = {}, {}, {}
-    for name in names:
-        results[name] = {}
-        # register once (inside the scanned region, the same for both parts), then fit each part's
-        # phase plane and mean amplitude (align with max_shift 0 does only that)
-        recon = np.asarray(reconstructions[name], dtype=np.complex128)
-        shifts[name] = shift = register(np.abs(recon), np.abs(split.truth), masks["scanned"], cfg.compare.max_shift_px) \
-            if cfg.compare.max_shift_px > 0 else (0.0, 0.0)
-        if shift[0] or shift[1]:
-            recon = fourier_shift(recon, *shift)
+    for name, result in scored.items():
         for part in PARTS:
-            aligned, _ = align(recon, split.truth, masks["scanned"], masks[part], 0)
-            results[name][part] = score(aligned, split.truth, masks[part], cfg.compare.ms_ssim_sigma, cfg.compare.frc_taper)
-            rows += _rows(name, part, results[name][part])
-            if part == "featured":
-                aligned_images[name] = aligned
-        rows.append(f"{name},registration_dy_px,scanned,{shifts[name][0]:.6g}\n")
-        rows.append(f"{name},registration_dx_px,scanned,{shifts[name][1]:.6g}\n")
+            for quantity, metrics in result.scores[part].items():
+                rows += [f"{name},{quantity}_{metric},{part},{value:.6g}\n" for metric, value in metrics.items()]
+        rows.append(f"{name},registration_dy_px,scanned,{result.shift[0]:.6g}\n")
+        rows.append(f"{name},registration_dx_px,scanned,{result.shift[1]:.6g}\n")
+    return "".join(rows)
+
+
+def run(cfg: Config, dose, view: str, view_dir, models, reconstruction, out_dir, timing, *, progress: bool = True) -> dict:
+    cell = load(cfg, dose, view, view_dir, models, reconstruction)
+    out_dir, timing = Path(out_dir), Path(timing)
+    csv_path, json_path, png_path = (out_dir / n for n in (layout.COMPARISON_CSV, layout.COMPARISON_JSON, layout.COMPARISON_PNG))
+    record = {"dose": cell.dose, "view": cell.view, "phase": "G", "split": "test"}
+    if cell.summary["skipped"]:
+        record.update(skipped=True, reason=cell.summary["reason"], arms=[])
+        write_text(csv_path, CSV_HEADER)
+        write_json(json_path, record)
+        study_figures.skipped_figure(record, png_path)
+        return record
+
+    _, seconds, scored, masks = compute(cfg, cell, progress=progress)
+
+    meta = cell.ptychi[1]
     record.update(
         skipped=False,
-        arms=names,
-        labels={n: ARM_LABELS[n] for n in names},
-        inputs={k: {"path": str(p), "sha256": sha256_file(p)} for k, p in paths.items()},
-        patterns=int(n_patterns),
+        arms=cell.arms,
+        labels={n: ARM_LABELS[n] for n in cell.arms},
+        inputs={k: {"path": str(p), "sha256": sha256_file(p)} for k, p in cell.paths.items()},
+        patterns=cell.splits["test"].patterns,
         region_pixels={part: int(m.sum()) for part, m in masks.items()},
-        registration_px={n: list(s) for n, s in shifts.items()},
+        registration_px={n: list(r.shift) for n, r in scored.items()},
         ptychi={"epochs": meta.get("epochs"), "cost_final": meta.get("cost_final")},
-        scores=_finite(results),
+        scores=_finite({n: r.scores for n, r in scored.items()}),
     )
-    write_text(csv_path, "".join(rows))
+    write_text(csv_path, _csv(scored))
     write_json(json_path, record)
-    study_figures.comparison_figure(record, split.truth, aligned_images, masks, png_path)
-    write_json(timing, {"dose": dose, "view": view, "inference_seconds": seconds, "patterns": int(n_patterns),
-                        "threads": cfg.train.threads, "torch": torch.__version__})
+    study_figures.comparison_figure(record, cell.splits["test"].truth,
+                                    {n: r.aligned["featured"] for n, r in scored.items()}, masks, png_path)
+    write_json(timing, {"dose": cell.dose, "view": cell.view, "inference_seconds": seconds,
+                        "patterns": record["patterns"], "threads": cfg.infer.threads, "torch": torch.__version__})
     return {**record, "inference_seconds": seconds}
 
 
@@ -196,3 +159,10 @@ def headline(record: dict) -> str:
         parts.append(f"{name} phase SSIM {f['phase']['ssim']:.3f} r {f['phase']['pearson_r']:.3f} / "
                      f"amplitude SSIM {f['amplitude']['ssim']:.3f}")
     return f"compare dose {record['dose']} {record['view']} (featured region): " + "; ".join(parts)
+
+
+def cli(args) -> None:
+    """``ptychostudy compare``: one cell, then its headline on stdout."""
+    record = run(load_config(args.params), args.dose, args.view, args.view_dir, args.models, args.reconstruction,
+                 args.out_dir, args.timing, progress=not args.no_progress)
+    print(headline(record))

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import yaml
 
 from ptychostudy import StudyError
+from ptychostudy.architecture import INPUTS as NETWORK_INPUTS, Architecture
 
 
 class ConfigError(StudyError):
@@ -85,13 +86,25 @@ class TrainSection:
     amplitude_max: float
     skips: bool
     inputs: str
-    stitch_fraction: float
-    phase_sync: bool
-    eval_patterns: int
+    eval_patterns: int  # per-epoch scores: at most this many patterns per split,
+    eval_stitch_fraction: float  # stitched with these settings (the study's comparison uses ``infer``)
+    eval_phase_sync: bool
 
 
 @dataclass(frozen=True)
-class IterativeSection:
+class InferSection:
+    """How a trained network reconstructs a split (Phase G): its own section, so that changing
+    the comparison's stitching never reruns training."""
+
+    stitch_fraction: float
+    phase_sync: bool
+    batch: int
+    threads: int
+    accelerator: str
+
+
+@dataclass(frozen=True)
+class ReconstructSection:
     epochs: Mapping[str, int]
     batch_size: int
     noise_model: str
@@ -106,7 +119,6 @@ class CompareSection:
     max_shift_px: float
     ms_ssim_sigma: float
     frc_taper: float
-    inference_batch: int
 
 
 @dataclass(frozen=True)
@@ -116,7 +128,8 @@ class Config:
     simulate: SimulateSection
     views: ViewsSection
     train: TrainSection
-    iterative: IterativeSection
+    infer: InferSection
+    reconstruct: ReconstructSection
     compare: CompareSection
 
     def view(self, name: str) -> ViewDefinition:
@@ -135,6 +148,22 @@ class Config:
             )
         return dose
 
+    def architecture(self, view: str) -> Architecture:
+        """The network of one view's jobs, from ``base`` and ``train``."""
+        t = self.train
+        gridsize = self.view(view).gridsize
+        return Architecture(
+            size=self.base.patch_size,
+            channels=gridsize * gridsize,
+            canvas=t.canvas[view],
+            filters=t.filters,
+            depth=t.depth,
+            support=t.support,
+            amplitude_max=t.amplitude_max,
+            skips=t.skips,
+            inputs=t.inputs,
+        )
+
 
 SECTIONS = {
     "study": StudySection,
@@ -142,17 +171,13 @@ SECTIONS = {
     "simulate": SimulateSection,
     "views": ViewsSection,
     "train": TrainSection,
-    "iterative": IterativeSection,
+    "infer": InferSection,
+    "reconstruct": ReconstructSection,
     "compare": CompareSection,
 }
 SPLIT_AXES = ("y", "x")
 ACCELERATORS = ("cpu", "cuda")
-NETWORK_INPUTS = ("amplitude", "backprojection")
 NOISE_MODELS = ("gaussian", "poisson")
-
-
-def _type_name(tp) -> str:
-    return {int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
 
 
 def _check_scalar(value, tp, key: str):
@@ -239,7 +264,7 @@ def _section(name: str, raw: Any):
             values[field.name] = views
         elif name == "views" and field.name == "definitions":
             values[field.name] = _definitions(value, key)
-        elif (name in ("train", "iterative") and field.name == "epochs") or (name == "train" and field.name == "canvas"):
+        elif (name in ("train", "reconstruct") and field.name == "epochs") or (name == "train" and field.name == "canvas"):
             what = "number of epochs" if field.name == "epochs" else "frame side in pixels"
             if not isinstance(value, dict) or not value:
                 raise ConfigError(f"{key} must map each view name to its {what}, got {value!r}")
@@ -316,7 +341,8 @@ def _cross_checks(cfg: Config) -> None:
     if v.groups_per_seed < 1:
         raise ConfigError(f"views.groups_per_seed must be 1 or more, got {v.groups_per_seed}")
     _check_train(cfg)
-    _check_iterative(cfg)
+    _check_infer(cfg)
+    _check_reconstruct(cfg)
     _check_compare(cfg)
     for name, view in v.definitions.items():
         if v.neighbours < view.group_size:
@@ -330,9 +356,8 @@ def _check_train(cfg: Config) -> None:
     t = cfg.train
     if t.accelerator not in ACCELERATORS:
         raise ConfigError(f"train.accelerator must be one of {', '.join(ACCELERATORS)}; got {t.accelerator!r}")
-    for key in ("seed",):
-        if getattr(t, key) < 0:
-            raise ConfigError(f"train.{key} must be a non-negative integer, got {getattr(t, key)}")
+    if t.seed < 0:
+        raise ConfigError(f"train.seed must be a non-negative integer, got {t.seed}")
     if t.inputs not in NETWORK_INPUTS:
         raise ConfigError(f"train.inputs must be one of {', '.join(NETWORK_INPUTS)}; got {t.inputs!r}")
     for key in ("threads", "batch_size", "steps_per_epoch", "filters", "depth", "eval_patterns"):
@@ -343,37 +368,40 @@ def _check_train(cfg: Config) -> None:
             f"train.learning_rate ({t.learning_rate}) and train.learning_rate_final ({t.learning_rate_final}) "
             "must satisfy 0 < learning_rate_final ≤ learning_rate"
         )
-    for key in ("support", "stitch_fraction"):
+    for key in ("support", "eval_stitch_fraction"):
         value = getattr(t, key)
         if not 0.0 < value <= 1.0:
             raise ConfigError(f"train.{key} must lie in (0, 1] (a fraction of the patch side), got {value}")
-    if t.stitch_fraction > t.support:
-        raise ConfigError(
-            f"train.stitch_fraction ({t.stitch_fraction}) must not exceed train.support ({t.support}): "
-            "only predicted pixels can be stitched"
-        )
-    if t.amplitude_max <= 0:
-        raise ConfigError(f"train.amplitude_max must be positive, got {t.amplitude_max}")
-    if cfg.base.patch_size % (2**t.depth):
-        raise ConfigError(
-            f"base.patch_size = {cfg.base.patch_size} must be divisible by 2^train.depth = {2**t.depth}"
-        )
+    _check_stitch(t.eval_stitch_fraction, "train.eval_stitch_fraction", t.support)
     _check_per_view(cfg, "train", "canvas", t.canvas)
-    for view, side in t.canvas.items():
-        n = cfg.base.patch_size
-        if cfg.views.definitions[view].gridsize == 1 and side != n:
-            raise ConfigError(f"train.canvas.{view} must equal base.patch_size = {n}: a one-pattern group works on its patch")
-        if t.inputs == "amplitude" and side != n:
-            raise ConfigError(
-                f"train.canvas.{view} must equal base.patch_size = {n} with train.inputs: amplitude "
-                "(detector-space inputs cannot be placed on the object's frame)"
-            )
-        if side < n or side % (2**t.depth):
-            raise ConfigError(
-                f"train.canvas.{view} = {side} must be at least base.patch_size = {n} "
-                f"and divisible by 2^train.depth = {2**t.depth}"
-            )
     _check_epochs(cfg, "train", t.epochs)
+    for view in cfg.study.views:
+        try:
+            cfg.architecture(view).check()  # the network's own shape rules (architecture.py)
+        except ValueError as exc:
+            raise ConfigError(
+                f"train: the network of view {view!r} (base.patch_size, train.canvas.{view}, train.depth, ...) "
+                f"is impossible: {exc}"
+            ) from None
+
+
+def _check_stitch(fraction: float, key: str, support: float) -> None:
+    if fraction > support:
+        raise ConfigError(
+            f"{key} ({fraction}) must not exceed train.support ({support}): only predicted pixels can be stitched"
+        )
+
+
+def _check_infer(cfg: Config) -> None:
+    i = cfg.infer
+    if not 0.0 < i.stitch_fraction <= 1.0:
+        raise ConfigError(f"infer.stitch_fraction must lie in (0, 1] (a fraction of the patch side), got {i.stitch_fraction}")
+    _check_stitch(i.stitch_fraction, "infer.stitch_fraction", cfg.train.support)
+    for key in ("batch", "threads"):
+        if getattr(i, key) < 1:
+            raise ConfigError(f"infer.{key} must be 1 or more, got {getattr(i, key)}")
+    if i.accelerator not in ACCELERATORS:
+        raise ConfigError(f"infer.accelerator must be one of {', '.join(ACCELERATORS)}; got {i.accelerator!r}")
 
 
 def _check_per_view(cfg: Config, section: str, key: str, by_view: Mapping[str, int]) -> None:
@@ -394,18 +422,18 @@ def _check_epochs(cfg: Config, section: str, epochs_by_view: Mapping[str, int]) 
             raise ConfigError(f"{section}.epochs.{view} must be 1 or more, got {epochs}")
 
 
-def _check_iterative(cfg: Config) -> None:
-    it = cfg.iterative
-    _check_epochs(cfg, "iterative", it.epochs)
+def _check_reconstruct(cfg: Config) -> None:
+    it = cfg.reconstruct
+    _check_epochs(cfg, "reconstruct", it.epochs)
     for key in ("batch_size", "threads"):
         if getattr(it, key) < 1:
-            raise ConfigError(f"iterative.{key} must be 1 or more, got {getattr(it, key)}")
+            raise ConfigError(f"reconstruct.{key} must be 1 or more, got {getattr(it, key)}")
     if it.seed < 0:
-        raise ConfigError(f"iterative.seed must be a non-negative integer, got {it.seed}")
+        raise ConfigError(f"reconstruct.seed must be a non-negative integer, got {it.seed}")
     if it.noise_model not in NOISE_MODELS:
-        raise ConfigError(f"iterative.noise_model must be one of {', '.join(NOISE_MODELS)}; got {it.noise_model!r}")
+        raise ConfigError(f"reconstruct.noise_model must be one of {', '.join(NOISE_MODELS)}; got {it.noise_model!r}")
     if not 0.0 <= it.momentum < 1.0:
-        raise ConfigError(f"iterative.momentum must lie in [0, 1) (0 = off), got {it.momentum}")
+        raise ConfigError(f"reconstruct.momentum must lie in [0, 1) (0 = off), got {it.momentum}")
 
 
 def _check_compare(cfg: Config) -> None:
@@ -420,8 +448,6 @@ def _check_compare(cfg: Config) -> None:
         raise ConfigError(f"compare.ms_ssim_sigma must be 0 (off) or more, got {c.ms_ssim_sigma}")
     if not 0.0 <= c.frc_taper <= 0.5:
         raise ConfigError(f"compare.frc_taper must lie in [0, 0.5] (a fraction of each side), got {c.frc_taper}")
-    if c.inference_batch < 1:
-        raise ConfigError(f"compare.inference_batch must be 1 or more, got {c.inference_batch}")
 
 
 def config_from_dict(raw: Any) -> Config:
@@ -470,3 +496,10 @@ def as_dict(cfg: Config) -> dict:
         return value
 
     return convert(cfg)
+
+
+def cli(args) -> None:
+    """``ptychostudy check-params``: validate params.yaml and print the design."""
+    cfg = load_config(args.params)
+    print(yaml.safe_dump(as_dict(cfg), sort_keys=False), end="")
+    print(f"{args.params}: ok")

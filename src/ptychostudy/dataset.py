@@ -6,19 +6,22 @@ object pixels, ``scan_index`` (n,) int64. Global keys: ``probeGuess`` (N, N) com
 (unit power), ``objectGuess`` (H, W) complex64 (the ground truth), ``_metadata`` a JSON
 document stored as a 0-d unicode array (loads with ``allow_pickle=False``). A view file
 adds ``groups`` (n_groups, C) int64 indices into the per-scan arrays.
+
+``Split`` is one split of a view as tensors: what training (Phase E), pty-chi (Phase F) and
+the comparison (Phase G) read.
 """
 
 from __future__ import annotations
 
-import json
-import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+import torch
 
 from ptychostudy import StudyError
-from ptychostudy.io import json_array, write_npz
+from ptychostudy.io import json_array, read_metadata, read_npz, write_npz
 
 CONTRACT_VERSION = 1
 PER_SCAN = {
@@ -82,31 +85,14 @@ def write_dataset(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def read_dataset(path: str | Path, *, require_groups: bool = False) -> dict[str, np.ndarray]:
-    """Load and validate an NPZ file; never unpickles."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataContractError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {}
-            for key in npz.files:
-                try:
-                    arrays[key] = npz[key]
-                except ValueError as exc:
-                    raise DataContractError(
-                        f"{path}: key {key!r} holds a pickled object ({exc}); "
-                        "the contract allows plain arrays only"
-                    ) from None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise DataContractError(f"{path}: not a readable .npz file ({exc})") from None
-    except ValueError as exc:
-        raise DataContractError(f"{path}: not a readable .npz file ({exc})") from None
+    """Load and validate an NPZ file of the contract; never unpickles."""
+    arrays = read_npz(path, "data", DataContractError)
     validate_arrays(arrays, str(path), require_groups=require_groups)
     return arrays
 
 
-def metadata(arrays: Mapping[str, np.ndarray]) -> dict:
-    return json.loads(str(arrays["_metadata"].item()))
+def metadata(arrays: Mapping[str, np.ndarray], where: str = "data file") -> dict:
+    return read_metadata(arrays, where, DataContractError)
 
 
 def validate_arrays(arrays: Mapping[str, np.ndarray], where: str, *, require_groups: bool = False) -> None:
@@ -146,15 +132,7 @@ def validate_arrays(arrays: Mapping[str, np.ndarray], where: str, *, require_gro
             raise DataContractError(f"{where}: {key} contains NaN or Inf")
     if np.any(arrays["diffraction"] < 0):
         raise DataContractError(f"{where}: diffraction holds negative amplitudes")
-    meta = arrays["_metadata"]
-    if meta.dtype.kind != "U" or meta.ndim != 0:
-        raise DataContractError(f"{where}: _metadata must be a JSON string (0-d unicode array), got {meta.dtype} {meta.shape}")
-    try:
-        parsed = json.loads(str(meta.item()))
-    except json.JSONDecodeError as exc:
-        raise DataContractError(f"{where}: _metadata is not valid JSON ({exc})") from None
-    if not isinstance(parsed, dict):
-        raise DataContractError(f"{where}: _metadata must be a JSON object")
+    metadata(arrays, where)
     if "groups" in arrays:
         groups = arrays["groups"]
         if groups.dtype != np.int64 or groups.ndim != 2 or groups.shape[0] == 0:
@@ -163,3 +141,68 @@ def validate_arrays(arrays: Mapping[str, np.ndarray], where: str, *, require_gro
             )
         if groups.min() < 0 or groups.max() >= n:
             raise DataContractError(f"{where}: groups index positions outside 0…{n - 1}")
+
+
+@dataclass
+class Split:
+    """One split of a view, as tensors ready for training, reconstruction and scoring."""
+
+    amplitude: torch.Tensor  # (n, N, N) measured sqrt(counts)
+    positions: np.ndarray  # (n, 2) patch centres (y, x)
+    groups: np.ndarray  # (G, C) indices into the patterns
+    truth: np.ndarray  # (H, W) complex ground truth (scoring only, never trained on)
+    probe: torch.Tensor  # (N, N) complex, unit power
+    intensity_scale: float
+    featured: tuple[int, int, int, int]  # row0, row1, col0, col1 (inclusive) of the object's structure
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], gridsize: int) -> "Split":
+        meta = metadata(arrays)
+        source = meta.get("source_metadata", meta)
+        n = arrays["diffraction"].shape[0]
+        groups = arrays["groups"] if gridsize > 1 else np.arange(n, dtype=np.int64)[:, None]
+        region = source["featured_region"]
+        return cls(
+            amplitude=torch.from_numpy(np.array(arrays["diffraction"], dtype=np.float32)),
+            positions=np.stack([arrays["ycoords"], arrays["xcoords"]], axis=1),
+            groups=np.asarray(groups, dtype=np.int64),
+            truth=np.asarray(arrays["objectGuess"]),
+            probe=torch.from_numpy(np.array(arrays["probeGuess"])),
+            intensity_scale=float(source["intensity_scale"]),
+            featured=(region["row0"], region["row1"], region["col0"], region["col1"]),
+        )
+
+    @classmethod
+    def read(cls, path: str | Path, gridsize: int, *, require_groups: bool | None = None) -> "Split":
+        """Read and validate a view file; ``require_groups`` defaults to gridsize > 1."""
+        arrays = read_dataset(path, require_groups=gridsize > 1 if require_groups is None else require_groups)
+        return cls.from_arrays(arrays, gridsize)
+
+    @property
+    def patterns(self) -> int:
+        return int(self.amplitude.shape[0])
+
+    def offsets(self, groups: np.ndarray) -> torch.Tensor:
+        """(B, C, 2) member positions relative to their group's mean position."""
+        pos = self.positions[groups]
+        return torch.from_numpy((pos - pos.mean(axis=1, keepdims=True)).astype(np.float32))
+
+    def eval_groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """One group per pattern (the first group holding it) and the pattern's member index."""
+        n = self.patterns
+        group_of = np.full(n, -1, dtype=np.int64)
+        member_of = np.zeros(n, dtype=np.int64)
+        for g, members in enumerate(self.groups):
+            for m, k in enumerate(members):
+                if group_of[k] < 0:
+                    group_of[k] = g
+                    member_of[k] = m
+        keep = group_of >= 0
+        return np.nonzero(keep)[0], np.stack([group_of[keep], member_of[keep]], axis=1)
+
+
+def cli(args) -> None:
+    """``ptychostudy check-data FILE...``: validate each file against the contract."""
+    for path in args.files:
+        arrays = read_dataset(path)
+        print(f"{path}: ok, {arrays['diffraction'].shape[0]} patterns of {arrays['diffraction'].shape[1:]}")

@@ -1,69 +1,21 @@
-"""One split of a view as tensors, the deterministic torch set-up, and network inference.
+"""Network inference: a trained network reconstructs a whole split (predict, then stitch).
 
-Shared by training (Phase E: the scores logged per epoch), pty-chi (Phase F: the same
-patterns and positions) and the comparison (Phase G).
+Used for the scores logged while training (Phase E, settings ``train.eval_*``) and for the
+comparison (Phase G, settings ``infer.*``), and by the benchmarks; plus the deterministic
+torch set-up both phases share.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import time
 
 import numpy as np
 import torch
 
 from ptychostudy import StudyError, physics
-from ptychostudy.config import Config
-from ptychostudy.dataset import metadata
+from ptychostudy.dataset import Split
 from ptychostudy.stitch import stitch
-
-
-@dataclass
-class Split:
-    """One split of a view, as tensors ready for training and evaluation."""
-
-    amplitude: torch.Tensor  # (n, N, N) measured sqrt(counts)
-    positions: np.ndarray  # (n, 2) patch centres (y, x)
-    groups: np.ndarray  # (G, C) indices into the patterns
-    truth: np.ndarray  # (H, W) complex ground truth (scoring only, never trained on)
-    probe: torch.Tensor  # (N, N) complex, unit power
-    intensity_scale: float
-    featured: tuple[int, int, int, int]
-
-    @classmethod
-    def from_arrays(cls, arrays: dict, gridsize: int) -> "Split":
-        meta = metadata(arrays)
-        source = meta.get("source_metadata", meta)
-        n = arrays["diffraction"].shape[0]
-        groups = arrays["groups"] if gridsize > 1 else np.arange(n, dtype=np.int64)[:, None]
-        region = source["featured_region"]
-        return cls(
-            amplitude=torch.from_numpy(np.array(arrays["diffraction"], dtype=np.float32)),
-            positions=np.stack([arrays["ycoords"], arrays["xcoords"]], axis=1),
-            groups=np.asarray(groups, dtype=np.int64),
-            truth=np.asarray(arrays["objectGuess"]),
-            probe=torch.from_numpy(np.array(arrays["probeGuess"])),
-            intensity_scale=float(source["intensity_scale"]),
-            featured=(region["row0"], region["row1"], region["col0"], region["col1"]),
-        )
-
-    def offsets(self, groups: np.ndarray) -> torch.Tensor:
-        """(B, C, 2) member positions relative to their group's mean position."""
-        pos = self.positions[groups]
-        return torch.from_numpy((pos - pos.mean(axis=1, keepdims=True)).astype(np.float32))
-
-    def eval_groups(self) -> tuple[np.ndarray, np.ndarray]:
-        """One group per pattern (the first group holding it) and the pattern's member index."""
-        n = self.amplitude.shape[0]
-        group_of = np.full(n, -1, dtype=np.int64)
-        member_of = np.zeros(n, dtype=np.int64)
-        for g, members in enumerate(self.groups):
-            for m, k in enumerate(members):
-                if group_of[k] < 0:
-                    group_of[k] = g
-                    member_of[k] = m
-        keep = group_of >= 0
-        return np.nonzero(keep)[0], np.stack([group_of[keep], member_of[keep]], axis=1)
 
 
 @torch.no_grad()
@@ -73,8 +25,7 @@ def predict_and_stitch(net, split: Split, stitch_fraction: float, phase_sync: bo
 
     Each pattern is predicted once, inside the first group that holds it (its patch cut from
     the group's one object); the central ``stitch_fraction`` of each patch is averaged at
-    the pattern's position (``stitch.stitch``). Used for the scores logged while training
-    and for Phase G.
+    the pattern's position (``stitch.stitch``).
     """
     device = device if device is not None else torch.device("cpu")
     was_training = net.training
@@ -95,14 +46,25 @@ def predict_and_stitch(net, split: Split, stitch_fraction: float, phase_sync: bo
     return canvas.numpy(), count.numpy()
 
 
-def setup_torch(cfg: Config) -> torch.device:
+def reconstruct_split(loaded, split: Split, settings, device: torch.device, bar=None) -> tuple[np.ndarray, float]:
+    """Phase G inference: the stitched object of ``split`` by a loaded bundle
+    (``bundle.LoadedModel``) with the ``infer`` settings, and the seconds it took."""
+    channels = split.groups.shape[1]
+    if loaded.model.arch.channels != channels:
+        raise StudyError(f"a network for {loaded.model.arch.channels} patterns per group cannot read groups of {channels}")
+    model = loaded.model.to(device)
+    start = time.perf_counter()
+    canvas, _ = predict_and_stitch(model, split, settings.stitch_fraction, settings.phase_sync, settings.batch, device, bar)
+    return canvas, time.perf_counter() - start
+
+
+def setup_torch(threads: int, accelerator: str) -> torch.device:
     """Deterministic settings: fixed threads, deterministic kernels, the chosen device."""
-    t = cfg.train
-    torch.set_num_threads(t.threads)
-    if t.accelerator == "cuda":
+    torch.set_num_threads(threads)
+    if accelerator == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         if not torch.cuda.is_available():
-            raise StudyError("train.accelerator is cuda but this machine has no CUDA device; set train.accelerator: cpu")
+            raise StudyError("the accelerator is cuda but this machine has no CUDA device; set it to cpu in params.yaml")
         torch.backends.cudnn.benchmark = False
         device = torch.device("cuda")
     else:

@@ -1,10 +1,19 @@
-"""Alignment and image-quality metrics, the same for every model (Phase G).
+"""The study's one scoring path: regions, alignment and image-quality metrics, the same for every arm.
 
-Alignment (``align``), in this order: sub-pixel registration of the amplitude against the
-truth inside the scanned region (cross-correlation peak refined on a 1/50 px grid, applied
-as a Fourier shift); removal of the global phase offset and linear
-phase ramp relative to the truth (least squares on the phase difference inside the
-scored region); the mean amplitude matched to the truth's.
+``score_arm`` scores one reconstruction against the truth; the comparison (Phase G), the scores
+logged while training (Phase E) and the benchmarks all call it. In this order:
+
+* regions (``regions``): ``scanned`` = where the summed probe intensity of the split's
+  positions reaches a fraction of its maximum (``physics.place_patches``, the forward model's
+  own adjoint); ``featured`` = that ∩ the object's featured region (``featured_mask``: the
+  bounds are inclusive);
+* registration, once per arm: sub-pixel registration of the amplitude against the truth
+  inside the scanned region (cross-correlation peak refined on a 1/50 px grid, applied as a
+  Fourier shift);
+* alignment, per region (``align``): the global phase offset and linear phase ramp relative
+  to the truth removed (least squares on the phase difference inside the region), and the
+  mean amplitude matched to the truth's;
+* the metrics (``score``).
 
 Metrics (``score``), each computed on amplitude and on phase inside a boolean region:
 
@@ -29,8 +38,12 @@ Metrics (``score``), each computed on amplitude and on phase inside a boolean re
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from ptychostudy import physics
 
 SSIM_WINDOW = 7
 SSIM_K1 = 0.01
@@ -38,6 +51,7 @@ SSIM_K2 = 0.03
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 FRC_THRESHOLDS = {"frc50": 0.5, "frc1_7": 1.0 / 7.0}
 QUANTITIES = ("amplitude", "phase")
+PARTS = ("featured", "scanned")
 REGISTRATION_TAPER = 0.25  # Tukey taper of each side before the registration's cross-correlation
 
 
@@ -152,18 +166,40 @@ def remove_phase_plane(recon: np.ndarray, truth: np.ndarray, mask: np.ndarray) -
     return recon * np.exp(-1j * (coef[0] + coef[1] * yy + coef[2] * xx))
 
 
-def align(recon: np.ndarray, truth: np.ndarray, scanned: np.ndarray, region: np.ndarray, max_shift: float):
-    """(aligned reconstruction, (dy, dx) applied): registration inside ``scanned``, then the
-    phase plane and the mean amplitude fitted inside ``region``."""
-    recon = np.asarray(recon, dtype=np.complex128)
-    dy, dx = register(np.abs(recon), np.abs(truth), scanned, max_shift) if max_shift > 0 else (0.0, 0.0)
-    if dy or dx:
-        recon = fourier_shift(recon, dy, dx)
+def align(recon: np.ndarray, truth: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``recon`` with its phase plane removed and its mean amplitude matched to ``truth``, both
+    fitted inside ``region`` (registration is ``score_arm``'s first step, once per arm)."""
     recon = remove_phase_plane(recon, truth, region)
     mean_rec = np.abs(recon[region]).mean()
     if mean_rec > 0:
         recon = recon * (np.abs(truth[region]).mean() / mean_rec)
-    return recon, (dy, dx)
+    return recon
+
+
+# ---------------------------------------------------------------------------------------
+# regions
+
+
+def featured_mask(shape: tuple[int, int], featured: tuple[int, int, int, int]) -> np.ndarray:
+    """The object's featured region (row0, row1, col0, col1; bounds inclusive) as a mask."""
+    r0, r1, c0, c1 = featured
+    mask = np.zeros(shape, dtype=bool)
+    mask[r0 : r1 + 1, c0 : c1 + 1] = True
+    return mask
+
+
+def regions(probe, positions: np.ndarray, shape: tuple[int, int], featured, threshold: float) -> dict[str, np.ndarray]:
+    """{"featured", "scanned"} masks of a split: its scan (probe (N, N), positions (n, 2) as
+    (y, x) patch centres) lights ``scanned``; ``featured`` is its part in the object's structure."""
+    probe = torch.as_tensor(np.asarray(probe))
+    size = probe.shape[-1]
+    k = positions.shape[0]
+    power = (probe.abs() ** 2).to(torch.float32).expand(k, size, size)
+    y0 = physics.top_left(torch.from_numpy(np.asarray(positions[:, 0], dtype=np.float64)), size).to(torch.float32)
+    x0 = physics.top_left(torch.from_numpy(np.asarray(positions[:, 1], dtype=np.float64)), size).to(torch.float32)
+    illumination = physics.place_patches(power, y0, x0, shape).numpy()
+    scanned = illumination >= threshold * illumination.max()
+    return {"featured": scanned & featured_mask(shape, featured), "scanned": scanned}
 
 
 # ---------------------------------------------------------------------------------------
@@ -272,8 +308,12 @@ def _phase_unit(phase: np.ndarray) -> np.ndarray:
     return (phase + np.pi) / (2 * np.pi)
 
 
-def score(aligned: np.ndarray, truth: np.ndarray, mask: np.ndarray, ms_ssim_sigma: float, frc_taper: float) -> dict:
-    """{quantity: {metric: value}} for amplitude and phase inside ``mask``."""
+def score(aligned: np.ndarray, truth: np.ndarray, mask: np.ndarray, ms_ssim_sigma: float | None,
+          frc_taper: float | None, *, full: bool = True) -> dict:
+    """{quantity: {metric: value}} for amplitude and phase inside ``mask``.
+
+    ``full=False`` computes the pixel metrics only (MAE, MSE, PSNR, Pearson r, spread ratio):
+    no SSIM, MS-SSIM or FRC, so ``ms_ssim_sigma`` and ``frc_taper`` are not used."""
     if not np.any(mask):
         raise ValueError("the scoring region is empty")
     aligned = np.asarray(aligned, dtype=np.complex128)
@@ -296,20 +336,52 @@ def score(aligned: np.ndarray, truth: np.ndarray, mask: np.ndarray, ms_ssim_sigm
         ssim_range = data_range if quantity == "amplitude" else 1.0
         ms_range = max(data_range, float(r.max() - r.min())) if quantity == "amplitude" else max(
             float(unit_t.max() - unit_t.min()), float(unit_rec[mask].max() - unit_rec[mask].min()))
-        freqs, curve = frc_curve(rec, tru, mask, frc_taper)
         metrics = {
             "mae": float(np.mean(np.abs(err))),
             "mse": mse,
             "psnr": float(10 * math.log10(data_range**2 / mse)) if mse > 0 and data_range > 0 else float("inf"),
-            "ssim": ssim(unit_rec, unit_tru, mask, ssim_range),
-            "ms_ssim": ms_ssim(unit_rec, unit_tru, mask, ms_range, sigma),
-            "pearson_r": pearson(r, t),
         }
-        for name, threshold in FRC_THRESHOLDS.items():
-            f = frc_crossing(freqs, curve, threshold)
-            metrics[f"{name}_cycles_per_px"] = f
-            metrics[f"{name}_resolution_px"] = 1.0 / (2.0 * f)
+        if full:
+            metrics["ssim"] = ssim(unit_rec, unit_tru, mask, ssim_range)
+            metrics["ms_ssim"] = ms_ssim(unit_rec, unit_tru, mask, ms_range, sigma)
+        metrics["pearson_r"] = pearson(r, t)
+        if full:
+            freqs, curve = frc_curve(rec, tru, mask, frc_taper)
+            for name, threshold in FRC_THRESHOLDS.items():
+                f = frc_crossing(freqs, curve, threshold)
+                metrics[f"{name}_cycles_per_px"] = f
+                metrics[f"{name}_resolution_px"] = 1.0 / (2.0 * f)
         if quantity == "phase":
             metrics["spread_ratio"] = float(r.std() / t.std()) if t.std() > 0 else 0.0
         out[quantity] = metrics
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# one arm
+
+
+@dataclass
+class ArmScore:
+    scores: dict  # {part: {quantity: {metric: value}}}
+    aligned: dict  # {part: the aligned reconstruction}
+    shift: tuple[float, float]  # (dy, dx) px applied by the registration
+
+
+def score_arm(recon: np.ndarray, truth: np.ndarray, masks: dict[str, np.ndarray], settings, parts=PARTS,
+              *, full: bool = True) -> ArmScore:
+    """Score one reconstruction: registration once (inside ``masks["scanned"]``, at most
+    ``settings.max_shift_px``), then per part the alignment and the metrics (``settings``:
+    the ``compare`` section; with ``full=False`` only its ``max_shift_px`` is used)."""
+    recon = np.asarray(recon, dtype=np.complex128)
+    shift = (0.0, 0.0)
+    if settings.max_shift_px > 0:
+        shift = register(np.abs(recon), np.abs(truth), masks["scanned"], settings.max_shift_px)
+    if shift[0] or shift[1]:
+        recon = fourier_shift(recon, *shift)
+    scores, aligned = {}, {}
+    for part in parts:
+        aligned[part] = align(recon, truth, masks[part])
+        scores[part] = score(aligned[part], truth, masks[part], settings.ms_ssim_sigma if full else None,
+                             settings.frc_taper if full else None, full=full)
+    return ArmScore(scores, aligned, shift)

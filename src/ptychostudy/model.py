@@ -29,49 +29,16 @@ which is where the phase plateaus are determined — and its phase stayed 3–4�
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import typing
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
 from ptychostudy import physics
-from ptychostudy.bundle import BundleError, read_bundle, write_bundle
-from ptychostudy.config import NETWORK_INPUTS as INPUTS
+from ptychostudy.architecture import Architecture
 
-
-@dataclass(frozen=True)
-class Architecture:
-    """Everything needed to rebuild the network (stored in every bundle's description)."""
-
-    size: int  # N, pixels per side of a pattern and of a patch
-    channels: int  # C = gridsize²
-    canvas: int  # side of the group's common frame the CNN works on (= size for C = 1)
-    filters: int  # width of the first encoder level; level i has filters · 2^i
-    depth: int  # encoder levels (each halves the size)
-    support: float  # side of the predicted central square, as a fraction of N
-    amplitude_max: float  # upper bound of the amplitude activation
-    skips: bool  # U-Net skip connections between encoder and decoder levels
-    inputs: str  # "amplitude": normalised sqrt(counts); "backprojection": see ``Backprojection``
-
-    def check(self) -> None:
-        if self.size % (2**self.depth) or self.canvas % (2**self.depth):
-            raise ValueError(f"N = {self.size} and canvas = {self.canvas} must be divisible by 2^depth = {2**self.depth}")
-        if self.canvas < self.size:
-            raise ValueError(f"canvas = {self.canvas} is smaller than a patch (N = {self.size})")
-        if self.channels == 1 and self.canvas != self.size:
-            raise ValueError(f"a one-pattern network works on its patch: canvas must be N = {self.size}, got {self.canvas}")
-        if self.inputs == "amplitude" and self.canvas != self.size:
-            raise ValueError("amplitude inputs live on the detector, not on the object: canvas must equal N")
-        if self.inputs not in INPUTS:
-            raise ValueError(f"unknown network input {self.inputs!r}; allowed: {', '.join(INPUTS)}")
-
-    @property
-    def input_channels(self) -> int:
-        return self.channels if self.inputs == "amplitude" else 3 * self.channels
+__all__ = ["Architecture", "Backprojection", "PinnNet", "Reconstructor", "PhysicsHead", "poisson_deviance",
+           "frame_corners", "place_members"]
 
 
 class Backprojection(nn.Module):
@@ -218,106 +185,3 @@ def poisson_deviance(expected: torch.Tensor, counts: torch.Tensor, floor: float 
     lam = expected.clamp_min(floor)
     ratio = torch.where(counts > 0, counts * torch.log(counts.clamp_min(floor) / lam), torch.zeros_like(counts))
     return (2.0 * (lam - counts + ratio)).mean()
-
-
-# ---------------------------------------------------------------------------------------
-# Bundles: the trained network as ``wts.h5.zip`` (see ``bundle.py`` for the file format)
-
-MODEL_KIND = "ptychostudy-pinn"
-PROBE_WEIGHT = "physics.probe"  # the known probe, (N, N, 2) float32 real/imaginary parts
-
-
-def model_weights(model: Reconstructor, probe: torch.Tensor) -> dict[str, np.ndarray]:
-    """Every learned tensor, plus the probe, as float32 arrays named by their state-dict keys."""
-    weights = {name: t.detach().cpu().numpy().astype(np.float32) for name, t in model.state_dict().items()}
-    weights[PROBE_WEIGHT] = torch.view_as_real(probe.detach().cpu().to(torch.complex64)).numpy()
-    return weights
-
-
-def save_model(path, model: Reconstructor, probe: torch.Tensor, intensity_scale: float, extra: dict) -> None:
-    """Write ``model`` as a bundle; ``extra`` (params, data sha256, …) joins the description."""
-    description = {
-        **extra,
-        "kind": MODEL_KIND,
-        "architecture": dataclasses.asdict(model.arch),
-        "intensity_scale": float(intensity_scale),
-        "input_scale": float(model.input_scale),
-    }
-    write_bundle(path, model_weights(model, probe), description)
-
-
-def write_skip_bundle(path, record: dict) -> None:
-    """A job whose view was skipped in Phase D still leaves its declared output: a bundle
-    that holds no weights and says why (``load_bundle`` refuses it with that reason)."""
-    write_bundle(path, {}, {**record, "kind": MODEL_KIND, "skipped": True}, allow_empty=True)
-
-
-@dataclass
-class LoadedModel:
-    model: Reconstructor
-    probe: torch.Tensor
-    intensity_scale: float
-    description: dict
-
-
-def _field(path, description: dict, key: str, kind):
-    value = description.get(key)
-    ok = isinstance(value, kind) and not isinstance(value, bool) if kind is not bool else isinstance(value, bool)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value, ok = float(value), True
-    if not ok:
-        raise BundleError(f"{path}: description field {key!r} must be {kind.__name__}, got {value!r}")
-    if kind is float and not math.isfinite(value):
-        raise BundleError(f"{path}: description field {key!r} must be finite, got {value!r}")
-    return value
-
-
-def load_bundle(path) -> LoadedModel:
-    """Rebuild the trained model from ``wts.h5.zip``; refuses malformed bundles with ``BundleError``.
-
-    Nothing is executed from the bundle: the description is JSON, the weights are HDF5
-    datasets of numbers, and the architecture is rebuilt from this package's own code.
-    """
-    weights, description = read_bundle(path, allow_empty=True)
-    if description.get("skipped") is True:
-        raise BundleError(f"{path}: this job was skipped ({description.get('reason') or 'no reason given'}); it holds no model")
-    if not weights:
-        raise BundleError(f"{path}: description field 'weights' must be a non-empty object of name -> shape, dtype")
-    if description.get("kind") != MODEL_KIND:
-        raise BundleError(f"{path}: description field 'kind' must be {MODEL_KIND!r}, got {description.get('kind')!r}")
-    raw = description.get("architecture")
-    if not isinstance(raw, dict):
-        raise BundleError(f"{path}: description field 'architecture' must be an object")
-    fields = {f.name: f for f in dataclasses.fields(Architecture)}
-    if set(raw) != set(fields):
-        odd = sorted(set(raw) ^ set(fields))
-        raise BundleError(f"{path}: architecture field {odd[0]!r} is missing or unexpected")
-    types = typing.get_type_hints(Architecture)
-    arch_values = {key: _field(path, raw, key, types[key]) for key in fields}
-    arch = Architecture(**arch_values)
-    try:
-        arch.check()
-    except ValueError as exc:
-        raise BundleError(f"{path}: {exc}") from None
-    intensity_scale = _field(path, description, "intensity_scale", float)
-    input_scale = _field(path, description, "input_scale", float)
-    if intensity_scale <= 0 or input_scale <= 0:
-        raise BundleError(f"{path}: intensity_scale and input_scale must be positive")
-    probe_array = weights.pop(PROBE_WEIGHT, None)
-    if probe_array is None or probe_array.shape != (arch.size, arch.size, 2):
-        got = None if probe_array is None else probe_array.shape
-        raise BundleError(f"{path}: weight {PROBE_WEIGHT!r} must be ({arch.size}, {arch.size}, 2), got {got}")
-    probe = torch.view_as_complex(torch.from_numpy(np.ascontiguousarray(probe_array, dtype=np.float32)))
-    model = Reconstructor(arch, probe, intensity_scale, input_scale)
-    expected = model.state_dict()
-    if set(expected) != set(weights):
-        odd = sorted(set(expected) ^ set(weights))
-        raise BundleError(f"{path}: weight {odd[0]!r} does not belong to a {arch.inputs} network of this architecture")
-    for name, tensor in expected.items():
-        if tuple(tensor.shape) != weights[name].shape:
-            raise BundleError(
-                f"{path}: weight {name!r} has shape {list(weights[name].shape)}, the architecture needs {list(tensor.shape)}"
-            )
-    model.load_state_dict({name: torch.from_numpy(np.asarray(w, dtype=np.float32)) for name, w in weights.items()})
-    model.eval()
-    return LoadedModel(model, probe, intensity_scale, description)

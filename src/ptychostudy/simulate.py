@@ -16,14 +16,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import StudyError
+from ptychostudy import StudyError, figures, physics
 from ptychostudy.base import Base, read_base
-from ptychostudy.config import Config, as_dict
+from ptychostudy.config import Config, as_dict, load_config
 from ptychostudy.dataset import build_arrays, write_dataset
 from ptychostudy.io import derive_seed, write_json
-from ptychostudy import figures, physics
+from ptychostudy.layout import SPLITS, simulated_file
 
-SPLITS = ("train", "test")
 CHUNK = 256  # patterns per step; fixed so that the random stream is consumed identically
 
 
@@ -83,7 +82,8 @@ def touched_range(centres: np.ndarray, patch: int) -> tuple[int, int]:
     return int(start.min()), int(start.max()) + patch
 
 
-def _object_patches(base: Base, positions: np.ndarray, patch: int) -> torch.Tensor:
+def object_patches(base: Base, positions: np.ndarray, patch: int) -> torch.Tensor:
+    """The object's bilinear patches at ``positions`` ((n, 2) as (x, y) centres), complex128."""
     obj = torch.from_numpy(base.obj.astype(np.complex128))
     y0 = physics.top_left(torch.from_numpy(positions[:, 1]), patch)
     x0 = physics.top_left(torch.from_numpy(positions[:, 0]), patch)
@@ -105,7 +105,7 @@ def simulate_dose(
     power = []
     for split in SPLITS:
         for start in range(0, len(positions[split]), CHUNK):
-            patches = _object_patches(base, positions[split][start : start + CHUNK], n)
+            patches = object_patches(base, positions[split][start : start + CHUNK], n)
             power.append(physics.exit_wave_power(probe, patches))
     mean_power = float(torch.cat(power).mean())
     scale = physics.dose_scale(mean_power, dose)
@@ -122,7 +122,7 @@ def simulate_dose(
         totals = np.empty(len(pos))
         max_counts = 0.0
         for start in range(0, len(pos), CHUNK):
-            patches = _object_patches(base, pos[start : start + CHUNK], n)
+            patches = object_patches(base, pos[start : start + CHUNK], n)
             intensity = physics.expected_intensity(probe, patches, scale).numpy()
             counts = physics.poisson_counts(intensity, rng)
             amplitudes[start : start + len(counts)] = np.sqrt(counts)
@@ -152,7 +152,7 @@ def simulate_dose(
             obj=base.obj,
             metadata=meta,
         )
-        write_dataset(out_dir / f"patched_{split}.npz", arrays)
+        write_dataset(simulated_file(out_dir, split), arrays)
         facts[split] = {
             "positions": int(len(pos)),
             "mean_counts_per_pattern": float(totals.mean()),
@@ -177,3 +177,11 @@ def simulate_dose(
 def run(cfg: Config, base_path, dose, out_dir, report, figure, *, progress: bool = True) -> dict:
     base = read_base(Path(base_path))
     return simulate_dose(cfg, base, cfg.dose(dose), Path(out_dir), Path(report), Path(figure), progress=progress)
+
+
+def cli(args) -> None:
+    """``ptychostudy simulate``: one dose, then its facts on stdout."""
+    facts = run(load_config(args.params), args.base, args.dose, args.out_dir, args.report, args.figure,
+                progress=not args.no_progress)
+    print(f"dose {facts['dose']}: mean {facts['mean_counts_per_pattern']:.1f} counts/pattern, "
+          f"{facts['train']['positions']} train + {facts['test']['positions']} test positions -> {args.out_dir}")

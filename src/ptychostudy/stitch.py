@@ -1,4 +1,4 @@
-"""Stitching patches into one object, and the quick quality numbers logged while training.
+"""Stitching patches into one object.
 
 A single diffraction pattern does not determine the absolute phase of its exit wave
 (|F(e^{iθ}ψ)| = |F(ψ)|), so every predicted patch carries its own unknown phase offset.
@@ -14,10 +14,6 @@ import numpy as np
 import torch
 
 from ptychostudy import physics
-from ptychostudy.metrics import pearson, remove_phase_plane
-
-# the phase plane relative to the truth, removed before scoring (one definition: metrics.py)
-align_phase = remove_phase_plane
 
 
 def _overlapping_pairs(y0: torch.Tensor, x0: torch.Tensor, size: int):
@@ -90,22 +86,3 @@ def stitch(
     if sync:
         patches = patches * phase_offsets(patches, y0, x0)[:, None, None]
     return physics.merge_patches(patches, y0, x0, support, shape)
-
-
-SCORES = ("amplitude_r", "phase_r", "phase_spread_ratio")
-
-
-def quick_scores(recon: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """Amplitude and phase Pearson r and the phase spread ratio inside ``mask``."""
-    if not mask.any():
-        raise ValueError("the scoring region is empty")
-    aligned = align_phase(recon, truth, mask)
-    amp_r = pearson(np.abs(aligned)[mask], np.abs(truth)[mask])
-    phase_rec = np.angle(aligned)[mask]
-    phase_true = np.angle(truth)[mask]
-    true_std = float(phase_true.std())
-    return {
-        "amplitude_r": amp_r,
-        "phase_r": pearson(phase_rec, phase_true),
-        "phase_spread_ratio": float(phase_rec.std() / true_std) if true_std > 0 else 0.0,
-    }

@@ -1,7 +1,13 @@
-"""The metrics stage: the study summary from the per-stage reports.
+"""The metrics stage (``summarize``): the study summary from the per-stage reports.
 
 Inputs are found from params.yaml (doses × views), never by globbing a folder, so a
 dose or view removed from the design cannot leak stale numbers into the summary.
+
+Outputs: ``summary.md`` (the status line, every result table and the conclusion, all computed
+here: README links to it and copies no number), ``metrics.json`` (the headline numbers only,
+nested dose → view → arm, for ``dvc metrics show/diff`` and ``dvc exp show``; every metric of
+every cell is in ``study_metrics.csv``), the training manifest, the skip list, the DVC plots
+and the metrics-vs-dose figure.
 """
 
 from __future__ import annotations
@@ -10,18 +16,10 @@ import json
 import math
 from pathlib import Path
 
-from ptychostudy import StudyError
-from ptychostudy.config import Config
+from ptychostudy import StudyError, layout
+from ptychostudy.config import Config, load_config
 from ptychostudy.io import sha256_file, write_json, write_text
-from ptychostudy.simulate import SPLITS
-
-
-def dose_tag(dose: int) -> str:
-    return f"dose_{dose}"
-
-
-def view_tag(dose: int, view: str) -> str:
-    return f"dose_{dose}-{view}"
+from ptychostudy.layout import ARMS, SPLITS, arms, cell_tag as view_tag, dose_tag
 
 
 def _read(path: Path) -> dict:
@@ -36,18 +34,14 @@ def summarize(
     view_reports: Path,
     train_reports: Path,
     models: Path,
+    reconstruct_reports: Path,
+    compare_reports: Path,
     out_dir: Path,
-    timing: Path | None = None,
-    iterative_reports: Path | None = None,
-    compare_reports: Path | None = None,
+    timing: Path,
 ) -> dict:
     metrics: dict = {}
     skips = []
     lines = [
-        "# Study summary",
-        "",
-        "Written by the metrics stage (`ptychostudy summarize`) from the per-stage reports.",
-        "",
         "## Phase C: simulated data",
         "",
         "| dose (photons/pattern) | measured mean counts/pattern | scale s | train positions | test positions | guard band (untouched rows) |",
@@ -55,12 +49,7 @@ def summarize(
     ]
     sims = {dose: _read(Path(simulate_reports) / f"{dose_tag(dose)}.json") for dose in cfg.study.doses}
     for dose, sim in sims.items():
-        metrics[dose_tag(dose)] = {
-            "mean_counts_per_pattern": sim["mean_counts_per_pattern"],
-            "scale": sim["scale"],
-            "train_positions": sim["train"]["positions"],
-            "test_positions": sim["test"]["positions"],
-        }
+        metrics[dose_tag(dose)] = {view: {} for view in cfg.study.views}
         lines.append(
             f"| {dose:g} | {sim['mean_counts_per_pattern']:.1f} | {sim['scale']:.4g} | {sim['train']['positions']} "
             f"| {sim['test']['positions']} | {sim['guard_band_untouched']} |"
@@ -78,10 +67,8 @@ def summarize(
     for dose in cfg.study.doses:
         for view in cfg.study.views:
             summary = _read(Path(view_reports) / f"{view_tag(dose, view)}.json")
-            entry = {"skipped": int(summary["skipped"]), "probe_diameter_px": summary["probe_diameter_px"]}
             for split in SPLITS:
                 facts = summary[split]
-                entry[split] = {k: v for k, v in facts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
                 lines.append(
                     f"| {dose:g} | {view} | {summary['gridsize']} | {summary['probe_diameter_px']:.1f} "
                     f"| {summary['min_spacing_px']:.1f} | {split} | {facts['positions']} | {facts['groups']} "
@@ -89,25 +76,35 @@ def summarize(
                     f"| {facts.get('linear_overlap_nn_mean', float('nan')):.3f} "
                     f"| {facts.get('area_overlap_nn_mean', float('nan')):.3f} |"
                 )
-            metrics[dose_tag(dose)].setdefault("views", {})[view] = entry
             if summary["skipped"]:
                 skips.append({"dose": dose, "view": view, "phase": "D", "reason": summary["reason"]})
     jobs, train_lines = _training(cfg, Path(train_reports), metrics, skips, Path(models))
     lines += train_lines
     out_dir = Path(out_dir)
-    table: list[dict] = []
-    if iterative_reports is not None and compare_reports is not None:
-        table, study_lines = _study(cfg, Path(iterative_reports), Path(compare_reports), metrics, skips, out_dir)
-        lines += study_lines
+    table, study_lines, conclusion = _study(cfg, Path(reconstruct_reports), Path(compare_reports), metrics, skips, out_dir)
+    lines += study_lines
     lines += ["", "## Skipped views", ""]
     lines += [f"- dose {s['dose']:g}, {s['view']} (phase {s['phase']}): {s['reason']}" for s in skips] or ["None."]
     lines.append("")
+    head = [
+        "# Study summary",
+        "",
+        "Written by the metrics stage (`ptychostudy summarize`) from the per-stage reports: every number here is "
+        "computed, none is typed by hand.",
+        "",
+        "**Status:** " + status_line(cfg, table, skips),
+        "",
+        "## Conclusion (computed from the Phase G table below)",
+        "",
+        *conclusion,
+        "",
+    ]
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "skip_summary.json", skips)
     write_json(out_dir / "training_manifest.json", {"artifact_dir": str(models), "jobs": jobs, "skipped": skips})
-    write_text(out_dir / "summary.md", "\n".join(lines))
-    if timing is not None and Path(timing).is_dir():
-        _timing_table(cfg, Path(timing), table)
+    write_text(out_dir / "summary.md", "\n".join(head + lines))
+    if Path(timing).is_dir():
+        _timing_table(cfg, Path(timing))
     return metrics
 
 
@@ -157,12 +154,7 @@ def _training(cfg: Config, train_reports: Path, metrics: dict, skips: list, mode
                 "bundle": bundle["path"], "sha256": bundle["sha256"], "bytes": bundle["bytes"],
                 "scores": record["scores"],
             })
-            metrics[dose_tag(dose)].setdefault("train", {})[view] = {
-                "final_loss": record["final_loss"],
-                "steps": record["steps"],
-                "bundle_bytes": bundle["bytes"],
-                **{split: record["scores"][split] for split in SPLITS},
-            }
+            metrics[dose_tag(dose)][view]["train"] = {"final_loss": record["final_loss"], "bundle_bytes": bundle["bytes"]}
             tr, te = record["scores"]["train"], record["scores"]["test"]
             lines.append(
                 f"| {dose:g} | {view} | {record['gridsize']} | {record['steps']} | {record['final_loss']:.4f} "
@@ -177,7 +169,7 @@ def _fmt(value, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-def _timing_table(cfg: Config, timing: Path, table: list[dict]) -> None:
+def _timing_table(cfg: Config, timing: Path) -> None:
     """Wall times (measurements, not reproducible) go beside the tracked outputs, never into them."""
     rows = [
         "| dose | view | training wall time (s) | ms per step (per-epoch scoring included) | threads | accelerator |",
@@ -233,9 +225,7 @@ FIGURE = "figures/metrics_vs_dose.png"
 
 def plot_columns(cfg: Config) -> list[str]:
     """The lines of each DVC plot: <model>-<view> for every arm of every view."""
-    from ptychostudy.compare import arms
-
-    return [f"{model}-{view}" for model in ("pinn", "pinn_gs1", "ptychi") for view in cfg.study.views
+    return [f"{model}-{view}" for model in ARMS for view in cfg.study.views
             if model in arms(cfg, view)]
 
 
@@ -252,14 +242,21 @@ def read_comparison(path: Path) -> list[dict]:
     return rows
 
 
-def _study(cfg: Config, iterative_reports: Path, compare_reports: Path, metrics: dict, skips: list, out_dir: Path):
+METRICS_JSON = (  # (metrics.json key, study_metrics.csv metric): per cell and arm, featured region
+    ("phase_r", "phase_pearson_r"),
+    ("phase_frc50_px", "phase_frc50_resolution_px"),
+    ("amplitude_r", "amplitude_pearson_r"),
+)
+
+
+def _study(cfg: Config, reconstruct_reports: Path, compare_reports: Path, metrics: dict, skips: list, out_dir: Path):
     """Phase F and G tables, the tidy study table, DVC plots, the dose figure and the conclusion."""
     from ptychostudy import study_figures
 
     table: list[dict] = []
     f_lines = [
         "",
-        "## Phase F: pty-chi LSQML on each test split",
+        "## Phase F (reconstruct): pty-chi LSQML on each test split",
         "",
         "| dose | view | positions | epochs | cost, first epoch | cost, last epoch |",
         "|---:|---|---:|---:|---:|---:|",
@@ -281,25 +278,23 @@ def _study(cfg: Config, iterative_reports: Path, compare_reports: Path, metrics:
     for dose in cfg.study.doses:
         for view in cfg.study.views:
             tag = view_tag(dose, view)
-            rec = _read(iterative_reports / f"{tag}.json")
-            comparison = _read(compare_reports / tag / "comparison.json")
+            rec = _read(reconstruct_reports / f"{tag}.json")
+            comparison = _read(layout.compare_dir(compare_reports, dose, view) / layout.COMPARISON_JSON)
             if rec["skipped"] or comparison["skipped"]:
                 if not any(s["dose"] == dose and s["view"] == view for s in skips):
                     skips.append({"dose": dose, "view": view, "phase": "F/G", "reason": rec.get("reason", "")})
                 continue
             f_lines.append(f"| {dose:g} | {view} | {rec['positions']} | {rec['epochs']} | {rec['cost_first']:.4g} "
                            f"| {rec['cost_final']:.4g} |")
-            rows = read_comparison(compare_reports / tag / "comparison_metrics.csv")
+            rows = read_comparison(layout.compare_dir(compare_reports, dose, view) / layout.COMPARISON_CSV)
             table += [{"dose": dose, "view": view, **row} for row in rows]
-            cell = metrics[dose_tag(dose)].setdefault("compare", {}).setdefault(view, {})
+            cell = metrics[dose_tag(dose)][view]
             for model in comparison["arms"]:
                 values = {r["metric"]: r["value"] for r in rows if r["model"] == model and r["part"] == "featured"}
-                cell[model] = {m: values[m] for m, _ in HEADLINE if m in values and math.isfinite(values[m])}
+                cell[model] = {key: values[m] for key, m in METRICS_JSON if m in values and math.isfinite(values[m])}
                 g_lines.append(f"| {dose:g} | {view} | {model} | " + " | ".join(
                     (f"{values[m]:.1f}" if m.endswith("_px") else f"{values[m]:.3f}") if m in values else "–"
                     for m, _ in HEADLINE) + " |")
-            metrics[dose_tag(dose)].setdefault("iterative", {})[view] = {
-                "epochs": rec["epochs"], "positions": rec["positions"], "cost_final": rec["cost_final"]}
     write_text(out_dir / "study_metrics.csv", "dose,view,model,metric,part,value\n" + "".join(
         f"{r['dose']},{r['view']},{r['model']},{r['metric']},{r['part']},{r['value']:.6g}\n" for r in table))
     columns = plot_columns(cfg)
@@ -320,11 +315,10 @@ def _study(cfg: Config, iterative_reports: Path, compare_reports: Path, metrics:
         "",
         "*Featured region of the test split. Solid: the view's gridsize-2 network; dashed: the gridsize-1 network; "
         "dotted: pty-chi. Colour: the view. Per-cell images: `reports/compare/dose_<dose>-<view>/comparison.png`.*",
-        "",
-        "## Conclusion (computed from the table above)",
-        "",
-    ] + _conclusion(cfg, table)
-    return table, lines
+    ]
+    for dose in cfg.study.doses:  # a skipped cell leaves no empty entry in metrics.json
+        metrics[dose_tag(dose)] = {v: e for v, e in metrics[dose_tag(dose)].items() if e}
+    return table, lines, _conclusion(cfg, table)
 
 
 def _value(table, dose, view, model, metric, part="featured"):
@@ -359,7 +353,7 @@ def _conclusion(cfg: Config, table: list[dict]) -> list[str]:
             out.append(f"- **{view}** view, {top:g} photons/pattern: " + "; ".join(parts) + ".")
     for dose in sorted(doses, reverse=True):
         best = {}
-        for model in ("pinn", "pinn_gs1", "ptychi"):
+        for model in ARMS:
             values = [(r["value"], r["view"]) for r in table if r["model"] == model and r["dose"] == dose
                       and r["metric"] == "phase_pearson_r" and r["part"] == "featured"]
             if values:
@@ -378,3 +372,31 @@ def _conclusion(cfg: Config, table: list[dict]) -> list[str]:
     out.append("- A phase spread ratio well below 1 means a phase that is right in shape but too weak; well above 1, "
                "a phase dominated by noise.")
     return out
+
+
+def status_line(cfg: Config, table: list[dict], skips: list) -> str:
+    """One computed sentence: what ran, and where each arm stands at the lowest and highest dose."""
+    cells = sorted({(r["dose"], r["view"]) for r in table})
+    text = (f"{len(cells)} of {len(cfg.study.doses) * len(cfg.study.views)} cells compared "
+            f"({len(skips)} skipped)")
+    if not table:
+        return text + "."
+    parts = []
+    for dose in (max(cfg.study.doses), min(cfg.study.doses)):
+        best = {}
+        for r in table:
+            if r["dose"] == dose and r["metric"] == "phase_pearson_r" and r["part"] == "featured":
+                group = "pty-chi" if r["model"] == "ptychi" else "network"
+                if group not in best or r["value"] > best[group][0]:
+                    best[group] = (r["value"], r["model"], r["view"])
+        if best:
+            parts.append(f"at {dose:g} photons the best phase r is " + ", ".join(
+                f"{v:.2f} for {g} ({m}, {view})" for g, (v, m, view) in sorted(best.items())))
+    return text + "; " + "; ".join(dict.fromkeys(parts)) + " (featured region of the test split)."
+
+
+def cli(args) -> None:
+    """``ptychostudy summarize``: the metrics stage."""
+    summarize(load_config(args.params), args.simulate_reports, args.view_reports, args.train_reports, args.models,
+              args.reconstruct_reports, args.compare_reports, args.out_dir, args.timing)
+    print(f"summary -> {args.out_dir}")

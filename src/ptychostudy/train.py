@@ -1,28 +1,34 @@
-"""Phase E: train one network per dose × view, deterministically, through the physics."""
+"""Phase E: train one network per dose × view, deterministically, through the physics.
+
+``run`` is load (params, the view's files) → compute (``Trainer.fit``) → write (bundle, job
+record, per-epoch history, figure, timing). Each epoch's scores come from the study's one
+scoring path (``metrics.score_arm``) on the stitched reconstruction of both splits.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import StudyError, figures
-from ptychostudy.config import Config, as_dict
-from ptychostudy.dataset import read_dataset
+from ptychostudy import figures, layout
+from ptychostudy.architecture import Architecture
+from ptychostudy.bundle import save_model, write_skip_bundle
+from ptychostudy.config import Config, as_dict, load_config
+from ptychostudy.dataset import Split
+from ptychostudy.infer import predict_and_stitch, setup_torch
 from ptychostudy.io import derive_seed, sha256_file, write_json, write_text
-from ptychostudy.model import (
-    Architecture, PhysicsHead, Reconstructor, poisson_deviance, save_model, write_skip_bundle,
-)
-from ptychostudy.simulate import SPLITS
-from ptychostudy.infer import Split, predict_and_stitch, setup_torch
-from ptychostudy.stitch import SCORES, align_phase, quick_scores
-from ptychostudy.views import VIEW_SUMMARY
+from ptychostudy.metrics import regions, score_arm
+from ptychostudy.model import PhysicsHead, Reconstructor, poisson_deviance
+
+SCORES = ("amplitude_r", "phase_r", "phase_spread_ratio")  # logged per epoch, per split
+EVAL_BATCH = 64  # patterns per forward pass while scoring (speed only; the batch the scores were always made with)
 
 
 def input_norm(amplitude: torch.Tensor) -> float:
@@ -32,9 +38,16 @@ def input_norm(amplitude: torch.Tensor) -> float:
     return math.sqrt((size / 2) ** 2 / mean_total)
 
 
+def headline_scores(scores: dict) -> dict[str, float]:
+    """The per-epoch numbers of one region's ``metrics.score`` output."""
+    return {"amplitude_r": scores["amplitude"]["pearson_r"], "phase_r": scores["phase"]["pearson_r"],
+            "phase_spread_ratio": scores["phase"]["spread_ratio"]}
+
+
 class Trainer:
-    def __init__(self, settings, split: Split, arch: Architecture, seed: int, device: torch.device | None = None):
-        self.settings = settings
+    def __init__(self, cfg: Config, split: Split, arch: Architecture, seed: int, device: torch.device | None = None):
+        self.cfg = cfg
+        self.settings = cfg.train
         self.split = split
         self.arch = arch
         self.device = device if device is not None else torch.device("cpu")
@@ -44,6 +57,7 @@ class Trainer:
         self.amplitude = split.amplitude.to(self.device)
         self.rng = np.random.default_rng(seed)
         self.last_evaluation: dict = {}
+        self._masks: dict[int, dict] = {}
 
     def predict(self, amplitude: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         return self.net(amplitude.to(self.device), offsets.to(self.device))
@@ -62,19 +76,27 @@ class Trainer:
         patches = self.predict(amp, self.split.offsets(groups))
         return poisson_deviance(self.head(patches), amp**2)
 
-    def reconstruct(self, split: Split, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        return predict_and_stitch(self.net, split, self.settings.stitch_fraction, self.settings.phase_sync, batch, self.device)
+    def step(self, opt: torch.optim.Optimizer, groups: np.ndarray) -> float:
+        """One optimiser step on ``groups``; returns its loss."""
+        loss = self.loss(groups)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
 
     def evaluate(self, split: Split) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-        """(scores, aligned reconstruction, scoring mask): the featured region where stitched."""
-        canvas, count = self.reconstruct(split)
-        r0, r1, c0, c1 = split.featured
-        mask = np.zeros(count.shape, dtype=bool)
-        mask[r0:r1, c0:c1] = True
-        mask &= count > 0.5
-        return quick_scores(canvas, split.truth, mask), align_phase(canvas, split.truth, mask), mask
+        """(scores, aligned reconstruction, scoring mask) of ``split``'s featured region, scored by
+        the study's one scoring path (``metrics.score_arm``, pixel metrics only)."""
+        s = self.settings
+        canvas, _ = predict_and_stitch(self.net, split, s.eval_stitch_fraction, s.eval_phase_sync, EVAL_BATCH, self.device)
+        masks = self._masks.get(id(split))
+        if masks is None:
+            masks = self._masks[id(split)] = regions(split.probe, split.positions, split.truth.shape, split.featured,
+                                                     self.cfg.compare.scanned_threshold)
+        result = score_arm(canvas, split.truth, masks, self.cfg.compare, ("featured",), full=False)
+        return headline_scores(result.scores["featured"]), result.aligned["featured"], masks["featured"]
 
-    def fit(self, epochs: int, steps_per_epoch: int, log=None, evaluate=(), bar=None):
+    def fit(self, epochs: int, steps_per_epoch: int, evaluate=(), bar=None):
         """Adam with a cosine decay from ``learning_rate`` to ``learning_rate_final``.
 
         After each epoch every (name, split) of ``evaluate`` is scored; the last epoch's
@@ -90,19 +112,13 @@ class Trainer:
         batches = self.step_batches(total, s.batch_size)
         history = []
         for epoch in range(epochs):
-            t0 = time.perf_counter()
             losses = []
             for _ in range(steps_per_epoch):
-                loss = self.loss(next(batches))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                losses.append(self.step(opt, next(batches)))
                 sched.step()
-                losses.append(float(loss.detach()))
                 if bar is not None:
                     bar.update()
             row = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
-            seconds = time.perf_counter() - t0
             self.last_evaluation = {name: self.evaluate(split) for name, split in evaluate}
             for name, (scores, _, _) in self.last_evaluation.items():
                 for key, value in scores.items():
@@ -113,35 +129,17 @@ class Trainer:
                     k.replace("_amplitude_r", "_amp_r").replace("_phase_spread_ratio", "_spread"): f"{v:.2f}"
                     for k, v in row.items() if k not in ("epoch", "loss")
                 })
-            if log is not None:
-                log({**row, "seconds": seconds})
         return history
 
 
 # ---------------------------------------------------------------------------------------
-# The DVC stage
-
-
-def architecture(cfg: Config, view: str) -> Architecture:
-    t = cfg.train
-    gridsize = cfg.view(view).gridsize
-    return Architecture(
-        size=cfg.base.patch_size,
-        channels=gridsize * gridsize,
-        canvas=t.canvas[view],
-        filters=t.filters,
-        depth=t.depth,
-        support=t.support,
-        amplitude_max=t.amplitude_max,
-        skips=t.skips,
-        inputs=t.inputs,
-    )
+# The DVC stage: load -> compute -> write
 
 
 def _scoring_subset(split: Split, limit: int, seed: int) -> Split:
     """At most ``limit`` patterns of a gridsize-1 split (seeded), for the per-epoch log and the
     job's final scores (Phase G reconstructs every pattern)."""
-    n = split.amplitude.shape[0]
+    n = split.patterns
     if split.groups.shape[1] > 1 or n <= limit:
         return split
     keep = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
@@ -151,68 +149,115 @@ def _scoring_subset(split: Split, limit: int, seed: int) -> Split:
     )
 
 
-def run(cfg: Config, dose, view: str, view_dir, bundle, report, history, timing, figure=None, *, progress: bool = True) -> dict:
+@dataclass
+class Job:
+    """A training job's inputs, read and checked before any work."""
+
+    dose: int
+    view: str
+    gridsize: int
+    summary: dict  # the view's view.json
+    paths: dict[str, Path]  # split -> view file
+    splits: dict[str, Split]
+
+    @property
+    def skipped(self) -> bool:
+        return bool(self.summary["skipped"])
+
+
+def load(cfg: Config, dose, view: str, view_dir) -> Job:
     dose = cfg.dose(dose)
-    definition = cfg.view(view)
-    view_dir, bundle, report, history, timing = map(Path, (view_dir, bundle, report, history, timing))
-    figure = Path(figure) if figure is not None else report.with_suffix(".png")
-    view_summary = json.loads((view_dir / VIEW_SUMMARY).read_text()) if (view_dir / VIEW_SUMMARY).is_file() else None
-    if view_summary is None:
-        raise StudyError(f"{view_dir}: no {VIEW_SUMMARY}; run the views stage of dose {dose}, view {view} first")
-    record = {"dose": dose, "view": view, "gridsize": definition.gridsize, "phase": "E"}
-    if view_summary.get("skipped"):
-        record.update(skipped=True, reason=view_summary.get("reason", ""))
+    gridsize = cfg.view(view).gridsize
+    summary = layout.read_view_summary(view_dir, dose, view)
+    paths = {split: layout.view_file(view_dir, split) for split in layout.SPLITS}
+    splits = {} if summary["skipped"] else {split: Split.read(path, gridsize) for split, path in paths.items()}
+    return Job(dose, view, gridsize, summary, paths, splits)
+
+
+def compute(cfg: Config, job: Job, *, progress: bool = True):
+    """Train the job's network; returns (trainer, per-epoch rows, scored splits, seconds)."""
+    t = cfg.train
+    device = setup_torch(t.threads, t.accelerator)
+    seed = derive_seed(t.seed, job.dose, job.view)
+    trainer = Trainer(cfg, job.splits["train"], cfg.architecture(job.view), seed, device)
+    epochs = t.epochs[job.view]
+    logged = [(s, _scoring_subset(job.splits[s], t.eval_patterns, derive_seed(seed, s))) for s in layout.SPLITS]
+    bar = tqdm(total=epochs * t.steps_per_epoch, desc=f"train dose {job.dose} {job.view}", unit="step", disable=not progress)
+    start = time.perf_counter()
+    rows = trainer.fit(epochs, t.steps_per_epoch, evaluate=logged, bar=bar)
+    seconds = time.perf_counter() - start
+    bar.close()
+    return trainer, rows, logged, seconds
+
+
+def _history_csv(rows: list[dict]) -> str:
+    columns = ["epoch", "loss"] + [f"{s}_{k}" for s in layout.SPLITS for k in SCORES]
+    return ",".join(columns) + "\n" + "".join(
+        ",".join(str(r["epoch"]) if c == "epoch" else f"{r[c]:.6g}" for c in columns) + "\n" for r in rows
+    )
+
+
+def run(cfg: Config, dose, view: str, view_dir, bundle, report, history, timing, figure, *, progress: bool = True) -> dict:
+    job = load(cfg, dose, view, view_dir)
+    bundle, report, history, timing, figure = map(Path, (bundle, report, history, timing, figure))
+    record = {"dose": job.dose, "view": job.view, "gridsize": job.gridsize, "phase": "E"}
+    if job.skipped:
+        record.update(skipped=True, reason=job.summary["reason"])
         write_skip_bundle(bundle, record)
         record["bundle"] = _bundle_facts(bundle)
         write_json(report, record)
         write_text(history, "epoch,loss\n")
         figures.skipped_figure(record, figure)
         return record
-    paths = {split: view_dir / f"{split}.npz" for split in SPLITS}
-    data = {split: read_dataset(path, require_groups=definition.gridsize > 1) for split, path in paths.items()}
-    device = setup_torch(cfg)
+
+    trainer, rows, logged, seconds = compute(cfg, job, progress=progress)
+
     t = cfg.train
-    seed = derive_seed(t.seed, dose, view)
-    splits = {split: Split.from_arrays(arrays, definition.gridsize) for split, arrays in data.items()}
-    trainer = Trainer(t, splits["train"], architecture(cfg, view), seed, device)
-    epochs = t.epochs[view]
-    logged = [(s, _scoring_subset(splits[s], t.eval_patterns, derive_seed(seed, s))) for s in SPLITS]
-    bar = tqdm(total=epochs * t.steps_per_epoch, desc=f"train dose {dose} {view}", unit="step", disable=not progress)
-    start = time.perf_counter()
-    rows = trainer.fit(epochs, t.steps_per_epoch, evaluate=logged, bar=bar)
-    train_seconds = time.perf_counter() - start
-    bar.close()
-    evaluated = trainer.last_evaluation  # the last epoch's scores are the final model's
-    final = {s: result[0] for s, result in evaluated.items()}
+    train_split = job.splits["train"]
     save_model(
-        bundle, trainer.net.cpu(), splits["train"].probe, splits["train"].intensity_scale,
+        bundle, trainer.net.cpu(), train_split.probe, train_split.intensity_scale,
         {
-            "dose": dose, "view": view, "gridsize": definition.gridsize,
+            "dose": job.dose, "view": job.view, "gridsize": job.gridsize,
             "params": {k: as_dict(cfg)[k] for k in ("base", "train")},
-            "data_sha256": {s: sha256_file(p) for s, p in paths.items()},
+            "data_sha256": {s: sha256_file(p) for s, p in job.paths.items()},
         },
     )
-    columns = ["epoch", "loss"] + [f"{s}_{k}" for s in SPLITS for k in SCORES]
-    write_text(history, ",".join(columns) + "\n" + "".join(
-        ",".join(str(r["epoch"]) if c == "epoch" else f"{r[c]:.6g}" for c in columns) + "\n" for r in rows
-    ))
+    write_text(history, _history_csv(rows))
+    evaluated = trainer.last_evaluation  # the last epoch's scores are the final model's
+    epochs = t.epochs[job.view]
     record.update(
         skipped=False,
-        data={s: {"path": str(p), "sha256": sha256_file(p), "patterns": int(splits[s].amplitude.shape[0]),
-                  "groups": int(splits[s].groups.shape[0])} for s, p in paths.items()},
-        scored_patterns={s: int(scored.amplitude.shape[0]) for s, scored in logged},
+        data={s: {"path": str(p), "sha256": sha256_file(p), "patterns": job.splits[s].patterns,
+                  "groups": int(job.splits[s].groups.shape[0])} for s, p in job.paths.items()},
+        scored_patterns={s: scored.patterns for s, scored in logged},
         epochs=epochs, steps=epochs * t.steps_per_epoch, batch_size=t.batch_size,
-        final_loss=rows[-1]["loss"], scores=final, bundle=_bundle_facts(bundle),
+        final_loss=rows[-1]["loss"], scores={s: result[0] for s, result in evaluated.items()},
+        bundle=_bundle_facts(bundle),
     )
     write_json(report, record)
     figures.training_figure(
-        record, rows, {s: (recon, splits[s].truth, mask) for s, (_, recon, mask) in evaluated.items()}, figure
+        record, rows, {s: (recon, job.splits[s].truth, mask) for s, (_, recon, mask) in evaluated.items()}, figure
     )
-    write_json(timing, {"dose": dose, "view": view, "train_seconds": train_seconds,
-                        "ms_per_step": 1000 * train_seconds / (epochs * t.steps_per_epoch),
+    write_json(timing, {"dose": job.dose, "view": job.view, "train_seconds": seconds,
+                        "ms_per_step": 1000 * seconds / (epochs * t.steps_per_epoch),
                         "threads": t.threads, "accelerator": t.accelerator, "torch": torch.__version__})
-    return {**record, "train_seconds": train_seconds}
+    return {**record, "train_seconds": seconds}
 
 
 def _bundle_facts(bundle: Path) -> dict:
     return {"path": "/".join(bundle.parts[-3:]), "sha256": sha256_file(bundle), "bytes": bundle.stat().st_size}
+
+
+def cli(args) -> None:
+    """``ptychostudy train``: one job, then its headline on stdout."""
+    r = run(load_config(args.params), args.dose, args.view, args.view_dir, args.bundle, args.report, args.history,
+            args.timing, args.figure, progress=not args.no_progress)
+    b = r["bundle"]
+    if r["skipped"]:
+        print(f"train dose {r['dose']} {r['view']}: SKIPPED ({r['reason']}); record {args.bundle}")
+    else:
+        test = r["scores"]["test"]
+        print(f"train dose {r['dose']} {r['view']}: {r['steps']} steps in {r['train_seconds']:.1f} s, final loss "
+              f"{r['final_loss']:.4f}; test amplitude r {test['amplitude_r']:.3f}, phase r {test['phase_r']:.3f}, "
+              f"phase spread ratio {test['phase_spread_ratio']:.3f}")
+    print(f"bundle {args.bundle}  sha256 {b['sha256']}  {b['bytes']} bytes")

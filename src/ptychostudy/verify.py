@@ -12,10 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from ptychostudy import StudyError
+from ptychostudy import CheckFailed, StudyError
 from ptychostudy.io import file_digest
-
-BUNDLE_NAME = "wts.h5.zip"
+from ptychostudy.layout import BUNDLE as BUNDLE_NAME, bundle_path
 
 
 def _locked_bundles(lock_path: Path) -> dict[str, dict]:
@@ -42,7 +41,7 @@ def _listed_bundles(manifest_path: Path) -> tuple[dict[str, dict], set[str]]:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         root = manifest["artifact_dir"]
         jobs = {f"{root}/{job['bundle']}": job for job in manifest["jobs"]}
-        skipped = {f"{root}/dose_{s['dose']}/{s['view']}/{BUNDLE_NAME}" for s in manifest["skipped"]}
+        skipped = {bundle_path(root, s["dose"], s["view"]).as_posix() for s in manifest["skipped"]}
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise StudyError(f"{manifest_path}: not a readable training manifest ({exc})") from None
     return jobs, skipped
@@ -77,3 +76,13 @@ def verify(lock_path="dvc.lock", manifest_path="reports/training_manifest.json",
         elif path not in skipped:
             problems.append(f"extra: {path} is not in {manifest_path}")
     return len(paths), problems
+
+
+def cli(args) -> None:
+    """``ptychostudy verify``: print each problem and a count; exit 1 on any."""
+    checked, problems = verify(args.lock, args.manifest, args.models)
+    for line in problems:
+        print(line)
+    print(f"verify: {checked} bundles, {len(problems)} problem{'s' if len(problems) != 1 else ''}")
+    if problems:
+        raise CheckFailed

@@ -20,13 +20,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ptychostudy.config import Config, as_dict
+from ptychostudy import figures, physics
+from ptychostudy.config import Config, as_dict, load_config
 from ptychostudy.dataset import build_arrays, metadata, read_dataset, write_dataset
 from ptychostudy.io import derive_seed, write_json
-from ptychostudy import figures, physics
-from ptychostudy.simulate import SPLITS
-
-VIEW_SUMMARY = "view.json"
+from ptychostudy.layout import SPLITS, VIEW_SUMMARY, simulated_file, view_file
 
 
 def nearest_neighbours(points: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +120,7 @@ def build_view(
 ) -> dict:
     definition = cfg.view(view)
     v = cfg.views
-    data = {split: read_dataset(Path(sim_dir) / f"patched_{split}.npz") for split in SPLITS}
+    data = {split: read_dataset(simulated_file(sim_dir, split)) for split in SPLITS}
     probe = data["train"]["probeGuess"]
     diameter = physics.probe_diameter(probe, v.probe_power_fraction)
     spacing = 0.0 if definition.overlap is None else (1.0 - definition.overlap) * diameter
@@ -170,7 +168,7 @@ def build_view(
             arrays, index = data[split], kept[split]
             meta = {
                 "phase": "D",
-                "source": f"patched_{split}.npz",
+                "source": simulated_file(".", split).name,
                 "source_metadata": metadata(arrays),
                 "view": view,
                 "split": split,
@@ -181,7 +179,7 @@ def build_view(
                 "params": {"views": as_dict(v)},
             }
             write_dataset(
-                out_dir / f"{split}.npz",
+                view_file(out_dir, split),
                 build_arrays(
                     diffraction=arrays["diffraction"][index],
                     xcoords=arrays["xcoords"][index],
@@ -201,3 +199,13 @@ def build_view(
 
 def run(cfg: Config, dose, view: str, sim_dir, out_dir, report, figure, *, progress: bool = True) -> dict:
     return build_view(cfg, cfg.dose(dose), view, Path(sim_dir), Path(out_dir), Path(report), Path(figure), progress=progress)
+
+
+def cli(args) -> None:
+    """``ptychostudy views``: one view of one dose, then its facts on stdout."""
+    s = run(load_config(args.params), args.dose, args.view, args.sim_dir, args.out_dir, args.report, args.figure,
+            progress=not args.no_progress)
+    state = f"SKIPPED ({s['reason']})" if s["skipped"] else "ok"
+    print(f"view {s['view']} dose {s['dose']}: D = {s['probe_diameter_px']:.1f} px, S = {s['min_spacing_px']:.1f} px, "
+          f"train {s['train']['positions']} / test {s['test']['positions']} positions, "
+          f"{s['train']['groups']} / {s['test']['groups']} groups: {state}")

@@ -1,4 +1,4 @@
-"""Phase F: the iterative baseline — pty-chi's LSQML on each view's test split.
+"""Phase F (``reconstruct``): the iterative baseline — pty-chi's LSQML on each view's test split.
 
 Same patterns, same known probe and same positions as the networks see; a neutral initial
 object (ones), positions and probe fixed, seeded, a pinned thread count. The object is
@@ -10,13 +10,12 @@ reconstructed directly on the ground truth's pixel grid, so Phase G needs no gue
 * pty-chi's Fourier-shift patch extractor cuts the patch centred at index ``p`` from
   ``p − (N − 1)/2``; ours at centre ``c`` from ``c − N/2``. With the position origin
   ``SPECIFIED`` as (H/2 − ½, W/2 − ½) and positions ``c − (H/2, W/2)``, both cut the same
-  pixels. ``tests/test_iterative.py`` checks both facts against ``physics``.
+  pixels. ``tests/test_reconstruct.py`` checks both facts against ``physics``.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import logging
 import time
 import warnings
@@ -26,12 +25,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import StudyError, torchvision_shim
-from ptychostudy.config import Config, as_dict
-from ptychostudy.dataset import read_dataset
-from ptychostudy.io import derive_seed, json_array, sha256_file, write_json, write_npz
-from ptychostudy.infer import Split
-from ptychostudy.views import VIEW_SUMMARY
+from ptychostudy import StudyError, layout, torchvision_shim
+from ptychostudy.config import Config, as_dict, load_config
+from ptychostudy.dataset import Split
+from ptychostudy.io import derive_seed, json_array, read_metadata, read_npz, sha256_file, write_json, write_npz
 
 SPLIT = "test"
 RECONSTRUCTION_KEYS = ("object", "cost", "_metadata")
@@ -132,50 +129,42 @@ def reconstruct(settings, split: Split, epochs: int, seed: int, *, progress: boo
 
 def read_reconstruction(path) -> tuple[np.ndarray, np.ndarray, dict]:
     """Load a Phase F file (no pickle): (object, cost per epoch, metadata)."""
-    path = Path(path)
-    if not path.is_file():
-        raise StudyError(f"{path}: no such file; run the reconstruct stage first")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except Exception as exc:
-        raise StudyError(f"{path}: not a readable Phase F reconstruction ({exc})") from None
+    arrays = read_npz(path, "Phase F reconstruction", hint="run the reconstruct stage first")
     if sorted(arrays) != sorted(RECONSTRUCTION_KEYS):
         raise StudyError(f"{path}: expected the keys {', '.join(RECONSTRUCTION_KEYS)}, found {', '.join(sorted(arrays))}")
-    meta = json.loads(str(arrays["_metadata"].item()))
-    return arrays["object"], arrays["cost"], meta
+    return arrays["object"], arrays["cost"], read_metadata(arrays, str(path))
 
 
 def run(cfg: Config, dose, view: str, view_dir, out, report, timing, *, progress: bool = True) -> dict:
+    # load: every input read and checked first
     dose = cfg.dose(dose)
     definition = cfg.view(view)
-    view_dir, out, report, timing = map(Path, (view_dir, out, report, timing))
-    summary_path = view_dir / VIEW_SUMMARY
-    if not summary_path.is_file():
-        raise StudyError(f"{view_dir}: no {VIEW_SUMMARY}; run the views stage of dose {dose}, view {view} first")
-    view_summary = json.loads(summary_path.read_text())
-    it = cfg.iterative
+    out, report, timing = map(Path, (out, report, timing))
+    summary = layout.read_view_summary(view_dir, dose, view)
+    settings = cfg.reconstruct
     record = {"dose": dose, "view": view, "phase": "F", "split": SPLIT, "solver": "pty-chi LSQML"}
-    if view_summary.get("skipped"):
-        record.update(skipped=True, reason=view_summary.get("reason", ""))
+    if summary["skipped"]:
+        record.update(skipped=True, reason=summary["reason"])
         write_npz(out, {"object": np.zeros((0, 0), np.complex64), "cost": np.zeros(0), "_metadata": json_array(record)})
         write_json(report, record)
         return record
-    data_path = view_dir / f"{SPLIT}.npz"
-    split = Split.from_arrays(read_dataset(data_path, require_groups=definition.gridsize > 1), 1)
-    torch.set_num_threads(it.threads)
-    epochs = it.epochs[view]
-    seed = derive_seed(it.seed, dose, view) % (2**31)
+    data_path = layout.view_file(view_dir, SPLIT)
+    split = Split.read(data_path, 1, require_groups=definition.gridsize > 1)
+    # compute
+    torch.set_num_threads(settings.threads)
+    epochs = settings.epochs[view]
+    seed = derive_seed(settings.seed, dose, view) % (2**31)
     start = time.perf_counter()
-    obj, cost = reconstruct(it, split, epochs, seed, progress=progress, desc=f"pty-chi dose {dose} {view}")
+    obj, cost = reconstruct(settings, split, epochs, seed, progress=progress, desc=f"pty-chi dose {dose} {view}")
     seconds = time.perf_counter() - start
+    # write
     record.update(
         skipped=False,
         ptychi_version=importlib.metadata.version("ptychi"),
         data={"path": str(data_path), "sha256": sha256_file(data_path)},
-        positions=int(split.amplitude.shape[0]),
+        positions=split.patterns,
         epochs=epochs,
-        settings=as_dict(cfg)["iterative"],
+        settings=as_dict(cfg)["reconstruct"],
         cost_first=float(cost[0]),
         cost_final=float(cost[-1]),
         object_shape=list(obj.shape),
@@ -183,5 +172,16 @@ def run(cfg: Config, dose, view: str, view_dir, out, report, timing, *, progress
     write_npz(out, {"object": obj, "cost": cost, "_metadata": json_array(record)})
     write_json(report, record)
     write_json(timing, {"dose": dose, "view": view, "reconstruct_seconds": seconds, "epochs": epochs,
-                        "positions": record["positions"], "threads": it.threads, "torch": torch.__version__})
+                        "positions": record["positions"], "threads": settings.threads, "torch": torch.__version__})
     return {**record, "seconds": seconds}
+
+
+def cli(args) -> None:
+    """``ptychostudy reconstruct``: one cell, then its headline on stdout."""
+    r = run(load_config(args.params), args.dose, args.view, args.view_dir, args.out, args.report, args.timing,
+            progress=not args.no_progress)
+    if r["skipped"]:
+        print(f"reconstruct dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
+    else:
+        print(f"reconstruct dose {r['dose']} {r['view']}: {r['positions']} positions, {r['epochs']} LSQML epochs in "
+              f"{r['seconds']:.1f} s, cost {r['cost_first']:.4g} -> {r['cost_final']:.4g} -> {args.out}")

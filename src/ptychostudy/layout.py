@@ -1,0 +1,106 @@
+"""Where every artefact of the study lives: the one home of split names, file names and paths.
+
+``dvc.yaml`` spells the same paths for DVC (a test renders its stages and compares them with
+these functions). Paths are relative to the project root unless a root is given.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ptychostudy import StudyError
+
+SPLITS = ("train", "test")
+VIEW_SUMMARY = "view.json"  # Phase D: the view's measured facts, or why it was skipped
+BUNDLE = "wts.h5.zip"  # Phase E: one trained network
+RECONSTRUCTION = "ptychi.npz"  # Phase F: pty-chi's object and cost per epoch
+COMPARISON_CSV = "comparison_metrics.csv"  # Phase G, per cell
+COMPARISON_JSON = "comparison.json"
+COMPARISON_PNG = "comparison.png"
+
+PREPARED = Path("data/prepared")
+SIMULATED = Path("data/simulated")
+VIEWS = Path("data/views")
+MODELS = Path("data/models")
+RECONSTRUCTED = Path("data/reconstruct")
+REPORTS = Path("reports")
+
+
+ARMS = ("pinn", "pinn_gs1", "ptychi")  # Phase G's arms, in the order every table lists them
+
+
+def baseline_view(cfg) -> str | None:
+    """The first view of the study with gridsize 1: its network is the gridsize-1 arm of every cell."""
+    return next((v for v in cfg.study.views if cfg.view(v).gridsize == 1), None)
+
+
+def arms(cfg, view: str) -> list[str]:
+    """The arms of one cell: the view's own network (gridsize > 1 only), the gridsize-1 network, pty-chi."""
+    names = ["pinn"] if cfg.view(view).gridsize > 1 else []
+    if baseline_view(cfg) is not None:
+        names.append("pinn_gs1")
+    return names + ["ptychi"]
+
+
+def dose_tag(dose: int) -> str:
+    """``dose_<dose>``: the folder of one dose."""
+    return f"dose_{dose}"
+
+
+def cell_tag(dose: int, view: str) -> str:
+    """``dose_<dose>-<view>``: the report name of one dose × view cell."""
+    return f"{dose_tag(dose)}-{view}"
+
+
+def simulated_file(sim_dir: str | Path, split: str) -> Path:
+    """Phase C output of one split inside a dose's folder."""
+    return Path(sim_dir) / f"patched_{split}.npz"
+
+
+def simulated_dir(dose: int, root: str | Path = ".") -> Path:
+    return Path(root) / SIMULATED / dose_tag(dose)
+
+
+def view_dir(dose: int, view: str, root: str | Path = ".") -> Path:
+    return Path(root) / VIEWS / dose_tag(dose) / view
+
+
+def view_file(directory: str | Path, split: str) -> Path:
+    """Phase D output of one split inside a view's folder."""
+    return Path(directory) / f"{split}.npz"
+
+
+def bundle_path(models: str | Path, dose: int, view: str) -> Path:
+    """Phase E: the bundle of one job under an artefact folder (``data/models``)."""
+    return Path(models) / dose_tag(dose) / view / BUNDLE
+
+
+def reconstruction_path(dose: int, view: str, root: str | Path = ".") -> Path:
+    return Path(root) / RECONSTRUCTED / dose_tag(dose) / view / RECONSTRUCTION
+
+
+def report_path(kind: str, dose: int, view: str | None = None, suffix: str = ".json", root: str | Path = ".") -> Path:
+    """``reports/<kind>/dose_<d>[-<view>]<suffix>``: the per-stage reports."""
+    name = dose_tag(dose) if view is None else cell_tag(dose, view)
+    return Path(root) / REPORTS / kind / f"{name}{suffix}"
+
+
+def compare_dir(reports: str | Path, dose: int, view: str) -> Path:
+    """Phase G's folder of one cell under a reports folder (``reports/compare``)."""
+    return Path(reports) / cell_tag(dose, view)
+
+
+def read_view_summary(directory: str | Path, dose: int, view: str) -> dict:
+    """A view's ``view.json``; its ``skipped`` and ``reason`` say whether later phases have data."""
+    path = Path(directory) / VIEW_SUMMARY
+    if not path.is_file():
+        raise StudyError(f"{directory}: no {VIEW_SUMMARY}; run the views stage of dose {dose}, view {view} first")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StudyError(f"{path}: not a readable view summary ({exc})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("skipped"), bool):
+        raise StudyError(f"{path}: a view summary must be a JSON object with a boolean 'skipped'")
+    summary.setdefault("reason", "")
+    return summary

@@ -1,0 +1,68 @@
+"""dvc.yaml spells the paths that layout.py defines: one home for the layout, checked."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from ptychostudy import StudyError, layout
+
+DOSE, VIEW = 1000, "dense"
+
+
+def _stage(name: str) -> dict:
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][name]
+    text = yaml.safe_dump(stage.get("do", stage))
+    text = text.replace("${item.dose}", str(DOSE)).replace("${item.view}", VIEW).replace("${item}", str(DOSE))
+    return yaml.safe_load(text)
+
+
+def _args(stage: dict) -> dict[str, str]:
+    words = shlex.split(stage["cmd"])
+    return {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--") and not words[i + 1].startswith("--")}
+
+
+def _outs(stage: dict) -> set[str]:
+    return {next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]}
+
+
+def test_simulate_writes_where_layout_says():
+    stage = _stage("simulate")
+    sim_dir = layout.simulated_dir(DOSE)
+    assert _args(stage)["--out-dir"] == sim_dir.as_posix()
+    assert {layout.simulated_file(sim_dir, s).as_posix() for s in layout.SPLITS} <= _outs(stage)
+    assert _args(stage)["--report"] == layout.report_path("simulate", DOSE).as_posix()
+
+
+def test_views_train_reconstruct_and_compare_use_layout_paths():
+    view_dir = layout.view_dir(DOSE, VIEW).as_posix()
+    views = _stage("views")
+    assert _args(views)["--out-dir"] == view_dir and view_dir in _outs(views)
+    assert _args(views)["--report"] == layout.report_path("views", DOSE, VIEW).as_posix()
+    train = _stage("train")
+    assert _args(train)["--view-dir"] == view_dir
+    assert _args(train)["--bundle"] == layout.bundle_path(layout.MODELS, DOSE, VIEW).as_posix()
+    assert _args(train)["--report"] == layout.report_path("train", DOSE, VIEW).as_posix()
+    reconstruct = _stage("reconstruct")
+    assert _args(reconstruct)["--out"] == layout.reconstruction_path(DOSE, VIEW).as_posix()
+    assert _args(reconstruct)["--report"] == layout.report_path("reconstruct", DOSE, VIEW).as_posix()
+    compare = _stage("compare")
+    assert _args(compare)["--models"] == layout.MODELS.as_posix()
+    assert _args(compare)["--reconstruction"] == layout.reconstruction_path(DOSE, VIEW).as_posix()
+    assert _args(compare)["--out-dir"] == layout.compare_dir(layout.REPORTS / "compare", DOSE, VIEW).as_posix()
+
+
+def test_a_missing_or_broken_view_summary_is_one_clear_error(tmp_path):
+    with pytest.raises(StudyError, match="no view.json; run the views stage of dose 1000, view dense first"):
+        layout.read_view_summary(tmp_path, 1000, "dense")
+    (tmp_path / layout.VIEW_SUMMARY).write_text("{not json")
+    with pytest.raises(StudyError, match="not a readable view summary"):
+        layout.read_view_summary(tmp_path, 1000, "dense")
+    (tmp_path / layout.VIEW_SUMMARY).write_text('{"skipped": "no"}')
+    with pytest.raises(StudyError, match="boolean 'skipped'"):
+        layout.read_view_summary(tmp_path, 1000, "dense")
+    (tmp_path / layout.VIEW_SUMMARY).write_text('{"skipped": true}')
+    assert layout.read_view_summary(tmp_path, 1000, "dense") == {"skipped": True, "reason": ""}
