@@ -50,6 +50,11 @@ def test_views_train_reconstruct_and_compare_use_layout_paths():
     assert _args(reconstruct)["--out"] == layout.reconstruction_path(DOSE, VIEW).as_posix()
     assert _args(reconstruct)["--report"] == layout.report_path("reconstruct", DOSE, VIEW).as_posix()
     compare = _stage("compare")
+    from ptychostudy.config import load_config
+
+    baseline = layout.baseline_view(load_config(ROOT / "params.yaml"))
+    for view in (VIEW, baseline):  # exactly the two bundles Phase G reads, not the whole dose folder
+        assert layout.bundle_path(layout.MODELS, DOSE, view).as_posix() in compare["deps"]
     assert _args(compare)["--models"] == layout.MODELS.as_posix()
     assert _args(compare)["--reconstruction"] == layout.reconstruction_path(DOSE, VIEW).as_posix()
     assert _args(compare)["--out-dir"] == layout.compare_dir(layout.REPORTS / "compare", DOSE, VIEW).as_posix()
