@@ -10,7 +10,8 @@ import pytest
 
 from ptychostudy import StudyError
 from ptychostudy.compare import headline, run as compare_run
-from ptychostudy.layout import arms, baseline_view, bundle_path
+from ptychostudy.arms import arms, baseline_view
+from ptychostudy.layout import bundle_path
 from ptychostudy.metrics import PARTS, QUANTITIES
 from ptychostudy.reconstruct import run as reconstruct_run
 from ptychostudy.train import run as train_run
@@ -32,8 +33,8 @@ def cell(tiny_cfg, tiny_views, tmp_path_factory):
 
 def test_arms_of_each_view(tiny_cfg):
     assert baseline_view(tiny_cfg) == "baseline"
-    assert arms(tiny_cfg, "dense") == ["pinn", "pinn_gs1", "ptychi"]
-    assert arms(tiny_cfg, "baseline") == ["pinn_gs1", "ptychi"]
+    assert arms(tiny_cfg, "dense") == ["pinn", "pinn_gs1", "ptychi", "blank"]
+    assert arms(tiny_cfg, "baseline") == ["pinn_gs1", "ptychi", "blank"]
 
 
 def test_every_arm_metric_and_region_is_in_the_tidy_csv(cell, tiny_cfg, tiny_views):
@@ -44,7 +45,7 @@ def test_every_arm_metric_and_region_is_in_the_tidy_csv(cell, tiny_cfg, tiny_vie
         rows = list(csv.DictReader(fh))
     assert set(rows[0]) == {"model", "metric", "part", "value"}
     got = {(r["model"], r["metric"], r["part"]) for r in rows}
-    for model in ("pinn", "pinn_gs1", "ptychi"):
+    for model in ("pinn", "pinn_gs1", "ptychi", "blank"):
         for part in PARTS:
             for quantity in QUANTITIES:
                 for metric in ("mae", "mse", "psnr", "ssim", "ms_ssim", "pearson_r", "frc50_cycles_per_px",
@@ -60,7 +61,12 @@ def test_every_arm_metric_and_region_is_in_the_tidy_csv(cell, tiny_cfg, tiny_vie
         assert abs(values[(model, "registration_dy_px", "scanned")]) <= tiny_cfg.compare.max_shift_px
     assert (out / "g" / "comparison.png").stat().st_size > 10_000
     saved = json.loads((out / "g" / "comparison.json").read_text())
-    assert saved["arms"] == ["pinn", "pinn_gs1", "ptychi"] and saved["patterns"] > 0
+    assert saved["arms"] == ["pinn", "pinn_gs1", "ptychi", "blank"] and saved["patterns"] > 0
+    # the floor: a blank object has no amplitude structure (r 0, no registration) and a phase whose only
+    # correlation with the truth is the fitted offset and ramp
+    blank = saved["scores"]["blank"]["featured"]
+    assert blank["amplitude"]["pearson_r"] == 0.0 and saved["registration_px"]["blank"] == [0.0, 0.0]
+    assert abs(blank["phase"]["pearson_r"]) < 0.6
     assert set(json.loads((out / "g-timing.json").read_text())["inference_seconds"]) == {"pinn", "pinn_gs1"}
     assert "pinn phase SSIM" in headline(record)
 

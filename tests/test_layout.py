@@ -52,7 +52,9 @@ def test_views_train_reconstruct_and_compare_use_layout_paths():
     compare = _stage("compare")
     from ptychostudy.config import load_config
 
-    baseline = layout.baseline_view(load_config(ROOT / "params.yaml"))
+    from ptychostudy.arms import baseline_view
+
+    baseline = baseline_view(load_config(ROOT / "params.yaml"))
     for view in (VIEW, baseline):  # exactly the two bundles Phase G reads, not the whole dose folder
         assert layout.bundle_path(layout.MODELS, DOSE, view).as_posix() in compare["deps"]
     assert _args(compare)["--models"] == layout.MODELS.as_posix()

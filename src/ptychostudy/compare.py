@@ -5,7 +5,10 @@ Arms, all on the view's test split (the same patterns and positions):
 * ``pinn``     — the network trained on this view (gridsize > 1 views only);
 * ``pinn_gs1`` — the gridsize-1 network of the baseline view at this dose, applied to
   this view's patterns one by one;
-* ``ptychi``   — pty-chi LSQML on the same patterns (Phase F, ``reconstruct``).
+* ``ptychi``   — pty-chi LSQML on the same patterns (Phase F, ``reconstruct``);
+* ``blank``    — the floor: a blank object (all ones) scored the same way. With the phase offset and
+  ramp fitted, a flat phase already correlates with this object's phase, and flat phase scores a
+  high phase SSIM: every arm's skill is its score above this floor.
 
 ``run`` is load (every input read and checked first) → compute (inference with the ``infer``
 settings, then ``metrics.score_arm`` for each arm: regions, registration once, alignment per
@@ -22,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from ptychostudy import StudyError, layout, study_figures
+from ptychostudy.arms import FLOOR, LABELS as ARM_LABELS, arms, baseline_view
 from ptychostudy.bundle import LoadedModel, load_bundle
 from ptychostudy.config import Config, load_config
 from ptychostudy.dataset import Split, read_dataset
@@ -30,11 +34,6 @@ from ptychostudy.io import sha256_file, write_json, write_text
 from ptychostudy.metrics import PARTS, regions, score_arm
 from ptychostudy.reconstruct import read_reconstruction
 
-ARM_LABELS = {
-    "pinn": "PINN (this view's network)",
-    "pinn_gs1": "PINN gridsize 1 (baseline network)",
-    "ptychi": "pty-chi LSQML",
-}
 CSV_HEADER = "model,metric,part,value\n"
 
 
@@ -65,13 +64,13 @@ def load(cfg: Config, dose, view: str, view_dir, models, reconstruction) -> Cell
     summary = layout.read_view_summary(view_dir, dose, view)
     if summary["skipped"]:
         return Cell(dose, view, summary, [], {}, {}, {}, (np.zeros((0, 0)), {}))
-    names = layout.arms(cfg, view)
+    names = arms(cfg, view)
     paths = {"data": layout.view_file(view_dir, "test")}
     if "pinn" in names:
         paths["pinn"] = layout.bundle_path(models, dose, view)
     if "pinn_gs1" in names:
-        paths["pinn_gs1"] = layout.bundle_path(models, dose, layout.baseline_view(cfg))
-    paths["ptychi"] = Path(reconstruction)
+        paths["pinn_gs1"] = layout.bundle_path(models, dose, baseline_view(cfg))
+    paths["ptychi"] = Path(reconstruction)  # (the blank arm reads nothing)
     missing = [f"{path} (needed for the {name} arm)" for name, path in paths.items() if not Path(path).is_file()]
     if missing:
         raise StudyError("missing input: " + "; ".join(missing) + "; run the earlier stages first")
@@ -83,7 +82,7 @@ def load(cfg: Config, dose, view: str, view_dir, models, reconstruction) -> Cell
     truth = splits["test"].truth
     if meta.get("skipped") or obj.shape != truth.shape:
         raise StudyError(f"{reconstruction}: holds no {truth.shape[0]}×{truth.shape[1]} object for dose {dose}, view {view}")
-    networks = {name: load_bundle(paths[name]) for name in names if name != "ptychi"}
+    networks = {name: load_bundle(paths[name]) for name in names if name.startswith("pinn")}
     return Cell(dose, view, summary, names, paths, splits, networks, (obj, meta))
 
 
@@ -99,6 +98,7 @@ def compute(cfg: Config, cell: Cell, *, progress: bool = True):
         reconstructions[name], seconds[name] = reconstruct_split(loaded, split, cfg.infer, device, bar)
     bar.close()
     reconstructions["ptychi"] = cell.ptychi[0]
+    reconstructions[FLOOR] = np.ones(test.truth.shape, dtype=np.complex64)
     masks = regions(test.probe, test.positions, test.truth.shape, test.featured, cfg.compare.scanned_threshold)
     scored = {name: score_arm(reconstructions[name], test.truth, masks, cfg.compare) for name in cell.arms}
     return reconstructions, seconds, scored, masks

@@ -27,22 +27,6 @@ RECONSTRUCTED = Path("data/reconstruct")
 REPORTS = Path("reports")
 
 
-ARMS = ("pinn", "pinn_gs1", "ptychi")  # Phase G's arms, in the order every table lists them
-
-
-def baseline_view(cfg) -> str | None:
-    """The first view of the study with gridsize 1: its network is the gridsize-1 arm of every cell."""
-    return next((v for v in cfg.study.views if cfg.view(v).gridsize == 1), None)
-
-
-def arms(cfg, view: str) -> list[str]:
-    """The arms of one cell: the view's own network (gridsize > 1 only), the gridsize-1 network, pty-chi."""
-    names = ["pinn"] if cfg.view(view).gridsize > 1 else []
-    if baseline_view(cfg) is not None:
-        names.append("pinn_gs1")
-    return names + ["ptychi"]
-
-
 def dose_tag(dose: int) -> str:
     """``dose_<dose>``: the folder of one dose."""
     return f"dose_{dose}"

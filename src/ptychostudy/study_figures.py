@@ -46,7 +46,7 @@ def comparison_figure(record: dict, truth: np.ndarray, aligned: dict, masks: dic
 def dose_figure(table: list[dict], metrics: list[tuple[str, str]], path: Path, part: str = "featured") -> None:
     """One panel per (quantity, metric): value vs dose, one line per model and view."""
     lines = sorted({(row["model"], row["view"]) for row in table})
-    styles = {"pinn": "-", "pinn_gs1": "--", "ptychi": ":"}
+    styles = {"pinn": "-", "pinn_gs1": "--", "ptychi": ":", "blank": "-."}
     colours = {view: f"C{i}" for i, view in enumerate(sorted({v for _, v in lines}))}
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     for ax, (metric, title) in zip(axes[0], metrics):
@@ -63,6 +63,6 @@ def dose_figure(table: list[dict], metrics: list[tuple[str, str]], path: Path, p
         ax.grid(alpha=0.3)
     axes[0, -1].legend(fontsize=7, loc="best")
     fig.suptitle(f"Test split, {part} region: solid = view's network (gridsize 2), dashed = gridsize-1 network, "
-                 "dotted = pty-chi", fontsize=9)
+                 "dotted = pty-chi, dash-dot = the floor (a blank object)", fontsize=9)
     fig.tight_layout()
     _save(fig, path, dpi=80)

@@ -19,7 +19,8 @@ from pathlib import Path
 from ptychostudy import StudyError, layout
 from ptychostudy.config import Config, load_config
 from ptychostudy.io import sha256_file, write_json, write_text
-from ptychostudy.layout import ARMS, SPLITS, arms, cell_tag as view_tag, dose_tag
+from ptychostudy.arms import ARMS, FLOOR, arms
+from ptychostudy.layout import SPLITS, cell_tag as view_tag, dose_tag
 
 
 def _read(path: Path) -> dict:
@@ -207,18 +208,19 @@ def _timing_table(cfg: Config, timing: Path) -> None:
 # Phases F and G
 
 
-HEADLINE = (  # (metric, column title): the featured-region numbers in summary.md and metrics.json
-    ("phase_ssim", "phase SSIM"),
-    ("phase_ms_ssim", "phase MS-SSIM"),
-    ("phase_frc50_resolution_px", "phase FRC½ res. (px)"),
+HEADLINE = (  # (metric, column title): the featured-region measures of summary.md, each beside its floor
     ("phase_pearson_r", "phase r"),
-    ("phase_spread_ratio", "phase spread"),
-    ("amplitude_ssim", "amp SSIM"),
-    ("amplitude_frc50_resolution_px", "amp FRC½ res. (px)"),
+    ("phase_frc50_resolution_px", "phase FRC½ res. (px)"),
     ("amplitude_pearson_r", "amp r"),
 )
-PLOTTED = ("phase_ssim", "phase_frc50_resolution_px", "phase_pearson_r", "amplitude_ssim")
+SECONDARY = (("phase_spread_ratio", "phase spread"),)  # shown, without a floor column
+PLOTTED = ("phase_pearson_r", "phase_frc50_resolution_px", "amplitude_pearson_r")
 PLOT_TITLES = dict(HEADLINE)
+SSIM_NOTE = (
+    "SSIM and MS-SSIM are not headline measures here: after the phase offset and ramp are fitted, a flat phase "
+    "already scores a high phase SSIM on this object (see the floor's rows in `reports/study_metrics.csv`), so "
+    "they say little about skill; they stay in the CSV files."
+)
 PLOTS_DIR = "plots"
 FIGURE = "figures/metrics_vs_dose.png"
 
@@ -266,14 +268,19 @@ def _study(cfg: Config, reconstruct_reports: Path, compare_reports: Path, metric
         "## Phase G: every arm against the ground truth (test split, featured region)",
         "",
         "Each reconstruction is registered (sub-pixel), its global phase offset and linear phase ramp removed and its "
-        "mean amplitude matched to the truth, all the same way (`metrics.py`). pinn = the view's gridsize-2 network, "
-        "pinn_gs1 = the gridsize-1 (baseline) network applied to the same patterns, ptychi = pty-chi LSQML. "
-        "FRC½ res. = half-period resolution at the FRC 0.5 crossing (1 px = Nyquist). Every metric, both regions "
-        "(featured and the whole scanned region) and the 1/7 threshold: `reports/study_metrics.csv` and "
-        "`reports/compare/dose_<dose>-<view>/comparison_metrics.csv`.",
+        "mean amplitude matched to the truth, all the same way (`metrics.score_arm`). pinn = the view's gridsize-2 "
+        "network, pinn_gs1 = the gridsize-1 (baseline) network applied to the same patterns, ptychi = pty-chi LSQML. "
+        f"Each measure stands beside its **floor**: the score of a blank object (all ones, arm `{FLOOR}`) in "
+        "the same cell and region, aligned the same way; an arm's skill is its distance from the floor. "
+        "FRC½ res. = half-period resolution at the FRC 0.5 crossing (1 px = Nyquist; smaller is better). Every "
+        "metric, both regions (featured and the whole scanned region) and the 1/7 threshold: "
+        "`reports/study_metrics.csv` and `reports/compare/dose_<dose>-<view>/comparison_metrics.csv`.",
         "",
-        "| dose | view | model | " + " | ".join(title for _, title in HEADLINE) + " |",
-        "|---:|---|---|" + "---:|" * len(HEADLINE),
+        SSIM_NOTE,
+        "",
+        "| dose | view | model | " + " | ".join(f"{title} | floor" for _, title in HEADLINE) + " | "
+        + " | ".join(title for _, title in SECONDARY) + " |",
+        "|---:|---|---|" + "---:|" * (2 * len(HEADLINE) + len(SECONDARY)),
     ]
     for dose in cfg.study.doses:
         for view in cfg.study.views:
@@ -289,12 +296,16 @@ def _study(cfg: Config, reconstruct_reports: Path, compare_reports: Path, metric
             rows = read_comparison(layout.compare_dir(compare_reports, dose, view) / layout.COMPARISON_CSV)
             table += [{"dose": dose, "view": view, **row} for row in rows]
             cell = metrics[dose_tag(dose)][view]
-            for model in comparison["arms"]:
-                values = {r["metric"]: r["value"] for r in rows if r["model"] == model and r["part"] == "featured"}
+            featured = {model: {r["metric"]: r["value"] for r in rows if r["model"] == model and r["part"] == "featured"}
+                        for model in comparison["arms"]}
+            floor = featured.get(FLOOR, {})
+            for model, values in featured.items():
                 cell[model] = {key: values[m] for key, m in METRICS_JSON if m in values and math.isfinite(values[m])}
+                if model == FLOOR:
+                    continue
                 g_lines.append(f"| {dose:g} | {view} | {model} | " + " | ".join(
-                    (f"{values[m]:.1f}" if m.endswith("_px") else f"{values[m]:.3f}") if m in values else "–"
-                    for m, _ in HEADLINE) + " |")
+                    f"{_number(m, values.get(m))} | {_number(m, floor.get(m))}" for m, _ in HEADLINE) + " | "
+                    + " | ".join(_number(m, values.get(m)) for m, _ in SECONDARY) + " |")
     write_text(out_dir / "study_metrics.csv", "dose,view,model,metric,part,value\n" + "".join(
         f"{r['dose']},{r['view']},{r['model']},{r['metric']},{r['part']},{r['value']:.6g}\n" for r in table))
     columns = plot_columns(cfg)
@@ -314,11 +325,18 @@ def _study(cfg: Config, reconstruct_reports: Path, compare_reports: Path, metric
         f"![metrics vs dose]({FIGURE})",
         "",
         "*Featured region of the test split. Solid: the view's gridsize-2 network; dashed: the gridsize-1 network; "
-        "dotted: pty-chi. Colour: the view. Per-cell images: `reports/compare/dose_<dose>-<view>/comparison.png`.*",
+        "dotted: pty-chi; dash-dot: the floor (a blank object). Colour: the view. Per-cell images: "
+        "`reports/compare/dose_<dose>-<view>/comparison.png`.*",
     ]
     for dose in cfg.study.doses:  # a skipped cell leaves no empty entry in metrics.json
         metrics[dose_tag(dose)] = {v: e for v, e in metrics[dose_tag(dose)].items() if e}
     return table, lines, _conclusion(cfg, table)
+
+
+def _number(metric: str, value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1f}" if metric.endswith("_px") else f"{value:.3f}"
 
 
 def _value(table, dose, view, model, metric, part="featured"):
@@ -328,49 +346,64 @@ def _value(table, dose, view, model, metric, part="featured"):
 
 
 def _conclusion(cfg: Config, table: list[dict]) -> list[str]:
-    """Plain sentences built from the measured numbers (nothing here is written by hand)."""
+    """Plain sentences built from the measured numbers (nothing here is written by hand): each arm's
+    phase r beside the floor's (a blank object scored the same way), and its skill above it."""
     if not table:
         return ["No cell was compared (every view was skipped)."]
     doses = sorted(cfg.study.doses)
     top, low = doses[-1], doses[0]
     out = []
+
+    def with_floor(dose, view, model):
+        r = _value(table, dose, view, model, "phase_pearson_r")
+        floor = _value(table, dose, view, FLOOR, "phase_pearson_r")
+        if r is None or floor is None:
+            return None
+        return f"r {r:.2f} (floor {floor:.2f}, skill {r - floor:+.2f})"
+
     for view in cfg.study.views:
-        models = sorted({r["model"] for r in table if r["view"] == view})
-        if not models:
-            continue
+        models = [m for m in ARMS if m != FLOOR and any(r["model"] == m and r["view"] == view for r in table)]
         parts = []
         for model in models:
-            hi_r = _value(table, top, view, model, "phase_pearson_r")
-            hi_s = _value(table, top, view, model, "phase_ssim")
-            lo_r = _value(table, low, view, model, "phase_pearson_r")
-            if hi_r is None:
+            hi = with_floor(top, view, model)
+            if hi is None:
                 continue
-            text = f"{model} phase r {hi_r:.2f} (SSIM {hi_s:.2f})"
-            if lo_r is not None and low != top:
-                text += f", falling to r {lo_r:.2f} at {low:g}"
+            text = f"{model} phase {hi}"
+            lo = with_floor(low, view, model)
+            if lo is not None and low != top:
+                text += f", at {low:g}: {lo}"
             parts.append(text)
         if parts:
             out.append(f"- **{view}** view, {top:g} photons/pattern: " + "; ".join(parts) + ".")
     for dose in sorted(doses, reverse=True):
         best = {}
         for model in ARMS:
-            values = [(r["value"], r["view"]) for r in table if r["model"] == model and r["dose"] == dose
-                      and r["metric"] == "phase_pearson_r" and r["part"] == "featured"]
+            if model == FLOOR:
+                continue
+            values = []
+            for view in cfg.study.views:
+                r = _value(table, dose, view, model, "phase_pearson_r")
+                floor = _value(table, dose, view, FLOOR, "phase_pearson_r")
+                if r is not None and floor is not None:
+                    values.append((r - floor, r, view))
             if values:
                 best[model] = max(values)
-        nets = [(best[m][0], m, best[m][1]) for m in ("pinn", "pinn_gs1") if m in best]
+        nets = [(best[m][0], best[m][1], m, best[m][2]) for m in ("pinn", "pinn_gs1") if m in best]
         if "ptychi" not in best or not nets:
             continue
         net = max(nets)
         gap = best["ptychi"][0] - net[0]
         verdict = "ahead of" if gap > 0.02 else ("level with" if abs(gap) <= 0.02 else "behind")
         out.append(
-            f"- At {dose:g} photons/pattern the best network phase r is {net[0]:.2f} ({net[1]}, {net[2]} view) and "
-            f"pty-chi's best is {best['ptychi'][0]:.2f} ({best['ptychi'][1]} view): pty-chi is {verdict} the networks"
+            f"- At {dose:g} photons/pattern the largest network skill above the floor (phase r) is {net[0]:+.2f} "
+            f"({net[2]}, {net[3]} view, r {net[1]:.2f}) and pty-chi's is {best['ptychi'][0]:+.2f} "
+            f"({best['ptychi'][2]} view, r {best['ptychi'][1]:.2f}): pty-chi is {verdict} the networks"
             + (f" by {abs(gap):.2f}." if verdict != "level with" else ".")
         )
-    out.append("- A phase spread ratio well below 1 means a phase that is right in shape but too weak; well above 1, "
-               "a phase dominated by noise.")
+    out.append("- Skill = phase r minus the floor's phase r in the same cell (a blank object: with the phase offset "
+               "and ramp fitted, a flat phase already correlates with this object's phase). A phase spread ratio "
+               "well below 1 means a phase that is right in shape but too weak; well above 1, a phase dominated "
+               "by noise.")
     return out
 
 
@@ -385,13 +418,15 @@ def status_line(cfg: Config, table: list[dict], skips: list) -> str:
     for dose in (max(cfg.study.doses), min(cfg.study.doses)):
         best = {}
         for r in table:
-            if r["dose"] == dose and r["metric"] == "phase_pearson_r" and r["part"] == "featured":
+            if r["dose"] == dose and r["metric"] == "phase_pearson_r" and r["part"] == "featured" \
+                    and r["model"] != FLOOR:
                 group = "pty-chi" if r["model"] == "ptychi" else "network"
-                if group not in best or r["value"] > best[group][0]:
-                    best[group] = (r["value"], r["model"], r["view"])
+                floor = _value(table, dose, r["view"], FLOOR, "phase_pearson_r") or 0.0
+                if group not in best or r["value"] - floor > best[group][0] - best[group][1]:
+                    best[group] = (r["value"], floor, r["model"], r["view"])
         if best:
             parts.append(f"at {dose:g} photons the best phase r is " + ", ".join(
-                f"{v:.2f} for {g} ({m}, {view})" for g, (v, m, view) in sorted(best.items())))
+                f"{v:.2f} for {g} ({m}, {view}; floor {f:.2f})" for g, (v, f, m, view) in sorted(best.items())))
     return text + "; " + "; ".join(dict.fromkeys(parts)) + " (featured region of the test split)."
 
 
