@@ -235,7 +235,7 @@ def bench_training(cfg, workdir: Path) -> dict:
 
 def featured_scores(cfg, recon, split: Split) -> dict:
     """The featured-region scores of the study's one scoring path (``metrics.score_arm``, as Phase G)."""
-    masks = regions(split.probe, split.positions, split.truth.shape, split.featured, cfg.compare.scanned_threshold)
+    masks = regions(split, cfg.compare.scanned_threshold)
     s = score_arm(recon, split.truth, masks, cfg.compare, ("featured",)).scores["featured"]
     return {"phase_ssim": s["phase"]["ssim"], "phase_r": s["phase"]["pearson_r"], "amplitude_ssim": s["amplitude"]["ssim"]}
 

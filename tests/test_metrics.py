@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -95,7 +96,8 @@ def test_regions_light_where_the_probe_lit_and_keep_the_featured_part():
     probe = np.zeros((8, 8), np.complex64)
     probe[3:5, 3:5] = 1
     positions = np.array([[20.0, 20.0], [20.0, 30.0]])  # (y, x) centres
-    masks = M.regions(probe, positions, (48, 48), (0, 47, 26, 47), threshold=0.5)
+    masks = M.regions(SimpleNamespace(probe=probe, positions=positions, truth=np.ones((48, 48)), featured=(0, 47, 26, 47)),
+                      threshold=0.5)
     lit = np.argwhere(masks["scanned"])
     assert set(map(tuple, lit)) == {(y, x) for y in (19, 20) for x in (19, 20, 29, 30)}
     assert set(map(tuple, np.argwhere(masks["featured"]))) == {(y, x) for y in (19, 20) for x in (29, 30)}

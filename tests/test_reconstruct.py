@@ -85,7 +85,7 @@ def test_reconstruction_lies_on_the_truth_grid_and_resembles_it(reconstructed, t
     obj, _, _ = read_reconstruction(out / "ptychi.npz")
     split = _split(tiny_views["baseline"])
     assert obj.shape == split.truth.shape
-    masks = regions(split.probe, split.positions, split.truth.shape, split.featured, tiny_cfg.compare.scanned_threshold)
+    masks = regions(split, tiny_cfg.compare.scanned_threshold)
     result = score_arm(obj, split.truth, masks, tiny_cfg.compare)
     dy, dx = result.shift
     assert abs(dy) < 0.25 and abs(dx) < 0.25  # no registration needed: same pixel grid

@@ -99,7 +99,7 @@ def compute(cfg: Config, cell: Cell, *, progress: bool = True):
     bar.close()
     reconstructions["ptychi"] = cell.ptychi[0]
     reconstructions[FLOOR] = np.ones(test.truth.shape, dtype=np.complex64)
-    masks = regions(test.probe, test.positions, test.truth.shape, test.featured, cfg.compare.scanned_threshold)
+    masks = regions(test, cfg.compare.scanned_threshold)
     scored = {name: score_arm(reconstructions[name], test.truth, masks, cfg.compare) for name in cell.arms}
     return reconstructions, seconds, scored, masks
 

@@ -188,18 +188,20 @@ def featured_mask(shape: tuple[int, int], featured: tuple[int, int, int, int]) -
     return mask
 
 
-def regions(probe, positions: np.ndarray, shape: tuple[int, int], featured, threshold: float) -> dict[str, np.ndarray]:
-    """{"featured", "scanned"} masks of a split: its scan (probe (N, N), positions (n, 2) as
-    (y, x) patch centres) lights ``scanned``; ``featured`` is its part in the object's structure."""
-    probe = torch.as_tensor(np.asarray(probe))
+def regions(split, threshold: float) -> dict[str, np.ndarray]:
+    """{"featured", "scanned"} masks of a split (anything with ``probe`` (N, N), ``positions`` (n, 2) as
+    (y, x) patch centres, ``truth`` and ``featured``, such as ``dataset.Split``): its scan lights
+    ``scanned``; ``featured`` is the part of it in the object's structure."""
+    probe = torch.as_tensor(np.asarray(split.probe))
     size = probe.shape[-1]
-    k = positions.shape[0]
-    power = (probe.abs() ** 2).to(torch.float32).expand(k, size, size)
-    y0 = physics.top_left(torch.from_numpy(np.asarray(positions[:, 0], dtype=np.float64)), size).to(torch.float32)
-    x0 = physics.top_left(torch.from_numpy(np.asarray(positions[:, 1], dtype=np.float64)), size).to(torch.float32)
+    positions = np.asarray(split.positions, dtype=np.float64)
+    shape = np.shape(split.truth)
+    power = (probe.abs() ** 2).to(torch.float32).expand(positions.shape[0], size, size)
+    y0 = physics.top_left(torch.from_numpy(positions[:, 0]), size).to(torch.float32)
+    x0 = physics.top_left(torch.from_numpy(positions[:, 1]), size).to(torch.float32)
     illumination = physics.place_patches(power, y0, x0, shape).numpy()
     scanned = illumination >= threshold * illumination.max()
-    return {"featured": scanned & featured_mask(shape, featured), "scanned": scanned}
+    return {"featured": scanned & featured_mask(shape, split.featured), "scanned": scanned}
 
 
 # ---------------------------------------------------------------------------------------

@@ -345,6 +345,20 @@ def _value(table, dose, view, model, metric, part="featured"):
     return found[0] if found else None
 
 
+def _phase_r_and_floor(table, dose, view, model) -> tuple[float, float] | None:
+    """(phase r, the floor's phase r) of one arm in one cell, featured region; None where either is missing."""
+    r = _value(table, dose, view, model, "phase_pearson_r")
+    floor = _value(table, dose, view, FLOOR, "phase_pearson_r")
+    return None if r is None or floor is None else (r, floor)
+
+
+def _best_skill(cfg: Config, table, dose, models) -> tuple[float, float, float, str, str] | None:
+    """(skill, phase r, floor, model, view) of the arm among ``models`` furthest above the floor at ``dose``."""
+    found = [(pair[0] - pair[1], *pair, model, view) for model in models for view in cfg.study.views
+             if (pair := _phase_r_and_floor(table, dose, view, model)) is not None]
+    return max(found) if found else None
+
+
 def _conclusion(cfg: Config, table: list[dict]) -> list[str]:
     """Plain sentences built from the measured numbers (nothing here is written by hand): each arm's
     phase r beside the floor's (a blank object scored the same way), and its skill above it."""
@@ -355,11 +369,8 @@ def _conclusion(cfg: Config, table: list[dict]) -> list[str]:
     out = []
 
     def with_floor(dose, view, model):
-        r = _value(table, dose, view, model, "phase_pearson_r")
-        floor = _value(table, dose, view, FLOOR, "phase_pearson_r")
-        if r is None or floor is None:
-            return None
-        return f"r {r:.2f} (floor {floor:.2f}, skill {r - floor:+.2f})"
+        pair = _phase_r_and_floor(table, dose, view, model)
+        return None if pair is None else f"r {pair[0]:.2f} (floor {pair[1]:.2f}, skill {pair[0] - pair[1]:+.2f})"
 
     for view in cfg.study.views:
         models = [m for m in ARMS if m != FLOOR and any(r["model"] == m and r["view"] == view for r in table)]
@@ -376,28 +387,16 @@ def _conclusion(cfg: Config, table: list[dict]) -> list[str]:
         if parts:
             out.append(f"- **{view}** view, {top:g} photons/pattern: " + "; ".join(parts) + ".")
     for dose in sorted(doses, reverse=True):
-        best = {}
-        for model in ARMS:
-            if model == FLOOR:
-                continue
-            values = []
-            for view in cfg.study.views:
-                r = _value(table, dose, view, model, "phase_pearson_r")
-                floor = _value(table, dose, view, FLOOR, "phase_pearson_r")
-                if r is not None and floor is not None:
-                    values.append((r - floor, r, view))
-            if values:
-                best[model] = max(values)
-        nets = [(best[m][0], best[m][1], m, best[m][2]) for m in ("pinn", "pinn_gs1") if m in best]
-        if "ptychi" not in best or not nets:
+        net = _best_skill(cfg, table, dose, ("pinn", "pinn_gs1"))
+        ptychi = _best_skill(cfg, table, dose, ("ptychi",))
+        if ptychi is None or net is None:
             continue
-        net = max(nets)
-        gap = best["ptychi"][0] - net[0]
+        gap = ptychi[0] - net[0]
         verdict = "ahead of" if gap > 0.02 else ("level with" if abs(gap) <= 0.02 else "behind")
         out.append(
             f"- At {dose:g} photons/pattern the largest network skill above the floor (phase r) is {net[0]:+.2f} "
-            f"({net[2]}, {net[3]} view, r {net[1]:.2f}) and pty-chi's is {best['ptychi'][0]:+.2f} "
-            f"({best['ptychi'][2]} view, r {best['ptychi'][1]:.2f}): pty-chi is {verdict} the networks"
+            f"({net[3]}, {net[4]} view, r {net[1]:.2f}) and pty-chi's is {ptychi[0]:+.2f} "
+            f"({ptychi[4]} view, r {ptychi[1]:.2f}): pty-chi is {verdict} the networks"
             + (f" by {abs(gap):.2f}." if verdict != "level with" else ".")
         )
     out.append("- Skill = phase r minus the floor's phase r in the same cell (a blank object: with the phase offset "
@@ -416,17 +415,12 @@ def status_line(cfg: Config, table: list[dict], skips: list) -> str:
         return text + "."
     parts = []
     for dose in (max(cfg.study.doses), min(cfg.study.doses)):
-        best = {}
-        for r in table:
-            if r["dose"] == dose and r["metric"] == "phase_pearson_r" and r["part"] == "featured" \
-                    and r["model"] != FLOOR:
-                group = "pty-chi" if r["model"] == "ptychi" else "network"
-                floor = _value(table, dose, r["view"], FLOOR, "phase_pearson_r") or 0.0
-                if group not in best or r["value"] - floor > best[group][0] - best[group][1]:
-                    best[group] = (r["value"], floor, r["model"], r["view"])
+        best = {group: _best_skill(cfg, table, dose, models)
+                for group, models in (("network", ("pinn", "pinn_gs1")), ("pty-chi", ("ptychi",)))}
+        best = {group: b for group, b in best.items() if b is not None}
         if best:
             parts.append(f"at {dose:g} photons the best phase r is " + ", ".join(
-                f"{v:.2f} for {g} ({m}, {view}; floor {f:.2f})" for g, (v, f, m, view) in sorted(best.items())))
+                f"{r:.2f} for {g} ({m}, {view}; floor {f:.2f})" for g, (_, r, f, m, view) in best.items()))
     return text + "; " + "; ".join(dict.fromkeys(parts)) + " (featured region of the test split)."
 
 

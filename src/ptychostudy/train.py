@@ -91,8 +91,7 @@ class Trainer:
         canvas, _ = predict_and_stitch(self.net, split, s.eval_stitch_fraction, s.eval_phase_sync, EVAL_BATCH, self.device)
         masks = self._masks.get(id(split))
         if masks is None:
-            masks = self._masks[id(split)] = regions(split.probe, split.positions, split.truth.shape, split.featured,
-                                                     self.cfg.compare.scanned_threshold)
+            masks = self._masks[id(split)] = regions(split, self.cfg.compare.scanned_threshold)
         result = score_arm(canvas, split.truth, masks, self.cfg.compare, ("featured",), full=False)
         return headline_scores(result.scores["featured"]), result.aligned["featured"], masks["featured"]
 
