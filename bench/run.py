@@ -36,14 +36,17 @@ from ptychostudy.config import as_dict, config_from_dict, load_config  # noqa: E
 from ptychostudy.dataset import Split  # noqa: E402
 from ptychostudy.infer import reconstruct_split  # noqa: E402
 from ptychostudy.metrics import regions, score_arm  # noqa: E402
-from ptychostudy.reconstruct import build_task  # noqa: E402
+from ptychostudy import gradient  # noqa: E402
+from ptychostudy.config import PtychiSetting  # noqa: E402
+from ptychostudy.reconstruct import build_task, read_selection  # noqa: E402
 from ptychostudy.simulate import CHUNK, object_patches, scan_positions, simulate_dose  # noqa: E402
 from ptychostudy.train import Trainer  # noqa: E402
 from ptychostudy.views import build_view  # noqa: E402
 
 PROBE = ROOT / "data/base/fly001_probe/c1_bigT_probe.npz"
 OBJECT = ROOT / "data/base/run1084/Run1084_recon3_postPC.npz"
-PHASES = ("base", "simulate", "views", "train", "reconstruct", "compare", "summarize")
+PHASES = ("base", "simulate", "views", "train", "tune", "reconstruct", "reconstruct_tuned", "gradient", "compare",
+          "summarize")
 
 
 def log(*args):
@@ -255,7 +258,8 @@ def bench_inference(cfg) -> dict:
     return {"threads": cfg.infer.threads, "views": out}
 
 
-def ptychi_curve(cfg, split: Split, checkpoints: list[int], seed: int = 5) -> list[dict]:
+def ptychi_curve(cfg, split: Split, setting, checkpoints: list[int], seed: int = 5) -> list[dict]:
+    """pty-chi LSQML with ``setting`` (the tuned arm's selection), scored after each checkpoint epoch."""
     import warnings
 
     torch.set_num_threads(cfg.reconstruct.threads)
@@ -263,7 +267,7 @@ def ptychi_curve(cfg, split: Split, checkpoints: list[int], seed: int = 5) -> li
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore")
         start = time.perf_counter()
-        task = build_task(cfg.reconstruct, split, max(checkpoints), seed)
+        task = build_task(setting, cfg.reconstruct.batch_size, split, max(checkpoints), seed)
         done = 0
         for epochs in checkpoints:
             task.run(n_epochs=epochs - done)
@@ -273,6 +277,25 @@ def ptychi_curve(cfg, split: Split, checkpoints: list[int], seed: int = 5) -> li
             scoring_start = time.perf_counter()
             rows.append({"epochs": epochs, "seconds": elapsed, **featured_scores(cfg, obj, split)})
             start += time.perf_counter() - scoring_start  # scoring is not reconstruction time
+    return rows
+
+
+def gradient_curve(cfg, split: Split, stop: tuple[int, int], seed: int = 5) -> list[dict]:
+    """The gradient solver run to the tune stage's stop, scored after every 10 steps (scoring time excluded)."""
+    gradient.setup(cfg.gradient.threads)
+    plan = gradient.schedule(cfg.gradient, stop)
+    every = tuple(range(10, cfg.gradient.steps_per_level + 1, 10))
+    rows, clock = [], {"start": time.perf_counter(), "steps": 0}
+    done = {factor: sum(steps for f, steps in plan[:i]) for i, (factor, _) in enumerate(plan)}
+
+    def checkpoint(level, step, obj):
+        elapsed = time.perf_counter() - clock["start"]
+        scoring_start = time.perf_counter()
+        rows.append({"steps": done[level] + step, "level": level, "seconds": elapsed, **featured_scores(cfg, obj, split)})
+        clock["start"] += time.perf_counter() - scoring_start
+
+    gradient.solve(split, cfg.gradient, plan, seed, progress=False, checkpoints=every, on_checkpoint=checkpoint)
+    torch.use_deterministic_algorithms(False)
     return rows
 
 
@@ -288,8 +311,11 @@ def equal_quality_time(curve: list[dict], target: float, key: str = "phase_ssim"
     return None
 
 
-def bench_network_vs_iterative(cfg, view: str, checkpoints: list[int], out_png: Path) -> dict:
-    log(f"4. network vs pty-chi on the {view} test split, per dose")
+def bench_network_vs_iterative(cfg, view: str, out_png: Path) -> dict:
+    """Time to quality on one view's test split: the network (inference, and training + inference) against
+    the tuned iterative arms with the settings the tune stage selected on the train split
+    (reports/tuning), sampled from the first epoch (pty-chi) or every 10 steps (gradient)."""
+    log(f"4. network vs the tuned iterative arms on the {view} test split, per dose")
     timing_dir = ROOT / "reports/timing"
     results = {}
     for dose in cfg.study.doses:
@@ -301,19 +327,28 @@ def bench_network_vs_iterative(cfg, view: str, checkpoints: list[int], out_png: 
         net = featured_scores(cfg, recon, split)
         train_file = timing_dir / f"train-{layout.cell_tag(dose, view)}.json"
         train_s = json.loads(train_file.read_text())["train_seconds"] if train_file.is_file() else None
-        curve = ptychi_curve(cfg, split, checkpoints)
-        t_equal = equal_quality_time(curve, net["phase_ssim"])
-        results[dose] = {"network": {**net, "inference_seconds": infer_s, "training_seconds_last_run": train_s},
-                         "ptychi": curve, "ptychi_seconds_to_network_phase_ssim": t_equal,
-                         "ptychi_over_inference_at_equal_phase_ssim": (t_equal / infer_s) if t_equal else None,
-                         "ptychi_best_phase_ssim": max(r["phase_ssim"] for r in curve)}
-        verdict = (f"pty-chi reaches it after {t_equal:.1f} s = {t_equal / infer_s:.1f}× inference" if t_equal else
-                   f"pty-chi never reaches it (best {results[dose]['ptychi_best_phase_ssim']:.3f})")
-        log(f"   dose {dose}: network phase SSIM {net['phase_ssim']:.3f} in {infer_s:.2f} s inference; {verdict}")
+        tuning = layout.tuning_path(dose, view, ROOT)
+        chosen = read_selection(tuning, dose, view, "ptychi")
+        setting = PtychiSetting(chosen["noise_model"], float(chosen["tv_weight"]), float(chosen["momentum"]))
+        last = int(chosen["epochs"])
+        checkpoints = sorted({e for e in (1, 2, 3, 4, 5, 10, 20, 40, 60, 80) if e < last} | {last})
+        curves = {"ptychi_tuned": ptychi_curve(cfg, split, setting, checkpoints),
+                  "gradient": gradient_curve(cfg, split, gradient.read_selection(tuning, dose, view))}
+        entry = {"network": {**net, "inference_seconds": infer_s, "training_seconds_last_run": train_s},
+                 "ptychi_tuned_setting": chosen["setting"], "curves": curves}
+        for arm, curve in curves.items():
+            t_equal = equal_quality_time(curve, net["phase_r"], key="phase_r")
+            entry[arm] = {"seconds_to_network_phase_r": t_equal, "best_phase_r": max(r["phase_r"] for r in curve),
+                          "over_inference_at_equal_phase_r": (t_equal / infer_s) if t_equal else None}
+            verdict = (f"reaches it after {t_equal:.1f} s = {t_equal / infer_s:.1f}× inference" if t_equal else
+                       f"never reaches it (best {entry[arm]['best_phase_r']:.3f})")
+            log(f"   dose {dose}: network phase r {net['phase_r']:.3f} in {infer_s:.2f} s inference; {arm} {verdict}")
+        results[dose] = entry
     plot_curves(results, view, out_png)
-    return {"view": view, "checkpoints": checkpoints, "doses": results,
-            "note": "phase SSIM in the featured region of the test split; pty-chi time excludes scoring; training "
-                    "time is the last `dvc repro`'s (reports/timing), when present"}
+    return {"view": view, "doses": results,
+            "note": "phase r in the featured region of the test split; iterative times exclude scoring; the tuned "
+                    "settings are the tune stage's (train split); training time is the last `dvc repro`'s "
+                    "(reports/timing), when present"}
 
 
 def plot_curves(results: dict, view: str, path: Path) -> None:
@@ -325,18 +360,19 @@ def plot_curves(results: dict, view: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (dose, r) in enumerate(sorted(results.items())):
         colour = f"C{i}"
-        curve = r["ptychi"]
-        ax.plot([c["seconds"] for c in curve], [c["phase_ssim"] for c in curve], "o:", color=colour,
-                label=f"pty-chi, dose {dose:g}")
+        for arm, style in (("ptychi_tuned", "o:"), ("gradient", "v--")):
+            curve = r["curves"][arm]
+            ax.plot([c["seconds"] for c in curve], [c["phase_r"] for c in curve], style, color=colour, ms=3,
+                    label=f"{arm}, dose {dose:g}")
         net = r["network"]
-        ax.plot([net["inference_seconds"]], [net["phase_ssim"]], "s", color=colour, ms=9,
+        ax.plot([net["inference_seconds"]], [net["phase_r"]], "s", color=colour, ms=9,
                 label=f"network inference, dose {dose:g}")
         if net["training_seconds_last_run"]:
-            ax.plot([net["training_seconds_last_run"] + net["inference_seconds"]], [net["phase_ssim"]], "^",
+            ax.plot([net["training_seconds_last_run"] + net["inference_seconds"]], [net["phase_r"]], "^",
                     color=colour, ms=9, mfc="none", label=f"network training + inference, dose {dose:g}")
     ax.set_xscale("log")
     ax.set_xlabel("wall time (s), 2-core CPU")
-    ax.set_ylabel("phase SSIM, featured region")
+    ax.set_ylabel("phase r, featured region")
     ax.set_title(f"Time to quality, {view} view test split")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -400,7 +436,7 @@ def bench_scaling(cfg, workdir: Path) -> dict:
             _, eval_s = timed(trainer.evaluate, trainer.split)
             it = dataclasses.replace(cfg.reconstruct, threads=threads)
             icfg = dataclasses.replace(cfg, reconstruct=it)
-            curve = ptychi_curve(icfg, test_split, [5])
+            curve = ptychi_curve(icfg, test_split, icfg.reconstruct, [5])
             row = {"positions_per_split": size, "threads": threads, "simulate_seconds": sim["seconds"],
                    "dense_train_positions": int(train_split.amplitude.shape[0]),
                    "dense_test_positions": int(test_split.amplitude.shape[0]),
@@ -459,26 +495,24 @@ def markdown(results: dict) -> str:
         lines.append("")
     n = results.get("network_vs_iterative")
     if n:
-        lines += [f"## 4. Network vs pty-chi ({n['view']} view, test split, featured region)", "",
-                  f"Network inference on {results.get('inference', {}).get('threads', 2)} threads, pty-chi (LSQML, the "
-                  "study's settings) on 1 thread; pty-chi's time excludes scoring.", "",
+        lines += [f"## 4. Network vs the tuned iterative arms ({n['view']} view, test split, featured region)", "",
+                  f"Network inference on {results.get('inference', {}).get('threads', 2)} threads; pty-chi tuned (the "
+                  "tune stage's setting, selected on the train split) on 1 thread, sampled from epoch 1; the gradient "
+                  "solver (its selected stop) every 10 steps; iterative times exclude scoring.", "",
                   "![time to quality](network_vs_iterative.png)", "",
-                  "| dose | network phase SSIM (r) | inference (s) | training, last run (s) | pty-chi: epochs → s / phase SSIM (r) "
-                  "| pty-chi time to the network's phase SSIM | ratio to inference |",
-                  "|---:|---:|---:|---:|---|---:|---:|"]
+                  "| dose | network phase r | inference (s) | training, last run (s) | arm | best phase r "
+                  "| time to the network's phase r | ratio to inference |",
+                  "|---:|---:|---:|---:|---|---:|---:|---:|"]
         for dose, r in n["doses"].items():
             net = r["network"]
-            curve = ", ".join(f"{c['epochs']} → {c['seconds']:.1f} / {c['phase_ssim']:.3f} ({c['phase_r']:.2f})"
-                              for c in r["ptychi"])
-            t_eq = r["ptychi_seconds_to_network_phase_ssim"]
             train_s = net["training_seconds_last_run"]
-            lines.append(
-                f"| {float(dose):g} | {net['phase_ssim']:.3f} ({net['phase_r']:.2f}) | {net['inference_seconds']:.2f} | "
-                f"{train_s:.0f} | {curve} | " if train_s else
-                f"| {float(dose):g} | {net['phase_ssim']:.3f} ({net['phase_r']:.2f}) | {net['inference_seconds']:.2f} | – "
-                f"| {curve} | ")
-            lines[-1] += (f"{t_eq:.1f} s | {r['ptychi_over_inference_at_equal_phase_ssim']:.1f}× |" if t_eq else
-                          f"never (best {r['ptychi_best_phase_ssim']:.3f}) | – |")
+            for arm in ("ptychi_tuned", "gradient"):
+                a = r[arm]
+                t_eq = a["seconds_to_network_phase_r"]
+                label = f"{arm} ({r['ptychi_tuned_setting']})" if arm == "ptychi_tuned" else arm
+                lines.append(f"| {float(dose):g} | {net['phase_r']:.3f} | {net['inference_seconds']:.2f} | "
+                             f"{f'{train_s:.0f}' if train_s else '–'} | {label} | {a['best_phase_r']:.3f} | "
+                             + (f"{t_eq:.1f} s | {a['over_inference_at_equal_phase_r']:.1f}× |" if t_eq else "never | – |"))
         lines.append("")
     p = results.get("pipeline")
     if p:
@@ -538,7 +572,7 @@ def main(argv=None) -> int:
             results["inference"] = bench_inference(cfg)
         if "network_vs_iterative" in wanted:
             results["network_vs_iterative"] = bench_network_vs_iterative(
-                cfg, "dense", [5, 10, 20, 40, 60], args.out.parent / "network_vs_iterative.png")
+                cfg, "dense", args.out.parent / "network_vs_iterative.png")
         if "scaling" in wanted:
             results["scaling"] = bench_scaling(cfg, work)
         if "pipeline" in wanted:

@@ -34,6 +34,9 @@ def tiny_params() -> dict:
     )
     p["reconstruct"]["epochs"] = {"baseline": 10, "dense": 6, "sparse": 6}
     p["reconstruct"]["batch_size"] = 16
+    p["gradient"].update(levels=[4, 2], steps_per_level=6, batch=32)
+    p["tune"].update(ptychi_grid=p["tune"]["ptychi_grid"][1:3], gradient_checkpoints=[3, 6],
+                     ptychi_epochs={"baseline": [2, 4], "dense": [2, 4], "sparse": [2, 4]})
     return p
 
 
@@ -87,3 +90,28 @@ def tiny_views(tiny_cfg, tiny_simulated, tmp_path_factory):
         build_view(tiny_cfg, 100000, view, sim_dir, folder, out / f"{view}.json", out / f"{view}.png", progress=False)
         folders[view] = folder
     return folders
+
+
+@pytest.fixture(scope="session")
+def tiny_iterative(tiny_cfg, tiny_views, tmp_path_factory):
+    """The selection and Phase F's three iterative arms of the tiny dense view at dose 1e5:
+    (Phase F folder of <arm>.npz, tuning JSON, train-only view folder). The tune stage runs on a
+    copy of the view that holds no test file: it cannot have read one."""
+    import shutil
+
+    from ptychostudy import gradient, reconstruct, tune
+
+    out = tmp_path_factory.mktemp("iterative")
+    train_only = out / "train-only"
+    train_only.mkdir()
+    for name in ("train.npz", "view.json"):
+        shutil.copy(tiny_views["dense"] / name, train_only / name)
+    tuning = out / "tuning.json"
+    tune.run(tiny_cfg, 100000, "dense", train_only, tuning, out / "tuning.png", out / "tune-timing.json", progress=False)
+    rec = out / "reconstruct"
+    for arm in ("ptychi", "ptychi_tuned"):
+        reconstruct.run(tiny_cfg, 100000, "dense", tiny_views["dense"], rec / f"{arm}.npz", out / f"{arm}.json",
+                        out / f"{arm}-timing.json", arm=arm, tuning=tuning, progress=False)
+    gradient.run(tiny_cfg, 100000, "dense", tiny_views["dense"], tuning, rec / "gradient.npz", out / "gradient.json",
+                 out / "gradient-timing.json", progress=False)
+    return rec, tuning, train_only

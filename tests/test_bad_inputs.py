@@ -187,7 +187,7 @@ def _compare(root, params, tmp_path, iterative, models):
     out = tmp_path / "cell"
     kept = [_previous(out / "comparison_metrics.csv"), _previous(out / "comparison.json")]
     result = cli("--no-progress", "compare", "--params", params, "--dose", 100000, "--view", "dense", "--view-dir",
-                 root / "view", "--models", models, "--reconstruction", iterative, "--out-dir", out,
+                 root / "view", "--models", models, "--reconstructions", iterative, "--out-dir", out,
                  "--timing", tmp_path / "t.json", cwd=tmp_path)
     return result, kept
 
@@ -204,9 +204,30 @@ def test_pty_chi_refuses_a_typo_in_its_settings(dense_view, tmp_path):
     _assert_refused(result, "unknown key reconstruct.nosie_model", *kept)
 
 
+def test_the_tune_stage_refuses_a_negative_regulariser(dense_view, tmp_path):
+    root, _ = dense_view
+    params = tiny_params()
+    params["tune"]["ptychi_grid"][0]["tv_weight"] = -10
+    bad = write_params(tmp_path / "params.yaml", params)
+    kept = [_previous(tmp_path / "tuning.json"), _previous(tmp_path / "tuning.png")]
+    result = cli("--no-progress", "tune", "--params", bad, "--dose", 100000, "--view", "dense", "--view-dir",
+                 root / "view", "--report", tmp_path / "tuning.json", "--figure", tmp_path / "tuning.png",
+                 "--timing", tmp_path / "t.json", cwd=tmp_path)
+    _assert_refused(result, "tune.ptychi_grid[0].tv_weight must be 0 (off) or more", *kept)
+
+
+def test_the_tuned_arms_need_a_selection(dense_view, tmp_path):
+    root, params = dense_view
+    kept = [_previous(tmp_path / "gradient.npz"), _previous(tmp_path / "r.json")]
+    result = cli("--no-progress", "gradient", "--params", params, "--dose", 100000, "--view", "dense", "--view-dir",
+                 root / "view", "--tuning", tmp_path / "none.json", "--out", tmp_path / "gradient.npz", "--report",
+                 tmp_path / "r.json", "--timing", tmp_path / "t.json", cwd=tmp_path)
+    _assert_refused(result, "run the tune stage first", *kept)
+
+
 def test_compare_names_a_missing_network(dense_view, tmp_path):
     root, params = dense_view
-    result, kept = _compare(root, params, tmp_path, tmp_path / "ptychi.npz", tmp_path / "no-models")
+    result, kept = _compare(root, params, tmp_path, tmp_path / "reconstruct", tmp_path / "no-models")
     _assert_refused(result, "needed for the pinn arm", *kept)
 
 
@@ -215,9 +236,12 @@ def test_compare_refuses_a_pickled_pty_chi_file(dense_view, tmp_path):
     models = tmp_path / "models"
     for view in ("dense", "baseline"):
         _previous(models / "dose_100000" / view / "wts.h5.zip")
-    evil = tmp_path / "ptychi.npz"
-    np.savez(evil, object=np.array([{"payload": 1}], dtype=object), cost=np.ones(2), _metadata=np.array("{}"))
-    result, kept = _compare(root, params, tmp_path, evil, models)
+    iterative = tmp_path / "reconstruct"
+    for arm in ("ptychi_tuned", "gradient"):
+        _previous(iterative / f"{arm}.npz")
+    np.savez(iterative / "ptychi.npz", object=np.array([{"payload": 1}], dtype=object), cost=np.ones(2),
+             _metadata=np.array("{}"))
+    result, kept = _compare(root, params, tmp_path, iterative, models)
     _assert_refused(result, "holds a pickled object", *kept)
 
 

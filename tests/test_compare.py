@@ -13,39 +13,40 @@ from ptychostudy.compare import headline, run as compare_run
 from ptychostudy.arms import arms, baseline_view
 from ptychostudy.layout import bundle_path
 from ptychostudy.metrics import PARTS, QUANTITIES
-from ptychostudy.reconstruct import run as reconstruct_run
 from ptychostudy.train import run as train_run
 
 
+ALL_ARMS = ["pinn", "pinn_gs1", "ptychi", "ptychi_tuned", "gradient", "blank"]
+
+
 @pytest.fixture(scope="module")
-def cell(tiny_cfg, tiny_views, tmp_path_factory):
-    """Bundles of the baseline and dense views and pty-chi on the dense test split (dose 1e5)."""
+def cell(tiny_cfg, tiny_views, tiny_iterative, tmp_path_factory):
+    """Bundles of the baseline and dense views and the iterative arms on the dense test split (dose 1e5):
+    (folder, models, Phase F folder)."""
     out = tmp_path_factory.mktemp("cell")
     models = out / "models"
     for view in ("baseline", "dense"):
         train_run(tiny_cfg, 100000, view, tiny_views[view], bundle_path(models, 100000, view),
                   out / f"{view}.json", out / f"{view}.csv", out / f"{view}-timing.json", out / f"{view}.png",
                   progress=False)
-    reconstruct_run(tiny_cfg, 100000, "dense", tiny_views["dense"], out / "ptychi.npz", out / "f.json",
-                    out / "f-timing.json", progress=False)
-    return out, models
+    return out, models, tiny_iterative[0]
 
 
 def test_arms_of_each_view(tiny_cfg):
     assert baseline_view(tiny_cfg) == "baseline"
-    assert arms(tiny_cfg, "dense") == ["pinn", "pinn_gs1", "ptychi", "blank"]
-    assert arms(tiny_cfg, "baseline") == ["pinn_gs1", "ptychi", "blank"]
+    assert arms(tiny_cfg, "dense") == ALL_ARMS
+    assert arms(tiny_cfg, "baseline") == ALL_ARMS[1:]
 
 
 def test_every_arm_metric_and_region_is_in_the_tidy_csv(cell, tiny_cfg, tiny_views):
-    out, models = cell
-    record = compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, out / "ptychi.npz",
+    out, models, rec = cell
+    record = compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, rec,
                          out / "g", out / "g-timing.json", progress=False)
     with open(out / "g" / "comparison_metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert set(rows[0]) == {"model", "metric", "part", "value"}
     got = {(r["model"], r["metric"], r["part"]) for r in rows}
-    for model in ("pinn", "pinn_gs1", "ptychi", "blank"):
+    for model in ALL_ARMS:
         for part in PARTS:
             for quantity in QUANTITIES:
                 for metric in ("mae", "mse", "psnr", "ssim", "ms_ssim", "pearson_r", "frc50_cycles_per_px",
@@ -61,7 +62,11 @@ def test_every_arm_metric_and_region_is_in_the_tidy_csv(cell, tiny_cfg, tiny_vie
         assert abs(values[(model, "registration_dy_px", "scanned")]) <= tiny_cfg.compare.max_shift_px
     assert (out / "g" / "comparison.png").stat().st_size > 10_000
     saved = json.loads((out / "g" / "comparison.json").read_text())
-    assert saved["arms"] == ["pinn", "pinn_gs1", "ptychi", "blank"] and saved["patterns"] > 0
+    assert saved["arms"] == ALL_ARMS and saved["patterns"] > 0
+    # each iterative arm says how its settings were chosen: the tuned ones from the train-split selection
+    assert "original study" in saved["iterative"]["ptychi"]["settings"]["chosen_by"]
+    for arm in ("ptychi_tuned", "gradient"):
+        assert "selected on the train split" in saved["iterative"][arm]["settings"]["chosen_by"]
     # the floor: a blank object has no amplitude structure (r 0, no registration) and a phase whose only
     # correlation with the truth is the fitted offset and ramp
     blank = saved["scores"]["blank"]["featured"]
@@ -74,10 +79,10 @@ def test_every_arm_metric_and_region_is_in_the_tidy_csv(cell, tiny_cfg, tiny_vie
 def test_training_and_the_comparison_score_alike(cell, tiny_cfg, tiny_views):
     """One scoring path: the dense job's final test scores (logged by training, every pattern of the
     gridsize-2 split, the same stitching settings) are the comparison's pinn scores, to the last digit."""
-    out, models = cell
+    out, models, rec = cell
     assert tiny_cfg.train.eval_stitch_fraction == tiny_cfg.infer.stitch_fraction
     assert tiny_cfg.train.eval_phase_sync == tiny_cfg.infer.phase_sync
-    record = compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, out / "ptychi.npz",
+    record = compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, rec,
                          out / "same", out / "same.json", progress=False)
     logged = json.loads((out / "dense.json").read_text())["scores"]["test"]
     pinn = record["scores"]["pinn"]["featured"]
@@ -87,28 +92,32 @@ def test_training_and_the_comparison_score_alike(cell, tiny_cfg, tiny_views):
 
 
 def test_the_comparison_is_deterministic(cell, tiny_cfg, tiny_views):
-    out, models = cell
+    out, models, rec = cell
     for attempt in ("a", "b"):
-        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, out / "ptychi.npz",
+        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, rec,
                     out / attempt, out / f"{attempt}.json", progress=False)
     for name in ("comparison_metrics.csv", "comparison.json", "comparison.png"):
         assert (out / "a" / name).read_bytes() == (out / "b" / name).read_bytes(), name
 
 
 def test_missing_inputs_are_named(cell, tiny_cfg, tiny_views, tmp_path):
-    out, models = cell
+    import shutil
+
+    out, models, rec = cell
     with pytest.raises(StudyError, match="pinn arm"):
-        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], tmp_path / "none", out / "ptychi.npz",
+        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], tmp_path / "none", rec,
                     tmp_path / "g", tmp_path / "t.json", progress=False)
-    with pytest.raises(StudyError, match="ptychi arm"):
-        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, tmp_path / "missing.npz",
+    partial = tmp_path / "partial"
+    shutil.copytree(rec, partial)
+    (partial / "ptychi_tuned.npz").unlink()
+    with pytest.raises(StudyError, match="ptychi_tuned arm"):
+        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, partial,
                     tmp_path / "g", tmp_path / "t.json", progress=False)
     assert not (tmp_path / "g").exists()  # nothing half-written
-    # pty-chi's object of another data set (wrong grid) is refused
-    from ptychostudy.io import json_array, write_npz
+    # an object of another data set (wrong grid) is refused
+    from ptychostudy.io import write_reconstruction
 
-    write_npz(tmp_path / "small.npz", {"object": np.ones((8, 8), np.complex64), "cost": np.ones(2),
-                                       "_metadata": json_array({"skipped": False})})
+    write_reconstruction(partial / "ptychi_tuned.npz", np.ones((8, 8)), np.ones(2), {"skipped": False})
     with pytest.raises(StudyError, match="holds no"):
-        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, tmp_path / "small.npz",
+        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, partial,
                     tmp_path / "g", tmp_path / "t.json", progress=False)

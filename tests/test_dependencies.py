@@ -18,7 +18,8 @@ PACKAGE = "ptychostudy"
 SRC = ROOT / "src"
 ENVIRONMENT = ("requirements.lock.txt", "requirements.nodeps.txt")
 # stages whose outputs a different library version changes (numbers or figure bytes): all but none
-ENVIRONMENT_STAGES = ("base", "simulate", "views", "train", "reconstruct", "compare", "summarize")
+ENVIRONMENT_STAGES = ("base", "simulate", "views", "train", "tune", "reconstruct", "reconstruct_tuned", "gradient",
+                      "compare", "summarize")
 
 
 def module_file(name: str, src: Path = SRC) -> Path | None:
@@ -125,7 +126,10 @@ def test_the_check_fails_when_an_import_is_not_a_dependency(tmp_path):
     assert not (after - listed) == set(), "the added import must show up as a missing dependency"
 
 
-def test_the_pty_chi_stages_do_not_depend_on_inference_or_the_network():
-    listed = _source_deps(_stages()["reconstruct"])
-    for module in ("infer", "model", "bundle", "stitch", "metrics", "train"):
+@pytest.mark.parametrize("name", ["reconstruct", "reconstruct_tuned", "gradient", "tune"])
+def test_the_iterative_stages_do_not_depend_on_inference_or_the_network(name):
+    listed = _source_deps(_stages()[name])
+    for module in ("infer", "model", "bundle", "stitch", "train"):
         assert f"src/{PACKAGE}/{module}.py" not in listed
+    if name != "tune":  # only the selection scores (against the train split's truth)
+        assert f"src/{PACKAGE}/metrics.py" not in listed

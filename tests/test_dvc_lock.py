@@ -45,7 +45,7 @@ def test_every_stage_of_the_design_is_locked():
     stages = set(_lock()["stages"])
     expected = {"base", "summarize"}
     expected |= {f"simulate@{d}" for d in params["study"]["doses"]}
-    for stage in ("views", "train", "reconstruct", "compare"):  # one per dose × view
+    for stage in ("views", "train", "tune", "reconstruct", "reconstruct_tuned", "gradient", "compare"):  # per cell
         expected |= {f"{stage}@{d}-{v}" for d in params["study"]["doses"] for v in params["study"]["views"]}
     assert expected <= stages, sorted(expected - stages)
 
@@ -77,6 +77,12 @@ def test_reconstruct_and_compare_stages_depend_on_their_keys():
     listed = set(stages["reconstruct"]["params"])
     expected = {f"reconstruct.{f.name}" for f in dataclasses.fields(ReconstructSection) if f.name != "epochs"}
     assert expected | {"reconstruct.epochs.${item.view}"} == listed, sorted(expected ^ listed)
+    # the tuned arm: its settings come from the selection file; only the shared pty-chi keys from params
+    assert set(stages["reconstruct_tuned"]["params"]) == {"reconstruct.batch_size", "reconstruct.seed", "reconstruct.threads"}
+    assert set(stages["gradient"]["params"]) == {"gradient"}
+    tune = set(stages["tune"]["params"])
+    assert {"gradient", "reconstruct.batch_size", "reconstruct.seed", "tune.ptychi_epochs.${item.view}"} <= tune
+    assert not any(key.startswith("train") or key.startswith("infer") for key in tune)
     assert set(stages["compare"]["params"]) == {"compare", "infer"}
 
 

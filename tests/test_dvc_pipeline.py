@@ -80,16 +80,20 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
     # Phases F and G: every cell of every view with its arms, and the study's tables and plots
     for dose in (1000, 100000):
         for view in ("baseline", "dense", "sparse"):
-            assert (work / f"data/reconstruct/dose_{dose}/{view}/ptychi.npz").is_file()
+            for arm in ("ptychi", "ptychi_tuned", "gradient"):
+                assert (work / f"data/reconstruct/dose_{dose}/{view}/{arm}.npz").is_file()
+            assert (work / f"reports/tuning/dose_{dose}-{view}.json").is_file()
             record = json.loads((work / f"reports/compare/dose_{dose}-{view}/comparison.json").read_text())
             if not record["skipped"]:
-                assert record["arms"][-2:] == ["ptychi", "blank"] and (len(record["arms"]) == 4) == (view != "baseline")
+                assert record["arms"][-4:] == ["ptychi", "ptychi_tuned", "gradient", "blank"]
+                assert (len(record["arms"]) == 6) == (view != "baseline")
                 assert (work / f"reports/compare/dose_{dose}-{view}/comparison.png").is_file()
     # the headline numbers only, nested dose -> view -> arm: per arm phase r, phase FRC½, amplitude r; per job
     # the final loss and the bundle's size (every metric of every cell is in study_metrics.csv)
     for dose_metrics in metrics.values():
         for view, cell in dose_metrics.items():
-            assert set(cell) <= {"pinn", "pinn_gs1", "ptychi", "blank", "train"} and "blank" in cell, cell
+            assert set(cell) <= {"pinn", "pinn_gs1", "ptychi", "ptychi_tuned", "gradient", "blank", "train"}, cell
+            assert {"blank", "ptychi_tuned", "gradient"} <= set(cell), cell
             assert set(cell["train"]) == {"final_loss", "bundle_bytes"}
             for arm in set(cell) - {"train"}:
                 assert set(cell[arm]) == {"phase_r", "phase_frc50_px", "amplitude_r"}, cell[arm]
@@ -97,6 +101,7 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
     summary = (work / "reports/summary.md").read_text()
     assert "## Phase G" in summary and "## Conclusion" in summary and "figures/metrics_vs_dose.png" in summary
     assert "| floor |" in summary and "skill" in summary  # every headline measure beside its floor
+    assert "## Selection (tune stage)" in summary and "tuned iterative" in summary
     header = (work / "reports/plots/phase_pearson_r.csv").read_text().splitlines()[0].split(",")
     plotted = yaml.safe_load((work / "dvc.yaml").read_text())["plots"]
     for entry in plotted:
@@ -137,7 +142,8 @@ def test_forced_repro_leaves_dvc_lock_and_every_bundle_byte_identical(repo):
     work, env = repo
     before = (work / "dvc.lock").read_bytes()
     bundles = {p: p.read_bytes() for p in (work / "data/models").rglob("wts.h5.zip")}
-    stages = ["base", "simulate@1000", "views@1000-dense", "train@100000-dense", "reconstruct@100000-dense",
+    stages = ["base", "simulate@1000", "views@1000-dense", "train@100000-dense", "tune@100000-dense",
+              "reconstruct@100000-dense", "reconstruct_tuned@100000-dense", "gradient@100000-dense",
               "compare@100000-dense", "summarize"]
     result = dvc("repro", "-f", "-s", "--no-run-cache", *stages, cwd=work, env=env)
     ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
@@ -178,6 +184,8 @@ def test_what_each_params_section_touches(repo):
         ("train", "learning_rate", 0.0015, {f"train@{c}" for c in cells}),
         ("infer", "stitch_fraction", 0.4, {f"compare@{c}" for c in cells}),
         ("reconstruct", "momentum", 0.3, {f"reconstruct@{c}" for c in cells}),
+        ("gradient", "learning_rate", 0.04, {f"{s}@{c}" for c in cells for s in ("tune", "gradient")}),
+        ("tune", "threads", 2, {f"tune@{c}" for c in cells}),
         ("compare", "frc_taper", 0.2, {f"compare@{c}" for c in cells}),
     ):
         params = tiny_params()

@@ -46,9 +46,17 @@ def test_views_train_reconstruct_and_compare_use_layout_paths():
     assert _args(train)["--view-dir"] == view_dir
     assert _args(train)["--bundle"] == layout.bundle_path(layout.MODELS, DOSE, VIEW).as_posix()
     assert _args(train)["--report"] == layout.report_path("train", DOSE, VIEW).as_posix()
-    reconstruct = _stage("reconstruct")
-    assert _args(reconstruct)["--out"] == layout.reconstruction_path(DOSE, VIEW).as_posix()
-    assert _args(reconstruct)["--report"] == layout.report_path("reconstruct", DOSE, VIEW).as_posix()
+    for stage_name, arm in (("reconstruct", "ptychi"), ("reconstruct_tuned", "ptychi_tuned"), ("gradient", "gradient")):
+        stage = _stage(stage_name)
+        assert _args(stage)["--out"] == layout.reconstruction_path(DOSE, VIEW, arm).as_posix()
+        assert _args(stage)["--report"] == layout.report_path(f"reconstruct/{arm}", DOSE, VIEW).as_posix()
+        assert _args(stage).get("--arm", "gradient") == arm
+        if arm != "ptychi":
+            assert _args(stage)["--tuning"] == layout.tuning_path(DOSE, VIEW).as_posix()
+            assert layout.tuning_path(DOSE, VIEW).as_posix() in stage["deps"]
+    tune = _stage("tune")
+    assert _args(tune)["--report"] == layout.tuning_path(DOSE, VIEW).as_posix()
+    assert layout.view_file(view_dir, "train").as_posix() in tune["deps"]
     compare = _stage("compare")
     from ptychostudy.config import load_config
 
@@ -58,7 +66,9 @@ def test_views_train_reconstruct_and_compare_use_layout_paths():
     for view in (VIEW, baseline):  # exactly the two bundles Phase G reads, not the whole dose folder
         assert layout.bundle_path(layout.MODELS, DOSE, view).as_posix() in compare["deps"]
     assert _args(compare)["--models"] == layout.MODELS.as_posix()
-    assert _args(compare)["--reconstruction"] == layout.reconstruction_path(DOSE, VIEW).as_posix()
+    assert _args(compare)["--reconstructions"] == layout.reconstruction_dir(DOSE, VIEW).as_posix()
+    for arm in layout.ITERATIVE_ARMS:  # each Phase F file, not the folder
+        assert layout.reconstruction_path(DOSE, VIEW, arm).as_posix() in compare["deps"]
     assert _args(compare)["--out-dir"] == layout.compare_dir(layout.REPORTS / "compare", DOSE, VIEW).as_posix()
 
 

@@ -12,7 +12,8 @@ import torch
 from ptychostudy import physics, torchvision_shim
 from ptychostudy.dataset import Split
 from ptychostudy.metrics import regions, score_arm
-from ptychostudy.reconstruct import _ptychi, origin, ptychi_probe, read_reconstruction, run as reconstruct_run
+from ptychostudy.io import read_reconstruction
+from ptychostudy.reconstruct import _ptychi, origin, ptychi_probe, run as reconstruct_run
 
 
 def _split(folder, gridsize=1):

@@ -22,7 +22,9 @@ COMMANDS = {  # subcommand -> the module whose cli(args) runs it
     "simulate": "ptychostudy.simulate",
     "views": "ptychostudy.views",
     "train": "ptychostudy.train",
+    "tune": "ptychostudy.tune",
     "reconstruct": "ptychostudy.reconstruct",
+    "gradient": "ptychostudy.gradient",
     "compare": "ptychostudy.compare",
     "summarize": "ptychostudy.summary",
     "verify": "ptychostudy.verify",
@@ -59,6 +61,13 @@ def _add_cell(parser: argparse.ArgumentParser, view_dir_help: str) -> None:
     parser.add_argument("--dose", required=True, help="photons per pattern; must be one of study.doses")
     parser.add_argument("--view", required=True, help="a view listed in study.views")
     parser.add_argument("--view-dir", type=Path, required=True, help=view_dir_help)
+
+
+def _add_phase_f_outputs(parser: argparse.ArgumentParser) -> None:
+    """The outputs of every Phase F stage: the reconstruction, its record and its wall time."""
+    parser.add_argument("--out", type=Path, required=True, help="reconstruction .npz to write")
+    parser.add_argument("--report", type=Path, required=True, help="record (JSON) to write")
+    parser.add_argument("--timing", type=Path, required=True, help="wall time (JSON) to write; kept out of DVC")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,19 +123,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall time (JSON) to write; kept out of DVC so that outputs stay byte-reproducible")
     p.add_argument("--figure", type=Path, required=True, help="PNG to write: loss, scores and reconstructions")
 
-    p = sub.add_parser("reconstruct", help="Phase F: pty-chi LSQML on the test split of one dose × view",
-                       description="Phase F: reconstruct the view's test split with pty-chi's LSQML (settings: params.yaml "
-                       "reconstruct.*): all positions, initial object ones, the known probe, positions fixed, seeded, "
-                       "reconstruct.threads threads, the object on the ground truth's pixel grid. Writes the object and "
-                       "its cost per epoch (.npz, no pickle), a record (JSON) and a timing file.")
-    _add_cell(p, "folder with test.npz and view.json")
-    p.add_argument("--out", type=Path, required=True, help="reconstruction .npz to write")
-    p.add_argument("--report", type=Path, required=True, help="record (JSON) to write")
+    p = sub.add_parser("tune", help="select the tuned iterative arms' settings on the train split of one dose × view",
+                       description="The selection stage (fairness protocol: no setting is chosen from test-split scores). "
+                       "On the view's TRAIN split only: pty-chi LSQML for every setting of tune.ptychi_grid (noise model, "
+                       "TV weight, momentum), scored after each of tune.ptychi_epochs.<view>, and the gradient solver "
+                       "through gradient.levels, scored after each of tune.gradient_checkpoints steps of every level; "
+                       "scores are phase Pearson r against the train split's truth (featured region). Writes the "
+                       "selection with every score (JSON), a figure and a timing file.")
+    _add_cell(p, "folder with train.npz and view.json (test.npz is never read)")
+    p.add_argument("--report", type=Path, required=True, help="selection and scores (JSON) to write (reports/tuning)")
+    p.add_argument("--figure", type=Path, required=True, help="PNG to write: phase r of every setting, the selection")
     p.add_argument("--timing", type=Path, required=True, help="wall time (JSON) to write; kept out of DVC")
+
+    p = sub.add_parser("reconstruct", help="Phase F: pty-chi LSQML on the test split of one dose × view (one arm)",
+                       description="Phase F: reconstruct the view's test split with pty-chi's LSQML: all positions, "
+                       "initial object ones, the known probe, positions fixed, seeded, reconstruct.threads threads, the "
+                       "object on the ground truth's pixel grid. --arm ptychi: as the original study configured it "
+                       "(reconstruct.*); --arm ptychi_tuned: noise model, TV weight, momentum and epochs from --tuning "
+                       "(the tune stage's selection on the train split). Writes the object and its cost per epoch "
+                       "(.npz, no pickle), a record (JSON) and a timing file.")
+    _add_cell(p, "folder with test.npz and view.json")
+    p.add_argument("--arm", choices=("ptychi", "ptychi_tuned"), default="ptychi", help="which pty-chi arm (default: ptychi)")
+    p.add_argument("--tuning", type=Path, help="the tune stage's selection (JSON; required by --arm ptychi_tuned)")
+    _add_phase_f_outputs(p)
+
+    p = sub.add_parser("gradient", help="Phase F: the Poisson-likelihood gradient solver on the test split of one dose × view",
+                       description="Phase F's classical gradient reference (arm gradient): Adam on the Poisson "
+                       "likelihood of the counts under the study's forward model, the object (log-amplitude and phase) "
+                       "on a coarse grid refined level by level (gradient.levels), stopping at the level and step the "
+                       "tune stage selected on the train split (--tuning). Writes the object and its cost per step "
+                       "(.npz, no pickle), a record (JSON) and a timing file.")
+    _add_cell(p, "folder with test.npz and view.json")
+    p.add_argument("--tuning", type=Path, required=True, help="the tune stage's selection (JSON)")
+    _add_phase_f_outputs(p)
 
     p = sub.add_parser("compare", help="Phase G: score every arm of one dose × view against the ground truth",
                        description="Phase G: on the view's test split, reconstruct with the view's network and the "
-                       "gridsize-1 baseline network (settings: params.yaml infer.*) and take pty-chi's object; align "
+                       "gridsize-1 baseline network (settings: params.yaml infer.*), take each iterative arm's object "
+                       "(pty-chi as configured, pty-chi tuned, the gradient solver) and a blank object (the floor); align "
                        "each the same way (compare.*: scanned region, "
                        "sub-pixel registration, global phase offset and ramp, mean amplitude) and score amplitude and "
                        "phase (MAE, MSE, PSNR, SSIM, MS-SSIM, FRC at 0.5 and 1/7, Pearson r, phase spread ratio) in the "
@@ -134,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "part, value), a record (JSON) and a figure.")
     _add_cell(p, "folder with test.npz and view.json")
     p.add_argument("--models", type=Path, required=True, help="artefact folder of the bundles (dose_<d>/<view>/wts.h5.zip)")
-    p.add_argument("--reconstruction", type=Path, required=True, help="Phase F reconstruction .npz of this dose × view")
+    p.add_argument("--reconstructions", type=Path, required=True,
+                   help="Phase F folder of this dose × view (ptychi.npz, ptychi_tuned.npz, gradient.npz)")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for comparison_metrics.csv, comparison.json, comparison.png")
     p.add_argument("--timing", type=Path, required=True, help="inference wall times (JSON) to write; kept out of DVC")
 
@@ -148,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--view-reports", type=Path, required=True, help="folder of Phase D reports")
     p.add_argument("--train-reports", type=Path, required=True, help="folder of Phase E job records")
     p.add_argument("--models", type=Path, required=True, help="artefact folder of the bundles (dose_<d>/<view>/wts.h5.zip)")
-    p.add_argument("--reconstruct-reports", type=Path, required=True, help="folder of Phase F records (dose_<d>-<view>.json)")
+    p.add_argument("--reconstruct-reports", type=Path, required=True, help="folder of Phase F records (<arm>/dose_<d>-<view>.json)")
+    p.add_argument("--tuning-reports", type=Path, required=True, help="folder of the tune stage's selections")
     p.add_argument("--compare-reports", type=Path, required=True,
                    help="folder of Phase G results (dose_<d>-<view>/comparison_metrics.csv and comparison.json)")
     p.add_argument("--timing", type=Path, required=True,

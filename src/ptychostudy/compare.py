@@ -5,7 +5,9 @@ Arms, all on the view's test split (the same patterns and positions):
 * ``pinn``     — the network trained on this view (gridsize > 1 views only);
 * ``pinn_gs1`` — the gridsize-1 network of the baseline view at this dose, applied to
   this view's patterns one by one;
-* ``ptychi``   — pty-chi LSQML on the same patterns (Phase F, ``reconstruct``);
+* ``ptychi``   — pty-chi LSQML as the original study configured it (Phase F, ``reconstruct``);
+* ``ptychi_tuned`` — pty-chi LSQML with the settings the tune stage selected on the train split;
+* ``gradient`` — the Poisson-likelihood gradient solver, stopped where the tune stage selected;
 * ``blank``    — the floor: a blank object (all ones) scored the same way. With the phase offset and
   ramp fitted, a flat phase already correlates with this object's phase, and flat phase scores a
   high phase SSIM: every arm's skill is its score above this floor.
@@ -30,9 +32,9 @@ from ptychostudy.bundle import LoadedModel, load_bundle
 from ptychostudy.config import Config, load_config
 from ptychostudy.dataset import Split, read_dataset
 from ptychostudy.infer import reconstruct_split, setup_torch
-from ptychostudy.io import sha256_file, write_json, write_text
+from ptychostudy.io import read_reconstruction, sha256_file, write_json, write_text
+from ptychostudy.layout import ITERATIVE_ARMS
 from ptychostudy.metrics import PARTS, regions, score_arm
-from ptychostudy.reconstruct import read_reconstruction
 
 CSV_HEADER = "model,metric,part,value\n"
 
@@ -55,22 +57,23 @@ class Cell:
     paths: dict[str, Path]  # "data" and each arm -> its input file
     splits: dict[str, Split]  # "test" (one pattern per group) and, for the view's network, "groups"
     networks: dict[str, LoadedModel]
-    ptychi: tuple[np.ndarray, dict]  # object, Phase F record
+    iterative: dict[str, tuple[np.ndarray, dict]]  # arm -> (object, Phase F record)
 
 
-def load(cfg: Config, dose, view: str, view_dir, models, reconstruction) -> Cell:
+def load(cfg: Config, dose, view: str, view_dir, models, reconstructions) -> Cell:
     dose = cfg.dose(dose)
     definition = cfg.view(view)
     summary = layout.read_view_summary(view_dir, dose, view)
     if summary["skipped"]:
-        return Cell(dose, view, summary, [], {}, {}, {}, (np.zeros((0, 0)), {}))
+        return Cell(dose, view, summary, [], {}, {}, {}, {})
     names = arms(cfg, view)
     paths = {"data": layout.view_file(view_dir, "test")}
     if "pinn" in names:
         paths["pinn"] = layout.bundle_path(models, dose, view)
     if "pinn_gs1" in names:
         paths["pinn_gs1"] = layout.bundle_path(models, dose, baseline_view(cfg))
-    paths["ptychi"] = Path(reconstruction)  # (the blank arm reads nothing)
+    for name in ITERATIVE_ARMS:
+        paths[name] = layout.reconstruction_file(reconstructions, name)  # (the blank arm reads nothing)
     missing = [f"{path} (needed for the {name} arm)" for name, path in paths.items() if not Path(path).is_file()]
     if missing:
         raise StudyError("missing input: " + "; ".join(missing) + "; run the earlier stages first")
@@ -78,12 +81,15 @@ def load(cfg: Config, dose, view: str, view_dir, models, reconstruction) -> Cell
     splits = {"test": Split.from_arrays(data, 1)}
     if "pinn" in names:
         splits["groups"] = Split.from_arrays(data, definition.gridsize)
-    obj, _, meta = read_reconstruction(reconstruction)
     truth = splits["test"].truth
-    if meta.get("skipped") or obj.shape != truth.shape:
-        raise StudyError(f"{reconstruction}: holds no {truth.shape[0]}×{truth.shape[1]} object for dose {dose}, view {view}")
+    iterative = {}
+    for name in ITERATIVE_ARMS:
+        obj, _, meta = read_reconstruction(paths[name])
+        if meta.get("skipped") or obj.shape != truth.shape:
+            raise StudyError(f"{paths[name]}: holds no {truth.shape[0]}×{truth.shape[1]} object for dose {dose}, view {view}")
+        iterative[name] = (obj, meta)
     networks = {name: load_bundle(paths[name]) for name in names if name.startswith("pinn")}
-    return Cell(dose, view, summary, names, paths, splits, networks, (obj, meta))
+    return Cell(dose, view, summary, names, paths, splits, networks, iterative)
 
 
 def compute(cfg: Config, cell: Cell, *, progress: bool = True):
@@ -97,7 +103,8 @@ def compute(cfg: Config, cell: Cell, *, progress: bool = True):
         split = cell.splits["groups"] if name == "pinn" else test
         reconstructions[name], seconds[name] = reconstruct_split(loaded, split, cfg.infer, device, bar)
     bar.close()
-    reconstructions["ptychi"] = cell.ptychi[0]
+    for name, (obj, _) in cell.iterative.items():
+        reconstructions[name] = obj
     reconstructions[FLOOR] = np.ones(test.truth.shape, dtype=np.complex64)
     masks = regions(test, cfg.compare.scanned_threshold)
     scored = {name: score_arm(reconstructions[name], test.truth, masks, cfg.compare) for name in cell.arms}
@@ -115,8 +122,8 @@ def _csv(scored: dict) -> str:
     return "".join(rows)
 
 
-def run(cfg: Config, dose, view: str, view_dir, models, reconstruction, out_dir, timing, *, progress: bool = True) -> dict:
-    cell = load(cfg, dose, view, view_dir, models, reconstruction)
+def run(cfg: Config, dose, view: str, view_dir, models, reconstructions, out_dir, timing, *, progress: bool = True) -> dict:
+    cell = load(cfg, dose, view, view_dir, models, reconstructions)
     out_dir, timing = Path(out_dir), Path(timing)
     csv_path, json_path, png_path = (out_dir / n for n in (layout.COMPARISON_CSV, layout.COMPARISON_JSON, layout.COMPARISON_PNG))
     record = {"dose": cell.dose, "view": cell.view, "phase": "G", "split": "test"}
@@ -129,7 +136,6 @@ def run(cfg: Config, dose, view: str, view_dir, models, reconstruction, out_dir,
 
     _, seconds, scored, masks = compute(cfg, cell, progress=progress)
 
-    meta = cell.ptychi[1]
     record.update(
         skipped=False,
         arms=cell.arms,
@@ -138,7 +144,8 @@ def run(cfg: Config, dose, view: str, view_dir, models, reconstruction, out_dir,
         patterns=cell.splits["test"].patterns,
         region_pixels={part: int(m.sum()) for part, m in masks.items()},
         registration_px={n: list(r.shift) for n, r in scored.items()},
-        ptychi={"epochs": meta.get("epochs"), "cost_final": meta.get("cost_final")},
+        iterative={name: {"settings": meta.get("settings"), "epochs": meta.get("epochs"), "plan": meta.get("plan"),
+                          "cost_final": meta.get("cost_final")} for name, (_, meta) in cell.iterative.items()},
         scores=_finite({n: r.scores for n, r in scored.items()}),
     )
     write_text(csv_path, _csv(scored))
@@ -163,6 +170,6 @@ def headline(record: dict) -> str:
 
 def cli(args) -> None:
     """``ptychostudy compare``: one cell, then its headline on stdout."""
-    record = run(load_config(args.params), args.dose, args.view, args.view_dir, args.models, args.reconstruction,
+    record = run(load_config(args.params), args.dose, args.view, args.view_dir, args.models, args.reconstructions,
                  args.out_dir, args.timing, progress=not args.no_progress)
     print(headline(record))

@@ -114,6 +114,38 @@ class ReconstructSection:
 
 
 @dataclass(frozen=True)
+class PtychiSetting:
+    """One point of the tuned pty-chi arm's grid (LSQML; batch size, seed and threads from ``reconstruct``)."""
+
+    noise_model: str
+    tv_weight: float  # pty-chi's object total-variation regulariser (0 = off)
+    momentum: float  # LSQML object momentum (0 = off: random batches; > 0: compact batches)
+
+
+@dataclass(frozen=True)
+class GradientSection:
+    """The classical gradient reference arm (module gradient.py): Poisson likelihood, Adam, an object
+    that starts on a coarse grid and is refined level by level."""
+
+    levels: tuple[int, ...]  # px per object sample at each level, coarse to fine
+    steps_per_level: int
+    batch: int
+    learning_rate: float
+    seed: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class TuneSection:
+    """The selection stage (module tune.py): the tuned arms' settings chosen on each view's train split."""
+
+    ptychi_grid: tuple[PtychiSetting, ...]
+    ptychi_epochs: Mapping[str, tuple[int, ...]]  # per view: scored at each, one run as long as the last
+    gradient_checkpoints: tuple[int, ...]  # steps within each gradient level at which it is scored
+    threads: int
+
+
+@dataclass(frozen=True)
 class CompareSection:
     scanned_threshold: float
     max_shift_px: float
@@ -130,6 +162,8 @@ class Config:
     train: TrainSection
     infer: InferSection
     reconstruct: ReconstructSection
+    gradient: GradientSection
+    tune: TuneSection
     compare: CompareSection
 
     def view(self, name: str) -> ViewDefinition:
@@ -173,6 +207,8 @@ SECTIONS = {
     "train": TrainSection,
     "infer": InferSection,
     "reconstruct": ReconstructSection,
+    "gradient": GradientSection,
+    "tune": TuneSection,
     "compare": CompareSection,
 }
 SPLIT_AXES = ("y", "x")
@@ -271,9 +307,51 @@ def _section(name: str, raw: Any):
             values[field.name] = {
                 str(view): _check_scalar(number, int, f"{key}.{view}") for view, number in sorted(value.items())
             }
+        elif name == "gradient" and field.name == "levels":
+            values[field.name] = _int_list(value, key, "object grid factors (px per sample), coarse to fine")
+        elif name == "tune" and field.name == "gradient_checkpoints":
+            values[field.name] = _int_list(value, key, "step counts")
+        elif name == "tune" and field.name == "ptychi_epochs":
+            if not isinstance(value, dict) or not value:
+                raise ConfigError(f"{key} must map each view name to a list of epoch counts, got {value!r}")
+            values[field.name] = {str(view): _int_list(v, f"{key}.{view}", "epoch counts")
+                                  for view, v in sorted(value.items())}
+        elif name == "tune" and field.name == "ptychi_grid":
+            if not isinstance(value, list) or not value:
+                raise ConfigError(f"{key} must be a non-empty list of settings "
+                                  f"{{noise_model, tv_weight, momentum}}, got {value!r}")
+            values[field.name] = tuple(_ptychi_setting(v, f"{key}[{i}]") for i, v in enumerate(value))
         else:
             values[field.name] = _check_scalar(value, tp, key)
     return cls(**values)
+
+
+def _int_list(value: Any, key: str, what: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key} must be a non-empty list of {what}, got {value!r}")
+    return tuple(_check_scalar(v, int, f"{key}[{i}]") for i, v in enumerate(value))
+
+
+def _ptychi_setting(raw: Any, key: str) -> PtychiSetting:
+    fields = [f.name for f in dataclasses.fields(PtychiSetting)]
+    _check_keys(raw, fields, key)
+    setting = PtychiSetting(
+        noise_model=_check_scalar(raw["noise_model"], str, f"{key}.noise_model"),
+        tv_weight=_check_scalar(raw["tv_weight"], float, f"{key}.tv_weight"),
+        momentum=_check_scalar(raw["momentum"], float, f"{key}.momentum"),
+    )
+    _check_ptychi_setting(setting, key)
+    return setting
+
+
+def _check_ptychi_setting(setting, key: str) -> None:
+    """The checks every pty-chi setting obeys (``reconstruct`` and each ``tune.ptychi_grid`` entry)."""
+    if setting.noise_model not in NOISE_MODELS:
+        raise ConfigError(f"{key}.noise_model must be one of {', '.join(NOISE_MODELS)}; got {setting.noise_model!r}")
+    if not 0.0 <= setting.momentum < 1.0:
+        raise ConfigError(f"{key}.momentum must lie in [0, 1) (0 = off), got {setting.momentum}")
+    if getattr(setting, "tv_weight", 0.0) < 0:
+        raise ConfigError(f"{key}.tv_weight must be 0 (off) or more, got {setting.tv_weight}")
 
 
 def _definitions(raw: Any, key: str) -> Mapping[str, ViewDefinition]:
@@ -343,6 +421,8 @@ def _cross_checks(cfg: Config) -> None:
     _check_train(cfg)
     _check_infer(cfg)
     _check_reconstruct(cfg)
+    _check_gradient(cfg)
+    _check_tune(cfg)
     _check_compare(cfg)
     for name, view in v.definitions.items():
         if v.neighbours < view.group_size:
@@ -430,10 +510,35 @@ def _check_reconstruct(cfg: Config) -> None:
             raise ConfigError(f"reconstruct.{key} must be 1 or more, got {getattr(it, key)}")
     if it.seed < 0:
         raise ConfigError(f"reconstruct.seed must be a non-negative integer, got {it.seed}")
-    if it.noise_model not in NOISE_MODELS:
-        raise ConfigError(f"reconstruct.noise_model must be one of {', '.join(NOISE_MODELS)}; got {it.noise_model!r}")
-    if not 0.0 <= it.momentum < 1.0:
-        raise ConfigError(f"reconstruct.momentum must lie in [0, 1) (0 = off), got {it.momentum}")
+    _check_ptychi_setting(it, "reconstruct")
+
+
+def _check_gradient(cfg: Config) -> None:
+    g = cfg.gradient
+    for key in ("steps_per_level", "batch", "threads"):
+        if getattr(g, key) < 1:
+            raise ConfigError(f"gradient.{key} must be 1 or more, got {getattr(g, key)}")
+    if g.seed < 0:
+        raise ConfigError(f"gradient.seed must be a non-negative integer, got {g.seed}")
+    if not g.learning_rate > 0:
+        raise ConfigError(f"gradient.learning_rate must be positive, got {g.learning_rate}")
+    if any(f < 1 for f in g.levels) or list(g.levels) != sorted(set(g.levels), reverse=True):
+        raise ConfigError(f"gradient.levels must be distinct factors ≥ 1 from coarse to fine "
+                          f"(e.g. [8, 4, 2, 1]), got {list(g.levels)}")
+
+
+def _check_tune(cfg: Config) -> None:
+    t = cfg.tune
+    if t.threads < 1:
+        raise ConfigError(f"tune.threads must be 1 or more, got {t.threads}")
+    _check_per_view(cfg, "tune", "ptychi_epochs", t.ptychi_epochs)
+    for view, epochs in t.ptychi_epochs.items():
+        if epochs[0] < 1 or list(epochs) != sorted(set(epochs)):
+            raise ConfigError(f"tune.ptychi_epochs.{view} must be increasing epoch counts ≥ 1, got {list(epochs)}")
+    steps = t.gradient_checkpoints
+    if steps[0] < 1 or list(steps) != sorted(set(steps)) or steps[-1] > cfg.gradient.steps_per_level:
+        raise ConfigError(f"tune.gradient_checkpoints must be increasing step counts from 1 to "
+                          f"gradient.steps_per_level ({cfg.gradient.steps_per_level}), got {list(steps)}")
 
 
 def _check_compare(cfg: Config) -> None:

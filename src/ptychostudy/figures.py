@@ -139,3 +139,24 @@ def skipped_figure(record: dict, path: Path) -> None:
     ax.text(0.5, 0.5, f"dose {record['dose']:g}, view {record['view']}: SKIPPED\n{record['reason']}",
             ha="center", va="center", wrap=True)
     _save(fig, path, dpi=70)
+
+
+def tuning_figure(record: dict, path: Path) -> None:
+    """The tune stage's grid: train-split phase r of every setting against its run length, the selection marked."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, solver, x_key, label in ((axes[0], "ptychi", "epochs", "LSQML epochs"),
+                                     (axes[1], "gradient", "total_steps", "Adam steps (all levels)")):
+        rows = record[solver]["grid"]
+        for name in dict.fromkeys(row["setting"] for row in rows):
+            points = [(row[x_key], row["phase_r"]) for row in rows if row["setting"] == name]
+            ax.plot(*zip(*points), marker="o", ms=3, label=name)
+        chosen = record[solver]["selected"]
+        ax.plot(chosen[x_key], chosen["phase_r"], "k*", ms=12, label="selected")
+        ax.axhline(record["floor_phase_r"], color="grey", ls="-.", lw=0.8, label="floor (blank object)")
+        ax.set_xlabel(label)
+        ax.set_ylabel("phase r, train split (featured)")
+        ax.set_title(f"{solver}: dose {record['dose']}, {record['view']}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    _save(fig, path, dpi=80)

@@ -67,6 +67,20 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_bytes(path, json_text(obj).encode("utf-8"))
 
 
+def read_json(path: str | os.PathLike, what: str, hint: str = "") -> dict:
+    """A JSON object written by an earlier stage; any problem is one StudyError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(f"{path}: no such file (a {what} is expected here)" + (f"; {hint}" if hint else ""))
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StudyError(f"{path}: not a readable {what} ({exc})") from None
+    if not isinstance(record, dict):
+        raise StudyError(f"{path}: a {what} must be a JSON object")
+    return record
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
@@ -164,3 +178,20 @@ def derive_seed(*parts) -> int:
     """A 63-bit seed derived from ``parts`` with SHA-256 (stable across processes)."""
     text = "/".join(str(p) for p in parts).encode("utf-8")
     return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") >> 1
+
+
+RECONSTRUCTION_KEYS = ("object", "cost", "_metadata")
+
+
+def write_reconstruction(path: str | os.PathLike, obj: np.ndarray, cost: np.ndarray, record: Mapping) -> None:
+    """A Phase F file (every iterative arm): object (H, W) complex64, cost per epoch or step, metadata."""
+    write_npz(path, {"object": np.asarray(obj, dtype=np.complex64), "cost": np.asarray(cost, dtype=np.float64),
+                     "_metadata": json_array(record)})
+
+
+def read_reconstruction(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Load a Phase F file (no pickle): (object, cost, metadata)."""
+    arrays = read_npz(path, "Phase F reconstruction", hint="run its reconstruct stage first")
+    if sorted(arrays) != sorted(RECONSTRUCTION_KEYS):
+        raise StudyError(f"{path}: expected the keys {', '.join(RECONSTRUCTION_KEYS)}, found {', '.join(sorted(arrays))}")
+    return arrays["object"], arrays["cost"], read_metadata(arrays, str(path))

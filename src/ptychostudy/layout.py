@@ -14,7 +14,8 @@ from ptychostudy import StudyError
 SPLITS = ("train", "test")
 VIEW_SUMMARY = "view.json"  # Phase D: the view's measured facts, or why it was skipped
 BUNDLE = "wts.h5.zip"  # Phase E: one trained network
-RECONSTRUCTION = "ptychi.npz"  # Phase F: pty-chi's object and cost per epoch
+ITERATIVE_ARMS = ("ptychi", "ptychi_tuned", "gradient")  # Phase F: one file <arm>.npz per cell (object, cost)
+TUNING = Path("reports/tuning")  # the tune stage's selection, one JSON per cell
 COMPARISON_CSV = "comparison_metrics.csv"  # Phase G, per cell
 COMPARISON_JSON = "comparison.json"
 COMPARISON_PNG = "comparison.png"
@@ -60,8 +61,24 @@ def bundle_path(models: str | Path, dose: int, view: str) -> Path:
     return Path(models) / dose_tag(dose) / view / BUNDLE
 
 
-def reconstruction_path(dose: int, view: str, root: str | Path = ".") -> Path:
-    return Path(root) / RECONSTRUCTED / dose_tag(dose) / view / RECONSTRUCTION
+def reconstruction_dir(dose: int, view: str, root: str | Path = ".") -> Path:
+    """Phase F's folder of one cell: one ``<arm>.npz`` per iterative arm."""
+    return Path(root) / RECONSTRUCTED / dose_tag(dose) / view
+
+
+def reconstruction_file(directory: str | Path, arm: str) -> Path:
+    if arm not in ITERATIVE_ARMS:
+        raise StudyError(f"unknown iterative arm {arm!r}; the arms of Phase F are {', '.join(ITERATIVE_ARMS)}")
+    return Path(directory) / f"{arm}.npz"
+
+
+def reconstruction_path(dose: int, view: str, arm: str, root: str | Path = ".") -> Path:
+    return reconstruction_file(reconstruction_dir(dose, view, root), arm)
+
+
+def tuning_path(dose: int, view: str, root: str | Path = ".") -> Path:
+    """The tune stage's selection (and the scores it rests on) for one cell."""
+    return Path(root) / TUNING / f"{cell_tag(dose, view)}.json"
 
 
 def report_path(kind: str, dose: int, view: str | None = None, suffix: str = ".json", root: str | Path = ".") -> Path:

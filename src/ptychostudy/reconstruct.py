@@ -1,4 +1,10 @@
-"""Phase F (``reconstruct``): the iterative baseline — pty-chi's LSQML on each view's test split.
+"""Phase F (``reconstruct``): pty-chi's LSQML on each view's test split, in two arms.
+
+* ``ptychi`` — as the original study configured it (``reconstruct.*``: Gaussian noise model, no
+  regulariser): a reference point.
+* ``ptychi_tuned`` — the noise model, total-variation weight, momentum and epochs the tune stage
+  selected on the view's *train* split (``reports/tuning``); batch size, seed and threads from
+  ``reconstruct.*``.
 
 Same patterns, same known probe and same positions as the networks see; a neutral initial
 object (ones), positions and probe fixed, seeded, a pinned thread count. The object is
@@ -26,12 +32,12 @@ import torch
 from tqdm import tqdm
 
 from ptychostudy import StudyError, layout, torchvision_shim
-from ptychostudy.config import Config, as_dict, load_config
+from ptychostudy.config import Config, PtychiSetting, load_config
 from ptychostudy.dataset import Split
-from ptychostudy.io import derive_seed, json_array, read_metadata, read_npz, sha256_file, write_json, write_npz
+from ptychostudy.io import derive_seed, read_json, sha256_file, write_json, write_reconstruction
 
 SPLIT = "test"
-RECONSTRUCTION_KEYS = ("object", "cost", "_metadata")
+ARMS = ("ptychi", "ptychi_tuned")  # the pty-chi arms of Phase F (layout.ITERATIVE_ARMS lists all)
 
 
 def _ptychi():
@@ -73,20 +79,21 @@ def origin(shape: tuple[int, int]) -> tuple[list[float], float, float]:
     return [height / 2 - 0.5, width / 2 - 0.5], height / 2, width / 2
 
 
-def build_task(settings, split: Split, epochs: int, seed: int):
-    """A pty-chi LSQML task on ``split``'s patterns, reconstructing on the truth's grid."""
+def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int):
+    """A pty-chi LSQML task on ``split``'s patterns, reconstructing on the truth's grid (``setting``: noise
+    model, TV weight and momentum, a ``config.PtychiSetting`` or the ``reconstruct`` section)."""
     api, PtychographyTask = _ptychi()
     shape = split.truth.shape
     o = api.LSQMLOptions()
     r = o.reconstructor_options
     r.default_device = api.Devices.CPU
     r.num_epochs = epochs
-    r.batch_size = settings.batch_size
-    r.noise_model = api.NoiseModels.GAUSSIAN if settings.noise_model == "gaussian" else api.NoiseModels.POISSON
+    r.batch_size = batch_size
+    r.noise_model = api.NoiseModels.GAUSSIAN if setting.noise_model == "gaussian" else api.NoiseModels.POISSON
     r.random_seed = seed
     r.rescale_probe_intensity_in_first_epoch = False  # the probe is known exactly
-    if settings.momentum > 0:
-        r.momentum_acceleration_gain = settings.momentum
+    if setting.momentum > 0:
+        r.momentum_acceleration_gain = setting.momentum
         r.batching_mode = api.BatchingModes.COMPACT  # LSQML applies object momentum to compact batches only
     o.data_options.fft_shift = True  # our patterns have zero frequency at the centre
     ob = o.object_options
@@ -95,6 +102,10 @@ def build_task(settings, split: Split, epochs: int, seed: int):
     ob.step_size = 1
     ob.pixel_size_m = 1.0  # geometry enters through the probe and positions only (far field)
     ob.remove_object_probe_ambiguity.enabled = False
+    tv_weight = getattr(setting, "tv_weight", 0.0)
+    if tv_weight > 0:  # pty-chi's total-variation regulariser of the object, after every epoch
+        ob.total_variation.enabled = True
+        ob.total_variation.weight = tv_weight
     ob.patch_interpolation_method = api.PatchInterpolationMethods.FOURIER
     ob.determine_position_origin_coords_by = api.ObjectPosOriginCoordsMethods.SPECIFIED
     pos_origin, dy, dx = origin(shape)
@@ -112,50 +123,83 @@ def build_task(settings, split: Split, epochs: int, seed: int):
     )
 
 
-def reconstruct(settings, split: Split, epochs: int, seed: int, *, progress: bool = True, desc: str = "pty-chi"):
-    """Run LSQML; returns (object (H, W) complex64, cost per epoch)."""
+def reconstruct(setting, batch_size: int, split: Split, epochs: int, seed: int, *, progress: bool = True,
+                desc: str = "pty-chi", checkpoints=(), on_checkpoint=None):
+    """Run LSQML; returns (object (H, W) complex64, cost per epoch). After each epoch count in
+    ``checkpoints`` the object so far is handed to ``on_checkpoint(epoch, object)`` (the tune stage)."""
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         # pty-chi converts a tensor that requires grad to a float for its loss log
         warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
-        task = build_task(settings, split, epochs, seed)
-        for _ in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress):
+        task = build_task(setting, batch_size, split, epochs, seed)
+        for epoch in tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=not progress):
             task.run(n_epochs=1)
+            if epoch in checkpoints and on_checkpoint is not None:
+                on_checkpoint(epoch, np.asarray(task.get_data_to_cpu("object", as_numpy=True)[0], dtype=np.complex64))
         table = task.reconstructor.loss_tracker.table
         cost = np.asarray(table["loss"], dtype=np.float64)
         obj = task.get_data_to_cpu("object", as_numpy=True)[0]
     return np.asarray(obj, dtype=np.complex64), cost
 
 
-def read_reconstruction(path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Load a Phase F file (no pickle): (object, cost per epoch, metadata)."""
-    arrays = read_npz(path, "Phase F reconstruction", hint="run the reconstruct stage first")
-    if sorted(arrays) != sorted(RECONSTRUCTION_KEYS):
-        raise StudyError(f"{path}: expected the keys {', '.join(RECONSTRUCTION_KEYS)}, found {', '.join(sorted(arrays))}")
-    return arrays["object"], arrays["cost"], read_metadata(arrays, str(path))
+def read_selection(path, dose: int, view: str, solver: str) -> dict:
+    """The tune stage's selection for one solver of one cell (written by ``tune.run``)."""
+    record = read_json(path, "tuning selection", hint="run the tune stage first")
+    if record.get("dose") != dose or record.get("view") != view:
+        raise StudyError(f"{path}: holds the selection of dose {record.get('dose')}, view {record.get('view')}, "
+                         f"not of dose {dose}, view {view}")
+    if record.get("split") != "train":
+        raise StudyError(f"{path}: a selection must be made on the train split, this one says {record.get('split')!r}")
+    if record.get("skipped"):
+        return {}
+    selected = record.get(solver, {}).get("selected")
+    if not isinstance(selected, dict):
+        raise StudyError(f"{path}: holds no selection for {solver}")
+    return selected
 
 
-def run(cfg: Config, dose, view: str, view_dir, out, report, timing, *, progress: bool = True) -> dict:
+def settings_of(cfg: Config, arm: str, dose: int, view: str, tuning) -> tuple[PtychiSetting, int, dict]:
+    """(setting, epochs, how it was chosen) of a pty-chi arm in one cell."""
+    r = cfg.reconstruct
+    if arm == "ptychi":
+        setting = PtychiSetting(noise_model=r.noise_model, tv_weight=0.0, momentum=r.momentum)
+        return setting, r.epochs[view], {"chosen_by": "params.yaml reconstruct.* (the original study's configuration)"}
+    if tuning is None:
+        raise StudyError("the ptychi_tuned arm needs --tuning (the tune stage's selection)")
+    selected = read_selection(tuning, dose, view, "ptychi")
+    if not selected:
+        raise StudyError(f"{tuning}: the tune stage skipped dose {dose}, view {view}, but the view has data; rerun it")
+    setting = PtychiSetting(noise_model=selected["noise_model"], tv_weight=float(selected["tv_weight"]),
+                            momentum=float(selected["momentum"]))
+    return setting, int(selected["epochs"]), {"chosen_by": f"{tuning}: selected on the train split",
+                                              "tuning_sha256": sha256_file(tuning)}
+
+
+def run(cfg: Config, dose, view: str, view_dir, out, report, timing, *, arm: str = "ptychi", tuning=None,
+        progress: bool = True) -> dict:
     # load: every input read and checked first
+    if arm not in ARMS:
+        raise StudyError(f"unknown pty-chi arm {arm!r}; choose one of {', '.join(ARMS)}")
     dose = cfg.dose(dose)
     definition = cfg.view(view)
     out, report, timing = map(Path, (out, report, timing))
     summary = layout.read_view_summary(view_dir, dose, view)
-    settings = cfg.reconstruct
-    record = {"dose": dose, "view": view, "phase": "F", "split": SPLIT, "solver": "pty-chi LSQML"}
+    record = {"dose": dose, "view": view, "phase": "F", "arm": arm, "split": SPLIT, "solver": "pty-chi LSQML"}
     if summary["skipped"]:
         record.update(skipped=True, reason=summary["reason"])
-        write_npz(out, {"object": np.zeros((0, 0), np.complex64), "cost": np.zeros(0), "_metadata": json_array(record)})
+        write_reconstruction(out, np.zeros((0, 0)), np.zeros(0), record)
         write_json(report, record)
         return record
+    setting, epochs, chosen = settings_of(cfg, arm, dose, view, tuning)
     data_path = layout.view_file(view_dir, SPLIT)
     split = Split.read(data_path, 1, require_groups=definition.gridsize > 1)
     # compute
-    torch.set_num_threads(settings.threads)
-    epochs = settings.epochs[view]
-    seed = derive_seed(settings.seed, dose, view) % (2**31)
+    r = cfg.reconstruct
+    torch.set_num_threads(r.threads)
+    seed = derive_seed(r.seed, dose, view) % (2**31)
     start = time.perf_counter()
-    obj, cost = reconstruct(settings, split, epochs, seed, progress=progress, desc=f"pty-chi dose {dose} {view}")
+    obj, cost = reconstruct(setting, r.batch_size, split, epochs, seed, progress=progress,
+                            desc=f"{arm} dose {dose} {view}")
     seconds = time.perf_counter() - start
     # write
     record.update(
@@ -164,24 +208,27 @@ def run(cfg: Config, dose, view: str, view_dir, out, report, timing, *, progress
         data={"path": str(data_path), "sha256": sha256_file(data_path)},
         positions=split.patterns,
         epochs=epochs,
-        settings=as_dict(cfg)["reconstruct"],
+        settings={"noise_model": setting.noise_model, "tv_weight": setting.tv_weight, "momentum": setting.momentum,
+                  "batch_size": r.batch_size, "seed": r.seed, "threads": r.threads, **chosen},
         cost_first=float(cost[0]),
         cost_final=float(cost[-1]),
         object_shape=list(obj.shape),
     )
-    write_npz(out, {"object": obj, "cost": cost, "_metadata": json_array(record)})
+    write_reconstruction(out, obj, cost, record)
     write_json(report, record)
-    write_json(timing, {"dose": dose, "view": view, "reconstruct_seconds": seconds, "epochs": epochs,
-                        "positions": record["positions"], "threads": settings.threads, "torch": torch.__version__})
+    write_json(timing, {"dose": dose, "view": view, "arm": arm, "reconstruct_seconds": seconds, "epochs": epochs,
+                        "positions": record["positions"], "threads": r.threads, "torch": torch.__version__})
     return {**record, "seconds": seconds}
 
 
 def cli(args) -> None:
-    """``ptychostudy reconstruct``: one cell, then its headline on stdout."""
+    """``ptychostudy reconstruct``: one arm of one cell, then its headline on stdout."""
     r = run(load_config(args.params), args.dose, args.view, args.view_dir, args.out, args.report, args.timing,
-            progress=not args.no_progress)
+            arm=args.arm, tuning=args.tuning, progress=not args.no_progress)
     if r["skipped"]:
-        print(f"reconstruct dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
+        print(f"reconstruct {r['arm']} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
     else:
-        print(f"reconstruct dose {r['dose']} {r['view']}: {r['positions']} positions, {r['epochs']} LSQML epochs in "
-              f"{r['seconds']:.1f} s, cost {r['cost_first']:.4g} -> {r['cost_final']:.4g} -> {args.out}")
+        s = r["settings"]
+        print(f"reconstruct {r['arm']} dose {r['dose']} {r['view']}: {r['positions']} positions, {r['epochs']} LSQML "
+              f"epochs ({s['noise_model']}, TV {s['tv_weight']:g}, momentum {s['momentum']:g}) in {r['seconds']:.1f} s, "
+              f"cost {r['cost_first']:.4g} -> {r['cost_final']:.4g} -> {args.out}")

@@ -46,7 +46,8 @@ def comparison_figure(record: dict, truth: np.ndarray, aligned: dict, masks: dic
 def dose_figure(table: list[dict], metrics: list[tuple[str, str]], path: Path, part: str = "featured") -> None:
     """One panel per (quantity, metric): value vs dose, one line per model and view."""
     lines = sorted({(row["model"], row["view"]) for row in table})
-    styles = {"pinn": "-", "pinn_gs1": "--", "ptychi": ":", "blank": "-."}
+    styles = {"pinn": ("-", "o"), "pinn_gs1": ("--", "o"), "ptychi": (":", "o"), "ptychi_tuned": (":", "s"),
+              "gradient": (":", "^"), "blank": ("-.", "o")}
     colours = {view: f"C{i}" for i, view in enumerate(sorted({v for _, v in lines}))}
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     for ax, (metric, title) in zip(axes[0], metrics):
@@ -56,13 +57,14 @@ def dose_figure(table: list[dict], metrics: list[tuple[str, str]], path: Path, p
                 if row["model"] == model and row["view"] == view and row["metric"] == metric and row["part"] == part
             )
             if points:
-                ax.plot(*zip(*points), styles.get(model, "-"), marker="o", color=colours[view], label=f"{model} · {view}")
+                line, marker = styles.get(model, ("-", "o"))
+                ax.plot(*zip(*points), line, marker=marker, color=colours[view], label=f"{model} · {view}")
         ax.set_xscale("log")
         ax.set_xlabel("photons per pattern")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0, -1].legend(fontsize=7, loc="best")
     fig.suptitle(f"Test split, {part} region: solid = view's network (gridsize 2), dashed = gridsize-1 network, "
-                 "dotted = pty-chi, dash-dot = the floor (a blank object)", fontsize=9)
+                 "dotted = iterative (o pty-chi as configured, ■ tuned, ▲ gradient), dash-dot = the floor", fontsize=9)
     fig.tight_layout()
     _save(fig, path, dpi=80)

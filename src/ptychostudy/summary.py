@@ -19,7 +19,8 @@ from pathlib import Path
 from ptychostudy import StudyError, layout
 from ptychostudy.config import Config, load_config
 from ptychostudy.io import sha256_file, write_json, write_text
-from ptychostudy.arms import ARMS, FLOOR, arms
+from ptychostudy.arms import ARMS, FLOOR, NETWORK_ARMS, TUNED_ITERATIVE, arms
+from ptychostudy.layout import ITERATIVE_ARMS
 from ptychostudy.layout import SPLITS, cell_tag as view_tag, dose_tag
 
 
@@ -36,6 +37,7 @@ def summarize(
     train_reports: Path,
     models: Path,
     reconstruct_reports: Path,
+    tuning_reports: Path,
     compare_reports: Path,
     out_dir: Path,
     timing: Path,
@@ -82,7 +84,8 @@ def summarize(
     jobs, train_lines = _training(cfg, Path(train_reports), metrics, skips, Path(models))
     lines += train_lines
     out_dir = Path(out_dir)
-    table, study_lines, conclusion = _study(cfg, Path(reconstruct_reports), Path(compare_reports), metrics, skips, out_dir)
+    table, study_lines, conclusion = _study(cfg, Path(reconstruct_reports), Path(tuning_reports), Path(compare_reports),
+                                            metrics, skips, out_dir)
     lines += study_lines
     lines += ["", "## Skipped views", ""]
     lines += [f"- dose {s['dose']:g}, {s['view']} (phase {s['phase']}): {s['reason']}" for s in skips] or ["None."]
@@ -186,22 +189,30 @@ def _timing_table(cfg: Config, timing: Path) -> None:
                 rows.append(f"| {dose:g} | {view} | {t['train_seconds']:.1f} | {t['ms_per_step']:.0f} | {t['threads']} | {t['accelerator']} |")
     rows.append(f"\nTotal training wall time: {total:.1f} s\n")
     rows += [
-        "## Phases F and G: reconstruction and inference per cell",
+        "## Selection, Phases F and G: wall time per cell (s)",
         "",
-        "| dose | view | pty-chi positions | pty-chi epochs | pty-chi wall time (s) | network inference (s) | gridsize-1 network inference (s) |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| dose | view | tune (train split) | ptychi | ptychi_tuned | gradient | network inference | gridsize-1 network inference |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def seconds(name: str, key: str):
+        path = timing / name
+        return json.loads(path.read_text(encoding="utf-8"))[key] if path.is_file() else None
+
     for dose in cfg.study.doses:
         for view in cfg.study.views:
-            f_path = timing / f"reconstruct-{view_tag(dose, view)}.json"
-            g_path = timing / f"compare-{view_tag(dose, view)}.json"
-            if not (f_path.is_file() and g_path.is_file()):
-                continue
-            f = json.loads(f_path.read_text(encoding="utf-8"))
-            g = json.loads(g_path.read_text(encoding="utf-8"))["inference_seconds"]
-            rows.append(f"| {dose:g} | {view} | {f['positions']} | {f['epochs']} | {f['reconstruct_seconds']:.1f} "
-                        f"| {_fmt(g.get('pinn'), '.2f')} | {_fmt(g.get('pinn_gs1'), '.2f')} |")
+            tag = view_tag(dose, view)
+            g = seconds(f"compare-{tag}.json", "inference_seconds") or {}
+            rows.append(f"| {dose:g} | {view} | {_fmt(seconds(f'tune-{tag}.json', 'tune_seconds'), '.1f')} | "
+                        + " | ".join(_fmt(seconds(f"{_phase_f_stage(arm)}-{tag}.json", "reconstruct_seconds"), ".1f")
+                                     for arm in ITERATIVE_ARMS)
+                        + f" | {_fmt(g.get('pinn'), '.2f')} | {_fmt(g.get('pinn_gs1'), '.2f')} |")
     write_text(timing / "summary.md", "# Wall times (this machine, last run)\n\n## Phase E: training\n\n" + "\n".join(rows) + "\n")
+
+
+def _phase_f_stage(arm: str) -> str:
+    """The timing-file prefix of a Phase F arm (its stage name, and the arm for the pty-chi stages)."""
+    return "gradient" if arm == "gradient" else f"reconstruct-{arm}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -221,6 +232,7 @@ SSIM_NOTE = (
     "already scores a high phase SSIM on this object (see the floor's rows in `reports/study_metrics.csv`), so "
     "they say little about skill; they stay in the CSV files."
 )
+LEVEL = 0.035  # phase r: differences this small are not called (the cross-CPU spread of one training run)
 PLOTS_DIR = "plots"
 FIGURE = "figures/metrics_vs_dose.png"
 
@@ -251,17 +263,49 @@ METRICS_JSON = (  # (metrics.json key, study_metrics.csv metric): per cell and a
 )
 
 
-def _study(cfg: Config, reconstruct_reports: Path, compare_reports: Path, metrics: dict, skips: list, out_dir: Path):
-    """Phase F and G tables, the tidy study table, DVC plots, the dose figure and the conclusion."""
+def _settings_text(arm: str, rec: dict) -> str:
+    s = rec.get("settings", {})
+    if arm == "gradient":
+        return ", ".join(f"{steps} steps at {factor} px/sample" for factor, steps in rec["plan"])
+    return f"{s['noise_model']}, TV {s['tv_weight']:g}, momentum {s['momentum']:g}, {rec['epochs']} epochs"
+
+
+def _tuning_lines(cfg: Config, tuning_reports: Path) -> list[str]:
+    """The tune stage's selections (train split), beside the floor on the same split."""
+    lines = [
+        "",
+        "## Selection (tune stage): the tuned arms' settings, chosen on each view's train split",
+        "",
+        "Criterion: phase Pearson r in the featured region of the view's **train** split against its own truth "
+        "(the test split is never read; every score: `reports/tuning/dose_<dose>-<view>.json` and `.png`).",
+        "",
+        "| dose | view | ptychi_tuned selected | train phase r | gradient selected | train phase r | floor (train) |",
+        "|---:|---|---|---:|---|---:|---:|",
+    ]
+    for dose in cfg.study.doses:
+        for view in cfg.study.views:
+            rec = _read(Path(tuning_reports) / f"{view_tag(dose, view)}.json")
+            if rec.get("skipped"):
+                continue
+            p, g = rec["ptychi"]["selected"], rec["gradient"]["selected"]
+            lines.append(f"| {dose:g} | {view} | {p['setting']}, {p['epochs']} epochs | {p['phase_r']:.3f} | "
+                         f"stop after {g['steps']} steps at {g['level']} px/sample | {g['phase_r']:.3f} | "
+                         f"{rec['floor_phase_r']:.3f} |")
+    return lines
+
+
+def _study(cfg: Config, reconstruct_reports: Path, tuning_reports: Path, compare_reports: Path, metrics: dict,
+           skips: list, out_dir: Path):
+    """Selection, Phase F and G tables, the tidy study table, DVC plots, the dose figure and the conclusion."""
     from ptychostudy import study_figures
 
     table: list[dict] = []
-    f_lines = [
+    f_lines = _tuning_lines(cfg, tuning_reports) + [
         "",
-        "## Phase F (reconstruct): pty-chi LSQML on each test split",
+        "## Phase F: the iterative arms on each test split",
         "",
-        "| dose | view | positions | epochs | cost, first epoch | cost, last epoch |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| dose | view | arm | positions | settings | cost, first | cost, last |",
+        "|---:|---|---|---:|---|---:|---:|",
     ]
     g_lines = [
         "",
@@ -269,7 +313,10 @@ def _study(cfg: Config, reconstruct_reports: Path, compare_reports: Path, metric
         "",
         "Each reconstruction is registered (sub-pixel), its global phase offset and linear phase ramp removed and its "
         "mean amplitude matched to the truth, all the same way (`metrics.score_arm`). pinn = the view's gridsize-2 "
-        "network, pinn_gs1 = the gridsize-1 (baseline) network applied to the same patterns, ptychi = pty-chi LSQML. "
+        "network, pinn_gs1 = the gridsize-1 (baseline) network applied to the same patterns, ptychi = pty-chi LSQML "
+        "as the original study configured it, ptychi_tuned = pty-chi LSQML with the settings selected on the train "
+        "split, gradient = the Poisson-likelihood gradient solver (coarse-to-fine object, stop selected on the train "
+        "split). "
         f"Each measure stands beside its **floor**: the score of a blank object (all ones, arm `{FLOOR}`) in "
         "the same cell and region, aligned the same way; an arm's skill is its distance from the floor. "
         "FRC½ res. = half-period resolution at the FRC 0.5 crossing (1 px = Nyquist; smaller is better). Every "
@@ -285,14 +332,16 @@ def _study(cfg: Config, reconstruct_reports: Path, compare_reports: Path, metric
     for dose in cfg.study.doses:
         for view in cfg.study.views:
             tag = view_tag(dose, view)
-            rec = _read(reconstruct_reports / f"{tag}.json")
+            recs = {arm: _read(reconstruct_reports / arm / f"{tag}.json") for arm in ITERATIVE_ARMS}
             comparison = _read(layout.compare_dir(compare_reports, dose, view) / layout.COMPARISON_JSON)
-            if rec["skipped"] or comparison["skipped"]:
+            if comparison["skipped"] or any(rec["skipped"] for rec in recs.values()):
                 if not any(s["dose"] == dose and s["view"] == view for s in skips):
-                    skips.append({"dose": dose, "view": view, "phase": "F/G", "reason": rec.get("reason", "")})
+                    reason = next((rec.get("reason", "") for rec in recs.values() if rec["skipped"]), "")
+                    skips.append({"dose": dose, "view": view, "phase": "F/G", "reason": reason})
                 continue
-            f_lines.append(f"| {dose:g} | {view} | {rec['positions']} | {rec['epochs']} | {rec['cost_first']:.4g} "
-                           f"| {rec['cost_final']:.4g} |")
+            for arm, rec in recs.items():
+                f_lines.append(f"| {dose:g} | {view} | {arm} | {rec['positions']} | {_settings_text(arm, rec)} "
+                               f"| {rec['cost_first']:.4g} | {rec['cost_final']:.4g} |")
             rows = read_comparison(layout.compare_dir(compare_reports, dose, view) / layout.COMPARISON_CSV)
             table += [{"dose": dose, "view": view, **row} for row in rows]
             cell = metrics[dose_tag(dose)][view]
@@ -325,7 +374,8 @@ def _study(cfg: Config, reconstruct_reports: Path, compare_reports: Path, metric
         f"![metrics vs dose]({FIGURE})",
         "",
         "*Featured region of the test split. Solid: the view's gridsize-2 network; dashed: the gridsize-1 network; "
-        "dotted: pty-chi; dash-dot: the floor (a blank object). Colour: the view. Per-cell images: "
+        "dotted: pty-chi as configured; dotted with squares: pty-chi tuned; dotted with triangles: the gradient "
+        "solver; dash-dot: the floor (a blank object). Colour: the view. Per-cell images: "
         "`reports/compare/dose_<dose>-<view>/comparison.png`.*",
     ]
     for dose in cfg.study.doses:  # a skipped cell leaves no empty entry in metrics.json
@@ -387,18 +437,23 @@ def _conclusion(cfg: Config, table: list[dict]) -> list[str]:
         if parts:
             out.append(f"- **{view}** view, {top:g} photons/pattern: " + "; ".join(parts) + ".")
     for dose in sorted(doses, reverse=True):
-        net = _best_skill(cfg, table, dose, ("pinn", "pinn_gs1"))
-        ptychi = _best_skill(cfg, table, dose, ("ptychi",))
-        if ptychi is None or net is None:
+        net = _best_skill(cfg, table, dose, NETWORK_ARMS)
+        tuned = _best_skill(cfg, table, dose, TUNED_ITERATIVE)
+        configured = _best_skill(cfg, table, dose, ("ptychi",))
+        if tuned is None or net is None:
             continue
-        gap = ptychi[0] - net[0]
-        verdict = "ahead of" if gap > 0.02 else ("level with" if abs(gap) <= 0.02 else "behind")
-        out.append(
-            f"- At {dose:g} photons/pattern the largest network skill above the floor (phase r) is {net[0]:+.2f} "
-            f"({net[3]}, {net[4]} view, r {net[1]:.2f}) and pty-chi's is {ptychi[0]:+.2f} "
-            f"({ptychi[4]} view, r {ptychi[1]:.2f}): pty-chi is {verdict} the networks"
-            + (f" by {abs(gap):.2f}." if verdict != "level with" else ".")
-        )
+        gap = tuned[0] - net[0]
+        verdict = "ahead of" if gap > LEVEL else ("level with" if abs(gap) <= LEVEL else "behind")
+        text = (f"- At {dose:g} photons/pattern the largest network skill above the floor (phase r) is {net[0]:+.2f} "
+                f"({net[3]}, {net[4]} view, r {net[1]:.2f}) and the best tuned iterative arm's is {tuned[0]:+.2f} "
+                f"({tuned[3]}, {tuned[4]} view, r {tuned[1]:.2f}): the tuned iterative arms are {verdict} the networks"
+                + (f" by {abs(gap):.2f}" if verdict != "level with" else ""))
+        if configured is not None:
+            text += (f"; pty-chi as configured reaches {configured[0]:+.2f} ({configured[4]} view, "
+                     f"r {configured[1]:.2f})")
+        out.append(text + ".")
+    out.append(f"- Differences of {LEVEL} phase r or less are called level: one training run per cell moves by up to "
+               "0.035 between two CPU kinds (README, \"Reproducibility\"); the seed-to-seed spread is not yet measured.")
     out.append("- Skill = phase r minus the floor's phase r in the same cell (a blank object: with the phase offset "
                "and ramp fitted, a flat phase already correlates with this object's phase). A phase spread ratio "
                "well below 1 means a phase that is right in shape but too weak; well above 1, a phase dominated "
@@ -416,7 +471,8 @@ def status_line(cfg: Config, table: list[dict], skips: list) -> str:
     parts = []
     for dose in (max(cfg.study.doses), min(cfg.study.doses)):
         best = {group: _best_skill(cfg, table, dose, models)
-                for group, models in (("network", ("pinn", "pinn_gs1")), ("pty-chi", ("ptychi",)))}
+                for group, models in (("network", NETWORK_ARMS), ("tuned iterative", TUNED_ITERATIVE),
+                                      ("pty-chi as configured", ("ptychi",)))}
         best = {group: b for group, b in best.items() if b is not None}
         if best:
             parts.append(f"at {dose:g} photons the best phase r is " + ", ".join(
@@ -427,5 +483,5 @@ def status_line(cfg: Config, table: list[dict], skips: list) -> str:
 def cli(args) -> None:
     """``ptychostudy summarize``: the metrics stage."""
     summarize(load_config(args.params), args.simulate_reports, args.view_reports, args.train_reports, args.models,
-              args.reconstruct_reports, args.compare_reports, args.out_dir, args.timing)
+              args.reconstruct_reports, args.tuning_reports, args.compare_reports, args.out_dir, args.timing)
     print(f"summary -> {args.out_dir}")

@@ -1,0 +1,176 @@
+"""Phase F's classical gradient reference (arm ``gradient``): a Poisson-likelihood solver on ``physics``.
+
+The object is O = exp(a + iφ), with log-amplitude ``a`` and phase ``φ`` held on a grid
+``f`` pixels per sample and upsampled bilinearly to the pixel grid. Adam minimises the Poisson
+negative log-likelihood of the measured counts k under the study's one forward model,
+λ = |F(s · P · O_patch)|² (``physics.expected_intensity``): mean(λ − k log λ). The grid starts
+coarse (``gradient.levels[0]``, e.g. 8 px per sample: few unknowns, so photon noise cannot be
+fitted) and is refined level by level (each level starts from the previous one's object); where
+to stop — level and step — is chosen by the tune stage on the train split, since at low dose
+finer levels fit the noise. Known probe and positions, seeded batches, deterministic kernels.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ptychostudy import StudyError, layout, physics
+from ptychostudy.config import Config, GradientSection, load_config
+from ptychostudy.dataset import Split
+from ptychostudy.io import derive_seed, read_json, sha256_file, write_json, write_reconstruction
+
+SPLIT = "test"
+ARM = "gradient"
+EPS = 1e-6  # added to λ inside the logarithm (counts are whole numbers; λ of a dark pixel can reach 0)
+
+
+def _upsample(field: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    return torch.nn.functional.interpolate(field[None, None], size=shape, mode="bilinear", align_corners=False)[0, 0]
+
+
+def _grid(shape: tuple[int, int], factor: int) -> tuple[int, int]:
+    return math.ceil(shape[0] / factor), math.ceil(shape[1] / factor)
+
+
+def schedule(settings: GradientSection, stop: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+    """(level factor, steps) to run: every level in order, ``steps_per_level`` each, up to and
+    including ``stop`` = (level, steps) when given."""
+    plan = []
+    for factor in settings.levels:
+        if stop is not None and factor == stop[0]:
+            return plan + [(factor, stop[1])]
+        plan.append((factor, settings.steps_per_level))
+    if stop is not None:
+        raise StudyError(f"gradient: the selected level {stop[0]} is not in gradient.levels {list(settings.levels)}")
+    return plan
+
+
+def poisson_nll(expected: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Mean Poisson negative log-likelihood (without the log k! constant) of ``counts`` under ``expected``."""
+    return (expected - counts * torch.log(expected + EPS)).mean()
+
+
+def solve(split: Split, settings: GradientSection, plan: list[tuple[int, int]], seed: int, *, progress: bool = True,
+          desc: str = "gradient", checkpoints=(), on_checkpoint=None) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``plan``; returns (object (H, W) complex64, Poisson NLL per step). After each step count in
+    ``checkpoints`` of a level the object so far goes to ``on_checkpoint(level, step, object)``."""
+    shape = tuple(split.truth.shape)
+    size = split.probe.shape[-1]
+    counts = split.amplitude.double().pow(2).to(torch.float32)
+    positions = torch.from_numpy(np.asarray(split.positions, dtype=np.float64))
+    y0 = physics.top_left(positions[:, 0], size).to(torch.float32)
+    x0 = physics.top_left(positions[:, 1], size).to(torch.float32)
+    probe = split.probe
+    n = split.patterns
+    batch = min(settings.batch, n)
+    generator = torch.Generator().manual_seed(seed)
+    log_amplitude = torch.zeros(_grid(shape, plan[0][0]))
+    phase = torch.zeros_like(log_amplitude)
+
+    def current():
+        with torch.no_grad():
+            return torch.polar(torch.exp(_upsample(log_amplitude, shape)), _upsample(phase, shape))
+
+    losses = []
+    bar = tqdm(total=sum(steps for _, steps in plan), desc=desc, unit="step", disable=not progress)
+    for factor, steps in plan:
+        grid = _grid(shape, factor)
+        if tuple(log_amplitude.shape) != grid:  # refine: the finer grid starts from the coarser object
+            log_amplitude, phase = (torch.nn.functional.interpolate(f[None, None], size=grid, mode="bilinear",
+                                                                    align_corners=False)[0, 0]
+                                    for f in (log_amplitude, phase))
+        log_amplitude = log_amplitude.detach().requires_grad_(True)
+        phase = phase.detach().requires_grad_(True)
+        optimiser = torch.optim.Adam([log_amplitude, phase], lr=settings.learning_rate)
+        for step in range(1, steps + 1):
+            index = torch.randperm(n, generator=generator)[:batch] if batch < n else torch.arange(n)
+            obj = torch.polar(torch.exp(_upsample(log_amplitude, shape)), _upsample(phase, shape))
+            patches = physics.extract_patches(obj, y0[index], x0[index], size)
+            loss = poisson_nll(physics.expected_intensity(probe, patches, split.intensity_scale), counts[index])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+            bar.update()
+            if step in checkpoints and on_checkpoint is not None:
+                on_checkpoint(factor, step, current().numpy().astype(np.complex64))
+    bar.close()
+    return current().numpy().astype(np.complex64), np.asarray(losses, dtype=np.float64)
+
+
+def setup(threads: int) -> None:
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
+def read_selection(path, dose: int, view: str) -> tuple[int, int]:
+    """(level, steps) the tune stage selected for this cell."""
+    record = read_json(path, "tuning selection", hint="run the tune stage first")
+    if record.get("dose") != dose or record.get("view") != view or record.get("split") != "train":
+        raise StudyError(f"{path}: not a train-split selection for dose {dose}, view {view}")
+    selected = record.get(ARM, {}).get("selected")
+    if not isinstance(selected, dict):
+        raise StudyError(f"{path}: holds no selection for the gradient solver")
+    return int(selected["level"]), int(selected["steps"])
+
+
+def run(cfg: Config, dose, view: str, view_dir, tuning, out, report, timing, *, progress: bool = True) -> dict:
+    # load: every input read and checked first
+    dose = cfg.dose(dose)
+    definition = cfg.view(view)
+    out, report, timing = map(Path, (out, report, timing))
+    summary = layout.read_view_summary(view_dir, dose, view)
+    g = cfg.gradient
+    record = {"dose": dose, "view": view, "phase": "F", "arm": ARM, "split": SPLIT,
+              "solver": "Poisson-likelihood gradient descent (Adam), coarse-to-fine object"}
+    if summary["skipped"]:
+        record.update(skipped=True, reason=summary["reason"])
+        write_reconstruction(out, np.zeros((0, 0)), np.zeros(0), record)
+        write_json(report, record)
+        return record
+    stop = read_selection(tuning, dose, view)
+    plan = schedule(g, stop)
+    data_path = layout.view_file(view_dir, SPLIT)
+    split = Split.read(data_path, 1, require_groups=definition.gridsize > 1)
+    # compute
+    setup(g.threads)
+    start = time.perf_counter()
+    obj, cost = solve(split, g, plan, derive_seed(g.seed, dose, view), progress=progress, desc=f"gradient dose {dose} {view}")
+    seconds = time.perf_counter() - start
+    # write
+    record.update(
+        skipped=False,
+        data={"path": str(data_path), "sha256": sha256_file(data_path)},
+        positions=split.patterns,
+        plan=[list(p) for p in plan],
+        steps=len(cost),
+        settings={"learning_rate": g.learning_rate, "batch": g.batch, "seed": g.seed, "threads": g.threads,
+                  "chosen_by": f"{tuning}: level and step selected on the train split",
+                  "tuning_sha256": sha256_file(tuning)},
+        cost_first=float(cost[0]),
+        cost_final=float(cost[-1]),
+        object_shape=list(obj.shape),
+    )
+    write_reconstruction(out, obj, cost, record)
+    write_json(report, record)
+    write_json(timing, {"dose": dose, "view": view, "arm": ARM, "reconstruct_seconds": seconds, "steps": len(cost),
+                        "positions": split.patterns, "threads": g.threads, "torch": torch.__version__})
+    return {**record, "seconds": seconds}
+
+
+def cli(args) -> None:
+    """``ptychostudy gradient``: one cell, then its headline on stdout."""
+    r = run(load_config(args.params), args.dose, args.view, args.view_dir, args.tuning, args.out, args.report,
+            args.timing, progress=not args.no_progress)
+    if r["skipped"]:
+        print(f"gradient dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
+    else:
+        plan = ", ".join(f"{steps} steps at {factor} px/sample" for factor, steps in r["plan"])
+        print(f"gradient dose {r['dose']} {r['view']}: {r['positions']} positions, {plan} in {r['seconds']:.1f} s, "
+              f"Poisson NLL {r['cost_first']:.4g} -> {r['cost_final']:.4g} -> {args.out}")
