@@ -102,8 +102,14 @@ def test_a_view_with_too_few_positions_is_skipped_with_a_reason(params, views_of
     summary = views_of("sparse", config_from_dict(params))
     assert summary["skipped"]
     assert "fewer than the 1000 needed to train" in summary["reason"]
-    assert not (tmp_path / "sparse" / "train.npz").exists()
     assert json.loads((tmp_path / "sparse" / "view.json").read_text())["skipped"] is True
+    # both split files exist (the tune stage depends on the train file) and say that the view is skipped
+    from ptychostudy.dataset import metadata, read_dataset
+
+    for split in ("train", "test"):
+        arrays = read_dataset(tmp_path / "sparse" / f"{split}.npz")
+        assert metadata(arrays)["skipped"] is True and "groups" not in arrays
+        assert 0 < arrays["diffraction"].shape[0] < 1000
 
 
 def test_view_selection_is_the_same_for_every_dose(tiny_cfg, tiny_base, tiny_simulated, tmp_path):

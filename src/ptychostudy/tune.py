@@ -45,12 +45,18 @@ def _scorer(cfg: Config, split: Split):
     return score
 
 
+def _timed(rows: list[dict], seconds: list[float], row: dict, start: float) -> None:
+    """Add a grid row; its wall time goes to a list for the timing file (the report must stay byte-stable)."""
+    rows.append(row)
+    seconds.append(time.perf_counter() - start)
+
+
 def _best(rows: list[dict]) -> dict:
     """The highest train phase r (the first such row on a tie: cheaper settings come first)."""
     return max(rows, key=lambda row: row["phase_r"])
 
 
-def tune_ptychi(cfg: Config, split: Split, dose: int, view: str, score, *, progress: bool = True) -> dict:
+def tune_ptychi(cfg: Config, split: Split, dose: int, view: str, score, seconds: list, *, progress: bool = True) -> dict:
     epochs = cfg.tune.ptychi_epochs[view]
     seed = derive_seed(cfg.reconstruct.seed, dose, view, SPLIT) % (2**31)
     torch.set_num_threads(cfg.tune.threads)
@@ -61,16 +67,16 @@ def tune_ptychi(cfg: Config, split: Split, dose: int, view: str, score, *, progr
 
         def checkpoint(epoch, obj, setting=setting, name=name, start=start):
             phase_r, amplitude_r = score(obj)
-            rows.append({"setting": name, "noise_model": setting.noise_model, "tv_weight": setting.tv_weight,
-                         "momentum": setting.momentum, "epochs": epoch, "phase_r": phase_r, "amplitude_r": amplitude_r,
-                         "seconds": time.perf_counter() - start})
+            _timed(rows, seconds, {"setting": name, "noise_model": setting.noise_model, "tv_weight": setting.tv_weight,
+                                   "momentum": setting.momentum, "epochs": epoch, "phase_r": phase_r,
+                                   "amplitude_r": amplitude_r}, start)
 
         reconstruct(setting, cfg.reconstruct.batch_size, split, epochs[-1], seed, progress=progress,
                     desc=f"tune pty-chi ({name})", checkpoints=epochs, on_checkpoint=checkpoint)
     return {"grid": rows, "selected": _best(rows)}
 
 
-def tune_gradient(cfg: Config, split: Split, dose: int, view: str, score, *, progress: bool = True) -> dict:
+def tune_gradient(cfg: Config, split: Split, dose: int, view: str, score, seconds: list, *, progress: bool = True) -> dict:
     g = cfg.gradient
     gradient.setup(g.threads)
     rows = []
@@ -79,8 +85,8 @@ def tune_gradient(cfg: Config, split: Split, dose: int, view: str, score, *, pro
 
     def checkpoint(level, step, obj):
         phase_r, amplitude_r = score(obj)
-        rows.append({"setting": f"{level} px/sample", "level": level, "steps": step, "total_steps": done[level] + step,
-                     "phase_r": phase_r, "amplitude_r": amplitude_r, "seconds": time.perf_counter() - start})
+        _timed(rows, seconds, {"setting": f"{level} px/sample", "level": level, "steps": step,
+                               "total_steps": done[level] + step, "phase_r": phase_r, "amplitude_r": amplitude_r}, start)
 
     gradient.solve(split, g, gradient.schedule(g), derive_seed(g.seed, dose, view, SPLIT), progress=progress,
                    desc="tune gradient", checkpoints=cfg.tune.gradient_checkpoints, on_checkpoint=checkpoint)
@@ -105,9 +111,10 @@ def run(cfg: Config, dose, view: str, view_dir, report, figure, timing, *, progr
     # compute
     start = time.perf_counter()
     floor_phase_r, floor_amplitude_r = score(np.ones(split.truth.shape, dtype=np.complex64))
-    ptychi = tune_ptychi(cfg, split, dose, view, score, progress=progress)
+    row_seconds = {"ptychi": [], "gradient": []}  # wall time of each grid row (timing file only)
+    ptychi = tune_ptychi(cfg, split, dose, view, score, row_seconds["ptychi"], progress=progress)
     ptychi_seconds = time.perf_counter() - start
-    grad = tune_gradient(cfg, split, dose, view, score, progress=progress)
+    grad = tune_gradient(cfg, split, dose, view, score, row_seconds["gradient"], progress=progress)
     seconds = time.perf_counter() - start
     # write
     record.update(skipped=False, data={"path": str(data_path), "sha256": sha256_file(data_path)},
@@ -116,7 +123,8 @@ def run(cfg: Config, dose, view: str, view_dir, report, figure, timing, *, progr
     write_json(report, record)
     figures.tuning_figure(record, figure)
     write_json(timing, {"dose": dose, "view": view, "tune_seconds": seconds, "ptychi_seconds": ptychi_seconds,
-                        "gradient_seconds": seconds - ptychi_seconds, "positions": split.patterns,
+                        "gradient_seconds": seconds - ptychi_seconds, "grid_seconds": row_seconds,
+                        "positions": split.patterns,
                         "torch": torch.__version__})
     return {**record, "seconds": seconds}
 

@@ -163,34 +163,37 @@ def build_view(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not summary["skipped"]:
-        for split in SPLITS:
-            arrays, index = data[split], kept[split]
-            meta = {
-                "phase": "D",
-                "source": simulated_file(".", split).name,
-                "source_metadata": metadata(arrays),
-                "view": view,
-                "split": split,
-                "dose": dose,
-                "gridsize": definition.gridsize,
-                "probe_diameter_px": diameter,
-                "min_spacing_px": spacing,
-                "params": {"views": as_dict(v)},
-            }
-            write_dataset(
-                view_file(out_dir, split),
-                build_arrays(
-                    diffraction=arrays["diffraction"][index],
-                    xcoords=arrays["xcoords"][index],
-                    ycoords=arrays["ycoords"][index],
-                    scan_index=arrays["scan_index"][index],
-                    probe=arrays["probeGuess"],
-                    obj=arrays["objectGuess"],
-                    metadata=meta,
-                    groups=groups[split],
-                ),
-            )
+    # Both split files are written even for a skipped view (the positions that survived, groups only where
+    # they could be formed, "skipped" in the metadata): later stages read view.json first and do nothing for a
+    # skipped view, and the tune stage can depend on the train file alone (DVC needs it to exist).
+    for split in SPLITS:
+        arrays, index = data[split], kept[split]
+        meta = {
+            "phase": "D",
+            "source": simulated_file(".", split).name,
+            "source_metadata": metadata(arrays),
+            "view": view,
+            "split": split,
+            "dose": dose,
+            "gridsize": definition.gridsize,
+            "probe_diameter_px": diameter,
+            "min_spacing_px": spacing,
+            "params": {"views": as_dict(v)},
+            **({"skipped": True, "reason": summary["reason"]} if summary["skipped"] else {}),
+        }
+        write_dataset(
+            view_file(out_dir, split),
+            build_arrays(
+                diffraction=arrays["diffraction"][index],
+                xcoords=arrays["xcoords"][index],
+                ycoords=arrays["ycoords"][index],
+                scan_index=arrays["scan_index"][index],
+                probe=arrays["probeGuess"],
+                obj=arrays["objectGuess"],
+                metadata=meta,
+                groups=groups.get(split),
+            ),
+        )
     write_json(out_dir / VIEW_SUMMARY, summary)
     write_json(report, summary)
     figures.view_figure(summary, {s: data[s] for s in SPLITS}, kept, figure)
