@@ -95,6 +95,9 @@ BAD = [
     ("tune.ptychi_grid", [], "tune.ptychi_grid must be a non-empty list of settings"),
     ("tune.ptychi_grid", [{"noise_model": "poisson", "tv_weight": 10}], "missing key tune.ptychi_grid[0].momentum"),
     ("tune.ptychi_grid", [{"noise_model": "huber", "tv_weight": 10, "momentum": 0}], "tune.ptychi_grid[0].noise_model must be one of gaussian, poisson"),
+    ("replicate.doses", [500], "replicate.doses lists 500, which is not in study.doses"),
+    ("replicate.views", ["medium"], "replicate.views lists 'medium', which is not in study.views"),
+    ("replicate.seeds", 0, "replicate.seeds must be 1 or more"),
     ("train.batch_size", 0, "train.batch_size must be 1 or more"),
     ("train.learnig_rate", 0.001, "unknown key train.learnig_rate"),
     ("train", DELETE, "missing key train"),
@@ -127,6 +130,7 @@ def test_yaml_float_without_dot_is_reported():
     """PyYAML reads `1e3` as a string; it must not become a silent default."""
     params = default_params()
     params["study"]["doses"] = ["1e3"]  # accepted: an explicit number in a string
+    params["replicate"]["doses"] = [1000]  # (replicated cells must be cells of the study)
     assert config_from_dict(params).study.doses == (1000,)
     params["study"]["doses"] = [1000.5]
     with pytest.raises(ConfigError, match="whole number of photons"):

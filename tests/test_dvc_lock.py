@@ -48,6 +48,19 @@ def test_every_stage_of_the_design_is_locked():
     for stage in ("views", "train", "tune", "reconstruct", "reconstruct_tuned", "gradient", "compare"):  # per cell
         expected |= {f"{stage}@{d}-{v}" for d in params["study"]["doses"] for v in params["study"]["views"]}
     assert expected <= stages, sorted(expected - stages)
+    replicated = {f"replicate@{d}-{v}" for d in params["replicate"]["doses"] for v in params["replicate"]["views"]}
+    assert replicated <= stages, sorted(replicated - stages)
+
+
+def test_the_replicate_stage_depends_on_what_its_arms_run():
+    """The replicate stage retrains the network (every train key Phase E lists but the per-epoch scoring's) and
+    reruns the iterative arms: a key that changes any arm reruns it."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    listed = set(stages["replicate"]["params"])
+    train = {k for k in stages["train"]["params"] if not k.startswith(("train.eval_", "compare."))}
+    assert train <= listed, sorted(train - listed)
+    assert {"reconstruct", "gradient", "compare", "replicate.seeds", "infer.stitch_fraction", "infer.phase_sync"} <= listed
+    assert "reports/tuning/dose_${item.dose}-${item.view}.json" in stages["replicate"]["deps"]
 
 
 def test_training_stages_depend_on_every_train_key():

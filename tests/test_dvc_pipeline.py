@@ -96,12 +96,19 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
             assert {"blank", "ptychi_tuned", "gradient"} <= set(cell), cell
             assert set(cell["train"]) == {"final_loss", "bundle_bytes"}
             for arm in set(cell) - {"train"}:
-                assert set(cell[arm]) == {"phase_r", "phase_frc50_px", "amplitude_r"}, cell[arm]
+                assert set(cell[arm]) - {"phase_r_seeds", "phase_r_seed_sd"} == {"phase_r", "phase_frc50_px", "amplitude_r"}
     assert "ptychi" in metrics["dose_100000"]["baseline"]
+    # the seed-to-seed spread of the replicated cell (tiny profile: dense at 1e5, one other seed): every arm
+    replicated = json.loads((work / "reports/replicate/dose_100000-dense.json").read_text())
+    assert set(replicated["arms"]) == {"pinn", "ptychi", "ptychi_tuned", "gradient"}
+    for arm in replicated["arms"]:
+        assert metrics["dose_100000"]["dense"][arm]["phase_r_seeds"] == 2
+    assert not (work / "reports/replicate/dose_1000-dense.json").exists()
     summary = (work / "reports/summary.md").read_text()
     assert "## Phase G" in summary and "## Conclusion" in summary and "figures/metrics_vs_dose.png" in summary
     assert "| floor |" in summary and "skill" in summary  # every headline measure beside its floor
     assert "## Selection (tune stage)" in summary and "tuned iterative" in summary
+    assert "## Seed-to-seed spread (replicate stage)" in summary and "measured (replicate stage, 2 seeds)" in summary
     header = (work / "reports/plots/phase_pearson_r.csv").read_text().splitlines()[0].split(",")
     plotted = yaml.safe_load((work / "dvc.yaml").read_text())["plots"]
     for entry in plotted:
@@ -144,7 +151,7 @@ def test_forced_repro_leaves_dvc_lock_and_every_bundle_byte_identical(repo):
     bundles = {p: p.read_bytes() for p in (work / "data/models").rglob("wts.h5.zip")}
     stages = ["base", "simulate@1000", "views@1000-dense", "train@100000-dense", "tune@100000-dense",
               "reconstruct@100000-dense", "reconstruct_tuned@100000-dense", "gradient@100000-dense",
-              "compare@100000-dense", "summarize"]
+              "replicate@100000-dense", "compare@100000-dense", "summarize"]
     result = dvc("repro", "-f", "-s", "--no-run-cache", *stages, cwd=work, env=env)
     ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == set(stages), ran
@@ -180,13 +187,15 @@ def test_what_each_params_section_touches(repo):
     _run(["git", "add", "-A"], work, env)
     _run(["git", "commit", "-qm", "results", "--allow-empty"], work, env)
     cells = {f"{d}-{v}" for d in (1000, 100000) for v in ("baseline", "dense", "sparse")}
+    spread = {"replicate@100000-dense"}  # the replicated cell reruns whatever arm a key reaches
     for section, key, value, stages in (
-        ("train", "learning_rate", 0.0015, {f"train@{c}" for c in cells}),
-        ("infer", "stitch_fraction", 0.4, {f"compare@{c}" for c in cells}),
-        ("reconstruct", "momentum", 0.3, {f"reconstruct@{c}" for c in cells}),
-        ("gradient", "learning_rate", 0.04, {f"{s}@{c}" for c in cells for s in ("tune", "gradient")}),
+        ("train", "learning_rate", 0.0015, {f"train@{c}" for c in cells} | spread),
+        ("infer", "stitch_fraction", 0.4, {f"compare@{c}" for c in cells} | spread),
+        ("reconstruct", "momentum", 0.3, {f"reconstruct@{c}" for c in cells} | spread),
+        ("gradient", "learning_rate", 0.04, {f"{s}@{c}" for c in cells for s in ("tune", "gradient")} | spread),
         ("tune", "threads", 2, {f"tune@{c}" for c in cells}),
-        ("compare", "frc_taper", 0.2, {f"compare@{c}" for c in cells}),
+        ("compare", "frc_taper", 0.2, {f"compare@{c}" for c in cells} | spread),
+        ("replicate", "seeds", 2, spread | {"summarize"}),
     ):
         params = tiny_params()
         params[section][key] = value
@@ -214,7 +223,7 @@ def test_an_experiment_reruns_only_the_stages_its_params_reach(repo):
         _run(["git", "checkout", "--", "."], work, env)  # the experiment is kept by `dvc exp`, not in the workspace
         dvc("checkout", cwd=work, env=env)
     assert ran == {"train@1000-dense", "train@100000-dense", "compare@1000-dense", "compare@100000-dense",
-                   "summarize"}, ran
+                   "replicate@100000-dense", "summarize"}, ran
     assert _status_stages(work, env) == set()
 
 
@@ -301,6 +310,13 @@ def test_push_then_pull_on_a_fresh_clone_restores_every_artefact(repo, tmp_path)
     assert json.loads(dvc("status", "--json", cwd=clone, env=clone_env).stdout) == {}
     result = dvc("repro", cwd=clone, env=clone_env)
     assert "Running stage" not in result.stdout
+    # a model fetched by its artifact name (dvc.yaml's artifacts block) and registered version (a GTO tag, as
+    # `gto register` writes it), from the repository and its remote
+    _run(["git", "tag", "-a", "pinn-100000-dense@v0.1.0", "-m", "Registering artifact pinn-100000-dense version v0.1.0"],
+         work, env)
+    got = tmp_path / "fetched" / "wts.h5.zip"
+    dvc("artifacts", "get", str(work), "pinn-100000-dense", "-o", str(got), cwd=tmp_path, env=clone_env)
+    assert got.read_bytes() == (work / "data/models/dose_100000/dense/wts.h5.zip").read_bytes()
     ok = _verify(clone, clone_env)
     assert ok.returncode == 0 and "6 bundles, 0 problems" in ok.stdout, ok.stdout
 

@@ -83,3 +83,18 @@ def test_a_missing_or_broken_view_summary_is_one_clear_error(tmp_path):
         layout.read_view_summary(tmp_path, 1000, "dense")
     (tmp_path / layout.VIEW_SUMMARY).write_text('{"skipped": true}')
     assert layout.read_view_summary(tmp_path, 1000, "dense") == {"skipped": True, "reason": ""}
+
+
+def test_every_bundle_is_declared_as_a_model_artifact():
+    """dvc.yaml's artifacts block: one model per bundle of study.doses × study.views, at layout's path."""
+    from ptychostudy.config import load_config
+
+    cfg = load_config(ROOT / "params.yaml")
+    artifacts = yaml.safe_load((ROOT / "dvc.yaml").read_text())["artifacts"]
+    expected = {f"pinn-{d}-{v}": layout.bundle_path(layout.MODELS, d, v).as_posix()
+                for d in cfg.study.doses for v in cfg.study.views}
+    assert {name: a["path"] for name, a in artifacts.items()} == expected
+    for name, a in artifacts.items():
+        dose, view = name.split("-")[1:]
+        assert a["type"] == "model" and a["desc"]
+        assert {f"dose-{dose}", f"view-{view}", f"gridsize-{cfg.view(view).gridsize}"} <= set(a["labels"])

@@ -25,6 +25,7 @@ COMMANDS = {  # subcommand -> the module whose cli(args) runs it
     "tune": "ptychostudy.tune",
     "reconstruct": "ptychostudy.reconstruct",
     "gradient": "ptychostudy.gradient",
+    "replicate": "ptychostudy.replicate",
     "compare": "ptychostudy.compare",
     "summarize": "ptychostudy.summary",
     "verify": "ptychostudy.verify",
@@ -157,6 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuning", type=Path, required=True, help="the tune stage's selection (JSON)")
     _add_phase_f_outputs(p)
 
+    p = sub.add_parser("replicate", help="the seed-to-seed spread of every arm in one dose × view (other seeds)",
+                       description="The spread of the study's arms (module replicate.py, params replicate.*): on the "
+                       "view's data, retrain the view's network and rerun each iterative arm (pty-chi as configured, "
+                       "pty-chi tuned with its train-split selection, the gradient solver) with replicate.seeds other "
+                       "seeds, and score each on the test split exactly as Phase G does (featured region: phase r, "
+                       "phase FRC½ resolution, amplitude r). The pipeline's own run is the first seed; nothing is "
+                       "selected here. Writes the scores (JSON) and a timing file.")
+    _add_cell(p, "folder with {train,test}.npz and view.json")
+    p.add_argument("--tuning", type=Path, required=True, help="the tune stage's selection (JSON) of this cell")
+    p.add_argument("--report", type=Path, required=True, help="scores of every replicate (JSON) to write")
+    p.add_argument("--timing", type=Path, required=True, help="wall times (JSON) to write; kept out of DVC")
+
     p = sub.add_parser("compare", help="Phase G: score every arm of one dose × view against the ground truth",
                        description="Phase G: on the view's test split, reconstruct with the view's network and the "
                        "gridsize-1 baseline network (settings: params.yaml infer.*), take each iterative arm's object "
@@ -185,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=Path, required=True, help="artefact folder of the bundles (dose_<d>/<view>/wts.h5.zip)")
     p.add_argument("--reconstruct-reports", type=Path, required=True, help="folder of Phase F records (<arm>/dose_<d>-<view>.json)")
     p.add_argument("--tuning-reports", type=Path, required=True, help="folder of the tune stage's selections")
+    p.add_argument("--replicate-reports", type=Path, required=True,
+                   help="folder of the replicate stage's scores (the seed-to-seed spread)")
     p.add_argument("--compare-reports", type=Path, required=True,
                    help="folder of Phase G results (dose_<d>-<view>/comparison_metrics.csv and comparison.json)")
     p.add_argument("--timing", type=Path, required=True,

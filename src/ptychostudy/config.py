@@ -146,6 +146,15 @@ class TuneSection:
 
 
 @dataclass(frozen=True)
+class ReplicateSection:
+    """The seed-to-seed spread (module replicate.py): every arm of these cells rerun with other seeds."""
+
+    doses: tuple[int, ...]  # cells: every dose here × every view here (each in study.*)
+    views: tuple[str, ...]
+    seeds: int  # extra runs of every arm per cell (the pipeline's own run is the first)
+
+
+@dataclass(frozen=True)
 class CompareSection:
     scanned_threshold: float
     max_shift_px: float
@@ -164,6 +173,7 @@ class Config:
     reconstruct: ReconstructSection
     gradient: GradientSection
     tune: TuneSection
+    replicate: ReplicateSection
     compare: CompareSection
 
     def view(self, name: str) -> ViewDefinition:
@@ -209,6 +219,7 @@ SECTIONS = {
     "reconstruct": ReconstructSection,
     "gradient": GradientSection,
     "tune": TuneSection,
+    "replicate": ReplicateSection,
     "compare": CompareSection,
 }
 SPLIT_AXES = ("y", "x")
@@ -284,14 +295,14 @@ def _section(name: str, raw: Any):
         key = f"{name}.{field.name}"
         tp = hints[field.name]
         value = raw[field.name]
-        if name == "study" and field.name == "doses":
+        if name in ("study", "replicate") and field.name == "doses":
             if not isinstance(value, list) or not value:
                 raise ConfigError(f"{key} must be a non-empty list of positive photon counts, got {value!r}")
             doses = tuple(parse_dose(v, f"{key}[{i}]") for i, v in enumerate(value))
             if len(set(doses)) != len(doses):
                 raise ConfigError(f"{key} lists a dose twice: {list(doses)}")
             values[field.name] = doses
-        elif name == "study" and field.name == "views":
+        elif name in ("study", "replicate") and field.name == "views":
             if not isinstance(value, list) or not value:
                 raise ConfigError(f"{key} must be a non-empty list of view names, got {value!r}")
             views = tuple(_check_scalar(v, str, f"{key}[{i}]") for i, v in enumerate(value))
@@ -423,6 +434,7 @@ def _cross_checks(cfg: Config) -> None:
     _check_reconstruct(cfg)
     _check_gradient(cfg)
     _check_tune(cfg)
+    _check_replicate(cfg)
     _check_compare(cfg)
     for name, view in v.definitions.items():
         if v.neighbours < view.group_size:
@@ -539,6 +551,19 @@ def _check_tune(cfg: Config) -> None:
     if steps[0] < 1 or list(steps) != sorted(set(steps)) or steps[-1] > cfg.gradient.steps_per_level:
         raise ConfigError(f"tune.gradient_checkpoints must be increasing step counts from 1 to "
                           f"gradient.steps_per_level ({cfg.gradient.steps_per_level}), got {list(steps)}")
+
+
+def _check_replicate(cfg: Config) -> None:
+    r = cfg.replicate
+    for dose in r.doses:
+        if dose not in cfg.study.doses:
+            raise ConfigError(f"replicate.doses lists {dose}, which is not in study.doses "
+                              f"({', '.join(map(str, cfg.study.doses))})")
+    for view in r.views:
+        if view not in cfg.study.views:
+            raise ConfigError(f"replicate.views lists {view!r}, which is not in study.views ({', '.join(cfg.study.views)})")
+    if r.seeds < 1:
+        raise ConfigError(f"replicate.seeds must be 1 or more (extra runs per arm), got {r.seeds}")
 
 
 def _check_compare(cfg: Config) -> None:

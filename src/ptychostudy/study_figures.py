@@ -43,8 +43,11 @@ def comparison_figure(record: dict, truth: np.ndarray, aligned: dict, masks: dic
     _save(fig, path, dpi=70)
 
 
-def dose_figure(table: list[dict], metrics: list[tuple[str, str]], path: Path, part: str = "featured") -> None:
-    """One panel per (quantity, metric): value vs dose, one line per model and view."""
+def dose_figure(table: list[dict], metrics: list[tuple[str, str]], path: Path, part: str = "featured",
+                spread: dict | None = None) -> None:
+    """One panel per (quantity, metric): value vs dose, one line per model and view; where ``spread``
+    holds (lowest, highest) of a point over seeds (key (model, view, metric, dose)), a bar spans them."""
+    spread = spread or {}
     lines = sorted({(row["model"], row["view"]) for row in table})
     styles = {"pinn": ("-", "o"), "pinn_gs1": ("--", "o"), "ptychi": (":", "o"), "ptychi_tuned": (":", "s"),
               "gradient": (":", "^"), "blank": ("-.", "o")}
@@ -59,12 +62,17 @@ def dose_figure(table: list[dict], metrics: list[tuple[str, str]], path: Path, p
             if points:
                 line, marker = styles.get(model, ("-", "o"))
                 ax.plot(*zip(*points), line, marker=marker, color=colours[view], label=f"{model} · {view}")
+                for dose, _ in points:
+                    if (model, view, metric, dose) in spread:
+                        lo, hi = spread[(model, view, metric, dose)]
+                        ax.plot([dose, dose], [lo, hi], "-", color=colours[view], linewidth=3, alpha=0.5)
         ax.set_xscale("log")
         ax.set_xlabel("photons per pattern")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0, -1].legend(fontsize=7, loc="best")
     fig.suptitle(f"Test split, {part} region: solid = view's network (gridsize 2), dashed = gridsize-1 network, "
-                 "dotted = iterative (o pty-chi as configured, ■ tuned, ▲ gradient), dash-dot = the floor", fontsize=9)
+                 "dotted = iterative (o pty-chi as configured, ■ tuned, ▲ gradient), dash-dot = the floor;\n"
+                 "bars: lowest to highest over seeds (replicate stage)", fontsize=9)
     fig.tight_layout()
     _save(fig, path, dpi=80)

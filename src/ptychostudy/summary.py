@@ -41,6 +41,7 @@ def summarize(
     compare_reports: Path,
     out_dir: Path,
     timing: Path,
+    replicate_reports: Path,
 ) -> dict:
     metrics: dict = {}
     skips = []
@@ -85,7 +86,7 @@ def summarize(
     lines += train_lines
     out_dir = Path(out_dir)
     table, study_lines, conclusion = _study(cfg, Path(reconstruct_reports), Path(tuning_reports), Path(compare_reports),
-                                            metrics, skips, out_dir)
+                                            Path(replicate_reports), metrics, skips, out_dir)
     lines += study_lines
     lines += ["", "## Skipped views", ""]
     lines += [f"- dose {s['dose']:g}, {s['view']} (phase {s['phase']}): {s['reason']}" for s in skips] or ["None."]
@@ -232,7 +233,8 @@ SSIM_NOTE = (
     "already scores a high phase SSIM on this object (see the floor's rows in `reports/study_metrics.csv`), so "
     "they say little about skill; they stay in the CSV files."
 )
-LEVEL = 0.035  # phase r: differences this small are not called (the cross-CPU spread of one training run)
+CROSS_CPU = 0.035  # phase r: one training run's test score moved this much between two CPU kinds (measured)
+SPREAD_MEASURES = ("phase_pearson_r", "phase_frc50_resolution_px", "amplitude_pearson_r")  # the replicate stage's
 PLOTS_DIR = "plots"
 FIGURE = "figures/metrics_vs_dose.png"
 
@@ -294,8 +296,72 @@ def _tuning_lines(cfg: Config, tuning_reports: Path) -> list[str]:
     return lines
 
 
-def _study(cfg: Config, reconstruct_reports: Path, tuning_reports: Path, compare_reports: Path, metrics: dict,
-           skips: list, out_dir: Path):
+def _spread(cfg: Config, replicate_reports: Path, table: list[dict]) -> dict:
+    """(dose, view, arm) -> measure -> every seed's value (the pipeline's own run first, then the replicate
+    stage's other seeds), for the cells of ``replicate.*`` that were compared."""
+    found = {}
+    for dose in cfg.replicate.doses:
+        for view in cfg.replicate.views:
+            rec = _read(Path(replicate_reports) / f"{view_tag(dose, view)}.json")
+            if rec.get("skipped"):
+                continue
+            for arm, rows in rec["arms"].items():
+                own = {m: _value(table, dose, view, arm, m) for m in SPREAD_MEASURES}
+                if any(v is None for v in own.values()):
+                    continue
+                found[(dose, view, arm)] = {m: [own[m]] + [row[m] for row in rows] for m in SPREAD_MEASURES}
+    return found
+
+
+def _sd(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+
+
+def level(spread: dict) -> tuple[float, str]:
+    """The smallest difference of phase r the conclusions call: the cross-CPU move of one training run, or
+    the largest seed-to-seed range of a network arm plus that of an iterative arm where measured (the
+    difference of two arms can move by both), whichever is larger; and a sentence saying which."""
+    ranges = {key: max(v["phase_pearson_r"]) - min(v["phase_pearson_r"]) for key, v in spread.items()}
+    net = max(((r, k) for k, r in ranges.items() if k[2] in NETWORK_ARMS), default=None)
+    it = max(((r, k) for k, r in ranges.items() if k[2] not in NETWORK_ARMS), default=None)
+    if net is None or it is None:
+        return CROSS_CPU, (f"one training run per cell moves by up to {CROSS_CPU} between two CPU kinds (README, "
+                           "\"Determinism and safety\"); the seed-to-seed spread was not measured")
+    measured = net[0] + it[0]
+    why = (f"the largest seed-to-seed range of phase r measured (replicate stage, {len(next(iter(spread.values()))['phase_pearson_r'])} "
+           f"seeds) is {net[0]:.3f} for a network ({net[1][2]}, dose {net[1][0]:g}, {net[1][1]}) and {it[0]:.3f} for an "
+           f"iterative arm ({it[1][2]}, dose {it[1][0]:g}, {it[1][1]}): together {measured:.3f}; one training run moves by "
+           f"up to {CROSS_CPU} between two CPU kinds")
+    return max(measured, CROSS_CPU), why
+
+
+def _spread_lines(spread: dict) -> list[str]:
+    lines = [
+        "",
+        "## Seed-to-seed spread (replicate stage)",
+        "",
+        "Each arm of these cells rerun with other seeds (the network retrained: weights and batch order; pty-chi: its "
+        "batch clustering; the gradient solver: its batches), scored on the test split exactly as Phase G scores; the "
+        "first value is the pipeline's own run (the Phase G table). Nothing is selected from these numbers "
+        "(`reports/replicate/dose_<dose>-<view>.json`).",
+        "",
+        "| dose | view | arm | seeds | phase r (each seed) | mean ± sd | range | phase FRC½ res. (px), range | amp r, range |",
+        "|---:|---|---|---:|---|---|---:|---|---|",
+    ]
+    for (dose, view, arm), values in spread.items():
+        r = values["phase_pearson_r"]
+        frc, amp = values["phase_frc50_resolution_px"], values["amplitude_pearson_r"]
+        lines.append(f"| {dose:g} | {view} | {arm} | {len(r)} | " + ", ".join(f"{v:.3f}" for v in r)
+                     + f" | {sum(r) / len(r):.3f} ± {_sd(r):.3f} | {max(r) - min(r):.3f} | {min(frc):.1f}–{max(frc):.1f} "
+                     f"| {min(amp):.3f}–{max(amp):.3f} |")
+    if not spread:
+        lines.append("| – | – | – | – | not measured | | | | |")
+    return lines
+
+
+def _study(cfg: Config, reconstruct_reports: Path, tuning_reports: Path, compare_reports: Path,
+           replicate_reports: Path, metrics: dict, skips: list, out_dir: Path):
     """Selection, Phase F and G tables, the tidy study table, DVC plots, the dose figure and the conclusion."""
     from ptychostudy import study_figures
 
@@ -355,6 +421,13 @@ def _study(cfg: Config, reconstruct_reports: Path, tuning_reports: Path, compare
                 g_lines.append(f"| {dose:g} | {view} | {model} | " + " | ".join(
                     f"{_number(m, values.get(m))} | {_number(m, floor.get(m))}" for m, _ in HEADLINE) + " | "
                     + " | ".join(_number(m, values.get(m)) for m, _ in SECONDARY) + " |")
+    spread = _spread(cfg, replicate_reports, table)
+    for (dose, view, arm), values in spread.items():  # the spread as rows of the tidy table, and headline numbers
+        for metric, seeds in values.items():
+            table += [{"dose": dose, "view": view, "model": arm, "metric": f"{metric}_seed_{stat}", "part": "featured",
+                       "value": value} for stat, value in (("sd", _sd(seeds)), ("range", max(seeds) - min(seeds)))]
+        metrics[dose_tag(dose)][view][arm].update(phase_r_seeds=len(values["phase_pearson_r"]),
+                                                  phase_r_seed_sd=_sd(values["phase_pearson_r"]))
     write_text(out_dir / "study_metrics.csv", "dose,view,model,metric,part,value\n" + "".join(
         f"{r['dose']},{r['view']},{r['model']},{r['metric']},{r['part']},{r['value']:.6g}\n" for r in table))
     columns = plot_columns(cfg)
@@ -368,19 +441,21 @@ def _study(cfg: Config, reconstruct_reports: Path, tuning_reports: Path, compare
                 cells.append("" if value is None else f"{value:.6g}")
             lines.append(f"{dose}," + ",".join(cells))
         write_text(out_dir / PLOTS_DIR / f"{metric}.csv", "\n".join(lines) + "\n")
-    study_figures.dose_figure(table, [(m, PLOT_TITLES[m]) for m in PLOTTED], out_dir / FIGURE)
-    lines = f_lines + g_lines + [
+    study_figures.dose_figure(table, [(m, PLOT_TITLES[m]) for m in PLOTTED], out_dir / FIGURE, spread={
+        (arm, view, m, dose): (min(v[m]), max(v[m])) for (dose, view, arm), v in spread.items() for m in PLOTTED})
+    lines = f_lines + g_lines + _spread_lines(spread) + [
         "",
         f"![metrics vs dose]({FIGURE})",
         "",
         "*Featured region of the test split. Solid: the view's gridsize-2 network; dashed: the gridsize-1 network; "
         "dotted: pty-chi as configured; dotted with squares: pty-chi tuned; dotted with triangles: the gradient "
-        "solver; dash-dot: the floor (a blank object). Colour: the view. Per-cell images: "
+        "solver; dash-dot: the floor (a blank object). Colour: the view. Bars: lowest to highest over the seeds of the "
+        "replicate stage (the cells of `replicate.*`). Per-cell images: "
         "`reports/compare/dose_<dose>-<view>/comparison.png`.*",
     ]
     for dose in cfg.study.doses:  # a skipped cell leaves no empty entry in metrics.json
         metrics[dose_tag(dose)] = {v: e for v, e in metrics[dose_tag(dose)].items() if e}
-    return table, lines, _conclusion(cfg, table)
+    return table, lines, _conclusion(cfg, table, level(spread))
 
 
 def _number(metric: str, value) -> str:
@@ -409,7 +484,7 @@ def _best_skill(cfg: Config, table, dose, models) -> tuple[float, float, float, 
     return max(found) if found else None
 
 
-def _conclusion(cfg: Config, table: list[dict]) -> list[str]:
+def _conclusion(cfg: Config, table: list[dict], called: tuple[float, str] = (CROSS_CPU, "")) -> list[str]:
     """Plain sentences built from the measured numbers (nothing here is written by hand): each arm's
     phase r beside the floor's (a blank object scored the same way), and its skill above it."""
     if not table:
@@ -443,7 +518,7 @@ def _conclusion(cfg: Config, table: list[dict]) -> list[str]:
         if tuned is None or net is None:
             continue
         gap = tuned[0] - net[0]
-        verdict = "ahead of" if gap > LEVEL else ("level with" if abs(gap) <= LEVEL else "behind")
+        verdict = "ahead of" if gap > called[0] else ("level with" if abs(gap) <= called[0] else "behind")
         text = (f"- At {dose:g} photons/pattern the largest network skill above the floor (phase r) is {net[0]:+.2f} "
                 f"({net[3]}, {net[4]} view, r {net[1]:.2f}) and the best tuned iterative arm's is {tuned[0]:+.2f} "
                 f"({tuned[3]}, {tuned[4]} view, r {tuned[1]:.2f}): the tuned iterative arms are {verdict} the networks"
@@ -452,8 +527,7 @@ def _conclusion(cfg: Config, table: list[dict]) -> list[str]:
             text += (f"; pty-chi as configured reaches {configured[0]:+.2f} ({configured[4]} view, "
                      f"r {configured[1]:.2f})")
         out.append(text + ".")
-    out.append(f"- Differences of {LEVEL} phase r or less are called level: one training run per cell moves by up to "
-               "0.035 between two CPU kinds (README, \"Reproducibility\"); the seed-to-seed spread is not yet measured.")
+    out.append(f"- Differences of {called[0]:.3f} phase r or less are called level: {called[1]}.")
     out.append("- Skill = phase r minus the floor's phase r in the same cell (a blank object: with the phase offset "
                "and ramp fitted, a flat phase already correlates with this object's phase). A phase spread ratio "
                "well below 1 means a phase that is right in shape but too weak; well above 1, a phase dominated "
@@ -483,5 +557,6 @@ def status_line(cfg: Config, table: list[dict], skips: list) -> str:
 def cli(args) -> None:
     """``ptychostudy summarize``: the metrics stage."""
     summarize(load_config(args.params), args.simulate_reports, args.view_reports, args.train_reports, args.models,
-              args.reconstruct_reports, args.tuning_reports, args.compare_reports, args.out_dir, args.timing)
+              args.reconstruct_reports, args.tuning_reports, args.compare_reports, args.out_dir, args.timing,
+              args.replicate_reports)
     print(f"summary -> {args.out_dir}")

@@ -1,0 +1,148 @@
+"""The seed-to-seed spread of the study's arms (params section ``replicate``, stage ``replicate``).
+
+One training run or one solver run per cell cannot carry a conclusion about small differences: a
+network's test score moves with its seed (weights, batch order) and with the CPU it ran on, and the
+iterative arms move with theirs (pty-chi's batch clustering, the gradient solver's batches). In each
+cell listed in ``replicate.doses`` × ``replicate.views`` this stage reruns every arm with
+``replicate.seeds`` other seeds:
+
+* the view's network (``pinn``; ``pinn_gs1`` for a gridsize-1 view) trained exactly as Phase E
+  trains it (``train.Trainer``, the same settings), only the seed differs;
+* ``ptychi`` and ``ptychi_tuned`` (``reconstruct.reconstruct``, the settings of Phase F: the tuned arm
+  reads the tune stage's train-split selection), and ``gradient`` (``gradient.solve``, stopped where
+  the tune stage selected).
+
+Each replicate is scored on the test split exactly as Phase G scores (``metrics.score_arm``: featured
+region, registration, phase offset and ramp, mean amplitude). Nothing is selected from these scores:
+the summary puts them beside the pipeline's own run (the first seed) and calls differences smaller
+than the measured spread level. ``run`` is load → compute → write; the report holds no wall time
+(it must be byte-stable), the timing file does.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ptychostudy import gradient, layout, reconstruct
+from ptychostudy.config import Config, load_config
+from ptychostudy.dataset import Split, read_dataset
+from ptychostudy.infer import predict_and_stitch, setup_torch
+from ptychostudy.io import derive_seed, sha256_file, write_json
+from ptychostudy.metrics import regions, score_arm
+from ptychostudy.train import Trainer
+
+SPLIT = "test"
+PTYCHI_ARMS = ("ptychi", "ptychi_tuned")
+MEASURES = (  # (name in the report and in study_metrics.csv, quantity, metric of metrics.score)
+    ("phase_pearson_r", "phase", "pearson_r"),
+    ("phase_frc50_resolution_px", "phase", "frc50_resolution_px"),
+    ("amplitude_pearson_r", "amplitude", "pearson_r"),
+)
+
+
+def network_arm(cfg: Config, view: str) -> str:
+    """The name the view's own network has in Phase G (``pinn``, or ``pinn_gs1`` for a gridsize-1 view)."""
+    return "pinn" if cfg.view(view).gridsize > 1 else "pinn_gs1"
+
+
+def replicate_seed(seed: int, dose: int, view: str, k: int) -> int:
+    """Seed of replicate ``k`` (1, 2, ...) of an arm whose own run uses ``derive_seed(seed, dose, view)``."""
+    return derive_seed(seed, dose, view, "replicate", k)
+
+
+def _headline(result) -> dict[str, float]:
+    featured = result.scores["featured"]
+    return {name: float(featured[quantity][metric]) for name, quantity, metric in MEASURES}
+
+
+def train_network(cfg: Config, view: str, train_split: Split, network_input: Split, seed: int) -> np.ndarray:
+    """The view's network trained as Phase E trains it, with ``seed``, and its stitched object of
+    ``network_input`` as Phase G infers it (``infer.*``)."""
+    t = cfg.train
+    device = setup_torch(t.threads, t.accelerator)
+    trainer = Trainer(cfg, train_split, cfg.architecture(view), seed, device)
+    trainer.fit(t.epochs[view], t.steps_per_epoch)
+    canvas, _ = predict_and_stitch(trainer.net, network_input, cfg.infer.stitch_fraction, cfg.infer.phase_sync,
+                                   cfg.infer.batch, device)
+    return canvas
+
+
+def run(cfg: Config, dose, view: str, view_dir, tuning, report, timing, *, progress: bool = True) -> dict:
+    # load: every input read and checked first
+    dose = cfg.dose(dose)
+    definition = cfg.view(view)
+    report, timing = Path(report), Path(timing)
+    summary = layout.read_view_summary(view_dir, dose, view)
+    record = {"dose": dose, "view": view, "split": SPLIT, "seeds": cfg.replicate.seeds,
+              "measures": [name for name, _, _ in MEASURES]}
+    if summary["skipped"]:
+        record.update(skipped=True, reason=summary["reason"], arms={})
+        write_json(report, record)
+        return record
+    paths = {split: layout.view_file(view_dir, split) for split in layout.SPLITS}
+    data = read_dataset(paths[SPLIT], require_groups=definition.gridsize > 1)
+    test = Split.from_arrays(data, 1)
+    network_input = Split.from_arrays(data, definition.gridsize)
+    train_split = Split.read(paths["train"], definition.gridsize)
+    settings = {arm: reconstruct.settings_of(cfg, arm, dose, view, tuning) for arm in PTYCHI_ARMS}
+    plan = gradient.schedule(cfg.gradient, gradient.read_selection(tuning, dose, view))
+    masks = regions(test, cfg.compare.scanned_threshold)
+    seeds = range(1, cfg.replicate.seeds + 1)
+
+    # compute
+    scores: dict[str, list] = {}
+    seconds: dict[str, list] = {}
+
+    def scored(arm: str, k: int, obj: np.ndarray, start: float) -> None:
+        scores.setdefault(arm, []).append({"replicate": k, **_headline(score_arm(obj, test.truth, masks, cfg.compare))})
+        seconds.setdefault(arm, []).append(time.perf_counter() - start)
+
+    t, r, g = cfg.train, cfg.reconstruct, cfg.gradient
+    arm = network_arm(cfg, view)
+    for k in seeds:
+        start = time.perf_counter()
+        scored(arm, k, train_network(cfg, view, train_split, network_input, replicate_seed(t.seed, dose, view, k)), start)
+    for name in PTYCHI_ARMS:
+        setting, epochs, _ = settings[name]
+        for k in seeds:
+            torch.set_num_threads(r.threads)
+            start = time.perf_counter()
+            obj, _ = reconstruct.reconstruct(setting, r.batch_size, test, epochs,
+                                             replicate_seed(r.seed, dose, view, k) % (2**31), progress=progress,
+                                             desc=f"replicate {k} {name} dose {dose} {view}")
+            scored(name, k, obj, start)
+    for k in seeds:
+        gradient.setup(g.threads)
+        start = time.perf_counter()
+        obj, _ = gradient.solve(test, g, plan, replicate_seed(g.seed, dose, view, k), progress=progress,
+                                desc=f"replicate {k} gradient dose {dose} {view}")
+        scored(gradient.ARM, k, obj, start)
+
+    # write
+    record.update(
+        skipped=False,
+        data={s: {"path": str(p), "sha256": sha256_file(p)} for s, p in paths.items()},
+        tuning={"path": str(tuning), "sha256": sha256_file(tuning)},
+        seed_rule="replicate k of an arm uses io.derive_seed(<the arm's params seed>, dose, view, 'replicate', k); "
+                  "the pipeline's own run (Phase E/F) is replicate 0",
+        arms=scores,
+    )
+    write_json(report, record)
+    write_json(timing, {"dose": dose, "view": view, "seconds": seconds, "threads": {"train": t.threads,
+                        "ptychi": r.threads, "gradient": g.threads}, "torch": torch.__version__})
+    return {**record, "seconds": seconds}
+
+
+def cli(args) -> None:
+    """``ptychostudy replicate``: one cell, then each arm's replicate phase r on stdout."""
+    r = run(load_config(args.params), args.dose, args.view, args.view_dir, args.tuning, args.report, args.timing,
+            progress=not args.no_progress)
+    if r["skipped"]:
+        print(f"replicate dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
+        return
+    parts = [f"{arm} phase r " + ", ".join(f"{row['phase_pearson_r']:.3f}" for row in rows) for arm, rows in r["arms"].items()]
+    print(f"replicate dose {r['dose']} {r['view']} ({r['seeds']} other seeds, test split, featured region): " + "; ".join(parts))
