@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 
-.PHONY: study test install bench
+.PHONY: study test install bench determinism
 install: $(VENV)/.installed
 
 # pty-chi is installed without its declared dependencies: they would pull torchvision (a CUDA build
@@ -33,3 +33,9 @@ test: install
 
 bench: install
 	python bench/run.py
+
+# Each stage kind rerun in fresh processes (tiny profile), outputs compared byte for byte:
+# the "determinism" entry of bench/results.json (about 40 minutes on 2 cores).
+determinism: install
+	python bench/determinism.py
+	python bench/run.py --render

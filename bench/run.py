@@ -23,11 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+import ptychostudy  # noqa: E402  (first: its numerical pins must precede numpy and torch, as in every stage)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from ptychostudy import layout, physics  # noqa: E402
 from ptychostudy.base import prepare_base  # noqa: E402
@@ -454,13 +455,73 @@ def bench_scaling(cfg, workdir: Path) -> dict:
 # ---------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------
+# 7. a training step beside busy processes (the stage's own thread and wait rules)
+
+CONTENTION_CONFIGS = {
+    # name -> (probe arguments, extra environment): each probe is a fresh process (bench/probe_train.py)
+    "before": (["--native"], {}),  # no numerical pins, libgomp's default wait (spin, then sleep): the old stage
+    "pinned_spin": (["--native"], dict(ptychostudy.NUMERICAL_PINS)),  # the pins, libgomp's default wait always
+    "stage": ([], {}),  # what a stage does now: the pins, and a passive wait when a core is busy at start
+    "one_thread": (["--threads", "1"], {}),  # the pins and one torch thread
+}
+
+
+def busy_loops(count: int) -> list[subprocess.Popen]:
+    """``count`` processes that each keep one core busy (ended by the caller, by their own id)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def probe(config: str, steps: int) -> dict:
+    args, extra = CONTENTION_CONFIGS[config]
+    env = {k: v for k, v in os.environ.items() if k not in ptychostudy.NUMERICAL_PINS and k != "OMP_WAIT_POLICY"}
+    env.update(extra, PYTHONPATH=str(ROOT / "src"))
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "probe_train.py"), "--steps", str(steps), *args],
+                         capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"training probe failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_contention(steps: int = 40, repeats: int = 2) -> dict:
+    """ms per training step (train@100000-dense, train.threads) alone and beside one and two busy processes."""
+    log("7. training step beside busy processes")
+    rows: dict[str, dict] = {c: {} for c in CONTENTION_CONFIGS}
+    for busy, label in ((0, "alone"), (1, "one_busy"), (2, "two_busy")):
+        loops = busy_loops(busy)
+        try:
+            time.sleep(1.0)
+            for config in CONTENTION_CONFIGS:
+                probes = [probe(config, steps) for _ in range(repeats)]
+                rows[config][label] = {"ms": [round(p["ms_per_step"], 1) for p in probes],
+                                       "wait_policy": probes[0]["wait_policy"] or "default",
+                                       "threads": probes[0]["threads"], "weights": sorted({p["weights"] for p in probes})}
+                log(f"   {label:9s} {config:12s} {float(np.mean(rows[config][label]['ms'])):7.0f} ms/step "
+                    f"(wait {rows[config][label]['wait_policy']})")
+        finally:
+            for loop in loops:
+                loop.kill()
+                loop.wait()
+    out: dict = {"steps": steps, "repeats": repeats, "configs": rows, "machine": machine()}
+    for config, r in rows.items():
+        mean = {label: float(np.mean(v["ms"])) for label, v in r.items()}
+        r["summary"] = {"alone_ms": mean["alone"], "one_busy_ms": mean["one_busy"], "two_busy_ms": mean["two_busy"],
+                        "slowdown_one": mean["one_busy"] / mean["alone"], "slowdown_two": mean["two_busy"] / mean["alone"],
+                        "weights_unchanged": len({w for v in r.values() if "weights" in v for w in v["weights"]}) == 1}
+    out.update(rows["stage"]["summary"])  # the headline: what the stage does now
+    out["pins_cost_alone"] = rows["pinned_spin"]["summary"]["alone_ms"] / rows["before"]["summary"]["alone_ms"]
+    out["same_weights_as_pinned_spin"] = rows["stage"]["alone"]["weights"] == rows["pinned_spin"]["alone"]["weights"]
+    return out
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
         "# Benchmark results",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, torch {m['torch']}; {m['date']}. "
-        "Written by `python bench/run.py`; every ratio compares two measurements of the same run.",
+        f"Machine of the last `python bench/run.py`: {m['cpu']}, {m['cores']} cores; Python {m['python']}, torch "
+        f"{m['torch']}; {m['date']} (sections refreshed alone with `--only`, and sections 7-8, name their own). Every "
+        "ratio compares two measurements of the same run.",
         "",
     ]
     s = results.get("simulation")
@@ -532,6 +593,36 @@ def markdown(results: dict) -> str:
                          f"{r['dense_train_positions']} / {r['dense_test_positions']} | {r['train_ms_per_step']:.0f} | "
                          f"{r['train_evaluation_seconds']:.2f} | {r['ptychi_seconds_per_epoch']:.3f} |")
         lines.append("")
+    c = results.get("contention")
+    if c:
+        lines += ["## 7. A training step beside busy processes", "",
+                  f"Measured on {c['machine']['cpu']}, {c['machine']['date']}. train@100000-dense's own training step "
+                  f"(train.threads threads), {c['steps']} steps after 3 warm-up steps, in a fresh process "
+                  f"(bench/probe_train.py), mean of {c['repeats']}; 'busy' = processes running `while True: pass`.", "",
+                  "| configuration | alone ms | one busy ms | two busy ms | slowdown one | slowdown two | weights unchanged |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+        names = {"before": "before: no pins, libgomp's default wait", "pinned_spin": "pins, default wait always",
+                 "stage": "**the stage now**: pins, passive wait when a core is busy", "one_thread": "pins, 1 thread"}
+        for config, r in c["configs"].items():
+            sm = r["summary"]
+            lines.append(f"| {names.get(config, config)} | {sm['alone_ms']:.0f} | {sm['one_busy_ms']:.0f} | "
+                         f"{sm['two_busy_ms']:.0f} | {sm['slowdown_one']:.2f}× | {sm['slowdown_two']:.2f}× | "
+                         f"{'yes' if sm['weights_unchanged'] else 'NO'} |")
+        lines += ["", f"The pins cost {100 * (c['pins_cost_alone'] - 1):.0f} % per step alone on this CPU (AVX2 kernels "
+                  "instead of the CPU's widest); the wait policy changes no bit "
+                  f"({'same' if c['same_weights_as_pinned_spin'] else 'DIFFERENT'} weights as with the default wait).", ""]
+    d = results.get("determinism")
+    if d:
+        lines += ["## 8. Determinism (`make determinism`)", "",
+                  f"Measured on {d['machine']['cpu']}, {d['machine']['date']}, {d['machine']['jobs']} runs at a time; "
+                  f"{d['profile']}. Each run is a fresh `ptychostudy` process; a run is identical when every output's "
+                  "SHA-256 equals the most common outcome's.", "", "| stage kind | runs | identical | outputs compared |",
+                  "|---|---:|---:|---|"]
+        for kind in ("simulate", "train", "reconstruct"):
+            if kind in d:
+                r = d[kind]
+                lines.append(f"| {kind} | {r['runs']} | {r['identical']} | {', '.join(r['outputs'])} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -546,7 +637,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-pipeline", action="store_true", help="skip section 5 (the from-scratch dvc repro)")
     parser.add_argument("--only", nargs="*", choices=["simulation", "training", "inference", "network_vs_iterative",
-                                                       "pipeline", "scaling"], help="run only these sections")
+                                                       "pipeline", "scaling", "contention"], help="run only these sections")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--render", action="store_true", help="only rewrite results.md from results.json")
     args = parser.parse_args(argv)
@@ -555,10 +646,13 @@ def main(argv=None) -> int:
         return 0
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     cfg = load_config(ROOT / "params.yaml")
-    wanted = set(args.only or ["simulation", "training", "inference", "network_vs_iterative", "pipeline", "scaling"])
+    wanted = set(args.only or ["simulation", "training", "inference", "network_vs_iterative", "pipeline", "scaling",
+                               "contention"])
     if args.skip_pipeline:
         wanted.discard("pipeline")
     results = {"machine": machine()}
+    if args.out.is_file() and "determinism" in json.loads(args.out.read_text()):  # written by bench/determinism.py
+        results["determinism"] = json.loads(args.out.read_text())["determinism"]
     if args.out.is_file() and args.only:  # refresh some sections of an earlier run
         results = {**json.loads(args.out.read_text()), "machine": machine()}
     start = time.perf_counter()
@@ -575,6 +669,8 @@ def main(argv=None) -> int:
                 cfg, "dense", args.out.parent / "network_vs_iterative.png")
         if "scaling" in wanted:
             results["scaling"] = bench_scaling(cfg, work)
+        if "contention" in wanted:
+            results["contention"] = bench_contention()
         if "pipeline" in wanted:
             results["pipeline"] = bench_pipeline(work)
     results["bench_seconds"] = time.perf_counter() - start
