@@ -36,7 +36,8 @@ def test_the_spread_puts_the_pipeline_run_first_then_each_replicate(reports):
     spread = summary._spread(cfg, folder, _table(OWN))
     assert spread[(1000, "dense", "pinn")]["phase_pearson_r"] == [0.30, 0.36, 0.27]
     assert spread[(1000, "dense", "gradient")]["phase_frc50_resolution_px"] == [4.0, 10.0, 11.0]
-    assert summary._sd([0.30, 0.36, 0.27]) == pytest.approx(0.0458, abs=1e-4)
+    assert summary._stats([0.30, 0.36, 0.27])["sd"] == pytest.approx(0.0458, abs=1e-4)
+    assert summary._stats([0.30, 0.36, 0.27])["range"] == pytest.approx(0.09)
 
 
 def test_the_level_is_the_measured_spread_of_both_arms_when_it_exceeds_the_cross_cpu_move(reports):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ptychostudy import gradient, layout, reconstruct
 from ptychostudy.config import Config, load_config
@@ -59,13 +60,15 @@ def _headline(result) -> dict[str, float]:
     return {name: float(featured[quantity][metric]) for name, quantity, metric in MEASURES}
 
 
-def train_network(cfg: Config, view: str, train_split: Split, network_input: Split, seed: int) -> np.ndarray:
+def train_network(cfg: Config, view: str, train_split: Split, network_input: Split, seed: int, *,
+                  progress: bool = False, desc: str = "replicate network") -> np.ndarray:
     """The view's network trained as Phase E trains it, with ``seed``, and its stitched object of
     ``network_input`` as Phase G infers it (``infer.*``)."""
     t = cfg.train
     device = setup_torch(t.threads, t.accelerator)
     trainer = Trainer(cfg, train_split, cfg.architecture(view), seed, device)
-    trainer.fit(t.epochs[view], t.steps_per_epoch)
+    with tqdm(total=t.epochs[view] * t.steps_per_epoch, desc=desc, unit="step", disable=not progress) as bar:
+        trainer.fit(t.epochs[view], t.steps_per_epoch, bar=bar)
     canvas, _ = predict_and_stitch(trainer.net, network_input, cfg.infer.stitch_fraction, cfg.infer.phase_sync,
                                    cfg.infer.batch, device)
     return canvas
@@ -105,7 +108,8 @@ def run(cfg: Config, dose, view: str, view_dir, tuning, report, timing, *, progr
     arm = network_arm(cfg, view)
     for k in seeds:
         start = time.perf_counter()
-        scored(arm, k, train_network(cfg, view, train_split, network_input, replicate_seed(t.seed, dose, view, k)), start)
+        scored(arm, k, train_network(cfg, view, train_split, network_input, replicate_seed(t.seed, dose, view, k),
+                                     progress=progress, desc=f"replicate {k} {arm} dose {dose} {view}"), start)
     for name in PTYCHI_ARMS:
         setting, epochs, _ = settings[name]
         for k in seeds:

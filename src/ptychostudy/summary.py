@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 from ptychostudy import StudyError, layout
@@ -313,16 +314,17 @@ def _spread(cfg: Config, replicate_reports: Path, table: list[dict]) -> dict:
     return found
 
 
-def _sd(values: list[float]) -> float:
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+def _stats(values: list[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (0 for one value) and range (max − min) of one arm's seeds."""
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "range": max(values) - min(values)}
 
 
 def level(spread: dict) -> tuple[float, str]:
     """The smallest difference of phase r the conclusions call: the cross-CPU move of one training run, or
     the largest seed-to-seed range of a network arm plus that of an iterative arm where measured (the
     difference of two arms can move by both), whichever is larger; and a sentence saying which."""
-    ranges = {key: max(v["phase_pearson_r"]) - min(v["phase_pearson_r"]) for key, v in spread.items()}
+    ranges = {key: _stats(v["phase_pearson_r"])["range"] for key, v in spread.items()}
     net = max(((r, k) for k, r in ranges.items() if k[2] in NETWORK_ARMS), default=None)
     it = max(((r, k) for k, r in ranges.items() if k[2] not in NETWORK_ARMS), default=None)
     if net is None or it is None:
@@ -350,10 +352,10 @@ def _spread_lines(spread: dict) -> list[str]:
         "|---:|---|---|---:|---|---|---:|---|---|",
     ]
     for (dose, view, arm), values in spread.items():
-        r = values["phase_pearson_r"]
+        r, st = values["phase_pearson_r"], _stats(values["phase_pearson_r"])
         frc, amp = values["phase_frc50_resolution_px"], values["amplitude_pearson_r"]
         lines.append(f"| {dose:g} | {view} | {arm} | {len(r)} | " + ", ".join(f"{v:.3f}" for v in r)
-                     + f" | {sum(r) / len(r):.3f} ± {_sd(r):.3f} | {max(r) - min(r):.3f} | {min(frc):.1f}–{max(frc):.1f} "
+                     + f" | {st['mean']:.3f} ± {st['sd']:.3f} | {st['range']:.3f} | {min(frc):.1f}–{max(frc):.1f} "
                      f"| {min(amp):.3f}–{max(amp):.3f} |")
     if not spread:
         lines.append("| – | – | – | – | not measured | | | | |")
@@ -425,9 +427,9 @@ def _study(cfg: Config, reconstruct_reports: Path, tuning_reports: Path, compare
     for (dose, view, arm), values in spread.items():  # the spread as rows of the tidy table, and headline numbers
         for metric, seeds in values.items():
             table += [{"dose": dose, "view": view, "model": arm, "metric": f"{metric}_seed_{stat}", "part": "featured",
-                       "value": value} for stat, value in (("sd", _sd(seeds)), ("range", max(seeds) - min(seeds)))]
+                       "value": _stats(seeds)[stat]} for stat in ("sd", "range")]
         metrics[dose_tag(dose)][view][arm].update(phase_r_seeds=len(values["phase_pearson_r"]),
-                                                  phase_r_seed_sd=_sd(values["phase_pearson_r"]))
+                                                  phase_r_seed_sd=_stats(values["phase_pearson_r"])["sd"])
     write_text(out_dir / "study_metrics.csv", "dose,view,model,metric,part,value\n" + "".join(
         f"{r['dose']},{r['view']},{r['model']},{r['metric']},{r['part']},{r['value']:.6g}\n" for r in table))
     columns = plot_columns(cfg)
