@@ -26,7 +26,6 @@ import concurrent.futures
 import hashlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import yaml  # noqa: E402
 
 from conftest import OBJECT, PROBE, tiny_params  # noqa: E402  (the tests' tiny profile: one definition)
+from run import machine  # noqa: E402  (bench/run.py's machine record)
 
 DOSE = 100000
 VIEW = "dense"
@@ -149,9 +149,7 @@ def main(argv=None) -> int:
     finally:
         if a.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
-    result["machine"] = {"cpu": cpu, "cores": os.cpu_count(), "jobs": a.jobs, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    result["machine"] = {**machine(), "jobs": a.jobs}
     result["profile"] = (f"tests' tiny profile, dose {DOSE}, view {VIEW}; pty-chi LSQML momentum "
                          f"{tiny_params()['reconstruct']['momentum']}, {RECONSTRUCT_EPOCHS} epochs")
     if not a.no_write:

@@ -4,7 +4,7 @@ Trains the network of one view exactly as Phase E does (``train.Trainer``, the v
 the stage's seed, params' settings) for ``--steps`` steps after ``--warmup`` steps and prints one
 JSON line: milliseconds per step, the thread count used and the SHA-256 of the final weights.
 
-    python bench/probe_train.py --dose 100000 --view dense --steps 60 [--threads N | --threads auto]
+    python bench/probe_train.py --dose 100000 --view dense --steps 60 [--threads N] [--native]
 """
 
 from __future__ import annotations
@@ -46,13 +46,12 @@ def main() -> int:
     p.add_argument("--view", default="dense")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", default=None, help="torch threads (default: train.threads); 'auto': the stage's rule")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: train.threads)")
     p.add_argument("--native", action="store_true", help="without ptychostudy's numerical pins (the CPU's widest kernels)")
     a = p.parse_args()
     cfg = load_config(a.params)
     t = cfg.train
-    threads = t.threads if a.threads is None else a.threads
-    device = setup_torch(threads if threads == "auto" else int(threads), "cpu")
+    device = setup_torch(t.threads if a.threads is None else a.threads, "cpu")
     import torch
 
     split = Split.read(layout.view_file(layout.view_dir(a.dose, a.view, ROOT), "train"), cfg.view(a.view).gridsize)
@@ -65,7 +64,8 @@ def main() -> int:
     for _ in range(a.steps):
         trainer.step(opt, next(batches))
     ms = 1000 * (time.perf_counter() - start) / a.steps
-    print(json.dumps({"ms_per_step": ms, "pinned": ptychostudy.pins_effective, "wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "threads": torch.get_num_threads(), "weights": weights_digest(trainer.net)}))
+    print(json.dumps({"ms_per_step": ms, "pinned": ptychostudy.pins_effective, "threads": torch.get_num_threads(),
+                      "wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "weights": weights_digest(trainer.net)}))
     return 0
 
 

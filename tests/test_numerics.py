@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 from conftest import write_params
+from ptychostudy import NUMERICAL_PINS
 
 ROOT = Path(__file__).resolve().parents[1]
-PINS_ENV = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "NPY_DISABLE_CPU_FEATURES", "OPENBLAS_CORETYPE",
-            "OMP_WAIT_POLICY")
+PINS_ENV = (*NUMERICAL_PINS, "OMP_WAIT_POLICY")
 
 REPORT = """
 import json, os, sys
@@ -28,12 +28,15 @@ print(json.dumps({{"pinned": ptychostudy.pins_effective, "torch_isa": torch.back
 """
 
 
+def unpinned_env(**extra: str) -> dict:
+    """This process's environment without the pins it set at import, plus ``extra``."""
+    return {**{k: v for k, v in os.environ.items() if k not in PINS_ENV}, **extra}
+
+
 def fresh(first: str = "", env: dict | None = None) -> dict:
     """What a fresh interpreter that imports ptychostudy (after ``first``) computes with."""
-    clean = {k: v for k, v in os.environ.items() if k not in PINS_ENV}
-    clean.update(env or {})
     out = subprocess.run([sys.executable, "-c", REPORT.format(first=first, keys=PINS_ENV)], capture_output=True,
-                         text=True, env=clean, check=True)
+                         text=True, env=unpinned_env(**(env or {})), check=True)
     return json.loads(out.stdout)
 
 
@@ -84,8 +87,7 @@ def test_the_wait_policy_changes_no_bit_of_a_trained_bundle(tiny_views, tmp_path
     try:
         for policy in ("ACTIVE", "PASSIVE"):
             out = tmp_path / policy
-            env = {k: v for k, v in os.environ.items() if k not in PINS_ENV}
-            env["OMP_WAIT_POLICY"] = policy
+            env = unpinned_env(OMP_WAIT_POLICY=policy)
             subprocess.run([sys.executable, "-m", "ptychostudy", "--no-progress", "train", "--params", "params.yaml",
                             "--dose", "100000", "--view", "dense", "--view-dir", str(tiny_views["dense"]),
                             "--bundle", f"{policy}/wts.h5.zip", "--report", f"{policy}/r.json", "--history",
