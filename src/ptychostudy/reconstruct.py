@@ -49,11 +49,37 @@ def _ptychi():
         from ptychi.api.task import PtychographyTask
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise StudyError(f"pty-chi is not installed ({exc}); run `make install` (README: set-up)") from None
+    _deterministic_polyfit()
     logging.getLogger("ptychi").setLevel(logging.WARNING)
     root = logging.getLogger()
     if not any(isinstance(f, _EdgePaddingNotice) for f in root.filters):
         root.addFilter(_EdgePaddingNotice())
     return api, PtychographyTask
+
+
+LSTSQ_DRIVER = "gelsd"  # SVD-based; reads no caller-supplied pivots
+
+
+def polyfit(x: torch.Tensor, y: torch.Tensor, deg: int = 1) -> torch.Tensor:
+    """pty-chi's ``maths.polyfit`` (coefficients from high to low order) with a deterministic solver.
+
+    pty-chi fits the log of its momentum correlations with ``torch.linalg.lstsq`` and the CPU
+    default driver ``gelsy``. PyTorch (2.13 here) hands ``gelsy`` a pivot array allocated without
+    zeroing, and ``gelsy`` reads it as input (non-zero entries fix columns), so the result depends on
+    what that memory held before: the same 4 × 2 fit gave three different last digits within one
+    process (pytorch/pytorch#187411). The friction it sets scales every momentum step, so about one
+    pty-chi process in twenty took another floating-point path from epoch 7 on. ``gelsd`` solves the
+    same problem (by SVD) and reads no such input.
+    """
+    powers = x[:, None] ** torch.arange(deg, -1, -1, device=x.device)
+    return torch.linalg.lstsq(powers, y, rcond=None, driver=LSTSQ_DRIVER)[0]
+
+
+def _deterministic_polyfit() -> None:
+    """Install ``polyfit`` as pty-chi's (its LSQML and OPR code call ``maths.polyfit`` by attribute)."""
+    from ptychi import maths
+
+    maths.polyfit = polyfit
 
 
 class _EdgePaddingNotice(logging.Filter):
