@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 
-.PHONY: study test install bench determinism
+.PHONY: study study-serial test install bench determinism
 install: $(VENV)/.installed
 
 # pty-chi is installed without its declared dependencies: they would pull torchvision (a CUDA build
@@ -16,9 +16,10 @@ install: $(VENV)/.installed
 # torchvision is served by ptychostudy/torchvision_shim.py.
 NODEPS := requirements.nodeps.txt
 
-$(VENV)/.installed: pyproject.toml requirements.lock.txt requirements.nodeps.txt
+$(VENV)/.installed: pyproject.toml requirements.lock.txt requirements.nodeps.txt requirements.scaleout.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.lock.txt
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.scaleout.txt
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -r $(NODEPS)
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@

@@ -160,6 +160,79 @@ def test_forced_repro_leaves_dvc_lock_and_every_bundle_byte_identical(repo):
     assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
 
 
+def _scaleout(*args):
+    return [sys.executable, "-m", "ptychostudy.scaleout", *args]
+
+
+def _started(output: str) -> set[str]:
+    return {line.split()[1] for line in output.splitlines() if line.strip().startswith("start ")}
+
+
+def test_scaleout_from_scratch_killed_and_resumed_writes_the_serial_dvc_lock(repo, tmp_path):
+    """The Parsl driver on a clone with nothing computed, two stages at a time: killed (its whole process
+    group, SIGKILL) midway, it has recorded only stages whose outputs are complete; the next run does only
+    the rest, and dvc.lock comes out byte-identical to the serial `dvc repro`'s."""
+    import signal
+    import time
+
+    work, env = repo
+    serial = (work / "dvc.lock").read_bytes()
+    clone = tmp_path / "parallel"
+    _run(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
+    cenv = {**env, "DVC_SITE_CACHE_DIR": str(tmp_path / "site-cache")}
+    assert not (clone / "dvc.lock").exists()
+    lock = clone / "dvc.lock"
+    proc = subprocess.Popen(_scaleout("--jobs", "2"), cwd=clone, env=cenv, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (lock.is_file() and len((yaml.safe_load(lock.read_text()) or {}).get("stages", {})) >= 10):
+            assert proc.poll() is None, proc.communicate()[0].decode()
+            assert time.monotonic() < deadline, "the driver recorded too few stages in 5 minutes"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        first = proc.communicate()[0].decode()
+    recorded = set(yaml.safe_load(lock.read_text())["stages"])
+    assert "summarize" not in recorded, first  # killed midway
+    stale = set(json.loads(dvc("status", "--json", cwd=clone, env=cenv).stdout))
+    assert stale and not (stale & recorded), (stale & recorded)  # nothing recorded with partial outputs
+    result = _run(_scaleout("--jobs", "2"), clone, cenv)
+    assert not (_started(result.stdout) & recorded), result.stdout  # the next run does only what is missing
+    assert "0 failed, 0 skipped" in result.stdout
+    assert lock.read_bytes() == serial
+    assert json.loads(dvc("status", "--json", cwd=clone, env=cenv).stdout) == {}
+
+
+def test_scaleout_a_failing_cell_lets_the_others_finish_and_is_reported_with_its_log(repo, tmp_path):
+    work, env = repo
+    serial = (work / "dvc.lock").read_bytes()
+    failing, other = ("train@1000-sparse", "--dose 1000 --view sparse"), "train@100000-dense"
+    for cell in ("1000/sparse", "100000/dense"):
+        (work / f"data/models/dose_{cell}/wts.h5.zip").unlink()  # both stale now
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    real = Path(sys.executable).parent / "ptychostudy"
+    (shim / "ptychostudy").write_text(f'#!/bin/sh\ncase "$*" in *"train {failing[1]} "*) '
+                                      f'echo "injected failure" >&2; exit 3;; esac\nexec {real} "$@"\n')
+    (shim / "ptychostudy").chmod(0o755)
+    failing_env = {**env, "PATH": f"{shim}{os.pathsep}{env['PATH']}"}
+    result = _run(_scaleout("--jobs", "2"), work, failing_env, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"FAILED {failing[0]}" in result.stdout and "injected failure" in result.stdout
+    log = next(line.split("(log: ")[1].rstrip(")") for line in result.stdout.splitlines()
+               if line.strip().startswith(f"failed: {failing[0]}"))
+    assert "injected failure" in Path(log).read_text()
+    assert f"done   {other}" in result.stdout  # the other cell finished ...
+    assert "skipped: summarize" in result.stdout  # ... and what needs the failed one waited
+    stale = set(json.loads(dvc("status", "--json", cwd=work, env=env).stdout))
+    assert failing[0] in stale and other not in stale, stale  # ... and was recorded
+    again = _run(_scaleout("--jobs", "2"), work, env)
+    assert _started(again.stdout) == {failing[0]}, again.stdout
+    assert (work / "dvc.lock").read_bytes() == serial
+    assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
+
+
 def test_a_views_param_change_touches_only_views_and_params_diff_names_it(repo):
     work, env = repo
     _run(["git", "add", "-A"], work, env)

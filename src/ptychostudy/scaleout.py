@@ -1,0 +1,412 @@
+"""Scale-out: the pipeline's stale stages run in parallel through Parsl, with DVC as the only ledger.
+
+``python -m ptychostudy.scaleout [--jobs N] [--executor local|slurm|pbs] [--config FILE]`` does what
+``dvc repro`` does, several stages at a time:
+
+* DVC says what the pipeline is: the stages, their graph and the order ``dvc repro`` would take
+  (``dvc.repo.reproduce.plan_repro``).
+* A stage is looked at once every stage it depends on has finished, and runs only if DVC calls it
+  changed (``Stage.changed``: its command, params, dependencies or outputs differ from ``dvc.lock``),
+  exactly the rule of ``dvc repro``. Its old outputs are removed first, as ``dvc repro`` does.
+* Its own command from ``dvc.yaml`` runs as a Parsl bash app, on this machine's cores (default) or as
+  SLURM / PBS Pro jobs; stdout and stderr go to one log per stage.
+* This process alone records each finished stage (``dvc commit -f <stage>``), after checking that
+  none of its dependencies changed while it ran, and in the order ``dvc repro`` would have written
+  them, so that a run from scratch leaves the same ``dvc.lock`` byte for byte. A stage that failed is
+  never recorded; the stages that need it are skipped, every other stage finishes and is recorded,
+  and the next run does only what is missing. A driver killed midway leaves recorded only stages
+  whose outputs were complete.
+
+Each stage asks for the torch threads its params give it (``<section>.threads``: fixed, because the
+results depend on them); the driver starts a stage only when that many of its cores are free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ptychostudy import StudyError
+from ptychostudy.io import file_digest
+
+EXECUTORS = ("local", "slurm", "pbs")
+DEFAULT_CONFIG = Path("profiles/scaleout.yaml")
+LOG_DIR = Path(".dvc/tmp/scaleout")
+TRAINING_STAGES = ("train", "replicate")  # the stage groups that train networks (GPU jobs when configured)
+
+CLUSTER_KEYS = {  # key -> (type, default); the same keys for SLURM and PBS Pro
+    "queue": (str, None),  # SLURM partition / PBS queue (None: the scheduler's default)
+    "account": (str, None),
+    "walltime": (str, "01:00:00"),
+    "cores_per_node": (int, None),  # None: this machine's core count
+    "max_blocks": (int, 1),  # at most this many jobs (blocks) at once, each one node
+    "worker_init": (str, ""),  # shell lines run before the worker starts (module load, venv)
+    "scheduler_options": (str, ""),  # extra #SBATCH / #PBS lines
+    "training_gpus": (int, 0),  # GPUs per job for the training stages (train, replicate); 0: CPU jobs
+}
+TOP_KEYS = {"executor": (str, "local"), "cores": (int, None), "jobs": (int, None), "poll_seconds": (float, 0.5)}
+
+
+@dataclass(frozen=True)
+class ScaleoutConfig:
+    executor: str = "local"
+    cores: int | None = None  # local: cores the stages may use (None: all of this machine's)
+    jobs: int | None = None  # at most this many stages at once (None: as many as the cores allow)
+    poll_seconds: float = 0.5
+    slurm: dict = field(default_factory=dict)
+    pbs: dict = field(default_factory=dict)
+
+    @property
+    def cluster(self) -> dict:
+        return self.slurm if self.executor == "slurm" else self.pbs
+
+    def core_budget(self) -> int:
+        if self.executor == "local":
+            return self.cores or os.cpu_count() or 1
+        per_node = self.cluster["cores_per_node"] or os.cpu_count() or 1
+        return per_node * self.cluster["max_blocks"]
+
+
+def _typed(value: Any, tp: type, key: str):
+    if value is None:
+        return None
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, tp) or isinstance(value, bool):
+        raise StudyError(f"scale-out config: {key} must be {tp.__name__}, not {type(value).__name__} ({value!r})")
+    if tp in (int, float) and (value < 0 or (value == 0 and key.split(".")[-1] != "training_gpus")):
+        raise StudyError(f"scale-out config: {key} must be positive, not {value}")
+    return value
+
+
+def _section(raw: Any, keys: dict, where: str) -> dict:
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise StudyError(f"scale-out config: {where} must be a mapping")
+    unknown = sorted(set(map(str, raw)) - set(keys))
+    if unknown:
+        raise StudyError(f"scale-out config: unknown key {where + '.' if where else ''}{unknown[0]}; allowed: {', '.join(keys)}")
+    out = {}
+    for key, (tp, default) in keys.items():
+        value = _typed(raw.get(key, default), tp, f"{where + '.' if where else ''}{key}")
+        out[key] = value
+    return out
+
+
+def load_config(path: Path | None, *, executor: str | None = None, jobs: int | None = None) -> ScaleoutConfig:
+    """The validated scale-out config (``profiles/scaleout.yaml`` by default; every key optional),
+    with the command line's ``--executor`` and ``--jobs`` over it."""
+    raw: Any = {}
+    if path is not None:
+        if not Path(path).is_file():
+            raise StudyError(f"scale-out config {path} not found")
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise StudyError(f"scale-out config {path} is not valid YAML ({exc})") from None
+        if not isinstance(raw, dict):
+            raise StudyError(f"scale-out config {path} must be a mapping")
+    top = _section({k: v for k, v in raw.items() if k not in ("slurm", "pbs")}, TOP_KEYS, "")
+    if executor is not None:
+        top["executor"] = executor
+    if jobs is not None:
+        top["jobs"] = _typed(jobs, int, "--jobs")
+    if top["executor"] not in EXECUTORS:
+        raise StudyError(f"scale-out config: executor must be one of {', '.join(EXECUTORS)}, not {top['executor']!r}")
+    return ScaleoutConfig(**top, slurm=_section(raw.get("slurm"), CLUSTER_KEYS, "slurm"),
+                          pbs=_section(raw.get("pbs"), CLUSTER_KEYS, "pbs"))
+
+
+# --- the pipeline, as DVC sees it -------------------------------------------------------------------
+
+def stage_threads(stage, params: dict) -> int:
+    """The cores a stage asks for: the largest ``threads`` among the params keys it declares (1 if none)."""
+    from dvc.dependency.param import ParamsDependency
+
+    found = [1]
+    for dep in stage.deps:
+        if not isinstance(dep, ParamsDependency):
+            continue
+        for key in dep.params or []:
+            value: Any = params
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if key.split(".")[-1] == "threads" and isinstance(value, int):
+                found.append(value)
+            elif isinstance(value, dict) and isinstance(value.get("threads"), int):
+                found.append(value["threads"])
+    return max(found)
+
+
+def _fingerprint(stage, root: Path) -> tuple:
+    """(path, md5) of every file a stage depends on: taken before it runs and after, to see that
+    nothing it read changed underneath it (contents, not times: recording an upstream stage
+    relinks its outputs from DVC's cache)."""
+    rows = []
+    for dep in stage.deps:
+        path = root / str(dep.def_path)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for p in files:
+            rows.append((str(p), file_digest(p, "md5") if p.is_file() else None))
+    return tuple(rows)
+
+
+@dataclass
+class Job:
+    stage: Any
+    name: str
+    threads: int
+    upstream: set
+    state: str = "waiting"  # waiting | running | finished | recorded | unchanged | failed | skipped
+    log: Path | None = None
+    started: float = 0.0
+    seconds: float = 0.0
+    fingerprint: tuple = ()
+    reason: str = ""
+
+
+def plan(root: Path, targets: list[str]):
+    """The stages ``dvc repro [targets]`` would evaluate, in its order, with their upstream stages."""
+    from dvc.repo import Repo
+    from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
+
+    repo = Repo(str(root))
+    graph = get_active_graph(repo.index.graph)
+    order = plan_repro(graph, collect_stages(repo, targets or ["dvc.yaml"]))
+    params_file = root / "params.yaml"
+    params = yaml.safe_load(params_file.read_text(encoding="utf-8")) if params_file.is_file() else {}
+    names = {s: s.addressing for s in order}
+    jobs = [Job(s, names[s], stage_threads(s, params or {}), {names[u] for u in graph.successors(s) if u in names})
+            for s in order]
+    return repo, jobs
+
+
+# --- Parsl ------------------------------------------------------------------------------------------
+
+def _worker_init(root: Path, extra: str) -> str:
+    venv_bin = Path(sys.executable).parent
+    return "\n".join(line for line in (f"cd {root}", f"export PATH={venv_bin}:$PATH", "export DVC_NO_ANALYTICS=1", extra) if line)
+
+
+def parsl_config(cfg: ScaleoutConfig, root: Path, run_dir: Path):
+    """The Parsl configuration: threads waiting on local processes, or HighThroughput workers in
+    SLURM / PBS Pro jobs (one executor for CPU stages, one more with GPUs for training if asked)."""
+    from parsl.config import Config
+
+    if cfg.executor == "local":
+        from parsl.executors.threads import ThreadPoolExecutor
+
+        slots = cfg.jobs or cfg.core_budget()
+        return Config(executors=[ThreadPoolExecutor(label="cpu", max_threads=slots)], run_dir=str(run_dir),
+                      initialize_logging=False, strategy="none")
+    from parsl.executors import HighThroughputExecutor
+    from parsl.launchers import SingleNodeLauncher
+
+    c = cfg.cluster
+    cores = c["cores_per_node"] or os.cpu_count() or 1
+
+    def provider(gpus: int):
+        options = c["scheduler_options"]
+        if cfg.executor == "slurm":
+            from parsl.providers import SlurmProvider
+
+            if gpus:
+                options = f"{options}\n#SBATCH --gres=gpu:{gpus}".strip()
+            return SlurmProvider(partition=c["queue"] or "", account=c["account"], walltime=c["walltime"],
+                                 cores_per_node=cores, nodes_per_block=1, init_blocks=0, min_blocks=0,
+                                 max_blocks=c["max_blocks"], scheduler_options=options,
+                                 worker_init=_worker_init(root, c["worker_init"]), launcher=SingleNodeLauncher(),
+                                 exclusive=False)
+        from parsl.providers import PBSProProvider
+
+        select = f"ncpus={cores}" + (f":ngpus={gpus}" if gpus else "")
+        return PBSProProvider(queue=c["queue"], account=c["account"], walltime=c["walltime"], cpus_per_node=cores,
+                              select_options=select.split(":", 1)[1] if gpus else "", nodes_per_block=1,
+                              init_blocks=0, min_blocks=0, max_blocks=c["max_blocks"], scheduler_options=options,
+                              worker_init=_worker_init(root, c["worker_init"]), launcher=SingleNodeLauncher())
+
+    executors = [HighThroughputExecutor(label="cpu", cores_per_worker=1, max_workers_per_node=cores,
+                                        provider=provider(0))]
+    if c["training_gpus"]:
+        executors.append(HighThroughputExecutor(label="gpu", max_workers_per_node=1, provider=provider(c["training_gpus"])))
+    return Config(executors=executors, run_dir=str(run_dir), initialize_logging=False)
+
+
+def _stage_app():
+    from parsl import bash_app
+
+    @bash_app(executors=["cpu"])
+    def stage_cpu(command: str, root: str, stdout=None, stderr=None):
+        return f"cd {root} && {command}"
+
+    @bash_app(executors=["gpu"])
+    def stage_gpu(command: str, root: str, stdout=None, stderr=None):
+        return f"cd {root} && {command}"
+
+    return stage_cpu, stage_gpu
+
+
+# --- the driver -------------------------------------------------------------------------------------
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
+    except OSError:
+        return ""
+    return "\n".join(f"    {line}" for line in [ln for ln in text.splitlines() if ln.strip()][-lines:])
+
+
+def _changed(repo, job: Job) -> bool:
+    """DVC's verdict on one stage (command, params, dependencies, outputs against dvc.lock), asked once."""
+    if job.reason != "changed":
+        with repo.lock:
+            if not job.stage.changed():
+                return False
+        job.reason = "changed"  # remembered while the stage waits for free cores
+    return True
+
+
+def _commit(root: Path, job: Job) -> None:
+    result = subprocess.run([sys.executable, "-m", "dvc", "commit", "-f", "-q", job.name], cwd=root,
+                            capture_output=True, text=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    if result.returncode != 0:
+        raise StudyError(f"dvc commit {job.name} failed:\n{result.stdout}{result.stderr}")
+
+
+def run(root: Path, cfg: ScaleoutConfig, targets: list[str] | None = None, *, force: bool = False,
+        dry: bool = False) -> int:
+    """Run the stale stages of the pipeline at ``root``; 0 when every stage is recorded or up to date."""
+    root = root.resolve()
+    if not (root / "dvc.yaml").is_file():
+        raise StudyError(f"{root}: no dvc.yaml here; run from the project's root")
+    repo, jobs = plan(root, targets or [])
+    by_name = {j.name: j for j in jobs}
+    budget = cfg.core_budget()
+    slots = cfg.jobs or budget
+    if dry:
+        for j in jobs:
+            _say(f"{j.name}  threads {j.threads}  after {', '.join(sorted(j.upstream)) or '-'}")
+        return 0
+    import parsl
+
+    run_dir = root / LOG_DIR
+    logs = run_dir / time.strftime("%Y%m%d-%H%M%S")
+    logs.mkdir(parents=True, exist_ok=True)
+    parsl.load(parsl_config(cfg, root, run_dir / "parsl"))
+    stage_cpu, stage_gpu = _stage_app()
+    gpu = cfg.executor != "local" and cfg.cluster["training_gpus"] > 0
+    _say(f"ptychostudy scale-out: {len(jobs)} stages, executor {cfg.executor}, {budget} cores, "
+         f"at most {slots} stages at once; logs in {logs.relative_to(root)}")
+    running: dict[concurrent.futures.Future, Job] = {}
+    start = time.perf_counter()
+    next_to_record = 0
+    try:
+        while True:
+            # look at every stage whose upstream has finished (its outputs are on disk), in dvc repro's order
+            for j in jobs:
+                if j.state != "waiting":
+                    continue
+                ups = [by_name[u] for u in j.upstream]
+                if any(u.state in ("failed", "skipped") for u in ups):
+                    j.state, j.reason = "skipped", "needs " + ", ".join(u.name for u in ups if u.state in ("failed", "skipped"))
+                    continue
+                if not all(u.state in ("finished", "recorded", "unchanged") for u in ups):
+                    continue
+                if j.state == "waiting" and not force and not _changed(repo, j):
+                    j.state = "unchanged"
+                    continue
+                used = sum(r.threads for r in running.values())
+                if running and (len(running) >= slots or used + min(j.threads, budget) > budget):
+                    continue
+                with repo.lock:
+                    j.stage.remove_outs(ignore_remove=False, force=False)
+                j.fingerprint = _fingerprint(j.stage, root)
+                j.log = logs / f"{j.name.replace('@', '_')}.log"
+                app = stage_gpu if gpu and j.name.split("@")[0] in TRAINING_STAGES else stage_cpu
+                j.state, j.started = "running", time.perf_counter()
+                running[app(j.stage.cmd, str(root), stdout=str(j.log), stderr=str(j.log))] = j
+                _say(f"  start  {j.name}  ({j.threads} thread{'s' if j.threads > 1 else ''})")
+            # record finished stages in dvc repro's order; one writer: this process
+            while next_to_record < len(jobs) and jobs[next_to_record].state in ("finished", "unchanged", "failed", "skipped"):
+                j = jobs[next_to_record]
+                if j.state == "finished":
+                    if _fingerprint(j.stage, root) != j.fingerprint:
+                        j.state, j.reason = "failed", "its dependencies changed while it ran; not recorded"
+                        _say(f"  FAILED {j.name}: {j.reason}")
+                    else:
+                        _commit(root, j)
+                        j.state = "recorded"
+                next_to_record += 1
+            if not running:  # nothing left that could start: every stage is settled and recorded
+                break
+            done, _ = concurrent.futures.wait(list(running), timeout=cfg.poll_seconds,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                j = running.pop(future)
+                j.seconds = time.perf_counter() - j.started
+                try:
+                    future.result()
+                    missing = [str(o) for o in j.stage.outs if not (root / str(o.def_path)).exists()]
+                    if missing:
+                        j.state, j.reason = "failed", f"finished without {', '.join(missing)}"
+                    else:
+                        j.state = "finished"
+                except Exception as exc:  # a non-zero exit status of the stage's command
+                    j.state, j.reason = "failed", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                if j.state == "finished":
+                    _say(f"  done   {j.name}  {j.seconds:.0f} s")
+                else:
+                    _say(f"  FAILED {j.name}  {j.seconds:.0f} s: {j.reason}; log: {j.log}\n{_tail(j.log)}")
+    finally:
+        for future in running:
+            future.cancel()
+        parsl.dfk().cleanup()
+        parsl.clear()
+    counts = {s: sum(j.state == s for j in jobs) for s in ("recorded", "unchanged", "failed", "skipped")}
+    _say(f"ptychostudy scale-out: {counts['recorded']} ran and recorded, {counts['unchanged']} up to date, "
+         f"{counts['failed']} failed, {counts['skipped']} skipped, {time.perf_counter() - start:.0f} s")
+    for j in jobs:
+        if j.state in ("failed", "skipped"):
+            _say(f"  {j.state}: {j.name}: {j.reason}" + (f" (log: {j.log})" if j.state == "failed" and j.log else ""))
+    return 0 if counts["failed"] == counts["skipped"] == 0 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ptychostudy.scaleout", description=__doc__.split("\n\n")[0],
+                                epilog="Plain `dvc repro` keeps working; this only runs the same stages several at a "
+                                "time. Never run it and `dvc repro` in one workspace at once.")
+    p.add_argument("targets", nargs="*", help="stages or groups to bring up to date (default: the whole pipeline)")
+    p.add_argument("--jobs", type=int, help="at most this many stages at once (default: as many as the cores allow)")
+    p.add_argument("--executor", choices=EXECUTORS, help="where stages run (default: the config's, else local)")
+    p.add_argument("--config", type=Path, help=f"scale-out config (default: {DEFAULT_CONFIG} when present)")
+    p.add_argument("--force", action="store_true", help="run every planned stage even if DVC calls it up to date")
+    p.add_argument("--dry", action="store_true", help="list the planned stages, their threads and upstream stages")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    try:
+        cfg = load_config(config, executor=args.executor, jobs=args.jobs)
+        return run(Path.cwd(), cfg, args.targets, force=args.force, dry=args.dry)
+    except StudyError as exc:
+        print(f"ptychostudy scale-out: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
