@@ -1,0 +1,56 @@
+"""The scale-out driver's config and plan (its runs through DVC and Parsl: tests/test_dvc_pipeline.py)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from ptychostudy import StudyError
+from ptychostudy.scaleout import load_config, plan
+
+
+def _write(tmp_path, data) -> object:
+    path = tmp_path / "scaleout.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_shipped_configs_load_and_the_command_line_wins(tmp_path):
+    local = load_config(ROOT / "profiles/scaleout.yaml")
+    assert local.executor == "local" and local.jobs is None and local.core_budget() >= 1
+    cluster = load_config(ROOT / "profiles/scaleout-slurm.yaml", jobs=3)
+    assert cluster.executor == "slurm" and cluster.jobs == 3 and cluster.slurm["queue"] == "debug"
+    assert cluster.slurm["training_gpus"] == 0 and cluster.core_budget() == cluster.slurm["max_blocks"] * (
+        cluster.slurm["cores_per_node"] or __import__("os").cpu_count())
+    assert load_config(ROOT / "profiles/scaleout-slurm.yaml", executor="local").executor == "local"
+    assert load_config(None).executor == "local"
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"executor": "kubernetes"}, "executor must be one of local, slurm, pbs"),
+    ({"jobs": 0}, "jobs must be positive"),
+    ({"jobs": "two"}, "jobs must be int"),
+    ({"slurm": {"walltime": 3600}}, "slurm.walltime must be str"),
+    ({"slurm": {"partition": "debug"}}, "unknown key slurm.partition"),
+    ({"pbs": {"training_gpus": -1}}, "pbs.training_gpus must be positive"),
+    ({"cores": True}, "cores must be int"),
+])
+def test_a_bad_config_is_one_clear_sentence(tmp_path, data, message):
+    with pytest.raises(StudyError, match=message):
+        load_config(_write(tmp_path, data))
+
+
+def test_the_plan_is_dvc_repros_order_with_each_stages_threads():
+    _, jobs = plan(ROOT, [])
+    names = [j.name for j in jobs]
+    assert names[0] == "base" and names[-1] == "summarize"
+    position = {n: i for i, n in enumerate(names)}
+    for j in jobs:  # every stage after all it depends on
+        assert all(position[u] < position[j.name] for u in j.upstream), j.name
+    threads = {j.name.split("@")[0]: j.threads for j in jobs}
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert threads["train"] == params["train"]["threads"]
+    assert threads["simulate"] == params["simulate"]["threads"]
+    assert threads["reconstruct"] == params["reconstruct"]["threads"]
+    assert next(j for j in jobs if j.name == "train@1000-dense").upstream == {"views@1000-dense"}
