@@ -614,7 +614,7 @@ def markdown(results: dict) -> str:
     d = results.get("determinism")
     if d:
         lines += ["## 8. Determinism (`make determinism`)", "",
-                  f"Measured on {d['machine']['cpu']}, {d['machine']['date']}, {d['machine']['jobs']} runs at a time; "
+                  f"Measured on {d['machine']['cpu']}, {d['machine']['date']}, {d['machine']['jobs']} run{'s' if d['machine']['jobs'] != 1 else ''} at a time; "
                   f"{d['profile']}. Each run is a fresh `ptychostudy` process; a run is identical when every output's "
                   "SHA-256 equals the most common outcome's.", "", "| stage kind | runs | identical | outputs compared |",
                   "|---|---:|---:|---|"]

@@ -174,14 +174,18 @@ class Job:
     reason: str = ""
 
 
-def plan(root: Path, targets: list[str]):
-    """The stages ``dvc repro [targets]`` would evaluate, in its order, with their upstream stages."""
+def plan(root: Path, targets: list[str], single_item: bool = False):
+    """The stages ``dvc repro [-s] [targets]`` would evaluate, in its order, with their upstream stages
+    (``single_item``: the targets alone, as ``dvc repro -s``)."""
     from dvc.repo import Repo
     from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
 
     repo = Repo(str(root))
     graph = get_active_graph(repo.index.graph)
-    order = plan_repro(graph, collect_stages(repo, targets or ["dvc.yaml"]))
+    chosen = collect_stages(repo, targets or ["dvc.yaml"])
+    order = plan_repro(graph, chosen)
+    if single_item:
+        order = [s for s in order if s in set(chosen)]
     params_file = root / "params.yaml"
     params = yaml.safe_load(params_file.read_text(encoding="utf-8")) if params_file.is_file() else {}
     names = {s: s.addressing for s in order}
@@ -287,12 +291,12 @@ def _commit(root: Path, job: Job) -> None:
 
 
 def run(root: Path, cfg: ScaleoutConfig, targets: list[str] | None = None, *, force: bool = False,
-        dry: bool = False) -> int:
+        single_item: bool = False, dry: bool = False) -> int:
     """Run the stale stages of the pipeline at ``root``; 0 when every stage is recorded or up to date."""
     root = root.resolve()
     if not (root / "dvc.yaml").is_file():
         raise StudyError(f"{root}: no dvc.yaml here; run from the project's root")
-    repo, jobs = plan(root, targets or [])
+    repo, jobs = plan(root, targets or [], single_item)
     by_name = {j.name: j for j in jobs}
     budget = cfg.core_budget()
     slots = cfg.jobs or budget
@@ -392,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, help="at most this many stages at once (default: as many as the cores allow)")
     p.add_argument("--executor", choices=EXECUTORS, help="where stages run (default: the config's, else local)")
     p.add_argument("--config", type=Path, help=f"scale-out config (default: {DEFAULT_CONFIG} when present)")
-    p.add_argument("--force", action="store_true", help="run every planned stage even if DVC calls it up to date")
+    p.add_argument("-f", "--force", action="store_true", help="run every planned stage even if DVC calls it up to date")
+    p.add_argument("-s", "--single-item", action="store_true",
+                   help="the targets alone, not the stages they depend on (as dvc repro -s)")
     p.add_argument("--dry", action="store_true", help="list the planned stages, their threads and upstream stages")
     return p
 
@@ -402,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     config = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     try:
         cfg = load_config(config, executor=args.executor, jobs=args.jobs)
-        return run(Path.cwd(), cfg, args.targets, force=args.force, dry=args.dry)
+        return run(Path.cwd(), cfg, args.targets, force=args.force, single_item=args.single_item, dry=args.dry)
     except StudyError as exc:
         print(f"ptychostudy scale-out: error: {exc}", file=sys.stderr)
         return 2
