@@ -26,6 +26,10 @@ stop() {
 
 case "$cmd" in
 start)
+  running=$(pgrep -r R,S,D -x slurmctld; pgrep -r R,S,D -x slurmd) || true
+  if [ -n "$running" ]; then
+    echo "a SLURM daemon is already running (pids $(echo $running)): stop it first" >&2; exit 1
+  fi
   if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
   fi
