@@ -623,6 +623,22 @@ def markdown(results: dict) -> str:
                 r = d[kind]
                 lines.append(f"| {kind} | {r['runs']} | {r['identical']} | {', '.join(r['outputs'])} |")
         lines.append("")
+    runs = [(key, results[key]) for key in ("executor", "executor_tiny", "slurm") if key in results]
+    if runs:
+        lines += ["## 9. Scale-out (`python bench/scaleout.py`)", "",
+                  "A fresh repository built from this checkout, the pipeline run serially with `dvc repro`, then a clone "
+                  "of it run with the scale-out driver; the two dvc.lock files compared byte for byte.", "",
+                  "| run | machine | stages | serial s | driver s | driver/serial | dvc.lock identical |",
+                  "|---|---|---:|---:|---:|---:|---|"]
+        names = {"executor": "default study, local", "executor_tiny": "tiny profile, local",
+                 "slurm": "tiny profile, single-node SLURM"}
+        for key, r in runs:
+            parallel = r.get("parallel_seconds", r.get("seconds"))
+            extra = f" ({r['jobs']} SLURM job{'s' if r['jobs'] != 1 else ''})" if key == "slurm" else ""
+            lines.append(f"| {names[key]}{extra} | {r['machine']['cpu']}, {r['machine']['date']} | {r['stages']} | "
+                         f"{r['serial_seconds']:.0f} | {parallel:.0f} | {parallel / r['serial_seconds']:.2f} | "
+                         f"{'yes' if r['lock_identical'] else 'NO'} |")
+        lines.append("")
     return "\n".join(lines)
 
 
