@@ -29,12 +29,12 @@ def test_the_shipped_configs_load_and_the_command_line_wins(tmp_path):
 
 @pytest.mark.parametrize("data, message", [
     ({"executor": "kubernetes"}, "executor must be one of local, slurm, pbs"),
-    ({"jobs": 0}, "jobs must be positive"),
-    ({"jobs": "two"}, "jobs must be int"),
-    ({"slurm": {"walltime": 3600}}, "slurm.walltime must be str"),
+    ({"jobs": 0}, "jobs must be at least 1"),
+    ({"jobs": "two"}, "jobs must be an integer"),
+    ({"slurm": {"walltime": 3600}}, "slurm.walltime must be a string"),
     ({"slurm": {"partition": "debug"}}, "unknown key slurm.partition"),
-    ({"pbs": {"training_gpus": -1}}, "pbs.training_gpus must be positive"),
-    ({"cores": True}, "cores must be int"),
+    ({"pbs": {"training_gpus": -1}}, "pbs.training_gpus must be at least 0"),
+    ({"cores": True}, "cores must be an integer"),
 ])
 def test_a_bad_config_is_one_clear_sentence(tmp_path, data, message):
     with pytest.raises(StudyError, match=message):

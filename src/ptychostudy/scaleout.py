@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from ptychostudy import StudyError
+from ptychostudy.config import ConfigError, _check_scalar
 from ptychostudy.io import file_digest
 
 EXECUTORS = ("local", "slurm", "pbs")
@@ -43,17 +44,18 @@ DEFAULT_CONFIG = Path("profiles/scaleout.yaml")
 LOG_DIR = Path(".dvc/tmp/scaleout")
 TRAINING_STAGES = ("train", "replicate")  # the stage groups that train networks (GPU jobs when configured)
 
-CLUSTER_KEYS = {  # key -> (type, default); the same keys for SLURM and PBS Pro
-    "queue": (str, None),  # SLURM partition / PBS queue (None: the scheduler's default)
-    "account": (str, None),
-    "walltime": (str, "01:00:00"),
-    "cores_per_node": (int, None),  # None: this machine's core count
-    "max_blocks": (int, 1),  # at most this many jobs (blocks) at once, each one node
-    "worker_init": (str, ""),  # shell lines run before the worker starts (module load, venv)
-    "scheduler_options": (str, ""),  # extra #SBATCH / #PBS lines
-    "training_gpus": (int, 0),  # GPUs per job for the training stages (train, replicate); 0: CPU jobs
+CLUSTER_KEYS = {  # key -> (type, default, smallest value allowed); the same keys for SLURM and PBS Pro
+    "queue": (str, None, None),  # SLURM partition / PBS queue (None: the scheduler's default)
+    "account": (str, None, None),
+    "walltime": (str, "01:00:00", None),
+    "cores_per_node": (int, None, 1),  # None: this machine's core count
+    "max_blocks": (int, 1, 1),  # at most this many jobs (blocks) at once, each one node
+    "worker_init": (str, "", None),  # shell lines run before the worker starts (module load, venv)
+    "scheduler_options": (str, "", None),  # extra #SBATCH / #PBS lines
+    "training_gpus": (int, 0, 0),  # GPUs per job for the training stages (train, replicate); 0: CPU jobs
 }
-TOP_KEYS = {"executor": (str, "local"), "cores": (int, None), "jobs": (int, None), "poll_seconds": (float, 0.5)}
+TOP_KEYS = {"executor": (str, "local", None), "cores": (int, None, 1), "jobs": (int, None, 1),
+            "poll_seconds": (float, 0.5, 0.01)}
 
 
 @dataclass(frozen=True)
@@ -76,15 +78,16 @@ class ScaleoutConfig:
         return per_node * self.cluster["max_blocks"]
 
 
-def _typed(value: Any, tp: type, key: str):
+def _typed(value: Any, tp: type, smallest, key: str):
+    """``value`` checked as params.yaml's scalars are (``config._check_scalar``), and against ``smallest``."""
     if value is None:
         return None
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, tp) or isinstance(value, bool):
-        raise StudyError(f"scale-out config: {key} must be {tp.__name__}, not {type(value).__name__} ({value!r})")
-    if tp in (int, float) and (value < 0 or (value == 0 and key.split(".")[-1] != "training_gpus")):
-        raise StudyError(f"scale-out config: {key} must be positive, not {value}")
+    try:
+        value = _check_scalar(value, tp, key)
+    except ConfigError as exc:
+        raise StudyError(f"scale-out config: {exc}") from None
+    if smallest is not None and value < smallest:
+        raise StudyError(f"scale-out config: {key} must be at least {smallest}, not {value}")
     return value
 
 
@@ -95,11 +98,8 @@ def _section(raw: Any, keys: dict, where: str) -> dict:
     unknown = sorted(set(map(str, raw)) - set(keys))
     if unknown:
         raise StudyError(f"scale-out config: unknown key {where + '.' if where else ''}{unknown[0]}; allowed: {', '.join(keys)}")
-    out = {}
-    for key, (tp, default) in keys.items():
-        value = _typed(raw.get(key, default), tp, f"{where + '.' if where else ''}{key}")
-        out[key] = value
-    return out
+    return {key: _typed(raw.get(key, default), tp, smallest, f"{where + '.' if where else ''}{key}")
+            for key, (tp, default, smallest) in keys.items()}
 
 
 def load_config(path: Path | None, *, executor: str | None = None, jobs: int | None = None) -> ScaleoutConfig:
@@ -119,7 +119,7 @@ def load_config(path: Path | None, *, executor: str | None = None, jobs: int | N
     if executor is not None:
         top["executor"] = executor
     if jobs is not None:
-        top["jobs"] = _typed(jobs, int, "--jobs")
+        top["jobs"] = _typed(jobs, int, 1, "--jobs")
     if top["executor"] not in EXECUTORS:
         raise StudyError(f"scale-out config: executor must be one of {', '.join(EXECUTORS)}, not {top['executor']!r}")
     return ScaleoutConfig(**top, slurm=_section(raw.get("slurm"), CLUSTER_KEYS, "slurm"),
@@ -171,7 +171,8 @@ class Job:
     started: float = 0.0
     seconds: float = 0.0
     fingerprint: tuple = ()
-    reason: str = ""
+    reason: str = ""  # why it failed or was skipped
+    stale: bool | None = None  # DVC's verdict, asked once (None: not asked yet)
 
 
 def plan(root: Path, targets: list[str], single_item: bool = False):
@@ -185,7 +186,8 @@ def plan(root: Path, targets: list[str], single_item: bool = False):
     chosen = collect_stages(repo, targets or ["dvc.yaml"])
     order = plan_repro(graph, chosen)
     if single_item:
-        order = [s for s in order if s in set(chosen)]
+        chosen_set = set(chosen)
+        order = [s for s in order if s in chosen_set]
     params_file = root / "params.yaml"
     params = yaml.safe_load(params_file.read_text(encoding="utf-8")) if params_file.is_file() else {}
     names = {s: s.addressing for s in order}
@@ -232,9 +234,8 @@ def parsl_config(cfg: ScaleoutConfig, root: Path, run_dir: Path):
                                  exclusive=False)
         from parsl.providers import PBSProProvider
 
-        select = f"ncpus={cores}" + (f":ngpus={gpus}" if gpus else "")
         return PBSProProvider(queue=c["queue"], account=c["account"], walltime=c["walltime"], cpus_per_node=cores,
-                              select_options=select.split(":", 1)[1] if gpus else "", nodes_per_block=1,
+                              select_options=f"ngpus={gpus}" if gpus else "", nodes_per_block=1,
                               init_blocks=0, min_blocks=0, max_blocks=c["max_blocks"], scheduler_options=options,
                               worker_init=_worker_init(root, c["worker_init"]), launcher=SingleNodeLauncher())
 
@@ -245,18 +246,16 @@ def parsl_config(cfg: ScaleoutConfig, root: Path, run_dir: Path):
     return Config(executors=executors, run_dir=str(run_dir), initialize_logging=False)
 
 
-def _stage_app():
+def stage_command(command: str, root: str, stdout=None, stderr=None) -> str:
+    """A stage's own command from dvc.yaml, run in the project's root (a Parsl bash app's body)."""
+    return f"cd {root} && {command}"
+
+
+def _stage_apps() -> dict:
+    """The bash app of each executor label ("cpu", and "gpu" for training when configured)."""
     from parsl import bash_app
 
-    @bash_app(executors=["cpu"])
-    def stage_cpu(command: str, root: str, stdout=None, stderr=None):
-        return f"cd {root} && {command}"
-
-    @bash_app(executors=["gpu"])
-    def stage_gpu(command: str, root: str, stdout=None, stderr=None):
-        return f"cd {root} && {command}"
-
-    return stage_cpu, stage_gpu
+    return {label: bash_app(stage_command, executors=[label]) for label in ("cpu", "gpu")}
 
 
 # --- the driver -------------------------------------------------------------------------------------
@@ -275,12 +274,10 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 def _changed(repo, job: Job) -> bool:
     """DVC's verdict on one stage (command, params, dependencies, outputs against dvc.lock), asked once."""
-    if job.reason != "changed":
+    if job.stale is None:  # remembered while the stage waits for free cores
         with repo.lock:
-            if not job.stage.changed():
-                return False
-        job.reason = "changed"  # remembered while the stage waits for free cores
-    return True
+            job.stale = bool(job.stage.changed())
+    return job.stale
 
 
 def _commit(root: Path, job: Job) -> None:
@@ -310,7 +307,7 @@ def run(root: Path, cfg: ScaleoutConfig, targets: list[str] | None = None, *, fo
     logs = run_dir / time.strftime("%Y%m%d-%H%M%S")
     logs.mkdir(parents=True, exist_ok=True)
     parsl.load(parsl_config(cfg, root, run_dir / "parsl"))
-    stage_cpu, stage_gpu = _stage_app()
+    apps = _stage_apps()
     gpu = cfg.executor != "local" and cfg.cluster["training_gpus"] > 0
     _say(f"ptychostudy scale-out: {len(jobs)} stages, executor {cfg.executor}, {budget} cores, "
          f"at most {slots} stages at once; logs in {logs.relative_to(root)}")
@@ -339,7 +336,7 @@ def run(root: Path, cfg: ScaleoutConfig, targets: list[str] | None = None, *, fo
                     j.stage.remove_outs(ignore_remove=False, force=False)
                 j.fingerprint = _fingerprint(j.stage, root)
                 j.log = logs / f"{j.name.replace('@', '_')}.log"
-                app = stage_gpu if gpu and j.name.split("@")[0] in TRAINING_STAGES else stage_cpu
+                app = apps["gpu" if gpu and j.name.split("@")[0] in TRAINING_STAGES else "cpu"]
                 j.state, j.started = "running", time.perf_counter()
                 running[app(j.stage.cmd, str(root), stdout=str(j.log), stderr=str(j.log))] = j
                 _say(f"  start  {j.name}  ({j.threads} thread{'s' if j.threads > 1 else ''})")
