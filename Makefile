@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock.txt requirements.nodeps.txt
 # the stale stages several at a time (src/ptychostudy/scaleout.py: Parsl runs them, DVC records them);
 # `make study-serial` is plain `dvc repro`, which gives the same dvc.lock
 study: install
-	python -m ptychostudy.scaleout
+	ptychostudy run
 	ptychostudy verify
 	dvc status
 

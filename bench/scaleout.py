@@ -78,10 +78,12 @@ def serial_then_parallel(tmp: Path, params: dict | None, driver_args: list[str])
     make_repo(serial, env, params)
     clone = tmp / "parallel"
     sh(["git", "clone", "-q", str(serial), str(clone)], tmp, env)
+    # each repository runs its own copy of the code (so that this checkout may change meanwhile)
+    env = {**env, "PYTHONPATH": str(serial / "src")}
     start = time.perf_counter()
     sh([sys.executable, "-m", "dvc", "repro"], serial, env)
     serial_seconds = time.perf_counter() - start
-    cenv = {**env, "DVC_SITE_CACHE_DIR": str(tmp / "clone-site-cache")}
+    cenv = {**env, "DVC_SITE_CACHE_DIR": str(tmp / "clone-site-cache"), "PYTHONPATH": str(clone / "src")}
     start = time.perf_counter()
     out = sh([sys.executable, "-m", "ptychostudy.scaleout", *driver_args], clone, cenv).stdout
     parallel_seconds = time.perf_counter() - start

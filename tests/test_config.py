@@ -101,6 +101,9 @@ BAD = [
     ("train.batch_size", 0, "train.batch_size must be 1 or more"),
     ("train.learnig_rate", 0.001, "unknown key train.learnig_rate"),
     ("train", DELETE, "missing key train"),
+    ("product.photon_energy_eV", 0.0, "product.photon_energy_eV must be positive"),
+    ("product.detector_pixel_m", "75 um", "product.detector_pixel_m must be a number"),
+    ("product", DELETE, "missing key product"),
 ]
 
 

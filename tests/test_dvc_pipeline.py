@@ -161,7 +161,7 @@ def test_forced_repro_leaves_dvc_lock_and_every_bundle_byte_identical(repo):
 
 
 def _scaleout(*args):
-    return [sys.executable, "-m", "ptychostudy.scaleout", *args]
+    return [sys.executable, "-m", "ptychostudy", "run", *args]  # the subcommand; `-m ptychostudy.scaleout` is the same
 
 
 def _started(output: str) -> set[str]:

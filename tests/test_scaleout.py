@@ -54,3 +54,21 @@ def test_the_plan_is_dvc_repros_order_with_each_stages_threads():
     assert threads["simulate"] == params["simulate"]["threads"]
     assert threads["reconstruct"] == params["reconstruct"]["threads"]
     assert next(j for j in jobs if j.name == "train@1000-dense").upstream == {"views@1000-dense"}
+
+
+def test_ptychostudy_run_is_the_driver_with_its_own_help_and_errors(tmp_path):
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "ptychostudy", "run", *args], cwd=ROOT, capture_output=True,
+                              text=True)
+
+    shown = run("--help")
+    assert shown.returncode == 0 and shown.stdout.startswith("usage: ptychostudy run")
+    assert all(option in shown.stdout for option in ("--jobs", "--executor", "--config", "--dry", "--single-item"))
+    bad = run("--config", str(_write(tmp_path, {"jobs": 0})))
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("ptychostudy run: error: ") and "jobs must be at least 1" in bad.stderr
+    listed = subprocess.run([sys.executable, "-m", "ptychostudy", "--help"], capture_output=True, text=True).stdout
+    assert "run" in listed.split("COMMAND")[1] and "several at a time" in listed

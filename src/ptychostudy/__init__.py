@@ -64,16 +64,17 @@ def others_busy_cores(seconds: float = BUSY_SAMPLE_S) -> float:
     return (second[0] - first[0]) / (second[1] - first[1]) * (os.cpu_count() or 1)
 
 
-def _pin_environment() -> None:
+def _pin_environment() -> bool:
+    """Set the pins; False (nothing set) where numpy or torch loaded first: too late for this process."""
     if "numpy" in sys.modules or "torch" in sys.modules:
-        return  # too late for this process (an interpreter that loaded them first): see pins_effective
+        return False
     os.environ.update(NUMERICAL_PINS)
     if not os.environ.get("OMP_WAIT_POLICY") and others_busy_cores() >= BUSY_CORES:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
 
 
-pins_effective = not ("numpy" in sys.modules or "torch" in sys.modules)
-_pin_environment()
+pins_effective = _pin_environment()
 
 
 class StudyError(Exception):

@@ -31,6 +31,7 @@ COMMANDS = {  # subcommand -> the module whose cli(args) runs it
     "verify": "ptychostudy.verify",
     "check-bundle": "ptychostudy.bundle",
     "check-data": "ptychostudy.dataset",
+    "run": "ptychostudy.scaleout",
 }
 
 DESCRIPTION = """\
@@ -222,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "Nothing is extracted and nothing from the bundle is executed. Exit code 2 on the first bad one.")
     p.add_argument("files", nargs="+", type=Path)
 
+    p = sub.add_parser("run", add_help=False, help="the pipeline's stale stages, several at a time (here, SLURM or PBS)",
+                       usage="ptychostudy run [targets] [--jobs N] [--executor local|slurm|pbs] [--config FILE] [-f] [-s] [--dry]",
+                       description="Bring the pipeline up to date like `dvc repro`, running independent stages at "
+                       "once through Parsl; DVC stays the ledger. `ptychostudy run --help` lists its options.")
+    # no arguments declared here: main passes every word after `run` to the driver, which parses them
+
     p = sub.add_parser("check-data", help="validate .npz files against the data contract",
                        description="Check that each .npz file follows the data contract (keys, dtypes, shapes, "
                        "finite values, JSON metadata, no pickle). Exit code 2 on the first broken file.")
@@ -230,7 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "run":
+        args.args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     start = time.perf_counter()
     module = importlib.import_module(COMMANDS[args.command])
     try:
@@ -240,6 +252,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except CheckFailed:
         return 1
-    if args.command not in ("check-params", "check-data", "check-bundle", "verify"):
+    if args.command not in ("check-params", "check-data", "check-bundle", "verify", "run"):
         print(f"ptychostudy {args.command}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0

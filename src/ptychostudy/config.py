@@ -163,6 +163,19 @@ class CompareSection:
 
 
 @dataclass(frozen=True)
+class ProductSection:
+    """ptychodus product files (module product.py): the physical scales the synthetic study is given.
+
+    The study is computed in pixels and photons; these nominal values only label its products: the
+    object pixel is λ·z / (N·detector pixel), with λ from the photon energy and N = base.patch_size."""
+
+    photon_energy_eV: float
+    detector_distance_m: float
+    detector_pixel_m: float
+    exposure_time_s: float
+
+
+@dataclass(frozen=True)
 class Config:
     study: StudySection
     base: BaseSection
@@ -175,6 +188,7 @@ class Config:
     tune: TuneSection
     replicate: ReplicateSection
     compare: CompareSection
+    product: ProductSection
 
     def view(self, name: str) -> ViewDefinition:
         if name not in self.views.definitions:
@@ -221,6 +235,7 @@ SECTIONS = {
     "tune": TuneSection,
     "replicate": ReplicateSection,
     "compare": CompareSection,
+    "product": ProductSection,
 }
 SPLIT_AXES = ("y", "x")
 ACCELERATORS = ("cpu", "cuda")
@@ -436,6 +451,7 @@ def _cross_checks(cfg: Config) -> None:
     _check_tune(cfg)
     _check_replicate(cfg)
     _check_compare(cfg)
+    _check_product(cfg)
     for name, view in v.definitions.items():
         if v.neighbours < view.group_size:
             raise ConfigError(
@@ -578,6 +594,12 @@ def _check_compare(cfg: Config) -> None:
         raise ConfigError(f"compare.ms_ssim_sigma must be 0 (off) or more, got {c.ms_ssim_sigma}")
     if not 0.0 <= c.frc_taper <= 0.5:
         raise ConfigError(f"compare.frc_taper must lie in [0, 0.5] (a fraction of each side), got {c.frc_taper}")
+
+
+def _check_product(cfg: Config) -> None:
+    for key, value in dataclasses.asdict(cfg.product).items():
+        if value <= 0:
+            raise ConfigError(f"product.{key} must be positive, got {value}")
 
 
 def config_from_dict(raw: Any) -> Config:

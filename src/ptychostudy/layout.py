@@ -25,6 +25,7 @@ SIMULATED = Path("data/simulated")
 VIEWS = Path("data/views")
 MODELS = Path("data/models")
 RECONSTRUCTED = Path("data/reconstruct")
+PRODUCTS = Path("data/products")  # ptychodus product files: one <arm>.h5 per cell and arm with an object
 REPORTS = Path("reports")
 
 
@@ -74,6 +75,16 @@ def reconstruction_file(directory: str | Path, arm: str) -> Path:
 
 def reconstruction_path(dose: int, view: str, arm: str, root: str | Path = ".") -> Path:
     return reconstruction_file(reconstruction_dir(dose, view, root), arm)
+
+
+def product_dir(dose: int, view: str, root: str | Path = ".") -> Path:
+    """The ptychodus product files of one cell (module product.py)."""
+    return Path(root) / PRODUCTS / dose_tag(dose) / view
+
+
+def product_file(directory: str | Path, arm: str) -> Path:
+    """One arm's product file inside a cell's product folder."""
+    return Path(directory) / f"{arm}.h5"
 
 
 def tuning_path(dose: int, view: str, root: str | Path = ".") -> Path:

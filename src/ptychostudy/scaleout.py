@@ -1,7 +1,7 @@
 """Scale-out: the pipeline's stale stages run in parallel through Parsl, with DVC as the only ledger.
 
-``python -m ptychostudy.scaleout [--jobs N] [--executor local|slurm|pbs] [--config FILE]`` does what
-``dvc repro`` does, several stages at a time:
+``ptychostudy run [--jobs N] [--executor local|slurm|pbs] [--config FILE]`` (or ``python -m
+ptychostudy.scaleout ...``) does what ``dvc repro`` does, several stages at a time:
 
 * DVC says what the pipeline is: the stages, their graph and the order ``dvc repro`` would take
   (``dvc.repo.reproduce.plan_repro``).
@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from ptychostudy import StudyError
+from ptychostudy import CheckFailed, StudyError
 from ptychostudy.config import ConfigError, _check_scalar
 from ptychostudy.io import file_digest
 
@@ -385,8 +385,8 @@ def run(root: Path, cfg: ScaleoutConfig, targets: list[str] | None = None, *, fo
     return 0 if counts["failed"] == counts["skipped"] == 0 else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ptychostudy.scaleout", description=__doc__.split("\n\n")[0],
+def build_parser(prog: str = "python -m ptychostudy.scaleout") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 epilog="Plain `dvc repro` keeps working; this only runs the same stages several at a "
                                 "time. Never run it and `dvc repro` in one workspace at once.")
     p.add_argument("targets", nargs="*", help="stages or groups to bring up to date (default: the whole pipeline)")
@@ -400,12 +400,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _drive(argv: list[str] | None, prog: str) -> int:
+    """Parse the driver's arguments and run it: 0 all done, 1 a stage failed; StudyError on bad input."""
+    args = build_parser(prog).parse_args(argv)
     config = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    cfg = load_config(config, executor=args.executor, jobs=args.jobs)
+    return run(Path.cwd(), cfg, args.targets, force=args.force, single_item=args.single_item, dry=args.dry)
+
+
+def cli(args) -> None:
+    """``ptychostudy run ...``: the words after ``run`` are this driver's arguments."""
+    if _drive(args.args, "ptychostudy run") != 0:
+        raise CheckFailed  # the failed stages were reported with their logs
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = load_config(config, executor=args.executor, jobs=args.jobs)
-        return run(Path.cwd(), cfg, args.targets, force=args.force, single_item=args.single_item, dry=args.dry)
+        return _drive(argv, "python -m ptychostudy.scaleout")
     except StudyError as exc:
         print(f"ptychostudy scale-out: error: {exc}", file=sys.stderr)
         return 2
