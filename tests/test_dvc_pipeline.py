@@ -88,6 +88,24 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
                 assert record["arms"][-4:] == ["ptychi", "ptychi_tuned", "gradient", "blank"]
                 assert (len(record["arms"]) == 6) == (view != "baseline")
                 assert (work / f"reports/compare/dose_{dose}-{view}/comparison.png").is_file()
+    # ptychodus product files: every arm with an object, the object and positions as the study has them
+    from ptychostudy.io import read_npz, read_reconstruction
+    from ptychostudy.product import read_product
+
+    for dose in (1000, 100000):
+        index = json.loads((work / f"data/products/dose_{dose}/dense/products.json").read_text())
+        assert set(index["files"]) == {f"{a}.h5" for a in ("pinn", "pinn_gs1", "ptychi", "ptychi_tuned", "gradient")}
+        test = read_npz(work / f"data/views/dose_{dose}/dense/test.npz", "view")
+        for name in index["files"]:
+            product = read_product(work / f"data/products/dose_{dose}/dense/{name}")
+            obj, attrs = product["object"][0], product["object.attrs"]
+            height, width = obj.shape
+            x = (product["probe_position_x_m"] - attrs["center_x_m"]) / attrs["pixel_width_m"] + (width - 1) / 2
+            y = (product["probe_position_y_m"] - attrs["center_y_m"]) / attrs["pixel_height_m"] + (height - 1) / 2
+            assert abs(x - test["xcoords"]).max() < 1e-9 and abs(y - test["ycoords"]).max() < 1e-9, name
+            assert len(product["loss_values"]) == len(product["loss_epochs"]) > 0
+            if name.startswith("ptychi"):
+                assert (obj == read_reconstruction(work / f"data/reconstruct/dose_{dose}/dense/{name[:-3]}.npz")[0]).all()
     # the headline numbers only, nested dose -> view -> arm: per arm phase r, phase FRC½, amplitude r; per job
     # the final loss and the bundle's size (every metric of every cell is in study_metrics.csv)
     for dose_metrics in metrics.values():

@@ -70,6 +70,13 @@ def test_views_train_reconstruct_and_compare_use_layout_paths():
     for arm in layout.ITERATIVE_ARMS:  # each Phase F file, not the folder
         assert layout.reconstruction_path(DOSE, VIEW, arm).as_posix() in compare["deps"]
     assert _args(compare)["--out-dir"] == layout.compare_dir(layout.REPORTS / "compare", DOSE, VIEW).as_posix()
+    product = _stage("product")  # the same inputs as Phase G, plus the networks' training histories
+    assert {d for d in compare["deps"] if d.startswith("data/")} <= set(product["deps"])
+    for view in (VIEW, baseline):
+        assert layout.report_path("train", DOSE, view, ".csv").as_posix() in product["deps"]
+    assert _args(product)["--train-reports"] == (layout.REPORTS / "train").as_posix()
+    assert _args(product)["--out-dir"] == layout.product_dir(DOSE, VIEW).as_posix() and _outs(product) == {
+        layout.product_dir(DOSE, VIEW).as_posix()}
 
 
 def test_a_missing_or_broken_view_summary_is_one_clear_error(tmp_path):

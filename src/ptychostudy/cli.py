@@ -27,6 +27,7 @@ COMMANDS = {  # subcommand -> the module whose cli(args) runs it
     "gradient": "ptychostudy.gradient",
     "replicate": "ptychostudy.replicate",
     "compare": "ptychostudy.compare",
+    "product": "ptychostudy.product",
     "summarize": "ptychostudy.summary",
     "verify": "ptychostudy.verify",
     "check-bundle": "ptychostudy.bundle",
@@ -186,6 +187,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Phase F folder of this dose × view (ptychi.npz, ptychi_tuned.npz, gradient.npz)")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for comparison_metrics.csv, comparison.json, comparison.png")
     p.add_argument("--timing", type=Path, required=True, help="inference wall times (JSON) to write; kept out of DVC")
+
+    p = sub.add_parser("product", help="ptychodus product files (HDF5) of every object of one dose × view",
+                       description="Write one ptychodus product file (<arm>.h5, the HDF5 layout ptychodus 1.7.0 reads) "
+                       "per arm of the cell that has an object: the networks' stitched test-split objects (inferred as "
+                       "Phase G does, infer.*) and the iterative arms' Phase F objects, each with the known probe, the "
+                       "scan positions in metres, and the training loss or solver cost per epoch; plus products.json. "
+                       "The physical scales are nominal (params product.*).")
+    _add_cell(p, "folder with test.npz and view.json")
+    p.add_argument("--models", type=Path, required=True, help="artefact folder of the bundles (dose_<d>/<view>/wts.h5.zip)")
+    p.add_argument("--reconstructions", type=Path, required=True,
+                   help="Phase F folder of this dose × view (ptychi.npz, ptychi_tuned.npz, gradient.npz)")
+    p.add_argument("--train-reports", type=Path, required=True,
+                   help="folder of the train stage's histories (dose_<d>-<view>.csv: the networks' loss per epoch)")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for <arm>.h5 and products.json")
 
     p = sub.add_parser("summarize", help="the metrics stage: study summary from the per-stage reports",
                        description="Read the reports of every dose and view in params.yaml and write summary.md (the "

@@ -92,8 +92,9 @@ def load(cfg: Config, dose, view: str, view_dir, models, reconstructions) -> Cel
     return Cell(dose, view, summary, names, paths, splits, networks, iterative)
 
 
-def compute(cfg: Config, cell: Cell, *, progress: bool = True):
-    """(reconstructions, inference seconds, scored arms, masks) of a loaded cell."""
+def objects(cfg: Config, cell: Cell, *, progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """(object of every arm, inference seconds of each network) of a loaded cell: the networks'
+    stitched test-split objects (``infer`` settings), the iterative arms' and the floor's."""
     device = setup_torch(cfg.infer.threads, cfg.infer.accelerator)
     test = cell.splits["test"]
     reconstructions, seconds = {}, {}
@@ -106,6 +107,13 @@ def compute(cfg: Config, cell: Cell, *, progress: bool = True):
     for name, (obj, _) in cell.iterative.items():
         reconstructions[name] = obj
     reconstructions[FLOOR] = np.ones(test.truth.shape, dtype=np.complex64)
+    return reconstructions, seconds
+
+
+def compute(cfg: Config, cell: Cell, *, progress: bool = True):
+    """(reconstructions, inference seconds, scored arms, masks) of a loaded cell."""
+    reconstructions, seconds = objects(cfg, cell, progress=progress)
+    test = cell.splits["test"]
     masks = regions(test, cfg.compare.scanned_threshold)
     scored = {name: score_arm(reconstructions[name], test.truth, masks, cfg.compare) for name in cell.arms}
     return reconstructions, seconds, scored, masks
