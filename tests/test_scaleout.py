@@ -72,3 +72,11 @@ def test_ptychostudy_run_is_the_driver_with_its_own_help_and_errors(tmp_path):
     assert bad.stderr.strip().splitlines()[-1].startswith("ptychostudy run: error: ") and "jobs must be at least 1" in bad.stderr
     listed = subprocess.run([sys.executable, "-m", "ptychostudy", "--help"], capture_output=True, text=True).stdout
     assert "run" in listed.split("COMMAND")[1] and "several at a time" in listed
+
+
+def test_the_readme_shows_the_shipped_cluster_config():
+    readme = (ROOT / "README.md").read_text()
+    shipped = (ROOT / "profiles/scaleout-slurm.yaml").read_text()
+    body = "".join(line + "\n" for line in shipped.splitlines() if not line.startswith("#"))
+    assert f"```yaml\n{body}```" in readme
+    assert "ptychostudy run" in readme and "profiles/scaleout.yaml" in readme
