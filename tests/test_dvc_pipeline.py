@@ -272,8 +272,8 @@ def _status_stages(work, env) -> set[str]:
 
 
 def test_what_each_params_section_touches(repo):
-    """Each section reruns only its own phase: training keys the training jobs, the comparison's
-    stitching (infer.*) only the comparisons, pty-chi's keys only pty-chi."""
+    """Each section reruns only its own phase: training keys the training jobs, the networks' stitching
+    (infer.*) only the comparisons and the product files (both infer), pty-chi's keys only pty-chi."""
     work, env = repo
     _run(["git", "add", "-A"], work, env)
     _run(["git", "commit", "-qm", "results", "--allow-empty"], work, env)
@@ -281,7 +281,7 @@ def test_what_each_params_section_touches(repo):
     spread = {"replicate@100000-dense"}  # the replicated cell reruns whatever arm a key reaches
     for section, key, value, stages in (
         ("train", "learning_rate", 0.0015, {f"train@{c}" for c in cells} | spread),
-        ("infer", "stitch_fraction", 0.4, {f"compare@{c}" for c in cells} | spread),
+        ("infer", "stitch_fraction", 0.4, {f"{s}@{c}" for c in cells for s in ("compare", "product")} | spread),
         ("reconstruct", "momentum", 0.3, {f"reconstruct@{c}" for c in cells} | spread),
         ("gradient", "learning_rate", 0.04, {f"{s}@{c}" for c in cells for s in ("tune", "gradient")} | spread),
         ("tune", "threads", 2, {f"tune@{c}" for c in cells}),
@@ -301,8 +301,8 @@ def test_what_each_params_section_touches(repo):
 
 
 def test_an_experiment_reruns_only_the_stages_its_params_reach(repo):
-    """`dvc exp run -S` on one view's epochs: that view's training jobs, the comparisons that read
-    their bundles and the summary run; nothing else (not the other views' networks or comparisons,
+    """`dvc exp run -S` on one view's epochs: that view's training jobs, the comparisons and product
+    files that read their bundles and the summary run; nothing else (not the other views' networks or comparisons,
     not pty-chi). What the other sections reach is checked above with `dvc status`."""
     work, env = repo
     _run(["git", "add", "-A"], work, env)
@@ -314,7 +314,7 @@ def test_an_experiment_reruns_only_the_stages_its_params_reach(repo):
         _run(["git", "checkout", "--", "."], work, env)  # the experiment is kept by `dvc exp`, not in the workspace
         dvc("checkout", cwd=work, env=env)
     assert ran == {"train@1000-dense", "train@100000-dense", "compare@1000-dense", "compare@100000-dense",
-                   "replicate@100000-dense", "summarize"}, ran
+                   "product@1000-dense", "product@100000-dense", "replicate@100000-dense", "summarize"}, ran
     assert _status_stages(work, env) == set()
 
 
