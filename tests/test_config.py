@@ -104,6 +104,14 @@ BAD = [
     ("product.photon_energy_eV", 0.0, "product.photon_energy_eV must be positive"),
     ("product.detector_pixel_m", "75 um", "product.detector_pixel_m must be a number"),
     ("product", DELETE, "missing key product"),
+    ("measured.tuning_dose", 500, "measured.tuning_dose 500 is not in study.doses"),
+    ("measured.tuning_view", "medium", "measured.tuning_view 'medium' is not in study.views"),
+    ("measured.network_view", "wide", "measured.network_view 'wide' is not in study.views"),
+    ("measured.crop", 63, "measured.crop must be an even number of detector pixels"),
+    ("measured.crop", 66, "measured: the network of view 'dense' on 66-px patterns (measured.crop, train.canvas.dense, train.depth) is impossible: the patch size N = 66 must be divisible by 2^depth = 4"),
+    ("measured.data_sha256", "dbce", "measured.data_sha256 must be 64 lowercase hex digits"),
+    ("measured.epochs", 0, "measured.epochs must be 1 or more"),
+    ("measured", DELETE, "missing key measured"),
 ]
 
 
@@ -133,7 +141,8 @@ def test_yaml_float_without_dot_is_reported():
     """PyYAML reads `1e3` as a string; it must not become a silent default."""
     params = default_params()
     params["study"]["doses"] = ["1e3"]  # accepted: an explicit number in a string
-    params["replicate"]["doses"] = [1000]  # (replicated cells must be cells of the study)
+    params["replicate"]["doses"] = [1000]  # (replicated cells must be cells of the study,
+    params["measured"]["tuning_dose"] = 1000  # as must the measured data's tuning cell)
     assert config_from_dict(params).study.doses == (1000,)
     params["study"]["doses"] = [1000.5]
     with pytest.raises(ConfigError, match="whole number of photons"):

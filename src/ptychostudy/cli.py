@@ -28,6 +28,9 @@ COMMANDS = {  # subcommand -> the module whose cli(args) runs it
     "replicate": "ptychostudy.replicate",
     "compare": "ptychostudy.compare",
     "product": "ptychostudy.product",
+    "measured-ptychi": "ptychostudy.measured",
+    "measured-pinn": "ptychostudy.measured",
+    "measured-compare": "ptychostudy.measured",
     "summarize": "ptychostudy.summary",
     "verify": "ptychostudy.verify",
     "check-bundle": "ptychostudy.bundle",
@@ -201,6 +204,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-reports", type=Path, required=True,
                    help="folder of the train stage's histories (dose_<d>-<view>.csv: the networks' loss per epoch)")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for <arm>.h5 and products.json")
+
+    measured = ("The measured Siemens star (module measured.py, params measured.*): 516 real patterns, no ground "
+                "truth, the scan split into halves A (even index) and B (odd). ")
+    p = sub.add_parser("measured-ptychi", help="measured data: pty-chi's tuned arm on one half of the scan, probe refined",
+                       description=measured + "Reconstruct one half with pty-chi LSQML from the analytic probe guess, "
+                       "refining the probe, with the settings the tune stage selected on the train split of the study "
+                       "cell measured.tuning_dose × measured.tuning_view. Writes the object, cost and refined probe "
+                       "(.npz, no pickle), a record (JSON) and a timing file.")
+    _add_params(p)
+    p.add_argument("--half", choices=("A", "B"), required=True, help="A: even scan indices, B: odd")
+    p.add_argument("--data", type=Path, required=True, help="the measured file (siemens-star-small.npz.bz2)")
+    p.add_argument("--tuning", type=Path, required=True, help="the tune stage's selection (JSON) of the tuning cell")
+    _add_phase_f_outputs(p)
+
+    p = sub.add_parser("measured-pinn", help="measured data: the network trained on half A, applied to half B",
+                       description=measured + "Train the network (train.*, the view measured.network_view's gridsize "
+                       "and canvas) self-supervised through the physics on half A's patterns with the probe pty-chi "
+                       "refined on half A, then reconstruct both halves with it (infer.*). Writes the bundle, the "
+                       "objects (.npz), a record, the loss per epoch (CSV) and a timing file.")
+    _add_params(p)
+    p.add_argument("--data", type=Path, required=True, help="the measured file (siemens-star-small.npz.bz2)")
+    p.add_argument("--ptychi-a", type=Path, required=True, help="measured-ptychi's result of half A (its probe is used)")
+    p.add_argument("--bundle", type=Path, required=True, help="wts.h5.zip to write")
+    p.add_argument("--out", type=Path, required=True, help="the network's objects (.npz) to write")
+    p.add_argument("--report", type=Path, required=True, help="record (JSON) to write")
+    p.add_argument("--history", type=Path, required=True, help="loss per epoch (CSV) to write")
+    p.add_argument("--timing", type=Path, required=True, help="wall time (JSON) to write; kept out of DVC")
+
+    p = sub.add_parser("measured-compare", help="measured data: agreement of the reconstructions (FRC, phase r), figure",
+                       description=measured + "Score pty-chi A against pty-chi B (independent halves), the network on B "
+                       "against pty-chi B and A, the network on A against pty-chi A, and a blank object (the floor), by "
+                       "the study's one scoring path with the second reconstruction in the place of the truth, in the "
+                       "region both halves light. Writes measured.json, measured.md, frc.csv and measured.png.")
+    _add_params(p)
+    p.add_argument("--data", type=Path, required=True, help="the measured file (siemens-star-small.npz.bz2)")
+    p.add_argument("--ptychi-dir", type=Path, required=True, help="folder of ptychi_A.npz and ptychi_B.npz")
+    p.add_argument("--pinn", type=Path, required=True, help="measured-pinn's objects (.npz)")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for measured.json, measured.md, frc.csv, measured.png")
 
     p = sub.add_parser("summarize", help="the metrics stage: study summary from the per-stage reports",
                        description="Read the reports of every dose and view in params.yaml and write summary.md (the "

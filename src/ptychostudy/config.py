@@ -176,6 +176,21 @@ class ProductSection:
 
 
 @dataclass(frozen=True)
+class MeasuredSection:
+    """The measured Siemens-star data (module measured.py): no ground truth, judged by agreement."""
+
+    data_sha256: str
+    crop: int  # central detector pixels kept (the object pixel grows by the detector side / crop)
+    tuning_dose: int  # pty-chi's settings: the tune stage's selection of this cell of the study
+    tuning_view: str
+    batch_size: int  # LSQML positions per mini-batch
+    seed: int  # pty-chi's seed, the network's weights, groups and batch order (derived per use)
+    threads: int  # pty-chi's torch threads (the network uses train.threads)
+    network_view: str  # the network: train.* with this view's gridsize and canvas
+    epochs: int  # training epochs (of train.steps_per_epoch steps) on half A
+
+
+@dataclass(frozen=True)
 class Config:
     study: StudySection
     base: BaseSection
@@ -189,6 +204,7 @@ class Config:
     replicate: ReplicateSection
     compare: CompareSection
     product: ProductSection
+    measured: MeasuredSection
 
     def view(self, name: str) -> ViewDefinition:
         if name not in self.views.definitions:
@@ -206,12 +222,13 @@ class Config:
             )
         return dose
 
-    def architecture(self, view: str) -> Architecture:
-        """The network of one view's jobs, from ``base`` and ``train``."""
+    def architecture(self, view: str, size: int | None = None) -> Architecture:
+        """The network of one view's jobs, from ``base`` and ``train`` (``size``: N other than
+        ``base.patch_size``, for the measured data's cropped patterns)."""
         t = self.train
         gridsize = self.view(view).gridsize
         return Architecture(
-            size=self.base.patch_size,
+            size=self.base.patch_size if size is None else size,
             channels=gridsize * gridsize,
             canvas=t.canvas[view],
             filters=t.filters,
@@ -236,6 +253,7 @@ SECTIONS = {
     "replicate": ReplicateSection,
     "compare": CompareSection,
     "product": ProductSection,
+    "measured": MeasuredSection,
 }
 SPLIT_AXES = ("y", "x")
 ACCELERATORS = ("cpu", "cuda")
@@ -310,7 +328,9 @@ def _section(name: str, raw: Any):
         key = f"{name}.{field.name}"
         tp = hints[field.name]
         value = raw[field.name]
-        if name in ("study", "replicate") and field.name == "doses":
+        if name == "measured" and field.name == "tuning_dose":
+            values[field.name] = parse_dose(value, key)
+        elif name in ("study", "replicate") and field.name == "doses":
             if not isinstance(value, list) or not value:
                 raise ConfigError(f"{key} must be a non-empty list of positive photon counts, got {value!r}")
             doses = tuple(parse_dose(v, f"{key}[{i}]") for i, v in enumerate(value))
@@ -415,7 +435,8 @@ def _cross_checks(cfg: Config) -> None:
             raise ConfigError(f"{key} must be an integer zoom of 1 or more, got {value}")
     if b.patch_size < 8 or b.patch_size % 2:
         raise ConfigError(f"base.patch_size must be an even number of pixels ≥ 8, got {b.patch_size}")
-    for key, value in (("base.probe_sha256", b.probe_sha256), ("base.object_sha256", b.object_sha256)):
+    for key, value in (("base.probe_sha256", b.probe_sha256), ("base.object_sha256", b.object_sha256),
+                       ("measured.data_sha256", cfg.measured.data_sha256)):
         if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
             raise ConfigError(f"{key} must be 64 lowercase hex digits, got {value!r}")
     for key, value in (
@@ -452,6 +473,7 @@ def _cross_checks(cfg: Config) -> None:
     _check_replicate(cfg)
     _check_compare(cfg)
     _check_product(cfg)
+    _check_measured(cfg)
     for name, view in v.definitions.items():
         if v.neighbours < view.group_size:
             raise ConfigError(
@@ -600,6 +622,28 @@ def _check_product(cfg: Config) -> None:
     for key, value in dataclasses.asdict(cfg.product).items():
         if value <= 0:
             raise ConfigError(f"product.{key} must be positive, got {value}")
+
+
+def _check_measured(cfg: Config) -> None:
+    m = cfg.measured
+    if m.tuning_dose not in cfg.study.doses:
+        raise ConfigError(f"measured.tuning_dose {m.tuning_dose} is not in study.doses "
+                          f"({', '.join(map(str, cfg.study.doses))}): its tuning selection would not exist")
+    for key in ("tuning_view", "network_view"):
+        if getattr(m, key) not in cfg.study.views:
+            raise ConfigError(f"measured.{key} {getattr(m, key)!r} is not in study.views ({', '.join(cfg.study.views)})")
+    for key in ("batch_size", "threads", "epochs"):
+        if getattr(m, key) < 1:
+            raise ConfigError(f"measured.{key} must be 1 or more, got {getattr(m, key)}")
+    if m.seed < 0:
+        raise ConfigError(f"measured.seed must be a non-negative integer, got {m.seed}")
+    if m.crop < 8 or m.crop % 2:
+        raise ConfigError(f"measured.crop must be an even number of detector pixels ≥ 8, got {m.crop}")
+    try:
+        cfg.architecture(m.network_view, m.crop).check()
+    except ValueError as exc:
+        raise ConfigError(f"measured: the network of view {m.network_view!r} on {m.crop}-px patterns "
+                          f"(measured.crop, train.canvas.{m.network_view}, train.depth) is impossible: {exc}") from None
 
 
 def config_from_dict(raw: Any) -> Config:

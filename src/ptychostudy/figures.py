@@ -160,3 +160,43 @@ def tuning_figure(record: dict, path: Path) -> None:
         ax.legend(fontsize=6, loc="best")
     fig.tight_layout()
     _save(fig, path, dpi=80)
+
+
+def measured_figure(images: dict, probe: np.ndarray, region: np.ndarray, curves: dict, record: dict, path: Path) -> None:
+    """The measured Siemens star: pty-chi on each half, the network on half B, the refined probe, the FRC curves."""
+    rows = np.nonzero(region.any(axis=1))[0]
+    cols = np.nonzero(region.any(axis=0))[0]
+    crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    shown = np.where(region, 1.0, np.nan)[crop]
+    reference = np.angle(images["ptychi_B"])[region]
+    lo, hi = np.percentile(reference, [1, 99])
+    fig, axes = plt.subplots(2, 3, figsize=(13, 8.5))
+    panels = (("ptychi_A", "pty-chi, half A"), ("ptychi_B", "pty-chi, half B"), ("pinn_B", "network (trained on A), half B"),
+              ("pinn_A", "network on its training half A"))
+    for ax, (key, title) in zip(axes.ravel(), panels):
+        phase = np.angle(images[key])
+        phase = phase - np.angle(np.sum(np.exp(1j * (phase - np.angle(images["ptychi_B"])))[region]))  # common offset
+        ax.imshow(np.angle(np.exp(1j * phase))[crop] * shown, cmap="gray", vmin=lo, vmax=hi)
+        ax.set_title(f"{title}: phase", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax = axes[1, 1]
+    ax.imshow(np.abs(probe), cmap="magma")
+    ax.set_title("probe refined by pty-chi (half A), amplitude", fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax = axes[1, 2]
+    for name, (freqs, curve) in curves.items():
+        s = record["pairs"][name]
+        ax.plot(freqs, curve, label=f"{name} (FRC½ {s['phase_frc50_px']:.1f} px)")
+    ax.axhline(0.5, color="k", lw=0.6, ls=":")
+    ax.set_xlabel("cycles per object pixel")
+    ax.set_ylabel("phase FRC")
+    ax.set_ylim(-0.2, 1.05)
+    ax.legend(fontsize=7)
+    ax.set_title("agreement (no ground truth)", fontsize=10)
+    d = record["data"]
+    fig.suptitle(f"Measured Siemens star (APS Velociprobe): {d['patterns']} patterns cropped to {d['crop_px']} px, "
+                 f"two halves of {d['patterns'] // 2} positions")
+    fig.tight_layout()
+    _save(fig, path, dpi=70)

@@ -27,6 +27,10 @@ MODELS = Path("data/models")
 RECONSTRUCTED = Path("data/reconstruct")
 PRODUCTS = Path("data/products")  # ptychodus product files: one <arm>.h5 per cell and arm with an object
 REPORTS = Path("reports")
+MEASURED_DATA = Path("data/base/siemens_star/siemens-star-small.npz.bz2")  # the measured Siemens star (measured.py)
+MEASURED = Path("data/measured")  # its results: ptychi_<half>.npz, pinn.npz and the network's bundle
+MEASURED_BUNDLE = MEASURED / "pinn.h5.zip"  # a bundle like the study's (not a wts.h5.zip: not one of data/models)
+MEASURED_REPORTS = REPORTS / "measured"
 
 
 def dose_tag(dose: int) -> str:
@@ -85,6 +89,16 @@ def product_dir(dose: int, view: str, root: str | Path = ".") -> Path:
 def product_file(directory: str | Path, arm: str) -> Path:
     """One arm's product file inside a cell's product folder."""
     return Path(directory) / f"{arm}.h5"
+
+
+def measured_ptychi_file(half: str, root: str | Path = ".") -> Path:
+    """pty-chi's result (object, cost, refined probe) on one half of the measured scan."""
+    return Path(root) / MEASURED / f"ptychi_{half}.npz"
+
+
+def measured_pinn_file(root: str | Path = ".") -> Path:
+    """The measured network's objects (half B, and half A it was trained on)."""
+    return Path(root) / MEASURED / "pinn.npz"
 
 
 def tuning_path(dose: int, view: str, root: str | Path = ".") -> Path:

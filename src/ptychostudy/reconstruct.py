@@ -105,9 +105,13 @@ def origin(shape: tuple[int, int]) -> tuple[list[float], float, float]:
     return [height / 2 - 0.5, width / 2 - 0.5], height / 2, width / 2
 
 
-def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int):
+def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int, *, refine_probe: bool = False):
     """A pty-chi LSQML task on ``split``'s patterns, reconstructing on the truth's grid (``setting``: noise
-    model, TV weight and momentum, a ``config.PtychiSetting`` or the ``reconstruct`` section)."""
+    model, TV weight and momentum, a ``config.PtychiSetting`` or the ``reconstruct`` section).
+
+    The probe is known and fixed; with ``refine_probe`` (measured data, where ``split.probe`` is only a
+    starting guess) pty-chi refines it too, rescales its intensity to the data in the first epoch and
+    removes the object-probe scale ambiguity, as it does by default."""
     api, PtychographyTask = _ptychi()
     shape = split.truth.shape
     o = api.LSQMLOptions()
@@ -117,7 +121,7 @@ def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int):
     r.batch_size = batch_size
     r.noise_model = api.NoiseModels.GAUSSIAN if setting.noise_model == "gaussian" else api.NoiseModels.POISSON
     r.random_seed = seed
-    r.rescale_probe_intensity_in_first_epoch = False  # the probe is known exactly
+    r.rescale_probe_intensity_in_first_epoch = refine_probe  # a known probe is exact
     if setting.momentum > 0:
         r.momentum_acceleration_gain = setting.momentum
         r.batching_mode = api.BatchingModes.COMPACT  # LSQML applies object momentum to compact batches only
@@ -127,7 +131,7 @@ def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int):
     ob.optimizer = api.Optimizers.SGD
     ob.step_size = 1
     ob.pixel_size_m = 1.0  # geometry enters through the probe and positions only (far field)
-    ob.remove_object_probe_ambiguity.enabled = False
+    ob.remove_object_probe_ambiguity.enabled = refine_probe
     tv_weight = getattr(setting, "tv_weight", 0.0)
     if tv_weight > 0:  # pty-chi's total-variation regulariser of the object, after every epoch
         ob.total_variation.enabled = True
@@ -136,7 +140,10 @@ def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int):
     ob.determine_position_origin_coords_by = api.ObjectPosOriginCoordsMethods.SPECIFIED
     pos_origin, dy, dx = origin(shape)
     ob.position_origin_coords = pos_origin
-    o.probe_options.optimizable = False
+    o.probe_options.optimizable = refine_probe
+    if refine_probe:
+        o.probe_options.optimizer = api.Optimizers.SGD
+        o.probe_options.step_size = 1
     o.probe_position_options.optimizable = False
     counts = split.amplitude.double() ** 2
     return PtychographyTask(
@@ -149,15 +156,17 @@ def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int):
     )
 
 
-def reconstruct(setting, batch_size: int, split: Split, epochs: int, seed: int, *, progress: bool = True,
-                desc: str = "pty-chi", checkpoints=(), on_checkpoint=None):
-    """Run LSQML; returns (object (H, W) complex64, cost per epoch). After each epoch count in
-    ``checkpoints`` the object so far is handed to ``on_checkpoint(epoch, object)`` (the tune stage)."""
+def reconstruct(setting, batch_size: int, split: Split, epochs: int, seed: int, *, refine_probe: bool = False,
+                progress: bool = True, desc: str = "pty-chi", checkpoints=(), on_checkpoint=None):
+    """Run LSQML; returns (object (H, W) complex64, cost per epoch, probe (N, N) complex64 in ``split``'s
+    units: the probe that with ``split.intensity_scale`` gives the predicted counts, = ``split.probe``
+    unless ``refine_probe``). After each epoch count in ``checkpoints`` the object so far is handed to
+    ``on_checkpoint(epoch, object)`` (the tune stage)."""
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         # pty-chi converts a tensor that requires grad to a float for its loss log
         warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
-        task = build_task(setting, batch_size, split, epochs, seed)
+        task = build_task(setting, batch_size, split, epochs, seed, refine_probe=refine_probe)
         for epoch in tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=not progress):
             task.run(n_epochs=1)
             if epoch in checkpoints and on_checkpoint is not None:
@@ -165,7 +174,9 @@ def reconstruct(setting, batch_size: int, split: Split, epochs: int, seed: int, 
         table = task.reconstructor.loss_tracker.table
         cost = np.asarray(table["loss"], dtype=np.float64)
         obj = task.get_data_to_cpu("object", as_numpy=True)[0]
-    return np.asarray(obj, dtype=np.complex64), cost
+        probe = np.asarray(task.get_data_to_cpu("probe", as_numpy=True), dtype=np.complex128)[0, 0]
+    probe = probe * split.probe.shape[-1] / split.intensity_scale  # the inverse of ``ptychi_probe``
+    return np.asarray(obj, dtype=np.complex64), cost, probe.astype(np.complex64)
 
 
 def read_selection(path, dose: int, view: str, solver: str) -> dict:
@@ -224,7 +235,7 @@ def run(cfg: Config, dose, view: str, view_dir, out, report, timing, *, arm: str
     torch.set_num_threads(r.threads)
     seed = derive_seed(r.seed, dose, view) % (2**31)
     start = time.perf_counter()
-    obj, cost = reconstruct(setting, r.batch_size, split, epochs, seed, progress=progress,
+    obj, cost, _ = reconstruct(setting, r.batch_size, split, epochs, seed, progress=progress,
                             desc=f"{arm} dose {dose} {view}")
     seconds = time.perf_counter() - start
     # write

@@ -115,7 +115,7 @@ def run(cfg: Config, dose, view: str, view_dir, tuning, report, timing, *, progr
         for k in seeds:
             torch.set_num_threads(r.threads)
             start = time.perf_counter()
-            obj, _ = reconstruct.reconstruct(setting, r.batch_size, test, epochs,
+            obj, _, _ = reconstruct.reconstruct(setting, r.batch_size, test, epochs,
                                              replicate_seed(r.seed, dose, view, k) % (2**31), progress=progress,
                                              desc=f"replicate {k} {name} dose {dose} {view}")
             scored(name, k, obj, start)
