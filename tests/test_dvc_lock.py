@@ -43,7 +43,7 @@ def test_recorded_params_match_params_yaml():
 def test_every_stage_of_the_design_is_locked():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     stages = set(_lock()["stages"])
-    expected = {"base", "summarize"}
+    expected = {"base", "summarize", "measured_ptychi@A", "measured_ptychi@B", "measured_pinn", "measured_compare"}
     expected |= {f"simulate@{d}" for d in params["study"]["doses"]}
     for stage in ("views", "train", "tune", "reconstruct", "reconstruct_tuned", "gradient", "compare"):  # per cell
         expected |= {f"{stage}@{d}-{v}" for d in params["study"]["doses"] for v in params["study"]["views"]}

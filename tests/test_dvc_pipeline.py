@@ -136,6 +136,13 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
     assert html.returncode == 0 and (work.parent / "plots-html" / "index.html").is_file()
     lock = (work / "dvc.lock").read_text()
     assert "data/simulated/dose_1000/patched_train.npz" in lock and "md5:" in lock
+    # the measured Siemens star: pty-chi per half, the network, the agreement report, all in dvc.lock
+    for path in ("data/measured/ptychi_A.npz", "data/measured/ptychi_B.npz", "data/measured/pinn.h5.zip",
+                 "data/measured/pinn.npz", "reports/measured/measured.json", "reports/measured/measured.png"):
+        assert (work / path).is_file() and path in lock, path
+    measured = json.loads((work / "reports/measured/measured.json").read_text())
+    assert measured["pairs"]["ptychi_A_vs_ptychi_B"]["phase_r"] > measured["pairs"]["blank_vs_ptychi_B"]["phase_r"]
+    assert "reports/measured/measured.json" in shown  # a metrics file of its own (`dvc metrics show`)
 
 
 def _lock_outs(work: Path) -> dict[str, str]:
@@ -167,9 +174,11 @@ def test_forced_repro_leaves_dvc_lock_and_every_bundle_byte_identical(repo):
     work, env = repo
     before = (work / "dvc.lock").read_bytes()
     bundles = {p: p.read_bytes() for p in (work / "data/models").rglob("wts.h5.zip")}
+    bundles[work / "data/measured/pinn.h5.zip"] = (work / "data/measured/pinn.h5.zip").read_bytes()
     stages = ["base", "simulate@1000", "views@1000-dense", "train@100000-dense", "tune@100000-dense",
               "reconstruct@100000-dense", "reconstruct_tuned@100000-dense", "gradient@100000-dense",
-              "replicate@100000-dense", "compare@100000-dense", "summarize"]
+              "replicate@100000-dense", "compare@100000-dense", "summarize", "measured_ptychi@A", "measured_pinn",
+              "measured_compare"]
     result = dvc("repro", "-f", "-s", "--no-run-cache", *stages, cwd=work, env=env)
     ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == set(stages), ran
@@ -260,7 +269,9 @@ def test_a_views_param_change_touches_only_views_and_params_diff_names_it(repo):
     write_params(work / "params.yaml", params)
     try:
         changed = json.loads(dvc("status", "--json", cwd=work, env=env).stdout)
-        assert changed and all(name.startswith("views@") for name in changed), changed
+        # the views and the measured network (it forms its groups as Phase D does)
+        assert changed and all(name.startswith("views@") or name == "measured_pinn" for name in changed), changed
+        assert "measured_pinn" in changed
         diff = dvc("params", "diff", cwd=work, env=env).stdout
         assert "views.neighbours" in diff and "7" in diff and "8" in diff
     finally:
@@ -280,13 +291,16 @@ def test_what_each_params_section_touches(repo):
     cells = {f"{d}-{v}" for d in (1000, 100000) for v in ("baseline", "dense", "sparse")}
     spread = {"replicate@100000-dense"}  # the replicated cell reruns whatever arm a key reaches
     for section, key, value, stages in (
-        ("train", "learning_rate", 0.0015, {f"train@{c}" for c in cells} | spread),
-        ("infer", "stitch_fraction", 0.4, {f"{s}@{c}" for c in cells for s in ("compare", "product")} | spread),
+        ("train", "learning_rate", 0.0015, {f"train@{c}" for c in cells} | spread | {"measured_pinn"}),
+        ("infer", "stitch_fraction", 0.4,
+         {f"{s}@{c}" for c in cells for s in ("compare", "product")} | spread | {"measured_pinn"}),
         ("reconstruct", "momentum", 0.3, {f"reconstruct@{c}" for c in cells} | spread),
         ("gradient", "learning_rate", 0.04, {f"{s}@{c}" for c in cells for s in ("tune", "gradient")} | spread),
         ("tune", "threads", 2, {f"tune@{c}" for c in cells}),
-        ("compare", "frc_taper", 0.2, {f"compare@{c}" for c in cells} | spread),
+        ("compare", "frc_taper", 0.2, {f"compare@{c}" for c in cells} | spread | {"measured_compare"}),
         ("replicate", "seeds", 2, spread | {"summarize"}),
+        ("measured", "epochs", 2, {"measured_pinn"}),
+        ("measured", "batch_size", 32, {"measured_ptychi@A", "measured_ptychi@B"}),
     ):
         params = tiny_params()
         params[section][key] = value
