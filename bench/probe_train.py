@@ -56,7 +56,7 @@ def main() -> int:
 
     split = Split.read(layout.view_file(layout.view_dir(a.dose, a.view, ROOT), "train"), cfg.view(a.view).gridsize)
     trainer = Trainer(cfg, split, cfg.architecture(a.view), derive_seed(t.seed, a.dose, a.view), device)
-    opt = torch.optim.Adam(trainer.net.parameters(), lr=t.learning_rate)
+    opt = trainer.optimizer()
     batches = trainer.step_batches(a.warmup + a.steps, t.batch_size)
     for _ in range(a.warmup):
         trainer.step(opt, next(batches))

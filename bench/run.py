@@ -167,7 +167,7 @@ def step_time(cfg, split: Split, view: str, steps: int = 20) -> tuple[float, flo
 
     torch.set_num_threads(cfg.train.threads)
     trainer = Trainer(cfg, split, cfg.architecture(view), seed=1)
-    opt = torch.optim.Adam(trainer.net.parameters(), lr=cfg.train.learning_rate)
+    opt = trainer.optimizer()
     batches = trainer.step_batches(steps + 3, cfg.train.batch_size)
 
     def one():

@@ -110,3 +110,90 @@ def test_busy_time_leaves_out_niced_work_and_steal(monkeypatch, tmp_path):
     busy, total = ptychostudy._busy_jiffies()
     assert busy == 150  # user + system; nice (900) and steal (300) are no busy neighbour
     assert total == 100 + 900 + 50 + 1000 + 300
+
+
+# ---------------------------------------------------------------------------------------------
+# optim.Adam: torch's update with a correctly rounded square root (torch.sqrt on the CPU is MKL's
+# vector math, rounded differently on Intel and AMD: the first operation where their training parted)
+
+
+def _is_correctly_rounded(x: float, r: float) -> bool:
+    """r (a float32) is the float32 nearest sqrt(x), decided exactly with rationals."""
+    import numpy as np
+    from fractions import Fraction
+
+    below = float(np.nextafter(np.float32(r), np.float32(0)))
+    above = float(np.nextafter(np.float32(r), np.float32(np.inf)))
+    lo, hi = (Fraction(r) + Fraction(below)) / 2, (Fraction(r) + Fraction(above)) / 2
+    return lo * lo <= Fraction(x) <= hi * hi
+
+
+def test_exact_sqrt_is_correctly_rounded():
+    import torch
+
+    from ptychostudy.optim import exact_sqrt
+
+    g = torch.Generator().manual_seed(3)
+    # Adam's second moments span many decades (1e-22 .. 1e-2 in the study's first step)
+    values = torch.cat([10 ** (torch.rand(2000, generator=g) * 20 - 22), torch.tensor([0.0, 1.0, 4.0, 2.0])])
+    roots = exact_sqrt(values)
+    assert roots.dtype == torch.float32 and roots.shape == values.shape
+    bad = [(float(x), float(r)) for x, r in zip(values, roots) if not _is_correctly_rounded(float(x), float(r))]
+    assert not bad, f"{len(bad)} of {len(values)} roots not correctly rounded, e.g. {bad[:3]}"
+    assert float(roots[-2]) == 2.0 and float(roots[-4]) == 0.0
+
+
+def test_adam_is_torch_adam_but_for_the_square_root():
+    """With torch.sqrt in the place of exact_sqrt, optim.Adam gives torch.optim.Adam's parameters bit for
+    bit over 25 steps under a learning-rate schedule: the same update, so only the root's rounding changed."""
+    import copy
+
+    import torch
+
+    from ptychostudy.optim import Adam
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 2, 3))
+    ours, theirs = copy.deepcopy(net), copy.deepcopy(net)
+    opt_ours = Adam(ours.parameters(), lr=3e-3, sqrt=torch.sqrt)
+    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=3e-3)
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda k: 1 / (1 + 0.1 * k)) for o in (opt_ours, opt_theirs)]
+    x = torch.randn(4, 3, 16, 16)
+    for _ in range(25):
+        for model, opt, sched in ((ours, opt_ours, scheds[0]), (theirs, opt_theirs, scheds[1])):
+            opt.zero_grad()
+            (model(x) ** 2).mean().backward()
+            opt.step()
+            sched.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters()))
+    # and the default (exact) root moves the same parameters to nearly, not necessarily exactly, the same place
+    exact = copy.deepcopy(net)
+    opt = Adam(exact.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 / (1 + 0.1 * k))
+    for _ in range(25):
+        opt.zero_grad()
+        (exact(x) ** 2).mean().backward()
+        opt.step()
+        sched.step()
+    assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-5) for a, b in zip(exact.parameters(), theirs.parameters()))
+
+
+def test_adam_refuses_bad_settings():
+    import pytest
+    import torch
+
+    from ptychostudy.optim import Adam
+
+    for kwargs in ({"lr": 0.0}, {"lr": 1e-3, "eps": 0.0}, {"lr": 1e-3, "betas": (0.9, 1.0)}):
+        with pytest.raises(ValueError, match="Adam"):
+            Adam([torch.zeros(2, requires_grad=True)], **kwargs)
+
+
+def test_training_and_gradient_solver_use_the_exact_root():
+    import ast
+
+    for module in ("train.py", "gradient.py"):
+        tree = ast.parse((ROOT / "src" / "ptychostudy" / module).read_text())
+        names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        assert "Adam" not in names, f"{module} still calls torch.optim.Adam"
+        assert any(isinstance(n, ast.ImportFrom) and n.module == "ptychostudy.optim" for n in ast.walk(tree)), module

@@ -24,6 +24,7 @@ from ptychostudy import StudyError, layout, physics
 from ptychostudy.config import Config, GradientSection, load_config
 from ptychostudy.dataset import Split
 from ptychostudy.io import derive_seed, read_json, sha256_file, write_json, write_reconstruction
+from ptychostudy.optim import Adam
 
 SPLIT = "test"
 ARM = "gradient"
@@ -87,7 +88,7 @@ def solve(split: Split, settings: GradientSection, plan: list[tuple[int, int]], 
                                     for f in (log_amplitude, phase))
         log_amplitude = log_amplitude.detach().requires_grad_(True)
         phase = phase.detach().requires_grad_(True)
-        optimiser = torch.optim.Adam([log_amplitude, phase], lr=settings.learning_rate)
+        optimiser = Adam([log_amplitude, phase], lr=settings.learning_rate)
         for step in range(1, steps + 1):
             index = torch.randperm(n, generator=generator)[:batch] if batch < n else torch.arange(n)
             obj = torch.polar(torch.exp(_upsample(log_amplitude, shape)), _upsample(phase, shape))

@@ -26,6 +26,7 @@ from ptychostudy.infer import predict_and_stitch, setup_torch
 from ptychostudy.io import derive_seed, sha256_file, write_json, write_text
 from ptychostudy.metrics import regions, score_arm
 from ptychostudy.model import PhysicsHead, Reconstructor, poisson_deviance
+from ptychostudy.optim import Adam
 
 SCORES = ("amplitude_r", "phase_r", "phase_spread_ratio")  # logged per epoch, per split
 EVAL_BATCH = 64  # patterns per forward pass while scoring (speed only; the batch the scores were always made with)
@@ -76,6 +77,11 @@ class Trainer:
         patches = self.predict(amp, self.split.offsets(groups))
         return poisson_deviance(self.head(patches), amp**2)
 
+    def optimizer(self) -> Adam:
+        """The training's optimiser: Adam at ``learning_rate``, its square root correctly rounded
+        (``optim.Adam``: the same bits on Intel and AMD CPUs)."""
+        return Adam(self.net.parameters(), lr=self.settings.learning_rate)
+
     def step(self, opt: torch.optim.Optimizer, groups: np.ndarray) -> float:
         """One optimiser step on ``groups``; returns its loss."""
         loss = self.loss(groups)
@@ -102,7 +108,7 @@ class Trainer:
         results — the final model's — stay in ``last_evaluation``.
         """
         s = self.settings
-        opt = torch.optim.Adam(self.net.parameters(), lr=s.learning_rate)
+        opt = self.optimizer()
         total = epochs * steps_per_epoch
         floor = s.learning_rate_final / s.learning_rate
         sched = torch.optim.lr_scheduler.LambdaLR(
