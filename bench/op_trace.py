@@ -41,7 +41,6 @@ def _digest(value) -> list:
 
 
 def trace(dose: int, view: str, steps: int, threads: int | None) -> list[dict]:
-    import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from ptychostudy import layout

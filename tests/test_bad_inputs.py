@@ -237,7 +237,7 @@ def test_compare_refuses_a_pickled_pty_chi_file(dense_view, tmp_path):
     for view in ("dense", "baseline"):
         _previous(models / "dose_100000" / view / "wts.h5.zip")
     iterative = tmp_path / "reconstruct"
-    for arm in ("ptychi_tuned", "gradient"):
+    for arm in ("ptychi_tuned", "gradient", "pinn_refined"):
         _previous(iterative / f"{arm}.npz")
     np.savez(iterative / "ptychi.npz", object=np.array([{"payload": 1}], dtype=object), cost=np.ones(2),
              _metadata=np.array("{}"))

@@ -13,23 +13,29 @@ from ptychostudy.compare import headline, run as compare_run
 from ptychostudy.arms import arms, baseline_view
 from ptychostudy.layout import bundle_path
 from ptychostudy.metrics import PARTS, QUANTITIES
+from ptychostudy.refine import run as refine_run
 from ptychostudy.train import run as train_run
 
 
-ALL_ARMS = ["pinn", "pinn_gs1", "ptychi", "ptychi_tuned", "gradient", "blank"]
+ALL_ARMS = ["pinn", "pinn_refined", "pinn_gs1", "ptychi", "ptychi_tuned", "gradient", "blank"]
 
 
 @pytest.fixture(scope="module")
 def cell(tiny_cfg, tiny_views, tiny_iterative, tmp_path_factory):
-    """Bundles of the baseline and dense views and the iterative arms on the dense test split (dose 1e5):
-    (folder, models, Phase F folder)."""
+    """Bundles of the baseline and dense views, the iterative arms on the dense test split (dose 1e5) and the
+    dense network refined on it: (folder, models, Phase F folder)."""
+    import shutil
+
     out = tmp_path_factory.mktemp("cell")
     models = out / "models"
     for view in ("baseline", "dense"):
         train_run(tiny_cfg, 100000, view, tiny_views[view], bundle_path(models, 100000, view),
                   out / f"{view}.json", out / f"{view}.csv", out / f"{view}-timing.json", out / f"{view}.png",
                   progress=False)
-    return out, models, tiny_iterative[0]
+    rec = shutil.copytree(tiny_iterative[0], out / "reconstruct")
+    refine_run(tiny_cfg, 100000, "dense", tiny_views["dense"], bundle_path(models, 100000, "dense"),
+               rec / "pinn_refined.npz", out / "refine.json", out / "refine-timing.json", progress=False)
+    return out, models, rec
 
 
 def test_arms_of_each_view(tiny_cfg):
@@ -63,10 +69,12 @@ def test_every_arm_metric_and_region_is_in_the_tidy_csv(cell, tiny_cfg, tiny_vie
     assert (out / "g" / "comparison.png").stat().st_size > 10_000
     saved = json.loads((out / "g" / "comparison.json").read_text())
     assert saved["arms"] == ALL_ARMS and saved["patterns"] > 0
-    # each iterative arm says how its settings were chosen: the tuned ones from the train-split selection
-    assert "original study" in saved["iterative"]["ptychi"]["settings"]["chosen_by"]
+    # each stored arm says how its settings were chosen: the tuned ones from the train-split selection, the
+    # refinement's fixed beforehand
+    assert "original study" in saved["stored"]["ptychi"]["settings"]["chosen_by"]
+    assert "nothing selected" in saved["stored"]["pinn_refined"]["settings"]["chosen_by"]
     for arm in ("ptychi_tuned", "gradient"):
-        assert "selected on the train split" in saved["iterative"][arm]["settings"]["chosen_by"]
+        assert "selected on the train split" in saved["stored"][arm]["settings"]["chosen_by"]
     # the floor: a blank object has no amplitude structure (r 0, no registration) and a phase whose only
     # correlation with the truth is the fitted offset and ramp
     blank = saved["scores"]["blank"]["featured"]

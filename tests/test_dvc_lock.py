@@ -45,7 +45,7 @@ def test_every_stage_of_the_design_is_locked():
     stages = set(_lock()["stages"])
     expected = {"base", "summarize", "measured_ptychi@A", "measured_ptychi@B", "measured_pinn", "measured_compare"}
     expected |= {f"simulate@{d}" for d in params["study"]["doses"]}
-    for stage in ("views", "train", "tune", "reconstruct", "reconstruct_tuned", "gradient", "compare"):  # per cell
+    for stage in ("views", "train", "tune", "reconstruct", "reconstruct_tuned", "gradient", "refine", "compare"):  # per cell
         expected |= {f"{stage}@{d}-{v}" for d in params["study"]["doses"] for v in params["study"]["views"]}
     assert expected <= stages, sorted(expected - stages)
     replicated = {f"replicate@{d}-{v}" for d in params["replicate"]["doses"] for v in params["replicate"]["views"]}
@@ -94,8 +94,16 @@ def test_reconstruct_and_compare_stages_depend_on_their_keys():
     assert set(stages["reconstruct_tuned"]["params"]) == {"reconstruct.batch_size", "reconstruct.seed", "reconstruct.threads"}
     assert set(stages["gradient"]["params"]) == {"gradient"}
     tune = set(stages["tune"]["params"])
-    assert {"gradient", "reconstruct.batch_size", "reconstruct.seed", "tune.ptychi_epochs.${item.view}"} <= tune
+    from ptychostudy.config import GradientSection, RefineSection
+
+    solver = {f"gradient.{f.name}" for f in dataclasses.fields(GradientSection) if f.name != "threads"}
+    assert solver | {"reconstruct.batch_size", "reconstruct.seed", "tune.ptychi_epochs.${item.view}", "tune.threads"} <= tune
     assert not any(key.startswith("train") or key.startswith("infer") for key in tune)
+    assert "gradient" not in tune and "gradient.threads" not in tune  # the whole stage runs on tune.threads
+    refine = set(stages["refine"]["params"])
+    expected = {f"refine.{f.name}" for f in dataclasses.fields(RefineSection) if f.name != "steps"}
+    assert expected | {"refine.steps.${item.view}", "infer.stitch_fraction", "infer.phase_sync", "infer.batch",
+                       "compare"} == refine, sorted(refine ^ expected)
     assert set(stages["compare"]["params"]) == {"compare", "infer"}
 
 

@@ -177,8 +177,8 @@ def test_forced_repro_leaves_dvc_lock_and_every_bundle_byte_identical(repo):
     bundles[work / "data/measured/pinn.h5.zip"] = (work / "data/measured/pinn.h5.zip").read_bytes()
     stages = ["base", "simulate@1000", "views@1000-dense", "train@100000-dense", "tune@100000-dense",
               "reconstruct@100000-dense", "reconstruct_tuned@100000-dense", "gradient@100000-dense",
-              "replicate@100000-dense", "compare@100000-dense", "summarize", "measured_ptychi@A", "measured_pinn",
-              "measured_compare"]
+              "refine@100000-dense", "replicate@100000-dense", "compare@100000-dense", "summarize",
+              "measured_ptychi@A", "measured_pinn", "measured_compare"]
     result = dvc("repro", "-f", "-s", "--no-run-cache", *stages, cwd=work, env=env)
     ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == set(stages), ran
@@ -293,11 +293,15 @@ def test_what_each_params_section_touches(repo):
     for section, key, value, stages in (
         ("train", "learning_rate", 0.0015, {f"train@{c}" for c in cells} | spread | {"measured_pinn"}),
         ("infer", "stitch_fraction", 0.4,
-         {f"{s}@{c}" for c in cells for s in ("compare", "product")} | spread | {"measured_pinn"}),
+         {f"{s}@{c}" for c in cells for s in ("compare", "product", "refine")} | spread | {"measured_pinn"}),
         ("reconstruct", "momentum", 0.3, {f"reconstruct@{c}" for c in cells} | spread),
         ("gradient", "learning_rate", 0.04, {f"{s}@{c}" for c in cells for s in ("tune", "gradient")} | spread),
+        ("gradient", "threads", 1, {f"gradient@{c}" for c in cells} | spread),  # the tune stage runs on tune.threads
         ("tune", "threads", 2, {f"tune@{c}" for c in cells}),
-        ("compare", "frc_taper", 0.2, {f"compare@{c}" for c in cells} | spread | {"measured_compare"}),
+        ("refine", "learning_rate", 0.002, {f"refine@{c}" for c in cells}),
+        ("refine", "steps", {"baseline": 4, "dense": 3, "sparse": 4}, {f"refine@{d}-dense" for d in (1000, 100000)}),
+        ("compare", "frc_taper", 0.2, {f"{s}@{c}" for c in cells for s in ("compare", "refine")} | spread
+         | {"measured_compare"}),
         ("replicate", "seeds", 2, spread | {"summarize"}),
         ("measured", "epochs", 2, {"measured_pinn"}),
         ("measured", "batch_size", 32, {"measured_ptychi@A", "measured_ptychi@B"}),
@@ -327,8 +331,9 @@ def test_an_experiment_reruns_only_the_stages_its_params_reach(repo):
     finally:
         _run(["git", "checkout", "--", "."], work, env)  # the experiment is kept by `dvc exp`, not in the workspace
         dvc("checkout", cwd=work, env=env)
-    assert ran == {"train@1000-dense", "train@100000-dense", "compare@1000-dense", "compare@100000-dense",
-                   "product@1000-dense", "product@100000-dense", "replicate@100000-dense", "summarize"}, ran
+    assert ran == {"train@1000-dense", "train@100000-dense", "refine@1000-dense", "refine@100000-dense",
+                   "compare@1000-dense", "compare@100000-dense", "product@1000-dense", "product@100000-dense",
+                   "replicate@100000-dense", "summarize"}, ran
     assert _status_stages(work, env) == set()
 
 

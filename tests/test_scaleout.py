@@ -53,6 +53,8 @@ def test_the_plan_is_dvc_repros_order_with_each_stages_threads():
     assert threads["train"] == params["train"]["threads"]
     assert threads["simulate"] == params["simulate"]["threads"]
     assert threads["reconstruct"] == params["reconstruct"]["threads"]
+    assert threads["tune"] == params["tune"]["threads"]  # pty-chi and gradient runs alike: a single-threaded stage
+    assert threads["refine"] == params["refine"]["threads"]
     assert next(j for j in jobs if j.name == "train@1000-dense").upstream == {"views@1000-dense"}
 
 

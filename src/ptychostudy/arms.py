@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from ptychostudy.layout import ITERATIVE_ARMS
+from ptychostudy.layout import ITERATIVE_ARMS, REFINED_ARM
 
-NETWORK_ARMS = ("pinn", "pinn_gs1")
+NETWORK_ARMS = ("pinn", "pinn_gs1")  # trained on the train split only: they never saw the test patterns
+REFINED = (REFINED_ARM,)  # the view's network fine-tuned on the test split's own patterns (no truth): it saw them
 TUNED_ITERATIVE = ("ptychi_tuned", "gradient")  # settings selected on the train split (the tune stage)
 FLOOR = "blank"  # the floor: a blank object (all ones), scored like every arm
-ARMS = NETWORK_ARMS + ITERATIVE_ARMS + (FLOOR,)  # in the order every table lists them
+ARMS = ("pinn", REFINED_ARM, "pinn_gs1") + ITERATIVE_ARMS + (FLOOR,)  # in the order every table lists them
 LABELS = {
     "pinn": "PINN (this view's network)",
+    REFINED_ARM: "PINN refined on the test split's own patterns (self-supervised, no truth; it saw the test patterns)",
     "pinn_gs1": "PINN gridsize 1 (baseline network)",
     "ptychi": "pty-chi LSQML as the original study configured it (Gaussian noise model, no regulariser)",
     "ptychi_tuned": "pty-chi LSQML tuned on the train split (noise model, TV weight, momentum, epochs)",
@@ -24,9 +26,11 @@ def baseline_view(cfg) -> str | None:
 
 
 def arms(cfg, view: str) -> list[str]:
-    """The arms of one cell: the view's own network (gridsize > 1 only), the gridsize-1 network, the
-    iterative arms, and the floor."""
+    """The arms of one cell: the view's own network (gridsize > 1 only), that network refined on the test
+    patterns (every view: the baseline view's own network is the gridsize-1 one), the gridsize-1 network,
+    the iterative arms, and the floor."""
     names = ["pinn"] if cfg.view(view).gridsize > 1 else []
+    names.append(REFINED_ARM)
     if baseline_view(cfg) is not None:
         names.append("pinn_gs1")
     return names + list(ITERATIVE_ARMS) + [FLOOR]

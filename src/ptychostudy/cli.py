@@ -25,6 +25,7 @@ COMMANDS = {  # subcommand -> the module whose cli(args) runs it
     "tune": "ptychostudy.tune",
     "reconstruct": "ptychostudy.reconstruct",
     "gradient": "ptychostudy.gradient",
+    "refine": "ptychostudy.refine",
     "replicate": "ptychostudy.replicate",
     "compare": "ptychostudy.compare",
     "product": "ptychostudy.product",
@@ -67,6 +68,12 @@ def _add_cell(parser: argparse.ArgumentParser, view_dir_help: str) -> None:
     parser.add_argument("--dose", required=True, help="photons per pattern; must be one of study.doses")
     parser.add_argument("--view", required=True, help="a view listed in study.views")
     parser.add_argument("--view-dir", type=Path, required=True, help=view_dir_help)
+
+
+def _add_measured(parser: argparse.ArgumentParser) -> None:
+    """Arguments of every measured-data stage: params and the measured file."""
+    _add_params(parser)
+    parser.add_argument("--data", type=Path, required=True, help="the measured file (siemens-star-small.npz.bz2)")
 
 
 def _add_phase_f_outputs(parser: argparse.ArgumentParser) -> None:
@@ -163,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuning", type=Path, required=True, help="the tune stage's selection (JSON)")
     _add_phase_f_outputs(p)
 
+    p = sub.add_parser("refine", help="the pinn_refined arm: the view's network fine-tuned on the test split's own patterns",
+                       description="Test-time refinement (arm pinn_refined, params refine.*): the view's trained network "
+                       "(--bundle) trained further, self-supervised through the physics (Poisson deviance of its "
+                       "diffraction against the counts), on the view's test split's patterns, never their truth, for "
+                       "refine.steps.<view> Adam steps under a cosine decay. At the fractions refine.checkpoints of the "
+                       "steps the stitched object (infer.*) is scored (featured region) to record phase r against wall "
+                       "time; the arm is always the last step's object. Writes the object and its loss per step (.npz, "
+                       "no pickle, beside Phase F's), a record with the curve (JSON) and a timing file.")
+    _add_cell(p, "folder with test.npz and view.json")
+    p.add_argument("--bundle", type=Path, required=True, help="the view's trained network (wts.h5.zip)")
+    _add_phase_f_outputs(p)
+
     p = sub.add_parser("replicate", help="the seed-to-seed spread of every arm in one dose × view (other seeds)",
                        description="The spread of the study's arms (module replicate.py, params replicate.*): on the "
                        "view's data, retrain the view's network and rerun each iterative arm (pty-chi as configured, "
@@ -178,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="Phase G: score every arm of one dose × view against the ground truth",
                        description="Phase G: on the view's test split, reconstruct with the view's network and the "
                        "gridsize-1 baseline network (settings: params.yaml infer.*), take each iterative arm's object "
-                       "(pty-chi as configured, pty-chi tuned, the gradient solver) and a blank object (the floor); align "
+                       "(pty-chi as configured, pty-chi tuned, the gradient solver), the refined network's (pinn_refined) "
+                       "and a blank object (the floor); align "
                        "each the same way (compare.*: scanned region, "
                        "sub-pixel registration, global phase offset and ramp, mean amplitude) and score amplitude and "
                        "phase (MAE, MSE, PSNR, SSIM, MS-SSIM, FRC at 0.5 and 1/7, Pearson r, phase spread ratio) in the "
@@ -187,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cell(p, "folder with test.npz and view.json")
     p.add_argument("--models", type=Path, required=True, help="artefact folder of the bundles (dose_<d>/<view>/wts.h5.zip)")
     p.add_argument("--reconstructions", type=Path, required=True,
-                   help="Phase F folder of this dose × view (ptychi.npz, ptychi_tuned.npz, gradient.npz)")
+                   help="Phase F folder of this dose × view (ptychi.npz, ptychi_tuned.npz, gradient.npz, pinn_refined.npz)")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for comparison_metrics.csv, comparison.json, comparison.png")
     p.add_argument("--timing", type=Path, required=True, help="inference wall times (JSON) to write; kept out of DVC")
 
@@ -200,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cell(p, "folder with test.npz and view.json")
     p.add_argument("--models", type=Path, required=True, help="artefact folder of the bundles (dose_<d>/<view>/wts.h5.zip)")
     p.add_argument("--reconstructions", type=Path, required=True,
-                   help="Phase F folder of this dose × view (ptychi.npz, ptychi_tuned.npz, gradient.npz)")
+                   help="Phase F folder of this dose × view (ptychi.npz, ptychi_tuned.npz, gradient.npz, pinn_refined.npz)")
     p.add_argument("--train-reports", type=Path, required=True,
                    help="folder of the train stage's histories (dose_<d>-<view>.csv: the networks' loss per epoch)")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for <arm>.h5 and products.json")
@@ -212,9 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "refining the probe, with the settings the tune stage selected on the train split of the study "
                        "cell measured.tuning_dose × measured.tuning_view. Writes the object, cost and refined probe "
                        "(.npz, no pickle), a record (JSON) and a timing file.")
-    _add_params(p)
+    _add_measured(p)
     p.add_argument("--half", choices=("A", "B"), required=True, help="A: even scan indices, B: odd")
-    p.add_argument("--data", type=Path, required=True, help="the measured file (siemens-star-small.npz.bz2)")
     p.add_argument("--tuning", type=Path, required=True, help="the tune stage's selection (JSON) of the tuning cell")
     _add_phase_f_outputs(p)
 
@@ -223,8 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "and canvas) self-supervised through the physics on half A's patterns with the probe pty-chi "
                        "refined on half A, then reconstruct both halves with it (infer.*). Writes the bundle, the "
                        "objects (.npz), a record, the loss per epoch (CSV) and a timing file.")
-    _add_params(p)
-    p.add_argument("--data", type=Path, required=True, help="the measured file (siemens-star-small.npz.bz2)")
+    _add_measured(p)
     p.add_argument("--ptychi-a", type=Path, required=True, help="measured-ptychi's result of half A (its probe is used)")
     p.add_argument("--bundle", type=Path, required=True, help="wts.h5.zip to write")
     p.add_argument("--out", type=Path, required=True, help="the network's objects (.npz) to write")
@@ -237,8 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "against pty-chi B and A, the network on A against pty-chi A, and a blank object (the floor), by "
                        "the study's one scoring path with the second reconstruction in the place of the truth, in the "
                        "region both halves light. Writes measured.json, measured.md, frc.csv and measured.png.")
-    _add_params(p)
-    p.add_argument("--data", type=Path, required=True, help="the measured file (siemens-star-small.npz.bz2)")
+    _add_measured(p)
     p.add_argument("--ptychi-dir", type=Path, required=True, help="folder of ptychi_A.npz and ptychi_B.npz")
     p.add_argument("--pinn", type=Path, required=True, help="measured-pinn's objects (.npz)")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for measured.json, measured.md, frc.csv, measured.png")

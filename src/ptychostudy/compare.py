@@ -8,6 +8,8 @@ Arms, all on the view's test split (the same patterns and positions):
 * ``ptychi``   — pty-chi LSQML as the original study configured it (Phase F, ``reconstruct``);
 * ``ptychi_tuned`` — pty-chi LSQML with the settings the tune stage selected on the train split;
 * ``gradient`` — the Poisson-likelihood gradient solver, stopped where the tune stage selected;
+* ``pinn_refined`` — the view's network fine-tuned on the test split's own patterns (refine.py; it saw
+  the test patterns, never their truth);
 * ``blank``    — the floor: a blank object (all ones) scored the same way. With the phase offset and
   ramp fitted, a flat phase already correlates with this object's phase, and flat phase scores a
   high phase SSIM: every arm's skill is its score above this floor.
@@ -33,7 +35,7 @@ from ptychostudy.config import Config, load_config
 from ptychostudy.dataset import Split, read_dataset
 from ptychostudy.infer import reconstruct_split, setup_torch
 from ptychostudy.io import read_reconstruction, sha256_file, write_json, write_text
-from ptychostudy.layout import ITERATIVE_ARMS
+from ptychostudy.layout import STORED_ARMS
 from ptychostudy.metrics import PARTS, regions, score_arm
 
 CSV_HEADER = "model,metric,part,value\n"
@@ -57,7 +59,7 @@ class Cell:
     paths: dict[str, Path]  # "data" and each arm -> its input file
     splits: dict[str, Split]  # "test" (one pattern per group) and, for the view's network, "groups"
     networks: dict[str, LoadedModel]
-    iterative: dict[str, tuple[np.ndarray, dict]]  # arm -> (object, Phase F record)
+    stored: dict[str, tuple[np.ndarray, dict]]  # arm -> (object, record) read from its file (iterative, refined)
 
 
 def load(cfg: Config, dose, view: str, view_dir, models, reconstructions) -> Cell:
@@ -72,8 +74,9 @@ def load(cfg: Config, dose, view: str, view_dir, models, reconstructions) -> Cel
         paths["pinn"] = layout.bundle_path(models, dose, view)
     if "pinn_gs1" in names:
         paths["pinn_gs1"] = layout.bundle_path(models, dose, baseline_view(cfg))
-    for name in ITERATIVE_ARMS:
-        paths[name] = layout.reconstruction_file(reconstructions, name)  # (the blank arm reads nothing)
+    for name in STORED_ARMS:
+        if name in names:
+            paths[name] = layout.reconstruction_file(reconstructions, name)  # (the blank arm reads nothing)
     missing = [f"{path} (needed for the {name} arm)" for name, path in paths.items() if not Path(path).is_file()]
     if missing:
         raise StudyError("missing input: " + "; ".join(missing) + "; run the earlier stages first")
@@ -82,14 +85,16 @@ def load(cfg: Config, dose, view: str, view_dir, models, reconstructions) -> Cel
     if "pinn" in names:
         splits["groups"] = Split.from_arrays(data, definition.gridsize)
     truth = splits["test"].truth
-    iterative = {}
-    for name in ITERATIVE_ARMS:
+    stored = {}
+    for name in STORED_ARMS:
+        if name not in names:
+            continue
         obj, _, meta = read_reconstruction(paths[name])
         if meta.get("skipped") or obj.shape != truth.shape:
             raise StudyError(f"{paths[name]}: holds no {truth.shape[0]}×{truth.shape[1]} object for dose {dose}, view {view}")
-        iterative[name] = (obj, meta)
-    networks = {name: load_bundle(paths[name]) for name in names if name.startswith("pinn")}
-    return Cell(dose, view, summary, names, paths, splits, networks, iterative)
+        stored[name] = (obj, meta)
+    networks = {name: load_bundle(paths[name]) for name in names if name.startswith("pinn") and name not in stored}
+    return Cell(dose, view, summary, names, paths, splits, networks, stored)
 
 
 def objects(cfg: Config, cell: Cell, *, progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -104,7 +109,7 @@ def objects(cfg: Config, cell: Cell, *, progress: bool = True) -> tuple[dict[str
         split = cell.splits["groups"] if name == "pinn" else test
         reconstructions[name], seconds[name] = reconstruct_split(loaded, split, cfg.infer, device, bar)
     bar.close()
-    for name, (obj, _) in cell.iterative.items():
+    for name, (obj, _) in cell.stored.items():
         reconstructions[name] = obj
     reconstructions[FLOOR] = np.ones(test.truth.shape, dtype=np.complex64)
     return reconstructions, seconds
@@ -152,8 +157,9 @@ def run(cfg: Config, dose, view: str, view_dir, models, reconstructions, out_dir
         patterns=cell.splits["test"].patterns,
         region_pixels={part: int(m.sum()) for part, m in masks.items()},
         registration_px={n: list(r.shift) for n, r in scored.items()},
-        iterative={name: {"settings": meta.get("settings"), "epochs": meta.get("epochs"), "plan": meta.get("plan"),
-                          "cost_final": meta.get("cost_final")} for name, (_, meta) in cell.iterative.items()},
+        stored={name: {"settings": meta.get("settings"), "epochs": meta.get("epochs"), "plan": meta.get("plan"),
+                       "steps": meta.get("steps"), "cost_final": meta.get("cost_final")}
+                for name, (_, meta) in cell.stored.items()},
         scores=_finite({n: r.scores for n, r in scored.items()}),
     )
     write_text(csv_path, _csv(scored))

@@ -104,6 +104,21 @@ class InferSection:
 
 
 @dataclass(frozen=True)
+class RefineSection:
+    """The test-time refinement arm ``pinn_refined`` (module refine.py): each view's trained network
+    fine-tuned, self-supervised through the physics, on the test split's own patterns (never their truth)."""
+
+    steps: Mapping[str, int]  # per view: Adam steps on the test split
+    checkpoints: tuple[float, ...]  # fractions of the steps at which the curve is recorded (0 and 1 included)
+    batch_size: int
+    learning_rate: float  # cosine decay from this ...
+    learning_rate_final: float  # ... to this at the last step
+    seed: int
+    threads: int
+    accelerator: str
+
+
+@dataclass(frozen=True)
 class ReconstructSection:
     epochs: Mapping[str, int]
     batch_size: int
@@ -198,6 +213,7 @@ class Config:
     views: ViewsSection
     train: TrainSection
     infer: InferSection
+    refine: RefineSection
     reconstruct: ReconstructSection
     gradient: GradientSection
     tune: TuneSection
@@ -247,6 +263,7 @@ SECTIONS = {
     "views": ViewsSection,
     "train": TrainSection,
     "infer": InferSection,
+    "refine": RefineSection,
     "reconstruct": ReconstructSection,
     "gradient": GradientSection,
     "tune": TuneSection,
@@ -346,13 +363,18 @@ def _section(name: str, raw: Any):
             values[field.name] = views
         elif name == "views" and field.name == "definitions":
             values[field.name] = _definitions(value, key)
-        elif (name in ("train", "reconstruct") and field.name == "epochs") or (name == "train" and field.name == "canvas"):
-            what = "number of epochs" if field.name == "epochs" else "frame side in pixels"
+        elif ((name in ("train", "reconstruct") and field.name == "epochs") or (name == "train" and field.name == "canvas")
+              or (name == "refine" and field.name == "steps")):
+            what = {"epochs": "number of epochs", "canvas": "frame side in pixels", "steps": "number of steps"}[field.name]
             if not isinstance(value, dict) or not value:
                 raise ConfigError(f"{key} must map each view name to its {what}, got {value!r}")
             values[field.name] = {
                 str(view): _check_scalar(number, int, f"{key}.{view}") for view, number in sorted(value.items())
             }
+        elif name == "refine" and field.name == "checkpoints":
+            if not isinstance(value, list) or not value:
+                raise ConfigError(f"{key} must be a list of fractions of refine.steps from 0 to 1, got {value!r}")
+            values[field.name] = tuple(float(_check_scalar(v, float, f"{key}[{i}]")) for i, v in enumerate(value))
         elif name == "gradient" and field.name == "levels":
             values[field.name] = _int_list(value, key, "object grid factors (px per sample), coarse to fine")
         elif name == "tune" and field.name == "gradient_checkpoints":
@@ -467,6 +489,7 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"views.groups_per_seed must be 1 or more, got {v.groups_per_seed}")
     _check_train(cfg)
     _check_infer(cfg)
+    _check_refine(cfg)
     _check_reconstruct(cfg)
     _check_gradient(cfg)
     _check_tune(cfg)
@@ -532,6 +555,28 @@ def _check_infer(cfg: Config) -> None:
             raise ConfigError(f"infer.{key} must be 1 or more, got {getattr(i, key)}")
     if i.accelerator not in ACCELERATORS:
         raise ConfigError(f"infer.accelerator must be one of {', '.join(ACCELERATORS)}; got {i.accelerator!r}")
+
+
+def _check_refine(cfg: Config) -> None:
+    r = cfg.refine
+    _check_per_view(cfg, "refine", "steps", r.steps)
+    for view, steps in r.steps.items():
+        if steps < 1:
+            raise ConfigError(f"refine.steps.{view} must be 1 or more, got {steps}")
+    c = list(r.checkpoints)
+    if c[0] != 0.0 or c[-1] != 1.0 or c != sorted(set(c)):
+        raise ConfigError(f"refine.checkpoints must be increasing fractions of refine.steps from 0.0 (the trained "
+                          f"network) to 1.0 (the arm's object), got {c}")
+    for key in ("batch_size", "threads"):
+        if getattr(r, key) < 1:
+            raise ConfigError(f"refine.{key} must be 1 or more, got {getattr(r, key)}")
+    if r.seed < 0:
+        raise ConfigError(f"refine.seed must be a non-negative integer, got {r.seed}")
+    if not 0.0 < r.learning_rate_final <= r.learning_rate:
+        raise ConfigError(f"refine.learning_rate ({r.learning_rate}) and refine.learning_rate_final "
+                          f"({r.learning_rate_final}) must satisfy 0 < learning_rate_final ≤ learning_rate")
+    if r.accelerator not in ACCELERATORS:
+        raise ConfigError(f"refine.accelerator must be one of {', '.join(ACCELERATORS)}; got {r.accelerator!r}")
 
 
 def _check_per_view(cfg: Config, section: str, key: str, by_view: Mapping[str, int]) -> None:

@@ -15,6 +15,8 @@ SPLITS = ("train", "test")
 VIEW_SUMMARY = "view.json"  # Phase D: the view's measured facts, or why it was skipped
 BUNDLE = "wts.h5.zip"  # Phase E: one trained network
 ITERATIVE_ARMS = ("ptychi", "ptychi_tuned", "gradient")  # Phase F: one file <arm>.npz per cell (object, cost)
+REFINED_ARM = "pinn_refined"  # the view's network refined on the test patterns (refine.py): <arm>.npz beside them
+STORED_ARMS = ITERATIVE_ARMS + (REFINED_ARM,)  # the arms whose object Phase G reads from data/reconstruct
 TUNING = Path("reports/tuning")  # the tune stage's selection, one JSON per cell
 COMPARISON_CSV = "comparison_metrics.csv"  # Phase G, per cell
 COMPARISON_JSON = "comparison.json"
@@ -67,13 +69,13 @@ def bundle_path(models: str | Path, dose: int, view: str) -> Path:
 
 
 def reconstruction_dir(dose: int, view: str, root: str | Path = ".") -> Path:
-    """Phase F's folder of one cell: one ``<arm>.npz`` per iterative arm."""
+    """Phase F's folder of one cell: one ``<arm>.npz`` per iterative arm, and the refined network's."""
     return Path(root) / RECONSTRUCTED / dose_tag(dose) / view
 
 
 def reconstruction_file(directory: str | Path, arm: str) -> Path:
-    if arm not in ITERATIVE_ARMS:
-        raise StudyError(f"unknown iterative arm {arm!r}; the arms of Phase F are {', '.join(ITERATIVE_ARMS)}")
+    if arm not in STORED_ARMS:
+        raise StudyError(f"unknown arm {arm!r}; the arms with an object file are {', '.join(STORED_ARMS)}")
     return Path(directory) / f"{arm}.npz"
 
 

@@ -50,7 +50,7 @@ from ptychostudy.infer import predict_and_stitch, setup_torch
 from ptychostudy.io import (derive_seed, json_array, read_metadata, read_npz, sha256_file, write_json,
                             write_npz, write_text)
 from ptychostudy.metrics import frc_curve, regions, score_arm
-from ptychostudy.reconstruct import read_selection, reconstruct
+from ptychostudy.reconstruct import reconstruct, settings_of
 from ptychostudy.train import Trainer
 from ptychostudy.views import make_groups
 
@@ -199,16 +199,11 @@ def read_result(path, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, di
 
 
 def _tuned_setting(cfg: Config, tuning) -> tuple[PtychiSetting, int, dict]:
+    """pty-chi's tuned arm as the tune stage selected it for the study cell measured.tuning_dose × tuning_view."""
     m = cfg.measured
-    selected = read_selection(tuning, m.tuning_dose, m.tuning_view, "ptychi")
-    if not selected:
-        raise StudyError(f"{tuning}: the tune stage skipped dose {m.tuning_dose}, view {m.tuning_view}; "
-                         "choose another cell in measured.tuning_*")
-    setting = PtychiSetting(noise_model=selected["noise_model"], tv_weight=float(selected["tv_weight"]),
-                            momentum=float(selected["momentum"]))
-    return setting, int(selected["epochs"]), {"chosen_by": f"{tuning}: selected on the study's train split "
-                                                           f"(dose {m.tuning_dose}, view {m.tuning_view})",
-                                              "tuning_sha256": sha256_file(tuning)}
+    setting, epochs, chosen = settings_of(cfg, "ptychi_tuned", m.tuning_dose, m.tuning_view, tuning)
+    return setting, epochs, {**chosen, "chosen_by": f"{chosen['chosen_by']} of the study (dose {m.tuning_dose}, "
+                                                    f"view {m.tuning_view})"}
 
 
 # ---------------------------------------------------------------------------------------

@@ -139,7 +139,8 @@ COMMENT = ("ptychostudy, a synthetic study: diffraction simulated from a real pr
            "test split. Loss: {loss}.")
 LOSS = {"pinn": "training loss per epoch (Poisson deviance)", "pinn_gs1": "training loss per epoch (Poisson deviance)",
         "ptychi": "pty-chi cost per epoch", "ptychi_tuned": "pty-chi cost per epoch",
-        "gradient": "Poisson negative log-likelihood per step"}
+        "gradient": "Poisson negative log-likelihood per step",
+        "pinn_refined": "refinement loss per step on the test patterns (Poisson deviance)"}
 
 
 def run(cfg: Config, dose, view: str, view_dir, models, reconstructions, train_reports, out_dir, *,
@@ -150,7 +151,7 @@ def run(cfg: Config, dose, view: str, view_dir, models, reconstructions, train_r
     if cell.summary["skipped"]:
         return _publish(out_dir, {**record, "skipped": True, "reason": cell.summary["reason"], "files": {}}, {})
     arms = [a for a in cell.arms if a != FLOOR]
-    losses = {a: read_reconstruction(cell.paths[a])[1] for a in arms if a in cell.iterative}
+    losses = {a: read_reconstruction(cell.paths[a])[1] for a in arms if a in cell.stored}
     for arm in arms:
         if arm in cell.networks:
             trained_view = view if arm == "pinn" else baseline_view(cfg)

@@ -20,8 +20,8 @@ from pathlib import Path
 from ptychostudy import StudyError, layout
 from ptychostudy.config import Config, load_config
 from ptychostudy.io import sha256_file, write_json, write_text
-from ptychostudy.arms import ARMS, FLOOR, NETWORK_ARMS, TUNED_ITERATIVE, arms
-from ptychostudy.layout import ITERATIVE_ARMS
+from ptychostudy.arms import ARMS, FLOOR, NETWORK_ARMS, REFINED, TUNED_ITERATIVE, arms
+from ptychostudy.layout import ITERATIVE_ARMS, REFINED_ARM
 from ptychostudy.layout import SPLITS, cell_tag as view_tag, dose_tag
 
 
@@ -193,8 +193,8 @@ def _timing_table(cfg: Config, timing: Path) -> None:
     rows += [
         "## Selection, Phases F and G: wall time per cell (s)",
         "",
-        "| dose | view | tune (train split) | ptychi | ptychi_tuned | gradient | network inference | gridsize-1 network inference |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| dose | view | tune (train split) | ptychi | ptychi_tuned | gradient | network inference | gridsize-1 network inference | refinement (pinn_refined) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def seconds(name: str, key: str):
@@ -208,7 +208,17 @@ def _timing_table(cfg: Config, timing: Path) -> None:
             rows.append(f"| {dose:g} | {view} | {_fmt(seconds(f'tune-{tag}.json', 'tune_seconds'), '.1f')} | "
                         + " | ".join(_fmt(seconds(f"{_phase_f_stage(arm)}-{tag}.json", "reconstruct_seconds"), ".1f")
                                      for arm in ITERATIVE_ARMS)
-                        + f" | {_fmt(g.get('pinn'), '.2f')} | {_fmt(g.get('pinn_gs1'), '.2f')} |")
+                        + f" | {_fmt(g.get('pinn'), '.2f')} | {_fmt(g.get('pinn_gs1'), '.2f')} "
+                        f"| {_fmt(seconds(f'refine-{tag}.json', 'refine_seconds'), '.1f')} |")
+    rows += ["", f"## {REFINED_ARM}: phase r against wall time (refinement steps so far + one inference, s)", "",
+             "| dose | view | curve (steps: seconds → phase r) |", "|---:|---|---|"]
+    for dose in cfg.study.doses:
+        for view in cfg.study.views:
+            curve = seconds(f"refine-{view_tag(dose, view)}.json", "curve")
+            if curve:
+                rows.append(f"| {dose:g} | {view} | " + ", ".join(
+                    f"{p['steps']}: {p['seconds'] + p['inference_seconds']:.1f} s → {p['phase_pearson_r']:.3f}"
+                    for p in curve) + " |")
     write_text(timing / "summary.md", "# Wall times (this machine, last run)\n\n## Phase E: training\n\n" + "\n".join(rows) + "\n")
 
 
@@ -338,6 +348,43 @@ def level(spread: dict) -> tuple[float, str]:
     return max(measured, CROSS_CPU), why
 
 
+def _refine_lines(cfg: Config, reconstruct_reports: Path, table: list[dict]) -> list[str]:
+    """The refinement arm's curve per cell (scores by step; its wall times are in reports/timing/summary.md)."""
+    lines = [
+        "",
+        f"## Test-time refinement ({REFINED_ARM}: it saw the test patterns, never their truth)",
+        "",
+        "Each view's trained network fine-tuned self-supervised (the training's loss through the physics) on the "
+        "test split's own patterns for `refine.steps.<view>` steps, settings fixed in params beforehand; the arm is "
+        "the last step's object (nothing selected from these scores). Phase r of the featured region at each "
+        "checkpoint (step 0 = the trained network as it is), beside the tuned pty-chi arm in the same cell. "
+        "Wall times: `reports/timing/summary.md`.",
+        "",
+        "| dose | view | steps | phase r along the refinement (step: r) | phase FRC½ res. (px), trained → refined "
+        "| ptychi_tuned phase r | floor |",
+        "|---:|---|---:|---|---|---:|---:|",
+    ]
+    found = False
+    for dose in cfg.study.doses:
+        for view in cfg.study.views:
+            path = Path(reconstruct_reports) / REFINED_ARM / f"{view_tag(dose, view)}.json"
+            if not path.is_file():
+                continue
+            rec = _read(path)
+            if rec["skipped"]:
+                continue
+            found = True
+            curve = rec["curve"]
+            along = ", ".join(f"{p['steps']}: {p['phase_pearson_r']:.3f}" for p in curve)
+            frc = f"{_number('_px', curve[0]['phase_frc50_resolution_px'])} → {_number('_px', curve[-1]['phase_frc50_resolution_px'])}"
+            lines.append(f"| {dose:g} | {view} | {rec['steps']} | {along} | {frc} "
+                         f"| {_number('r', _value(table, dose, view, 'ptychi_tuned', 'phase_pearson_r'))} "
+                         f"| {_number('r', _value(table, dose, view, FLOOR, 'phase_pearson_r'))} |")
+    if not found:
+        lines.append("| – | – | – | not run | | | |")
+    return lines
+
+
 def _spread_lines(spread: dict) -> list[str]:
     lines = [
         "",
@@ -445,11 +492,12 @@ def _study(cfg: Config, reconstruct_reports: Path, tuning_reports: Path, compare
         write_text(out_dir / PLOTS_DIR / f"{metric}.csv", "\n".join(lines) + "\n")
     study_figures.dose_figure(table, [(m, PLOT_TITLES[m]) for m in PLOTTED], out_dir / FIGURE, spread={
         (arm, view, m, dose): (min(v[m]), max(v[m])) for (dose, view, arm), v in spread.items() for m in PLOTTED})
-    lines = f_lines + g_lines + _spread_lines(spread) + [
+    lines = f_lines + g_lines + _refine_lines(cfg, reconstruct_reports, table) + _spread_lines(spread) + [
         "",
         f"![metrics vs dose]({FIGURE})",
         "",
-        "*Featured region of the test split. Solid: the view's gridsize-2 network; dashed: the gridsize-1 network; "
+        "*Featured region of the test split. Solid: the view's gridsize-2 network; solid with stars: the view's network "
+        "refined on the test patterns (pinn_refined); dashed: the gridsize-1 network; "
         "dotted: pty-chi as configured; dotted with squares: pty-chi tuned; dotted with triangles: the gradient "
         "solver; dash-dot: the floor (a blank object). Colour: the view. Bars: lowest to highest over the seeds of the "
         "replicate stage (the cells of `replicate.*`). Per-cell images: "
@@ -528,6 +576,13 @@ def _conclusion(cfg: Config, table: list[dict], called: tuple[float, str] = (CRO
         if configured is not None:
             text += (f"; pty-chi as configured reaches {configured[0]:+.2f} ({configured[4]} view, "
                      f"r {configured[1]:.2f})")
+        refined = _best_skill(cfg, table, dose, REFINED)
+        if refined is not None:
+            gap = tuned[0] - refined[0]
+            verdict = "ahead of" if gap > called[0] else ("level with" if abs(gap) <= called[0] else "behind")
+            text += (f". Refined on the test split's own patterns ({REFINED_ARM}, which saw them), the network's skill "
+                     f"is {refined[0]:+.2f} ({refined[4]} view, r {refined[1]:.2f}): the tuned iterative arms are "
+                     f"{verdict} it" + (f" by {abs(gap):.2f}" if verdict != "level with" else ""))
         out.append(text + ".")
     out.append(f"- Differences of {called[0]:.3f} phase r or less are called level: {called[1]}.")
     out.append("- Skill = phase r minus the floor's phase r in the same cell (a blank object: with the phase offset "
@@ -547,7 +602,8 @@ def status_line(cfg: Config, table: list[dict], skips: list) -> str:
     parts = []
     for dose in (max(cfg.study.doses), min(cfg.study.doses)):
         best = {group: _best_skill(cfg, table, dose, models)
-                for group, models in (("network", NETWORK_ARMS), ("tuned iterative", TUNED_ITERATIVE),
+                for group, models in (("network", NETWORK_ARMS), ("network refined on the test patterns", REFINED),
+                                      ("tuned iterative", TUNED_ITERATIVE),
                                       ("pty-chi as configured", ("ptychi",)))}
         best = {group: b for group, b in best.items() if b is not None}
         if best:

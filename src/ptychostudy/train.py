@@ -45,15 +45,29 @@ def headline_scores(scores: dict) -> dict[str, float]:
             "phase_spread_ratio": scores["phase"]["spread_ratio"]}
 
 
+def cosine_schedule(opt: torch.optim.Optimizer, total: int, lr: float, lr_final: float):
+    """The learning rate of ``opt`` (set to ``lr``) decayed along a half cosine to ``lr_final`` at step ``total``."""
+    floor = lr_final / lr
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(k, total) / total))
+    )
+
+
 class Trainer:
-    def __init__(self, cfg: Config, split: Split, arch: Architecture, seed: int, device: torch.device | None = None):
+    """Self-supervised training through the physics on one split's patterns: a fresh network, or ``net``
+    (a trained one, for the test-time refinement of refine.py)."""
+
+    def __init__(self, cfg: Config, split: Split, arch: Architecture, seed: int, device: torch.device | None = None,
+                 net: Reconstructor | None = None):
         self.cfg = cfg
         self.settings = cfg.train
         self.split = split
         self.arch = arch
         self.device = device if device is not None else torch.device("cpu")
         torch.manual_seed(seed)
-        self.net = Reconstructor(arch, split.probe, split.intensity_scale, input_norm(split.amplitude)).to(self.device)
+        if net is None:
+            net = Reconstructor(arch, split.probe, split.intensity_scale, input_norm(split.amplitude))
+        self.net = net.to(self.device)
         self.head = PhysicsHead(split.probe, split.intensity_scale).to(self.device)
         self.amplitude = split.amplitude.to(self.device)
         self.rng = np.random.default_rng(seed)
@@ -77,10 +91,10 @@ class Trainer:
         patches = self.predict(amp, self.split.offsets(groups))
         return poisson_deviance(self.head(patches), amp**2)
 
-    def optimizer(self) -> Adam:
-        """The training's optimiser: Adam at ``learning_rate``, its square root correctly rounded
-        (``optim.Adam``: the same bits on Intel and AMD CPUs)."""
-        return Adam(self.net.parameters(), lr=self.settings.learning_rate)
+    def optimizer(self, lr: float | None = None) -> Adam:
+        """The training's optimiser: Adam at ``lr`` (default ``train.learning_rate``), its square root
+        correctly rounded (``optim.Adam``: the same bits on Intel and AMD CPUs)."""
+        return Adam(self.net.parameters(), lr=self.settings.learning_rate if lr is None else lr)
 
     def step(self, opt: torch.optim.Optimizer, groups: np.ndarray) -> float:
         """One optimiser step on ``groups``; returns its loss."""
@@ -110,10 +124,7 @@ class Trainer:
         s = self.settings
         opt = self.optimizer()
         total = epochs * steps_per_epoch
-        floor = s.learning_rate_final / s.learning_rate
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda k: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(k, total) / total))
-        )
+        sched = cosine_schedule(opt, total, s.learning_rate, s.learning_rate_final)
         batches = self.step_batches(total, s.batch_size)
         history = []
         for epoch in range(epochs):

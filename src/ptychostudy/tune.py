@@ -10,7 +10,9 @@ else of the view, and a test runs it with the test file absent), runs
 * the gradient solver (``gradient.py``) through all of ``gradient.levels``, scored after each of
   ``tune.gradient_checkpoints`` steps of every level,
 
-scores each against the train split's own truth (featured region, phase Pearson r, by the study's
+all on ``tune.threads`` torch threads (one: a selection stage that a parallel run can pair with another
+single-threaded stage; the gradient arm itself runs on ``gradient.threads``), scores each against the
+train split's own truth (featured region, phase Pearson r, by the study's
 one scoring path ``metrics.score_arm``) and selects the best of each solver. The selection and every
 score it rests on go to ``reports/tuning/<cell>.json`` (with a figure); the ``reconstruct_tuned``
 and ``gradient`` stages read it.
@@ -78,7 +80,7 @@ def tune_ptychi(cfg: Config, split: Split, dose: int, view: str, score, seconds:
 
 def tune_gradient(cfg: Config, split: Split, dose: int, view: str, score, seconds: list, *, progress: bool = True) -> dict:
     g = cfg.gradient
-    gradient.setup(g.threads)
+    gradient.setup(cfg.tune.threads)
     rows = []
     done = {factor: i * g.steps_per_level for i, factor in enumerate(g.levels)}  # steps before each level
     start = time.perf_counter()

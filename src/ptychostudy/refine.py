@@ -1,0 +1,167 @@
+"""The test-time refinement arm ``pinn_refined``: a view's trained network fine-tuned on the test split's patterns.
+
+The network of each view (Phase E, trained on the train split) is trained further, self-supervised
+through the same physics and loss as in training (``train.Trainer``: Poisson deviance of the predicted
+diffraction against the measured counts), on the **test split's own patterns** — never their truth —
+for ``refine.steps`` Adam steps under a cosine decay. Its object at the end is the arm; on the way,
+at the fractions ``refine.checkpoints`` of the steps, the stitched object is scored by the study's one
+scoring path (``metrics.score_arm``) to draw phase r against wall time (the arm's cost: the refinement
+steps so far plus one inference). Nothing is selected from those scores: the settings are fixed in
+params beforehand and the arm is always the last step's object. The arm's name says what it saw.
+
+``run`` is load (params, the view's test split, the view's bundle, all checked first) → compute →
+write (object file beside Phase F's, record with the curve, timing).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ptychostudy import StudyError, layout
+from ptychostudy.bundle import load_bundle
+from ptychostudy.config import Config, load_config
+from ptychostudy.dataset import Split
+from ptychostudy.infer import predict_and_stitch, setup_torch
+from ptychostudy.io import derive_seed, sha256_file, write_json, write_reconstruction
+from ptychostudy.metrics import regions, score_arm
+from ptychostudy.train import Trainer, cosine_schedule
+
+ARM = layout.REFINED_ARM
+SPLIT = "test"  # the patterns it is refined on (and scored on): the test split's, never their truth
+
+
+def checkpoint_steps(cfg: Config, view: str) -> list[int]:
+    """The step counts at which the curve is recorded (0 = the trained network; the last = the arm)."""
+    steps = cfg.refine.steps[view]
+    return sorted({round(f * steps) for f in cfg.refine.checkpoints})
+
+
+def load(cfg: Config, dose, view: str, view_dir, bundle):
+    """(dose, view summary, test split with the view's groups, loaded bundle or None if skipped)."""
+    dose = cfg.dose(dose)
+    gridsize = cfg.view(view).gridsize
+    summary = layout.read_view_summary(view_dir, dose, view)
+    if summary["skipped"]:
+        return dose, summary, None, None
+    split = Split.read(layout.view_file(view_dir, SPLIT), gridsize, require_groups=gridsize > 1)
+    loaded = load_bundle(bundle)
+    d = loaded.description
+    if d.get("dose") != dose or d.get("view") != view:
+        raise StudyError(f"{bundle}: the network of dose {d.get('dose')}, view {d.get('view')}, not of dose {dose}, "
+                         f"view {view}")
+    if loaded.model.arch.channels != split.groups.shape[1]:
+        raise StudyError(f"{bundle}: a network for {loaded.model.arch.channels} patterns per group cannot refine on "
+                         f"groups of {split.groups.shape[1]}")
+    if not np.isclose(loaded.intensity_scale, split.intensity_scale, rtol=1e-6) or not torch.allclose(
+            loaded.probe, split.probe, rtol=1e-5, atol=1e-7):
+        raise StudyError(f"{bundle}: its probe or intensity scale is not the test split's ({view_dir}): "
+                         "refine a network with the data it was made for")
+    return dose, summary, split, loaded
+
+
+def refine(cfg: Config, dose: int, view: str, split: Split, loaded, *, progress: bool = True,
+           on_checkpoint=None) -> tuple[np.ndarray, np.ndarray, list[dict], float]:
+    """Fine-tune ``loaded``'s network on ``split``'s patterns (no truth is read here).
+
+    Returns (final object, loss per step, checkpoints [{steps, seconds, inference_seconds, loss}],
+    refinement seconds). ``on_checkpoint(steps, canvas)`` receives each checkpoint's stitched object.
+    """
+    r, i = cfg.refine, cfg.infer
+    device = setup_torch(r.threads, r.accelerator)
+    total = r.steps[view]
+    marks = checkpoint_steps(cfg, view)
+    trainer = Trainer(cfg, split, loaded.model.arch, derive_seed(r.seed, dose, view), device, net=loaded.model)
+    trainer.net.train()
+    opt = trainer.optimizer(r.learning_rate)
+    sched = cosine_schedule(opt, total, r.learning_rate, r.learning_rate_final)
+    batches = trainer.step_batches(total, r.batch_size)
+    losses: list[float] = []
+    points: list[dict] = []
+    spent = 0.0  # seconds of refinement steps (checkpoint inference timed apart)
+    canvas = None
+    bar = tqdm(total=total, desc=f"refine dose {dose} {view}", unit="step", disable=not progress)
+    for k in range(total + 1):
+        if k in marks:
+            start = time.perf_counter()
+            canvas, _ = predict_and_stitch(trainer.net, split, i.stitch_fraction, i.phase_sync, i.batch, device)
+            points.append({"steps": k, "seconds": spent, "inference_seconds": time.perf_counter() - start,
+                           "loss": losses[-1] if losses else None})
+            if on_checkpoint is not None:
+                on_checkpoint(k, canvas)
+        if k == total:
+            break
+        start = time.perf_counter()
+        losses.append(trainer.step(opt, next(batches)))
+        sched.step()
+        spent += time.perf_counter() - start
+        bar.update()
+    bar.close()
+    return canvas, np.asarray(losses, dtype=np.float64), points, spent
+
+
+def run(cfg: Config, dose, view: str, view_dir, bundle, out, report, timing, *, progress: bool = True) -> dict:
+    dose, summary, split, loaded = load(cfg, dose, view, view_dir, bundle)
+    out, report, timing = map(Path, (out, report, timing))
+    r = cfg.refine
+    record = {"dose": dose, "view": view, "phase": "F", "arm": ARM, "split": SPLIT,
+              "solver": "the view's trained network fine-tuned self-supervised (Poisson deviance through the physics) "
+                        "on the test split's own patterns; their truth is never read"}
+    if summary["skipped"]:
+        record.update(skipped=True, reason=summary["reason"])
+        write_reconstruction(out, np.zeros((0, 0)), np.zeros(0), record)
+        write_json(report, record)
+        return record
+    masks = regions(split, cfg.compare.scanned_threshold)
+    scores: dict[int, dict] = {}
+
+    def score(steps: int, canvas: np.ndarray) -> None:  # the curve: measured with the truth, never selected on
+        s = score_arm(canvas, split.truth, masks, cfg.compare, ("featured",)).scores["featured"]
+        scores[steps] = {"phase_pearson_r": s["phase"]["pearson_r"],
+                         "phase_frc50_resolution_px": s["phase"]["frc50_resolution_px"],
+                         "amplitude_pearson_r": s["amplitude"]["pearson_r"]}
+
+    obj, losses, points, seconds = refine(cfg, dose, view, split, loaded, progress=progress, on_checkpoint=score)
+    # the tracked record holds what is reproducible (scores by step); the wall times go to the timing file
+    curve = [{"steps": p["steps"], "loss": p["loss"], **scores[p["steps"]]} for p in points]
+    data_path = layout.view_file(view_dir, SPLIT)
+    record.update(
+        skipped=False,
+        data={"path": str(data_path), "sha256": sha256_file(data_path)},
+        bundle={"path": str(bundle), "sha256": sha256_file(bundle)},
+        positions=split.patterns, groups=int(split.groups.shape[0]),
+        steps=len(losses),
+        settings={"steps": r.steps[view], "batch_size": r.batch_size, "learning_rate": r.learning_rate,
+                  "learning_rate_final": r.learning_rate_final, "seed": r.seed, "threads": r.threads,
+                  "chosen_by": "fixed in params beforehand (training's schedule, half its steps); nothing selected "
+                               "from scores"},
+        cost_first=float(losses[0]), cost_final=float(losses[-1]),
+        curve=curve,
+        object_shape=list(obj.shape),
+    )
+    write_reconstruction(out, obj, losses, record)
+    write_json(report, record)
+    write_json(timing, {"dose": dose, "view": view, "arm": ARM, "refine_seconds": seconds,
+                        "inference_seconds": points[-1]["inference_seconds"],
+                        "ms_per_step": 1000 * seconds / max(len(losses), 1), "steps": len(losses),
+                        "curve": [{"steps": p["steps"], "seconds": p["seconds"],
+                                   "inference_seconds": p["inference_seconds"],
+                                   "phase_pearson_r": scores[p["steps"]]["phase_pearson_r"]} for p in points],
+                        "threads": r.threads, "accelerator": r.accelerator, "torch": torch.__version__})
+    return {**record, "seconds": seconds}
+
+
+def cli(args) -> None:
+    """``ptychostudy refine``: one cell, then its curve on stdout."""
+    r = run(load_config(args.params), args.dose, args.view, args.view_dir, args.bundle, args.out, args.report,
+            args.timing, progress=not args.no_progress)
+    if r["skipped"]:
+        print(f"refine dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
+        return
+    points = "; ".join(f"{p['steps']} steps r {p['phase_pearson_r']:.3f}" for p in r["curve"])
+    print(f"refine dose {r['dose']} {r['view']}: {r['positions']} test patterns, loss {r['cost_first']:.4g} -> "
+          f"{r['cost_final']:.4g} in {r['seconds']:.1f} s; phase r (featured): {points} -> {args.out}")
