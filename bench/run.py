@@ -37,7 +37,7 @@ from ptychostudy.config import as_dict, config_from_dict, load_config  # noqa: E
 from ptychostudy.dataset import Split  # noqa: E402
 from ptychostudy.infer import reconstruct_split  # noqa: E402
 from ptychostudy.metrics import regions, score_arm  # noqa: E402
-from ptychostudy import gradient  # noqa: E402
+from ptychostudy import gradient, refine  # noqa: E402
 from ptychostudy.config import PtychiSetting  # noqa: E402
 from ptychostudy.reconstruct import build_task, read_selection  # noqa: E402
 from ptychostudy.simulate import CHUNK, object_patches, scan_positions, simulate_dose  # noqa: E402
@@ -300,6 +300,21 @@ def gradient_curve(cfg, split: Split, stop: tuple[int, int], seed: int = 5) -> l
     return rows
 
 
+def refine_curve(cfg, dose: int, view: str) -> list[dict]:
+    """The refinement arm (refine.py, the stage's own function and settings) on the view's test split: at each
+    checkpoint, the refinement steps' seconds so far plus that checkpoint's inference (scoring excluded)."""
+    view_dir = layout.view_dir(dose, view, ROOT)
+    _, _, split, loaded = refine.load(cfg, dose, view, view_dir, layout.bundle_path(ROOT / layout.MODELS, dose, view))
+    rows = []
+    _, _, points, _ = refine.refine(cfg, dose, view, split, loaded, progress=False,
+                                    on_checkpoint=lambda steps, canvas: rows.append(
+                                        {"steps": steps, **featured_scores(cfg, canvas, split)}))
+    for row, point in zip(rows, points):
+        row.update(seconds=point["seconds"] + point["inference_seconds"], refine_seconds=point["seconds"])
+    torch.use_deterministic_algorithms(False)
+    return rows
+
+
 def equal_quality_time(curve: list[dict], target: float, key: str = "phase_ssim") -> float | None:
     """pty-chi's wall time when its ``key`` first reaches ``target`` (linear between checkpoints)."""
     prev_t, prev_v = 0.0, None
@@ -334,9 +349,20 @@ def bench_network_vs_iterative(cfg, view: str, out_png: Path) -> dict:
         last = int(chosen["epochs"])
         checkpoints = sorted({e for e in (1, 2, 3, 4, 5, 10, 20, 40, 60, 80) if e < last} | {last})
         curves = {"ptychi_tuned": ptychi_curve(cfg, split, setting, checkpoints),
-                  "gradient": gradient_curve(cfg, split, gradient.read_selection(tuning, dose, view))}
+                  "gradient": gradient_curve(cfg, split, gradient.read_selection(tuning, dose, view)),
+                  "pinn_refined": refine_curve(cfg, dose, view)}
         entry = {"network": {**net, "inference_seconds": infer_s, "training_seconds_last_run": train_s},
                  "ptychi_tuned_setting": chosen["setting"], "curves": curves}
+        # the refinement arm against the tuned pty-chi arm, both ways: each one's time to the other's final quality
+        refined, tuned = curves["pinn_refined"], curves["ptychi_tuned"]
+        entry["refined_vs_ptychi_tuned"] = {
+            "refined_phase_r": refined[-1]["phase_r"], "refined_seconds": refined[-1]["seconds"],
+            "ptychi_tuned_phase_r": tuned[-1]["phase_r"], "ptychi_tuned_seconds": tuned[-1]["seconds"],
+            "ptychi_tuned_seconds_to_refined_phase_r": equal_quality_time(tuned, refined[-1]["phase_r"], key="phase_r"),
+            "refined_seconds_to_ptychi_tuned_phase_r": equal_quality_time(refined, tuned[-1]["phase_r"], key="phase_r"),
+        }
+        log(f"   dose {dose}: pinn_refined phase r {refined[0]['phase_r']:.3f} -> {refined[-1]['phase_r']:.3f} in "
+            f"{refined[-1]['seconds']:.1f} s; ptychi_tuned {tuned[-1]['phase_r']:.3f} in {tuned[-1]['seconds']:.1f} s")
         for arm, curve in curves.items():
             t_equal = equal_quality_time(curve, net["phase_r"], key="phase_r")
             entry[arm] = {"seconds_to_network_phase_r": t_equal, "best_phase_r": max(r["phase_r"] for r in curve),
@@ -346,7 +372,7 @@ def bench_network_vs_iterative(cfg, view: str, out_png: Path) -> dict:
             log(f"   dose {dose}: network phase r {net['phase_r']:.3f} in {infer_s:.2f} s inference; {arm} {verdict}")
         results[dose] = entry
     plot_curves(results, view, out_png)
-    return {"view": view, "doses": results,
+    return {"view": view, "doses": results, "machine": machine(),
             "note": "phase r in the featured region of the test split; iterative times exclude scoring; the tuned "
                     "settings are the tune stage's (train split); training time is the last `dvc repro`'s "
                     "(reports/timing), when present"}
@@ -361,8 +387,10 @@ def plot_curves(results: dict, view: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (dose, r) in enumerate(sorted(results.items())):
         colour = f"C{i}"
-        for arm, style in (("ptychi_tuned", "o:"), ("gradient", "v--")):
-            curve = r["curves"][arm]
+        for arm, style in (("ptychi_tuned", "o:"), ("gradient", "v--"), ("pinn_refined", "*-")):
+            curve = r["curves"].get(arm)
+            if not curve:
+                continue
             ax.plot([c["seconds"] for c in curve], [c["phase_r"] for c in curve], style, color=colour, ms=3,
                     label=f"{arm}, dose {dose:g}")
         net = r["network"]
@@ -380,6 +408,62 @@ def plot_curves(results: dict, view: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90, metadata={"Software": None})
     plt.close(fig)
+
+
+def bench_full_profile(workdir: Path, view: str = "dense", dose: int = 100000, epochs: int = 2, steps: int = 25) -> dict:
+    """One cell of profiles/full.yaml (N = 128, 5,152 positions per split, the full network) on the CPU: its
+    base, Phase C and Phase D by the stages' own functions, then the training stage itself (a child process,
+    `ptychostudy train`) for ``epochs`` epochs of ``steps`` steps instead of 50 × 500: the path works, and what a
+    step and the memory cost. Returns the phase times, ms per step, the child's peak RSS and its scores."""
+    import yaml
+
+    log(f"10. the full profile's cell dose {dose:g} × {view} on the CPU ({epochs} epochs of {steps} steps)")
+    raw = yaml.safe_load((ROOT / "profiles/full.yaml").read_text())
+    raw["study"]["doses"] = [dose]
+    raw["train"].update(accelerator="cpu", steps_per_epoch=steps, epochs={v: epochs for v in raw["train"]["epochs"]})
+    cfg = config_from_dict(raw)
+    params = workdir / "params-full.yaml"
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    base, base_s = timed(prepare_base, cfg, PROBE, OBJECT)
+    sim_dir, view_dir, out = workdir / "full-sim", workdir / "full-view", workdir / "full-train"
+    _, sim_s = timed(simulate_dose, cfg, base, dose, sim_dir, workdir / "full-sim.json", workdir / "full-sim.png",
+                     progress=False)
+    _, view_s = timed(build_view, cfg, dose, view, sim_dir, view_dir, workdir / "full-view.json",
+                      workdir / "full-view.png", progress=False)
+    facts = json.loads((workdir / "full-view.json").read_text())
+    hwm = out / "vmhwm.txt"
+    out.mkdir(parents=True, exist_ok=True)
+    wrapper = ("import sys\nfrom ptychostudy.cli import main\nrc = main(sys.argv[2:])\n"
+               "line = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+               "open(sys.argv[1], 'w').write(line.split()[1])\nsys.exit(rc)\n")
+    args = ["--no-progress", "train", "--params", str(params), "--dose", str(dose), "--view", view, "--view-dir",
+            str(view_dir), "--bundle", str(out / "wts.h5.zip"), "--report", str(out / "r.json"), "--history",
+            str(out / "h.csv"), "--timing", str(out / "t.json"), "--figure", str(out / "f.png")]
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", wrapper, str(hwm), *args], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+    train_s = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"full-profile training failed: {result.stderr[-2000:]}")
+    record, timing = (json.loads((out / n).read_text()) for n in ("r.json", "t.json"))
+    split = Split.read(layout.view_file(view_dir, "train"), cfg.view(view).gridsize)
+    step_s, _ = step_time(cfg, split, view, steps=5)
+    entry = {"dose": dose, "view": view, "patch_size": cfg.base.patch_size, "positions_per_split": cfg.simulate.positions_per_split,
+             "view_positions": {s: facts[s]["positions"] for s in ("train", "test")},
+             "view_groups": {s: facts[s]["groups"] for s in ("train", "test")},
+             "epochs": epochs, "steps_per_epoch": steps, "batch_size": cfg.train.batch_size, "threads": cfg.train.threads,
+             "parameters": sum(t.numel() for t in load_bundle(out / "wts.h5.zip").model.parameters()),
+             "seconds": {"base": base_s, "simulate": sim_s, "views": view_s, "train_process": train_s},
+             "train_ms_per_step_with_scoring": timing["ms_per_step"], "train_ms_per_step": 1000 * step_s,
+             "peak_rss_mb": int(hwm.read_text()) / 1024, "bundle_bytes": record["bundle"]["bytes"],
+             "scores": record["scores"],
+             "full_length_estimate_hours": cfg.train.epochs[view] * 500 * step_s / 3600,
+             "note": "profiles/full.yaml with train.accelerator cpu, study.doses [dose] and train.epochs × steps_per_epoch "
+                     "cut to the numbers here; the full length (50 epochs × 500 steps) estimated from the step time"}
+    log(f"   simulate {sim_s:.0f} s, views {view_s:.0f} s, {entry['view_positions']} positions; training "
+        f"{1000 * step_s:.0f} ms/step ({timing['ms_per_step']:.0f} with the per-epoch scoring), peak RSS "
+        f"{entry['peak_rss_mb']:.0f} MB; the full 25,000 steps would take {entry['full_length_estimate_hours']:.1f} h")
+    return entry
 
 
 # ---------------------------------------------------------------------------------------
@@ -575,6 +659,40 @@ def markdown(results: dict) -> str:
                              f"{f'{train_s:.0f}' if train_s else '–'} | {label} | {a['best_phase_r']:.3f} | "
                              + (f"{t_eq:.1f} s | {a['over_inference_at_equal_phase_r']:.1f}× |" if t_eq else "never | – |"))
         lines.append("")
+        if any("refined_vs_ptychi_tuned" in r for r in n["doses"].values()):
+            lines += ["The test-time refinement arm (pinn_refined: the network fine-tuned on the test patterns, "
+                      "refine.*; time = refinement steps + one inference) against the tuned pty-chi arm, each one's time "
+                      "to the other's final phase r:", "",
+                      "| dose | pinn_refined: phase r (start → end) | its seconds | ptychi_tuned: phase r | its seconds "
+                      "| ptychi_tuned to the refined r | pinn_refined to ptychi_tuned's r |", "|---:|---|---:|---:|---:|---:|---:|"]
+            for dose, r in n["doses"].items():
+                q = r.get("refined_vs_ptychi_tuned")
+                if not q:
+                    continue
+                start = r["curves"]["pinn_refined"][0]["phase_r"]
+                fmt = lambda t: "never" if t is None else f"{t:.1f} s"  # noqa: E731
+                lines.append(f"| {float(dose):g} | {start:.3f} → {q['refined_phase_r']:.3f} | {q['refined_seconds']:.1f} "
+                             f"| {q['ptychi_tuned_phase_r']:.3f} | {q['ptychi_tuned_seconds']:.1f} "
+                             f"| {fmt(q['ptychi_tuned_seconds_to_refined_phase_r'])} "
+                             f"| {fmt(q['refined_seconds_to_ptychi_tuned_phase_r'])} |")
+            lines.append("")
+    fp = results.get("full_profile")
+    if fp:
+        sec = fp["seconds"]
+        lines += [f"## 10. The full profile on the CPU (profiles/full.yaml, dose {fp['dose']:g} × {fp['view']})", "",
+                  f"Measured on {fp['machine']['cpu']}, {fp['machine']['date']}: N = {fp['patch_size']}, "
+                  f"{fp['positions_per_split']} positions per split, {fp['view']} view "
+                  f"{fp['view_positions']['train']} / {fp['view_positions']['test']} positions "
+                  f"({fp['view_groups']['train']} / {fp['view_groups']['test']} groups), a network of "
+                  f"{fp['parameters']:,} parameters, batch {fp['batch_size']}, {fp['threads']} threads; the training stage "
+                  f"itself (`ptychostudy train`) for {fp['epochs']} epochs of {fp['steps_per_epoch']} steps.", "",
+                  "| base (s) | Phase C (s) | Phase D (s) | training process (s) | ms/step | ms/step with per-epoch scoring "
+                  "| peak RSS (MB) | bundle (bytes) | test phase r | 25,000 steps (h, estimate) |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+                  f"| {sec['base']:.1f} | {sec['simulate']:.1f} | {sec['views']:.1f} | {sec['train_process']:.0f} "
+                  f"| {fp['train_ms_per_step']:.0f} | {fp['train_ms_per_step_with_scoring']:.0f} | {fp['peak_rss_mb']:.0f} "
+                  f"| {fp['bundle_bytes']:,} | {fp['scores']['test']['phase_r']:.3f} | {fp['full_length_estimate_hours']:.1f} |",
+                  ""]
     p = results.get("pipeline")
     if p:
         lines += ["## 5. The pipeline (default study from scratch, fresh clone)", "",
@@ -653,7 +771,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-pipeline", action="store_true", help="skip section 5 (the from-scratch dvc repro)")
     parser.add_argument("--only", nargs="*", choices=["simulation", "training", "inference", "network_vs_iterative",
-                                                       "pipeline", "scaling", "contention"], help="run only these sections")
+                                                       "pipeline", "scaling", "contention", "full_profile"],
+                        help="run only these sections")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--render", action="store_true", help="only rewrite results.md from results.json")
     args = parser.parse_args(argv)
@@ -663,7 +782,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     cfg = load_config(ROOT / "params.yaml")
     wanted = set(args.only or ["simulation", "training", "inference", "network_vs_iterative", "pipeline", "scaling",
-                               "contention"])
+                               "contention", "full_profile"])
     if args.skip_pipeline:
         wanted.discard("pipeline")
     results = {"machine": machine()}
@@ -687,6 +806,8 @@ def main(argv=None) -> int:
             results["scaling"] = bench_scaling(cfg, work)
         if "contention" in wanted:
             results["contention"] = bench_contention()
+        if "full_profile" in wanted:
+            results["full_profile"] = {**bench_full_profile(work), "machine": machine()}
         if "pipeline" in wanted:
             results["pipeline"] = bench_pipeline(work)
     results["bench_seconds"] = time.perf_counter() - start

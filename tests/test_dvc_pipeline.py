@@ -80,13 +80,14 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
     # Phases F and G: every cell of every view with its arms, and the study's tables and plots
     for dose in (1000, 100000):
         for view in ("baseline", "dense", "sparse"):
-            for arm in ("ptychi", "ptychi_tuned", "gradient"):
+            for arm in ("ptychi", "ptychi_tuned", "gradient", "pinn_refined"):
                 assert (work / f"data/reconstruct/dose_{dose}/{view}/{arm}.npz").is_file()
             assert (work / f"reports/tuning/dose_{dose}-{view}.json").is_file()
             record = json.loads((work / f"reports/compare/dose_{dose}-{view}/comparison.json").read_text())
             if not record["skipped"]:
                 assert record["arms"][-4:] == ["ptychi", "ptychi_tuned", "gradient", "blank"]
-                assert (len(record["arms"]) == 6) == (view != "baseline")
+                assert "pinn_refined" in record["arms"]  # every view refines its own network
+                assert (len(record["arms"]) == 7) == (view != "baseline")
                 assert (work / f"reports/compare/dose_{dose}-{view}/comparison.png").is_file()
     # ptychodus product files: every arm with an object, the object and positions as the study has them
     from ptychostudy.io import read_npz, read_reconstruction
@@ -94,7 +95,8 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
 
     for dose in (1000, 100000):
         index = json.loads((work / f"data/products/dose_{dose}/dense/products.json").read_text())
-        assert set(index["files"]) == {f"{a}.h5" for a in ("pinn", "pinn_gs1", "ptychi", "ptychi_tuned", "gradient")}
+        assert set(index["files"]) == {f"{a}.h5" for a in ("pinn", "pinn_refined", "pinn_gs1", "ptychi", "ptychi_tuned",
+                                                           "gradient")}
         test = read_npz(work / f"data/views/dose_{dose}/dense/test.npz", "view")
         for name in index["files"]:
             product = read_product(work / f"data/products/dose_{dose}/dense/{name}")
@@ -110,8 +112,9 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
     # the final loss and the bundle's size (every metric of every cell is in study_metrics.csv)
     for dose_metrics in metrics.values():
         for view, cell in dose_metrics.items():
-            assert set(cell) <= {"pinn", "pinn_gs1", "ptychi", "ptychi_tuned", "gradient", "blank", "train"}, cell
-            assert {"blank", "ptychi_tuned", "gradient"} <= set(cell), cell
+            assert set(cell) <= {"pinn", "pinn_refined", "pinn_gs1", "ptychi", "ptychi_tuned", "gradient", "blank",
+                                 "train"}, cell
+            assert {"blank", "ptychi_tuned", "gradient", "pinn_refined"} <= set(cell), cell
             assert set(cell["train"]) == {"final_loss", "bundle_bytes"}
             for arm in set(cell) - {"train"}:
                 assert set(cell[arm]) - {"phase_r_seeds", "phase_r_seed_sd"} == {"phase_r", "phase_frc50_px", "amplitude_r"}
@@ -282,6 +285,10 @@ def _status_stages(work, env) -> set[str]:
     return set(json.loads(dvc("status", "--json", cwd=work, env=env).stdout))
 
 
+def params_default(section: str, key: str):
+    return tiny_params()[section][key]
+
+
 def test_what_each_params_section_touches(repo):
     """Each section reruns only its own phase: training keys the training jobs, the networks' stitching
     (infer.*) only the comparisons and the product files (both infer), pty-chi's keys only pty-chi."""
@@ -312,7 +319,9 @@ def test_what_each_params_section_touches(repo):
         try:
             assert _status_stages(work, env) == stages, (section, key)
             diff = dvc("params", "diff", cwd=work, env=env).stdout
-            assert f"{section}.{key}" in diff and str(value) in diff
+            changed = {f"{key}.{k}": v for k, v in value.items() if v != params_default(section, key)[k]} \
+                if isinstance(value, dict) else {key: value}  # a per-view key: DVC names the changed leaf
+            assert all(f"{section}.{k}" in diff and str(v) in diff for k, v in changed.items()), diff
         finally:
             write_params(work / "params.yaml", tiny_params())
     assert _status_stages(work, env) == set()

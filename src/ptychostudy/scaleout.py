@@ -147,6 +147,16 @@ def stage_threads(stage, params: dict) -> int:
     return max(found)
 
 
+def _remove_unfinished_writes(stage, root: Path) -> None:
+    """A killed run leaves its atomic writes' temporary siblings (``io.atomic_path``: ``.<name>.tmp-<pid>``)
+    beside the outputs it was writing; DVC does not know them, but a later stage that depends on the folder
+    (summarize reads reports/train) would hash them. They are removed with the stage's old outputs."""
+    for out in stage.outs:
+        path = root / str(out.def_path)
+        for leftover in path.parent.glob(f".{path.name}.tmp-*"):
+            leftover.unlink(missing_ok=True)
+
+
 def _fingerprint(stage, root: Path) -> tuple:
     """(path, md5) of every file a stage depends on: taken before it runs and after, to see that
     nothing it read changed underneath it (contents, not times: recording an upstream stage
@@ -334,6 +344,7 @@ def run(root: Path, cfg: ScaleoutConfig, targets: list[str] | None = None, *, fo
                     continue
                 with repo.lock:
                     j.stage.remove_outs(ignore_remove=False, force=False)
+                _remove_unfinished_writes(j.stage, root)
                 j.fingerprint = _fingerprint(j.stage, root)
                 j.log = logs / f"{j.name.replace('@', '_')}.log"
                 app = apps["gpu" if gpu and j.name.split("@")[0] in TRAINING_STAGES else "cpu"]
