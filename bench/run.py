@@ -184,6 +184,22 @@ def step_time(cfg, split: Split, view: str, steps: int = 20) -> tuple[float, flo
     return (time.perf_counter() - start) / steps, flops
 
 
+def train_child(args: list[str], out: Path) -> float:
+    """Run ``ptychostudy <args>`` (a training job) in a child process; its peak RSS in MB."""
+    hwm = out / "vmhwm.txt"
+    out.mkdir(parents=True, exist_ok=True)
+    wrapper = ("import sys\nfrom ptychostudy.cli import main\nrc = main(sys.argv[2:])\n"
+               "line = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+               "open(sys.argv[1], 'w').write(line.split()[1])\nsys.exit(rc)\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    result = subprocess.run([sys.executable, "-c", wrapper, str(hwm), *args], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"training child failed: {result.stderr[-2000:]}")
+    # VmHWM: the peak resident set of the child's own address space (ru_maxrss would include the
+    # parent's pages duplicated by fork before exec)
+    return int(hwm.read_text()) / 1024
+
+
 def peak_memory_of_training(cfg, view: str, workdir: Path, steps: int = 20) -> dict:
     """Run one real training job (the default settings, ``steps`` steps) in a child process; its peak RSS."""
     raw = as_dict(cfg)
@@ -198,18 +214,7 @@ def peak_memory_of_training(cfg, view: str, workdir: Path, steps: int = 20) -> d
            "--view", view, "--view-dir", str(layout.view_dir(100000, view, ROOT)), "--bundle", str(out / "wts.h5.zip"),
            "--report", str(out / "r.json"), "--history", str(out / "h.csv"), "--timing", str(out / "t.json"),
            "--figure", str(out / "f.png")]
-    hwm = out / "vmhwm.txt"
-    wrapper = ("import sys\nfrom ptychostudy.cli import main\nrc = main(sys.argv[2:])\n"
-               "line = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
-               "open(sys.argv[1], 'w').write(line.split()[1])\nsys.exit(rc)\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    out.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([sys.executable, "-c", wrapper, str(hwm), *cmd[3:]], capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        raise SystemExit(f"training child failed: {result.stderr[-2000:]}")
-    # VmHWM: the peak resident set of the child's own address space (ru_maxrss would include the
-    # parent's pages duplicated by fork before exec)
-    return {"view": view, "steps": steps, "peak_rss_mb": int(hwm.read_text()) / 1024}
+    return {"view": view, "steps": steps, "peak_rss_mb": train_child(cmd[3:], out)}
 
 
 def bench_training(cfg, workdir: Path) -> dict:
@@ -431,20 +436,10 @@ def bench_full_profile(workdir: Path, view: str = "dense", dose: int = 100000, e
     _, view_s = timed(build_view, cfg, dose, view, sim_dir, view_dir, workdir / "full-view.json",
                       workdir / "full-view.png", progress=False)
     facts = json.loads((workdir / "full-view.json").read_text())
-    hwm = out / "vmhwm.txt"
-    out.mkdir(parents=True, exist_ok=True)
-    wrapper = ("import sys\nfrom ptychostudy.cli import main\nrc = main(sys.argv[2:])\n"
-               "line = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
-               "open(sys.argv[1], 'w').write(line.split()[1])\nsys.exit(rc)\n")
     args = ["--no-progress", "train", "--params", str(params), "--dose", str(dose), "--view", view, "--view-dir",
             str(view_dir), "--bundle", str(out / "wts.h5.zip"), "--report", str(out / "r.json"), "--history",
             str(out / "h.csv"), "--timing", str(out / "t.json"), "--figure", str(out / "f.png")]
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", wrapper, str(hwm), *args], capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
-    train_s = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"full-profile training failed: {result.stderr[-2000:]}")
+    peak_mb, train_s = timed(train_child, args, out)
     record, timing = (json.loads((out / n).read_text()) for n in ("r.json", "t.json"))
     split = Split.read(layout.view_file(view_dir, "train"), cfg.view(view).gridsize)
     step_s, _ = step_time(cfg, split, view, steps=5)
@@ -455,7 +450,7 @@ def bench_full_profile(workdir: Path, view: str = "dense", dose: int = 100000, e
              "parameters": sum(t.numel() for t in load_bundle(out / "wts.h5.zip").model.parameters()),
              "seconds": {"base": base_s, "simulate": sim_s, "views": view_s, "train_process": train_s},
              "train_ms_per_step_with_scoring": timing["ms_per_step"], "train_ms_per_step": 1000 * step_s,
-             "peak_rss_mb": int(hwm.read_text()) / 1024, "bundle_bytes": record["bundle"]["bytes"],
+             "peak_rss_mb": peak_mb, "bundle_bytes": record["bundle"]["bytes"],
              "scores": record["scores"],
              "full_length_estimate_hours": cfg.train.epochs[view] * 500 * step_s / 3600,
              "note": "profiles/full.yaml with train.accelerator cpu, study.doses [dose] and train.epochs × steps_per_epoch "
