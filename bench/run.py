@@ -427,6 +427,7 @@ def bench_full_profile(workdir: Path, view: str = "dense", dose: int = 100000, e
     raw["study"]["doses"] = [dose]
     raw["replicate"]["doses"] = [dose]  # the cross-checks refuse a replicate or tuning dose outside study.doses
     raw["measured"]["tuning_dose"] = dose
+    full_steps = raw["train"]["epochs"][view] * raw["train"]["steps_per_epoch"]  # the profile's own length
     raw["train"].update(accelerator="cpu", steps_per_epoch=steps, epochs={v: epochs for v in raw["train"]["epochs"]})
     cfg = config_from_dict(raw)
     params = workdir / "params-full.yaml"
@@ -454,12 +455,12 @@ def bench_full_profile(workdir: Path, view: str = "dense", dose: int = 100000, e
              "train_ms_per_step_with_scoring": timing["ms_per_step"], "train_ms_per_step": 1000 * step_s,
              "peak_rss_mb": peak_mb, "bundle_bytes": record["bundle"]["bytes"],
              "scores": record["scores"],
-             "full_length_estimate_hours": cfg.train.epochs[view] * 500 * step_s / 3600,
+             "full_length_steps": full_steps, "full_length_estimate_hours": full_steps * step_s / 3600,
              "note": "profiles/full.yaml with train.accelerator cpu, study.doses [dose] and train.epochs × steps_per_epoch "
                      "cut to the numbers here; the full length (50 epochs × 500 steps) estimated from the step time"}
     log(f"   simulate {sim_s:.0f} s, views {view_s:.0f} s, {entry['view_positions']} positions; training "
         f"{1000 * step_s:.0f} ms/step ({timing['ms_per_step']:.0f} with the per-epoch scoring), peak RSS "
-        f"{entry['peak_rss_mb']:.0f} MB; the full 25,000 steps would take {entry['full_length_estimate_hours']:.1f} h")
+        f"{entry['peak_rss_mb']:.0f} MB; the full {full_steps:,} steps would take {entry['full_length_estimate_hours']:.1f} h")
     return entry
 
 
