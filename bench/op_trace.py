@@ -54,7 +54,7 @@ def trace(dose: int, view: str, steps: int, threads: int | None) -> list[dict]:
     t = cfg.train
     device = setup_torch(t.threads if threads is None else threads, "cpu")
     split = Split.read(layout.view_file(layout.view_dir(dose, view, ROOT), "train"), cfg.view(view).gridsize)
-    trainer = Trainer(cfg, split, cfg.architecture(view), derive_seed(t.seed, dose, view), device)
+    trainer = Trainer(cfg, split, cfg.architecture(view, dose), derive_seed(t.seed, dose, view), device)
     opt = trainer.optimizer()
     batches = trainer.step_batches(steps, t.batch_size)
     records: list[dict] = []

@@ -55,7 +55,7 @@ def main() -> int:
     import torch
 
     split = Split.read(layout.view_file(layout.view_dir(a.dose, a.view, ROOT), "train"), cfg.view(a.view).gridsize)
-    trainer = Trainer(cfg, split, cfg.architecture(a.view), derive_seed(t.seed, a.dose, a.view), device)
+    trainer = Trainer(cfg, split, cfg.architecture(a.view, a.dose), derive_seed(t.seed, a.dose, a.view), device)
     opt = trainer.optimizer()
     batches = trainer.step_batches(a.warmup + a.steps, t.batch_size)
     for _ in range(a.warmup):

@@ -161,12 +161,12 @@ def load_split(dose: int, view: str, part: str, gridsize: int) -> Split:
     return Split.read(path, gridsize)
 
 
-def step_time(cfg, split: Split, view: str, steps: int = 20) -> tuple[float, float]:
+def step_time(cfg, split: Split, view: str, steps: int = 20, dose: int = 100000) -> tuple[float, float]:
     """(seconds per optimiser step, FLOPs per step counted by torch's FlopCounterMode)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(cfg.train.threads)
-    trainer = Trainer(cfg, split, cfg.architecture(view), seed=1)
+    trainer = Trainer(cfg, split, cfg.architecture(view, dose), seed=1)
     opt = trainer.optimizer()
     batches = trainer.step_batches(steps + 3, cfg.train.batch_size)
 
@@ -445,7 +445,7 @@ def bench_full_profile(workdir: Path, view: str = "dense", dose: int = 100000, e
     peak_mb, train_s = timed(train_child, args, out)
     record, timing = (json.loads((out / n).read_text()) for n in ("r.json", "t.json"))
     split = Split.read(layout.view_file(view_dir, "train"), cfg.view(view).gridsize)
-    step_s, _ = step_time(cfg, split, view, steps=5)
+    step_s, _ = step_time(cfg, split, view, steps=5, dose=dose)
     entry = {"dose": dose, "view": view, "patch_size": cfg.base.patch_size, "positions_per_split": cfg.simulate.positions_per_split,
              "view_positions": {s: facts[s]["positions"] for s in ("train", "test")},
              "view_groups": {s: facts[s]["groups"] for s in ("train", "test")},
@@ -515,7 +515,7 @@ def bench_scaling(cfg, workdir: Path) -> dict:
             tcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
             step_s, _ = step_time(tcfg, train_split, "dense", steps=10)
             torch.set_num_threads(threads)
-            trainer = Trainer(tcfg, Split.read(layout.view_file(view_dir, "test"), 2), cfg.architecture("dense"), seed=1)
+            trainer = Trainer(tcfg, Split.read(layout.view_file(view_dir, "test"), 2), cfg.architecture("dense", 100000), seed=1)
             _, eval_s = timed(trainer.evaluate, trainer.split)
             it = dataclasses.replace(cfg.reconstruct, threads=threads)
             icfg = dataclasses.replace(cfg, reconstruct=it)

@@ -58,7 +58,7 @@ def test_the_network_replicate_is_phase_e_training_and_phase_g_inference(tiny_cf
               tmp_path / "t.json", tmp_path / "f.png", progress=False)
     gridsize = cfg.view(view).gridsize
     train_split, test_groups = Split.read(folder / "train.npz", gridsize), Split.read(folder / "test.npz", gridsize)
-    ours = replicate.train_network(cfg, view, train_split, test_groups, derive_seed(cfg.train.seed, 100000, view))
+    ours = replicate.train_network(cfg, 100000, view, train_split, test_groups, derive_seed(cfg.train.seed, 100000, view))
     model = load_bundle(tmp_path / "wts.h5.zip").model
     theirs, _ = predict_and_stitch(model, test_groups, cfg.infer.stitch_fraction, cfg.infer.phase_sync, cfg.infer.batch)
     np.testing.assert_array_equal(ours, theirs)

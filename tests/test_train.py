@@ -241,3 +241,70 @@ def test_a_short_training_does_not_collapse(tiny_cfg, tiny_views, tmp_path):
     record = train_run(cfg, 100000, "baseline", tiny_views["baseline"], tmp_path / "wts.h5.zip", tmp_path / "r.json",
                        tmp_path / "h.csv", tmp_path / "t.json", tmp_path / "f.png", progress=False)
     assert record["scores"]["train"]["amplitude_r"] > 0.5, record["scores"]
+
+
+def test_orientations_turn_the_frame_and_turn_it_back():
+    """train.augment: the eight orientations are the square's quarter turns, with and without a mirror,
+    applied per group, and each inverse table undoes its turn exactly (complex values included)."""
+    from ptychostudy.model import ORIENTATIONS, orient, orientation_tables
+
+    forward, inverse = orientation_tables(6)
+    x = torch.randn(ORIENTATIONS, 3, 6, 6, dtype=torch.complex64)
+    o = torch.arange(ORIENTATIONS)
+    turned = orient(x, o, forward)
+    for k in range(ORIENTATIONS):
+        expected = torch.rot90(torch.flip(x[k], dims=(-1,)) if k >= 4 else x[k], k % 4, dims=(-2, -1))
+        assert torch.equal(turned[k], expected)
+    assert len({tuple(t.tolist()) for t in forward}) == ORIENTATIONS  # eight distinct permutations
+    assert torch.equal(orient(turned, o, inverse), x)
+
+
+def test_orientation_zero_is_the_plain_network_and_others_turn_the_cnn_not_the_physics(tiny_simulated):
+    """Orientation 0 is the network as inference runs it; another orientation turns only what the CNN sees
+    and gives back: with a CNN that ignores its input, the object (hence every patch) is the CNN's output
+    turned back, while the members' offsets are unchanged."""
+    from ptychostudy.model import orient, orientation_tables
+
+    sim_dir, _ = tiny_simulated
+    data = read_dataset(sim_dir / "patched_train.npz")
+    probe = torch.from_numpy(data["probeGuess"])
+    arch = Architecture(size=64, channels=4, canvas=80, filters=4, depth=2, support=1.0, amplitude_max=2.0,
+                        skips=True, inputs="backprojection", stride=1)
+    torch.manual_seed(0)
+    model = Reconstructor(arch, probe, 10.0, 1.0)
+    amplitude = torch.from_numpy(data["diffraction"][:8]).reshape(2, 4, 64, 64)
+    offsets = torch.tensor([[[-5.0, -4.0], [5.0, -4.0], [-5.0, 4.0], [5.0, 4.0]]] * 2)
+    with torch.no_grad():
+        assert torch.equal(model(amplitude, offsets, torch.zeros(2, dtype=torch.int64)), model(amplitude, offsets))
+        class Constant(torch.nn.Module):
+            def __init__(self, obj):
+                super().__init__()
+                self.obj = obj
+
+            def forward(self, frame):
+                return self.obj.expand(frame.shape[0], 80, 80)
+
+        fixed = torch.polar(torch.ones(80, 80), torch.linspace(-1, 1, 80)[None, :].expand(80, 80))  # a ramp in x
+        model.net = Constant(fixed)
+        turned = model(amplitude, offsets, torch.tensor([1, 4]))
+        _, inverse = orientation_tables(80)
+        model.net = Constant(orient(fixed.expand(2, 80, 80), torch.tensor([1, 4]), inverse))
+        assert torch.equal(turned, model(amplitude, offsets))
+        assert not torch.equal(turned[0], turned[1])
+
+
+def test_a_coarse_object_grid_has_no_detail_finer_than_its_samples():
+    """train.object_stride: the decoder's map is averaged onto k×k-pixel samples, so any pattern that averages
+    to zero inside every sample leaves the network's object unchanged."""
+    from ptychostudy.model import PinnNet
+
+    arch = Architecture(size=64, channels=4, canvas=80, filters=4, depth=2, support=1.0, amplitude_max=2.0,
+                        skips=True, inputs="backprojection", stride=8)
+    net = PinnNet(arch)
+    x = torch.randn(2, 1, 80, 80)
+    block = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(4, 4)  # zero mean in every 8×8 sample
+    fine = block.repeat(10, 10)[None, None]
+    assert torch.allclose(net._on_grid(x), net._on_grid(x + 3 * fine), atol=1e-5)
+    assert not torch.allclose(net._on_grid(x), x, atol=1e-2)  # the grid does smooth
+    plain = PinnNet(Architecture(**{**arch.__dict__, "stride": 1}))
+    assert torch.equal(plain._on_grid(x), x)

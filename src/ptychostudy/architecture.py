@@ -24,12 +24,13 @@ class Architecture:
     amplitude_max: float  # upper bound of the amplitude activation
     skips: bool  # U-Net skip connections between encoder and decoder levels
     inputs: str  # "amplitude": normalised sqrt(counts); "backprojection": see ``model.Backprojection``
+    stride: int  # the object is decoded on a grid of this many px per sample, then interpolated (1 = every pixel)
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first rule the architecture breaks."""
         if self.inputs not in INPUTS:
             raise ValueError(f"unknown network input {self.inputs!r}; allowed: {', '.join(INPUTS)}")
-        for name in ("size", "channels", "canvas", "filters", "depth"):
+        for name in ("size", "channels", "canvas", "filters", "depth", "stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be 1 or more, got {getattr(self, name)}")
         if not 0.0 < self.support <= 1.0:
@@ -50,6 +51,9 @@ class Architecture:
                 f"the canvas = {self.canvas} must be at least the patch size N = {self.size} "
                 f"and divisible by 2^depth = {2**self.depth}"
             )
+
+        if self.canvas % self.stride:
+            raise ValueError(f"the object grid of {self.stride} px per sample must divide the canvas = {self.canvas}")
 
     @property
     def input_channels(self) -> int:

@@ -86,6 +86,8 @@ class TrainSection:
     amplitude_max: float
     skips: bool
     inputs: str
+    object_stride: Mapping[int, int]  # dose -> px per object sample: a job uses the largest listed dose ≤ its own
+    augment: str  # none | dihedral: each group's frame in a random orientation while training (model.orient)
     eval_patterns: int  # per-epoch scores: at most this many patterns per split,
     eval_stitch_fraction: float  # stitched with these settings (the study's comparison uses ``infer``)
     eval_phase_sync: bool
@@ -238,9 +240,18 @@ class Config:
             )
         return dose
 
-    def architecture(self, view: str, size: int | None = None) -> Architecture:
-        """The network of one view's jobs, from ``base`` and ``train`` (``size``: N other than
-        ``base.patch_size``, for the measured data's cropped patterns)."""
+    def object_stride(self, dose: float) -> int:
+        """px per object sample of the network at ``dose`` photons per pattern: ``train.object_stride``'s
+        entry of the largest listed dose ≤ ``dose``."""
+        listed = [d for d in self.train.object_stride if d <= dose]
+        if not listed:
+            raise ConfigError(f"train.object_stride lists no dose at or below {dose:g} photons per pattern "
+                              f"(its smallest is {min(self.train.object_stride)}); add one, for example 0")
+        return self.train.object_stride[max(listed)]
+
+    def architecture(self, view: str, dose: float, size: int | None = None) -> Architecture:
+        """The network of one view's jobs at ``dose`` photons per pattern, from ``base`` and ``train``
+        (``size``: N other than ``base.patch_size``, for the measured data's cropped patterns)."""
         t = self.train
         gridsize = self.view(view).gridsize
         return Architecture(
@@ -253,6 +264,7 @@ class Config:
             amplitude_max=t.amplitude_max,
             skips=t.skips,
             inputs=t.inputs,
+            stride=self.object_stride(dose),
         )
 
 
@@ -274,6 +286,7 @@ SECTIONS = {
 }
 SPLIT_AXES = ("y", "x")
 ACCELERATORS = ("cpu", "cuda")
+AUGMENTATIONS = ("none", "dihedral")
 NOISE_MODELS = ("gaussian", "poisson")
 
 
@@ -370,6 +383,14 @@ def _section(name: str, raw: Any):
                 raise ConfigError(f"{key} must map each view name to its {what}, got {value!r}")
             values[field.name] = {
                 str(view): _check_scalar(number, int, f"{key}.{view}") for view, number in sorted(value.items())
+            }
+        elif name == "train" and field.name == "object_stride":
+            if not isinstance(value, dict) or not value:
+                raise ConfigError(f"{key} must map a dose (photons per pattern, from which on it applies) to px per "
+                                  f"object sample, got {value!r}")
+            values[field.name] = {
+                _check_scalar(dose, int, f"{key} (a dose)"): _check_scalar(k, int, f"{key}.{dose}")
+                for dose, k in sorted(value.items())
             }
         elif name == "refine" and field.name == "checkpoints":
             if not isinstance(value, list) or not value:
@@ -513,6 +534,13 @@ def _check_train(cfg: Config) -> None:
         raise ConfigError(f"train.seed must be a non-negative integer, got {t.seed}")
     if t.inputs not in NETWORK_INPUTS:
         raise ConfigError(f"train.inputs must be one of {', '.join(NETWORK_INPUTS)}; got {t.inputs!r}")
+    for dose, k in t.object_stride.items():
+        if dose < 0 or k < 1:
+            raise ConfigError(f"train.object_stride maps doses ≥ 0 to grids of 1 px per sample or more, got {dose}: {k}")
+    if t.augment not in AUGMENTATIONS:
+        raise ConfigError(f"train.augment must be one of {', '.join(AUGMENTATIONS)}; got {t.augment!r}")
+    if t.augment == "dihedral" and t.inputs != "backprojection":
+        raise ConfigError("train.augment: dihedral turns the object-space frame; it needs train.inputs: backprojection")
     for key in ("threads", "batch_size", "steps_per_epoch", "filters", "depth", "eval_patterns"):
         if getattr(t, key) < 1:
             raise ConfigError(f"train.{key} must be 1 or more, got {getattr(t, key)}")
@@ -529,13 +557,14 @@ def _check_train(cfg: Config) -> None:
     _check_per_view(cfg, "train", "canvas", t.canvas)
     _check_epochs(cfg, "train", t.epochs)
     for view in cfg.study.views:
-        try:
-            cfg.architecture(view).check()  # the network's own shape rules (architecture.py)
-        except ValueError as exc:
-            raise ConfigError(
-                f"train: the network of view {view!r} (base.patch_size, train.canvas.{view}, train.depth, ...) "
-                f"is impossible: {exc}"
-            ) from None
+        for dose in cfg.study.doses:
+            try:
+                cfg.architecture(view, dose).check()  # the network's own shape rules (architecture.py)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"train: the network of view {view!r} (base.patch_size, train.canvas.{view}, train.depth, ...) "
+                    f"is impossible: {exc}"
+                ) from None
 
 
 def _check_stitch(fraction: float, key: str, support: float) -> None:
@@ -685,7 +714,7 @@ def _check_measured(cfg: Config) -> None:
     if m.crop < 8 or m.crop % 2:
         raise ConfigError(f"measured.crop must be an even number of detector pixels ≥ 8, got {m.crop}")
     try:
-        cfg.architecture(m.network_view, m.crop).check()
+        cfg.architecture(m.network_view, m.tuning_dose, m.crop).check()
     except ValueError as exc:
         raise ConfigError(f"measured: the network of view {m.network_view!r} on {m.crop}-px patterns "
                           f"(measured.crop, train.canvas.{m.network_view}, train.depth) is impossible: {exc}") from None

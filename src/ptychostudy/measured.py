@@ -251,7 +251,7 @@ def run_pinn(cfg: Config, data_path, ptychi_a, bundle, out, report, history, tim
     splits = {half: split_of(cfg, data, half, probe, scale, gridsize) for half in HALVES}
     device = setup_torch(t.threads, t.accelerator)
     seed = derive_seed(m.seed, "network")
-    arch = cfg.architecture(m.network_view, m.crop)
+    arch = cfg.architecture(m.network_view, m.tuning_dose, m.crop)
     trainer = Trainer(cfg, splits["A"], arch, seed, device)
     bar = tqdm(total=m.epochs * t.steps_per_epoch, desc="measured network (half A)", unit="step", disable=not progress)
     start = time.perf_counter()

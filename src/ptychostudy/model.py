@@ -38,7 +38,9 @@ from ptychostudy import physics
 from ptychostudy.architecture import Architecture
 
 __all__ = ["Architecture", "Backprojection", "PinnNet", "Reconstructor", "PhysicsHead", "poisson_deviance",
-           "frame_corners", "place_members"]
+           "frame_corners", "place_members", "ORIENTATIONS", "orientation_tables", "orient"]
+
+ORIENTATIONS = 8  # the dihedral group of the square: 4 rotations by 90°, each with or without a mirror
 
 
 class Backprojection(nn.Module):
@@ -124,9 +126,19 @@ class PinnNet(nn.Module):
             skips.append(x)
             x = nn.functional.max_pool2d(x, 2)
         # the deepest skip is the encoder's last level; the decoder starts from its pooled map
-        amplitude = self.arch.amplitude_max * torch.sigmoid(self.amplitude(x, skips)[:, 0])
-        phase = math.pi * torch.tanh(self.phase(x, skips)[:, 0])
+        amplitude = self.arch.amplitude_max * torch.sigmoid(self._on_grid(self.amplitude(x, skips))[:, 0])
+        phase = math.pi * torch.tanh(self._on_grid(self.phase(x, skips))[:, 0])
         return torch.polar(amplitude, phase)
+
+    def _on_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's map averaged onto the object grid (``arch.stride`` px per sample) and interpolated
+        back (bilinear): the network's object has no detail finer than its grid (the gradient solver's
+        coarse grid, as a property of the network)."""
+        k = self.arch.stride
+        if k == 1:
+            return x
+        return nn.functional.interpolate(nn.functional.avg_pool2d(x, k), scale_factor=k, mode="bilinear",
+                                         align_corners=False)
 
 
 def frame_corners(offsets: torch.Tensor, canvas: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,6 +157,31 @@ def place_members(features: torch.Tensor, offsets: torch.Tensor, canvas: int) ->
     return placed.reshape(b, c * k, canvas, canvas)
 
 
+def orientation_tables(side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(forward, inverse), each (8, side²) int64: pixel permutations of a side×side frame for the eight
+    orientations (k = o mod 4 quarter turns, after a left-right mirror when o ≥ 4); ``inverse[o]`` undoes
+    ``forward[o]``."""
+    grid = torch.arange(side * side).reshape(side, side)
+    forward = torch.stack([
+        torch.rot90(torch.flip(grid, dims=(1,)) if o >= 4 else grid, o % 4, dims=(0, 1)).reshape(-1)
+        for o in range(ORIENTATIONS)
+    ])
+    inverse = torch.empty_like(forward)
+    inverse.scatter_(1, forward, torch.arange(side * side).expand(ORIENTATIONS, -1).contiguous())
+    return forward, inverse
+
+
+def orient(x: torch.Tensor, orientation: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Each item b of ``x`` (B, ..., S, S) permuted by ``table[orientation[b]]`` (an exact gather)."""
+    flat = x.reshape(x.shape[0], -1, x.shape[-2] * x.shape[-1])
+    index = table.to(x.device)[orientation.to(x.device)][:, None, :].expand(flat.shape)
+    if flat.is_complex():
+        out = torch.complex(torch.gather(flat.real, 2, index), torch.gather(flat.imag, 2, index))
+    else:
+        out = torch.gather(flat, 2, index)
+    return out.reshape(x.shape)
+
+
 class Reconstructor(nn.Module):
     """Measured amplitudes (B, C, N, N) and the members' offsets (B, C, 2) from their group's
     mean position → the members' object patches (B, C, N, N): input layer, common frame, CNN,
@@ -157,11 +194,24 @@ class Reconstructor(nn.Module):
         self.net = PinnNet(arch)
         self.backprojection = Backprojection(probe, intensity_scale) if arch.inputs == "backprojection" else None
         self.register_buffer("mask", physics.central_support(arch.size, arch.support), persistent=False)
+        self._orientations: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def forward(self, amplitude: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    def forward(self, amplitude: torch.Tensor, offsets: torch.Tensor, orientation: torch.Tensor | None = None) -> torch.Tensor:
+        """``orientation`` (B,) in 0…7, training only (``train.augment: dihedral``): each group's frame is
+        turned (and mirrored) before the CNN and its object turned back after, so the CNN must map every
+        orientation of the same structure alike; the physics (probe, offsets, data) is untouched."""
         if self.backprojection is not None:
-            obj = self.net(place_members(self.backprojection(amplitude), offsets, self.arch.canvas))
+            frame = place_members(self.backprojection(amplitude), offsets, self.arch.canvas)
+            if orientation is None:
+                obj = self.net(frame)
+            else:
+                if self._orientations is None:
+                    self._orientations = orientation_tables(self.arch.canvas)
+                forward, inverse = self._orientations
+                obj = orient(self.net(orient(frame, orientation, forward)), orientation, inverse)
         else:
+            if orientation is not None:
+                raise ValueError("orientation augmentation needs the object-space (backprojection) input")
             obj = self.net(amplitude * self.input_scale)
         y0, x0 = frame_corners(offsets, self.arch.canvas, self.arch.size)
         # outside the frame the object is taken as empty (transmission 1)

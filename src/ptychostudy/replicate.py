@@ -60,13 +60,13 @@ def _headline(result) -> dict[str, float]:
     return {name: float(featured[quantity][metric]) for name, quantity, metric in MEASURES}
 
 
-def train_network(cfg: Config, view: str, train_split: Split, network_input: Split, seed: int, *,
+def train_network(cfg: Config, dose: int, view: str, train_split: Split, network_input: Split, seed: int, *,
                   progress: bool = False, desc: str = "replicate network") -> np.ndarray:
     """The view's network trained as Phase E trains it, with ``seed``, and its stitched object of
     ``network_input`` as Phase G infers it (``infer.*``)."""
     t = cfg.train
     device = setup_torch(t.threads, t.accelerator)
-    trainer = Trainer(cfg, train_split, cfg.architecture(view), seed, device)
+    trainer = Trainer(cfg, train_split, cfg.architecture(view, dose), seed, device)
     with tqdm(total=t.epochs[view] * t.steps_per_epoch, desc=desc, unit="step", disable=not progress) as bar:
         trainer.fit(t.epochs[view], t.steps_per_epoch, bar=bar)
     canvas, _ = predict_and_stitch(trainer.net, network_input, cfg.infer.stitch_fraction, cfg.infer.phase_sync,
@@ -108,7 +108,7 @@ def run(cfg: Config, dose, view: str, view_dir, tuning, report, timing, *, progr
     arm = network_arm(cfg, view)
     for k in seeds:
         start = time.perf_counter()
-        scored(arm, k, train_network(cfg, view, train_split, network_input, replicate_seed(t.seed, dose, view, k),
+        scored(arm, k, train_network(cfg, dose, view, train_split, network_input, replicate_seed(t.seed, dose, view, k),
                                      progress=progress, desc=f"replicate {k} {arm} dose {dose} {view}"), start)
     for name in PTYCHI_ARMS:
         setting, epochs, _ = settings[name]

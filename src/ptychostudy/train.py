@@ -25,7 +25,7 @@ from ptychostudy.dataset import Split
 from ptychostudy.infer import predict_and_stitch, setup_torch
 from ptychostudy.io import derive_seed, sha256_file, write_json, write_text
 from ptychostudy.metrics import regions, score_arm
-from ptychostudy.model import PhysicsHead, Reconstructor, poisson_deviance
+from ptychostudy.model import ORIENTATIONS, PhysicsHead, Reconstructor, poisson_deviance
 from ptychostudy.optim import Adam
 
 SCORES = ("amplitude_r", "phase_r", "phase_spread_ratio")  # logged per epoch, per split
@@ -71,6 +71,8 @@ class Trainer:
         self.head = PhysicsHead(split.probe, split.intensity_scale).to(self.device)
         self.amplitude = split.amplitude.to(self.device)
         self.rng = np.random.default_rng(seed)
+        # the orientations of train.augment: their own stream, so the batch order is the same with or without
+        self.orientation_rng = np.random.default_rng(derive_seed(seed, "orientation"))
         self.last_evaluation: dict = {}
         self._masks: dict[int, dict] = {}
 
@@ -88,7 +90,10 @@ class Trainer:
 
     def loss(self, groups: np.ndarray) -> torch.Tensor:
         amp = self.amplitude[torch.from_numpy(groups).to(self.device)]
-        patches = self.predict(amp, self.split.offsets(groups))
+        orientation = None
+        if self.settings.augment == "dihedral":
+            orientation = torch.from_numpy(self.orientation_rng.integers(0, ORIENTATIONS, len(groups)))
+        patches = self.net(amp, self.split.offsets(groups).to(self.device), orientation)
         return poisson_deviance(self.head(patches), amp**2)
 
     def optimizer(self, lr: float | None = None) -> Adam:
@@ -195,7 +200,7 @@ def compute(cfg: Config, job: Job, *, progress: bool = True):
     t = cfg.train
     device = setup_torch(t.threads, t.accelerator)
     seed = derive_seed(t.seed, job.dose, job.view)
-    trainer = Trainer(cfg, job.splits["train"], cfg.architecture(job.view), seed, device)
+    trainer = Trainer(cfg, job.splits["train"], cfg.architecture(job.view, job.dose), seed, device)
     epochs = t.epochs[job.view]
     logged = [(s, _scoring_subset(job.splits[s], t.eval_patterns, derive_seed(seed, s))) for s in layout.SPLITS]
     bar = tqdm(total=epochs * t.steps_per_epoch, desc=f"train dose {job.dose} {job.view}", unit="step", disable=not progress)
