@@ -102,8 +102,9 @@ def test_reconstruct_and_compare_stages_depend_on_their_keys():
     assert "gradient" not in tune and "gradient.threads" not in tune  # the whole stage runs on tune.threads
     refine = set(stages["refine"]["params"])
     expected = {f"refine.{f.name}" for f in dataclasses.fields(RefineSection) if f.name != "steps"}
+    # train.augment: refinement steps through Trainer, which turns the frames as training does
     assert expected | {"refine.steps.${item.view}", "infer.stitch_fraction", "infer.phase_sync", "infer.batch",
-                       "compare"} == refine, sorted(refine ^ expected)
+                       "compare", "train.augment"} == refine, sorted(refine ^ expected)
     assert set(stages["compare"]["params"]) == {"compare", "infer"}
 
 
