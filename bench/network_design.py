@@ -29,14 +29,15 @@ import ptychostudy  # noqa: F401  (numerical pins before numpy and torch)
 import numpy as np
 import torch
 
-from ptychostudy import physics
-from ptychostudy.config import load_config
+from ptychostudy import layout, physics
+from ptychostudy.config import config_from_dict
 from ptychostudy.dataset import Split
 from ptychostudy.infer import predict_and_stitch, setup_torch
 from ptychostudy.io import derive_seed
 from ptychostudy.metrics import regions, score_arm
 from ptychostudy.simulate import split_geometry
 from ptychostudy.train import Trainer, cosine_schedule
+from run import machine  # noqa: E402  (bench/run.py: the CPU and versions, as every benchmark records them)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -115,9 +116,8 @@ def main(argv=None) -> int:
         render(Path(args.out), Path(args.out).with_suffix(".md"))
         return 0
 
-    import tempfile
-
     import yaml
+
     raw = yaml.safe_load(Path(args.params).read_text())
     for item in args.set:
         key, value = item.split("=", 1)
@@ -126,13 +126,11 @@ def main(argv=None) -> int:
         for k in rest[:-1]:
             node = node[k]
         node[rest[-1]] = yaml.safe_load(value)
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "params.yaml").write_text(yaml.safe_dump(raw))
-        cfg = load_config(Path(folder) / "params.yaml")
+    cfg = config_from_dict(raw)
 
     device = setup_torch(args.threads, "cpu")
     gridsize = cfg.view(args.view).gridsize
-    train = Split.read(ROOT / "data" / "views" / f"dose_{args.dose}" / args.view / "train.npz", gridsize)
+    train = Split.read(layout.view_file(layout.view_dir(args.dose, args.view, ROOT), "train"), gridsize)
     band_start = split_geometry(train.truth.shape, cfg.base.patch_size, cfg.simulate.guard_band_px,
                                 cfg.simulate.split_axis).band_start
     fit, val = train, rotated_validation(train, band_start, args.dose, cfg.simulate.seed)
@@ -161,19 +159,12 @@ def main(argv=None) -> int:
         "label": args.label, "augment": cfg.train.augment, "stride": trainer.arch.stride, "dose": args.dose, "view": args.view, "set": args.set, "steps": steps,
         "fit_patterns": fit.patterns, "fit_groups": int(fit.groups.shape[0]), "val_patterns": val.patterns,
         "ms_per_step": round(1000 * train_seconds / steps, 1), "wall_seconds": round(time.perf_counter() - start, 1),
-        "threads": args.threads, "cpu": _cpu(), "curve": curve,
+        "threads": args.threads, "cpu": machine()["cpu"], "curve": curve,
     }
     with open(args.out, "a") as f:
         f.write(json.dumps(record) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k != "curve"}))
     return 0
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":
