@@ -74,6 +74,8 @@ BAD = [
     ("train.skips", "yes", "train.skips must be true or false"),
     ("train.inputs", "pixels", "train.inputs must be one of amplitude, backprojection"),
     ("train.augment", "mirror", "train.augment must be one of none, dihedral"),
+    ("train.eval_every", -1, "train.eval_every must be 0 (the last epoch only) or more"),
+    ("train.eval_every", 1.5, "train.eval_every must be an integer"),
     ("train.object_stride", {}, "train.object_stride must map a dose"),
     ("train.object_stride", {0: 0}, "train.object_stride maps doses ≥ 0 to grids of 1 px per sample or more"),
     ("train.object_stride", {0: 3}, "the object grid of 3 px per sample must divide the canvas = 64"),

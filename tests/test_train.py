@@ -65,6 +65,27 @@ def test_job_record_history_and_timing(trained, tiny_cfg):
     assert math.isfinite(record["final_loss"]) and record["final_loss"] > 0
 
 
+def test_scoring_every_epoch_leaves_the_network_unchanged(trained, tiny_cfg, tiny_views, tmp_path):
+    """train.eval_every only adds scores to the history: the same weights (the bundle records the setting), the same
+    final scores."""
+    import dataclasses
+
+    out, record = trained[0]
+    assert tiny_cfg.train.eval_every == 0 and tiny_cfg.train.epochs["dense"] == 2
+    cfg = dataclasses.replace(tiny_cfg, train=dataclasses.replace(tiny_cfg.train, eval_every=1))
+    every = train_run(cfg, 100000, "dense", tiny_views["dense"], tmp_path / "dose_100000/dense/wts.h5.zip",
+                      tmp_path / "r.json", tmp_path / "h.csv", tmp_path / "t.json", tmp_path / "f.png", progress=False)
+    weights, description = read_bundle(tmp_path / "dose_100000/dense/wts.h5.zip")
+    first, first_description = read_bundle(out / "dose_100000/dense/wts.h5.zip")
+    assert weights.keys() == first.keys() and all(np.array_equal(weights[k], first[k]) for k in weights)
+    assert description["params"]["train"]["eval_every"] == 1 and first_description["params"]["train"]["eval_every"] == 0
+    assert every["scores"] == record["scores"]
+    last_only = [line.split(",") for line in (out / "history.csv").read_text().splitlines()[1:]]
+    scored = [line.split(",") for line in (tmp_path / "h.csv").read_text().splitlines()[1:]]
+    assert last_only[0][2:] == [""] * 6 and all(last_only[1][2:]) and all(v for row in scored for v in row)
+    assert [row[:2] for row in last_only] == [row[:2] for row in scored] and last_only[1] == scored[1]
+
+
 def test_loaded_bundle_reproduces_the_models_output(trained, tiny_views):
     out, _ = trained[0]
     loaded = load_bundle(out / "dose_100000/dense/wts.h5.zip")
@@ -308,3 +329,16 @@ def test_a_coarse_object_grid_has_no_detail_finer_than_its_samples():
     assert not torch.allclose(net._on_grid(x), x, atol=1e-2)  # the grid does smooth
     plain = PinnNet(Architecture(**{**arch.__dict__, "stride": 1}))
     assert torch.equal(plain._on_grid(x), x)
+
+
+@pytest.mark.parametrize("samples, factor", [(10, 8), (20, 4), (3, 3), (1, 2)])
+def test_the_grid_upsampling_is_torchs_bilinear_interpolation(samples, factor):
+    """model.bilinear_matrix (a product: deterministic on CUDA, unlike interpolate's gradient) upsamples as
+    interpolate(bilinear, align_corners=False) does, edges included, and keeps a constant constant."""
+    from ptychostudy.model import bilinear_matrix
+
+    a = bilinear_matrix(samples, factor)
+    assert a.shape == (samples * factor, samples) and torch.allclose(a.sum(dim=1), torch.ones(samples * factor))
+    x = torch.randn(3, 1, samples, samples, generator=torch.Generator().manual_seed(0))
+    expected = torch.nn.functional.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    assert torch.allclose(a @ x @ a.T, expected, atol=1e-6)

@@ -88,7 +88,8 @@ class TrainSection:
     inputs: str
     object_stride: Mapping[int, int]  # dose -> px per object sample: a job uses the largest listed dose ≤ its own
     augment: str  # none | dihedral: each group's frame in a random orientation while training (model.orient)
-    eval_patterns: int  # per-epoch scores: at most this many patterns per split,
+    eval_every: int  # epochs between scores while training (0: the last epoch only; the last is always scored)
+    eval_patterns: int  # scores while training: at most this many patterns per split,
     eval_stitch_fraction: float  # stitched with these settings (the study's comparison uses ``infer``)
     eval_phase_sync: bool
 
@@ -544,6 +545,8 @@ def _check_train(cfg: Config) -> None:
     for key in ("threads", "batch_size", "steps_per_epoch", "filters", "depth", "eval_patterns"):
         if getattr(t, key) < 1:
             raise ConfigError(f"train.{key} must be 1 or more, got {getattr(t, key)}")
+    if t.eval_every < 0:
+        raise ConfigError(f"train.eval_every must be 0 (the last epoch only) or more, got {t.eval_every}")
     if not 0.0 < t.learning_rate_final <= t.learning_rate:
         raise ConfigError(
             f"train.learning_rate ({t.learning_rate}) and train.learning_rate_final ({t.learning_rate_final}) "

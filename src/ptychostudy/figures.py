@@ -94,10 +94,13 @@ def training_figure(record: dict, history: list[dict], reconstructions: dict, pa
     ax.set_ylabel("Poisson deviance per pixel")
     ax.set_title("training loss")
     ax = fig.add_subplot(grid[1, 0])
+    scored = [row for row in history if any(key.startswith(tuple(SPLIT_COLOURS)) for key in row)]
     for split, colour in SPLIT_COLOURS.items():
         for key, style in (("amplitude_r", "-"), ("phase_r", "--"), ("phase_spread_ratio", ":")):
-            ax.plot(epochs, [row[f"{split}_{key}"] for row in history], style, color=colour, label=f"{split} {key}")
-    ax.set_xlabel("epoch")
+            ax.plot([row["epoch"] for row in scored], [row[f"{split}_{key}"] for row in scored], style, marker=".",
+                    color=colour, label=f"{split} {key}")
+    ax.set_xlim(0.5, max(epochs) + 0.5)
+    ax.set_xlabel("epoch (scored: train.eval_every and the last)")
     ax.set_ylim(-0.1, 1.1)
     ax.legend(fontsize=6)
     ax.set_title("featured region: r and spread")

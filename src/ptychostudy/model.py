@@ -38,7 +38,7 @@ from ptychostudy import physics
 from ptychostudy.architecture import Architecture
 
 __all__ = ["Architecture", "Backprojection", "PinnNet", "Reconstructor", "PhysicsHead", "poisson_deviance",
-           "frame_corners", "place_members", "ORIENTATIONS", "orientation_tables", "orient"]
+           "bilinear_matrix", "frame_corners", "place_members", "ORIENTATIONS", "orientation_tables", "orient"]
 
 ORIENTATIONS = 8  # the dihedral group of the square: 4 rotations by 90°, each with or without a mirror
 
@@ -118,6 +118,8 @@ class PinnNet(nn.Module):
             cin = f * 2**level
         self.amplitude = _Decoder(arch)
         self.phase = _Decoder(arch)
+        if arch.stride > 1:  # the object grid's interpolation back to the frame's pixels (not saved: fixed)
+            self.register_buffer("upsample", bilinear_matrix(arch.canvas // arch.stride, arch.stride), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -132,13 +134,27 @@ class PinnNet(nn.Module):
 
     def _on_grid(self, x: torch.Tensor) -> torch.Tensor:
         """The decoder's map averaged onto the object grid (``arch.stride`` px per sample) and interpolated
-        back (bilinear): the network's object has no detail finer than its grid (the gradient solver's
-        coarse grid, as a property of the network)."""
-        k = self.arch.stride
-        if k == 1:
+        back (bilinear, ``bilinear_matrix`` on both axes): the network's object has no detail finer than its
+        grid (the gradient solver's coarse grid, as a property of the network)."""
+        if self.arch.stride == 1:
             return x
-        return nn.functional.interpolate(nn.functional.avg_pool2d(x, k), scale_factor=k, mode="bilinear",
-                                         align_corners=False)
+        return self.upsample @ nn.functional.avg_pool2d(x, self.arch.stride) @ self.upsample.T
+
+
+def bilinear_matrix(samples: int, factor: int) -> torch.Tensor:
+    """(samples·factor, samples) float32: ``A @ v`` is ``v`` upsampled ``factor`` times, linearly, as
+    ``interpolate(mode="bilinear", align_corners=False)`` does on one axis (pixel centres, edges held).
+    A matrix product instead of ``interpolate`` because the latter's gradient has no deterministic CUDA
+    kernel (``torch.use_deterministic_algorithms`` refuses it); products are deterministic on both devices."""
+    source = ((torch.arange(samples * factor, dtype=torch.float64) + 0.5) / factor - 0.5).clamp_min(0)
+    lower = source.floor().long().clamp_max(samples - 1)
+    upper = (lower + 1).clamp_max(samples - 1)
+    weight = source - lower
+    matrix = torch.zeros(samples * factor, samples, dtype=torch.float64)
+    rows = torch.arange(samples * factor)
+    matrix.index_put_((rows, lower), 1 - weight, accumulate=True)
+    matrix.index_put_((rows, upper), weight, accumulate=True)
+    return matrix.to(torch.float32)
 
 
 def frame_corners(offsets: torch.Tensor, canvas: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,9 +188,10 @@ def orientation_tables(side: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def orient(x: torch.Tensor, orientation: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Each item b of ``x`` (B, ..., S, S) permuted by ``table[orientation[b]]`` (an exact gather)."""
+    """Each item b of ``x`` (B, ..., S, S) permuted by ``table[orientation[b]]`` (an exact gather; ``table``
+    on ``x``'s device)."""
     flat = x.reshape(x.shape[0], -1, x.shape[-2] * x.shape[-1])
-    index = table.to(x.device)[orientation.to(x.device)][:, None, :].expand(flat.shape)
+    index = table[orientation.to(x.device)][:, None, :].expand(flat.shape)
     if flat.is_complex():
         out = torch.complex(torch.gather(flat.real, 2, index), torch.gather(flat.imag, 2, index))
     else:
@@ -194,7 +211,10 @@ class Reconstructor(nn.Module):
         self.net = PinnNet(arch)
         self.backprojection = Backprojection(probe, intensity_scale) if arch.inputs == "backprojection" else None
         self.register_buffer("mask", physics.central_support(arch.size, arch.support), persistent=False)
-        self._orientations: tuple[torch.Tensor, torch.Tensor] | None = None
+        if self.backprojection is not None:  # the frame's orientations (training only): move with .to(), not saved
+            forward, inverse = orientation_tables(arch.canvas)
+            self.register_buffer("turn", forward, persistent=False)
+            self.register_buffer("turn_back", inverse, persistent=False)
 
     def forward(self, amplitude: torch.Tensor, offsets: torch.Tensor, orientation: torch.Tensor | None = None) -> torch.Tensor:
         """``orientation`` (B,) in 0…7, training only (``train.augment: dihedral``): each group's frame is
@@ -205,10 +225,7 @@ class Reconstructor(nn.Module):
             if orientation is None:
                 obj = self.net(frame)
             else:
-                if self._orientations is None:
-                    self._orientations = orientation_tables(self.arch.canvas)
-                forward, inverse = self._orientations
-                obj = orient(self.net(orient(frame, orientation, forward)), orientation, inverse)
+                obj = orient(self.net(orient(frame, orientation, self.turn)), orientation, self.turn_back)
         else:
             if orientation is not None:
                 raise ValueError("orientation augmentation needs the object-space (backprojection) input")

@@ -1,8 +1,9 @@
 """Phase E: train one network per dose × view, deterministically, through the physics.
 
 ``run`` is load (params, the view's files) → compute (``Trainer.fit``) → write (bundle, job
-record, per-epoch history, figure, timing). Each epoch's scores come from the study's one
-scoring path (``metrics.score_arm``) on the stitched reconstruction of both splits.
+record, per-epoch history, figure, timing). The scores logged while training (the last epoch's, and
+every ``train.eval_every``-th epoch's) come from the study's one scoring path (``metrics.score_arm``) on
+the stitched reconstruction of both splits; scoring never changes the network.
 """
 
 from __future__ import annotations
@@ -76,8 +77,10 @@ class Trainer:
         self.last_evaluation: dict = {}
         self._masks: dict[int, dict] = {}
 
-    def predict(self, amplitude: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        return self.net(amplitude.to(self.device), offsets.to(self.device))
+    def predict(self, amplitude: torch.Tensor, offsets: torch.Tensor,
+                orientation: torch.Tensor | None = None) -> torch.Tensor:
+        """The network's object patches of a batch (``orientation``: ``Reconstructor.forward``'s)."""
+        return self.net(amplitude.to(self.device), offsets.to(self.device), orientation)
 
     def step_batches(self, steps: int, batch: int):
         groups = self.split.groups
@@ -93,7 +96,7 @@ class Trainer:
         orientation = None
         if self.settings.augment == "dihedral":
             orientation = torch.from_numpy(self.orientation_rng.integers(0, ORIENTATIONS, len(groups)))
-        patches = self.net(amp, self.split.offsets(groups).to(self.device), orientation)
+        patches = self.predict(amp, self.split.offsets(groups), orientation)
         return poisson_deviance(self.head(patches), amp**2)
 
     def optimizer(self, lr: float | None = None) -> Adam:
@@ -120,11 +123,13 @@ class Trainer:
         result = score_arm(canvas, split.truth, masks, self.cfg.compare, ("featured",), full=False)
         return headline_scores(result.scores["featured"]), result.aligned["featured"], masks["featured"]
 
-    def fit(self, epochs: int, steps_per_epoch: int, evaluate=(), bar=None):
+    def fit(self, epochs: int, steps_per_epoch: int, evaluate=(), every: int = 0, bar=None):
         """Adam with a cosine decay from ``learning_rate`` to ``learning_rate_final``.
 
-        After each epoch every (name, split) of ``evaluate`` is scored; the last epoch's
-        results — the final model's — stay in ``last_evaluation``.
+        Every (name, split) of ``evaluate`` is scored after the last epoch and, when ``every`` > 0, after
+        each ``every``-th epoch; the last epoch's results — the final model's — stay in ``last_evaluation``.
+        Scoring reads the network only (no gradient, no random numbers): the trained weights are the same
+        whatever ``every`` is.
         """
         s = self.settings
         opt = self.optimizer()
@@ -140,10 +145,11 @@ class Trainer:
                 if bar is not None:
                     bar.update()
             row = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
-            self.last_evaluation = {name: self.evaluate(split) for name, split in evaluate}
-            for name, (scores, _, _) in self.last_evaluation.items():
-                for key, value in scores.items():
-                    row[f"{name}_{key}"] = value
+            if epoch + 1 == epochs or (every > 0 and (epoch + 1) % every == 0):
+                self.last_evaluation = {name: self.evaluate(split) for name, split in evaluate}
+                for name, (scores, _, _) in self.last_evaluation.items():
+                    for key, value in scores.items():
+                        row[f"{name}_{key}"] = value
             history.append(row)
             if bar is not None:
                 bar.set_postfix(loss=f"{row['loss']:.3f}", **{
@@ -205,16 +211,18 @@ def compute(cfg: Config, job: Job, *, progress: bool = True):
     logged = [(s, _scoring_subset(job.splits[s], t.eval_patterns, derive_seed(seed, s))) for s in layout.SPLITS]
     bar = tqdm(total=epochs * t.steps_per_epoch, desc=f"train dose {job.dose} {job.view}", unit="step", disable=not progress)
     start = time.perf_counter()
-    rows = trainer.fit(epochs, t.steps_per_epoch, evaluate=logged, bar=bar)
+    rows = trainer.fit(epochs, t.steps_per_epoch, evaluate=logged, every=t.eval_every, bar=bar)
     seconds = time.perf_counter() - start
     bar.close()
     return trainer, rows, logged, seconds
 
 
 def _history_csv(rows: list[dict]) -> str:
+    """One line per epoch; the score columns are empty for the epochs that were not scored."""
     columns = ["epoch", "loss"] + [f"{s}_{k}" for s in layout.SPLITS for k in SCORES]
     return ",".join(columns) + "\n" + "".join(
-        ",".join(str(r["epoch"]) if c == "epoch" else f"{r[c]:.6g}" for c in columns) + "\n" for r in rows
+        ",".join(str(r["epoch"]) if c == "epoch" else (f"{r[c]:.6g}" if c in r else "") for c in columns) + "\n"
+        for r in rows
     )
 
 
@@ -259,9 +267,12 @@ def run(cfg: Config, dose, view: str, view_dir, bundle, report, history, timing,
     figures.training_figure(
         record, rows, {s: (recon, job.splits[s].truth, mask) for s, (_, recon, mask) in evaluated.items()}, figure
     )
-    write_json(timing, {"dose": job.dose, "view": job.view, "train_seconds": seconds,
-                        "ms_per_step": 1000 * seconds / (epochs * t.steps_per_epoch),
-                        "threads": t.threads, "accelerator": t.accelerator, "torch": torch.__version__})
+    facts = {"dose": job.dose, "view": job.view, "train_seconds": seconds,
+             "ms_per_step": 1000 * seconds / (epochs * t.steps_per_epoch),
+             "threads": t.threads, "accelerator": t.accelerator, "torch": torch.__version__}
+    if t.accelerator == "cuda":
+        facts.update(device=torch.cuda.get_device_name(), peak_memory_mib=torch.cuda.max_memory_allocated() / 2**20)
+    write_json(timing, facts)
     return {**record, "train_seconds": seconds}
 
 

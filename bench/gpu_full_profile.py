@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Issue 15.3 on a CUDA machine: one cell of ``profiles/full.yaml`` trained at full length on the GPU, and
+the CUDA path's determinism (the same training twice in fresh processes gives the same bundle bytes).
+
+Run on the GPU machine from the repository root (it needs torch with CUDA, numpy, h5py, pyyaml,
+matplotlib and tqdm; not DVC, not pty-chi)::
+
+    PYTHONPATH=src python3 bench/gpu_full_profile.py --out OUT_DIR --deadline-s 540
+
+Steps, all through the stages' own code: base, Phase C for the doses used, Phase D's dense view; then
+
+1. determinism: ``ptychostudy train`` twice per dose (1e5: object grid 1 px; 1e3: 8 px, the grid's
+   upsampling path) for ``--determinism-steps`` steps, each in a fresh process; the bundles' SHA-256
+   compared;
+2. the full-length cell (dose 1e5 × dense, 50 epochs × 500 steps, ``train.eval_every`` as in the
+   profile) as one ``ptychostudy train`` process, given what is left of ``--deadline-s``; when the
+   projected time (from the determinism runs' step time) does not fit, it still runs until the
+   deadline and the steps it reached are reported, marked incomplete.
+
+Writes ``OUT_DIR/gpu_full_profile.json`` (facts, seconds, step time, peak GPU memory, scores,
+identical counts) and the full-length run's log, report, history, timing and figure. The results
+enter ``bench/results.json`` as ``full_profile_gpu`` through ``--merge`` on the developer's machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import ptychostudy  # noqa: E402,F401  (first: the numerical pins, as in every stage)
+import yaml  # noqa: E402
+
+from ptychostudy import layout  # noqa: E402
+from ptychostudy.base import prepare_base  # noqa: E402
+from ptychostudy.config import config_from_dict  # noqa: E402
+from ptychostudy.simulate import simulate_dose  # noqa: E402
+from ptychostudy.views import build_view  # noqa: E402
+
+PROBE = ROOT / "data/base/fly001_probe/c1_bigT_probe.npz"
+OBJECT = ROOT / "data/base/run1084/Run1084_recon3_postPC.npz"
+VIEW = "dense"
+FULL_DOSE = 100000
+CHECK_DOSES = (100000, 1000)
+ACCELERATOR = "cuda"  # --accelerator cpu: a local smoke test of this script (with --profile params.yaml --full-epochs 1)
+PROFILE = "profiles/full.yaml"  # object grid 1 px and 8 px (profiles/full.yaml's train.object_stride)
+
+
+def log(*args) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}]", *args, flush=True)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def profile(doses, **train) -> dict:
+    raw = yaml.safe_load((ROOT / PROFILE).read_text())
+    raw["study"]["doses"] = sorted(doses)
+    raw["replicate"]["doses"] = [max(doses)]  # the cross-checks refuse doses outside study.doses
+    raw["measured"]["tuning_dose"] = max(doses)
+    raw["simulate"]["threads"] = min(16, os.cpu_count() or 1)  # Phase C's speed only (not timed here)
+    raw["train"].update(accelerator=ACCELERATOR, **train)
+    return raw
+
+
+def train(params: Path, dose: int, view_dir: Path, out: Path, log_path: Path, timeout: float | None):
+    """One ``ptychostudy train`` process; (return code or None when stopped at the deadline, seconds)."""
+    out.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "ptychostudy", "train", "--params", str(params), "--dose", str(dose),
+            "--view", VIEW, "--view-dir", str(view_dir), "--bundle", str(out / "wts.h5.zip"),
+            "--report", str(out / "report.json"), "--history", str(out / "history.csv"),
+            "--timing", str(out / "timing.json"), "--figure", str(out / "figure.png")]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
+    start = time.perf_counter()
+    with open(log_path, "w") as sink:
+        proc = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            rc = None
+    return rc, time.perf_counter() - start
+
+
+def last_progress(log_path: Path) -> tuple[int, int] | None:
+    """(steps done, steps in all) from the last tqdm line of a training log."""
+    found = re.findall(r"(\d+)/(\d+) \[", log_path.read_text(errors="replace"))
+    return (int(found[-1][0]), int(found[-1][1])) if found else None
+
+
+def step_ms(log_path: Path) -> float | None:
+    """Milliseconds per optimiser step from tqdm's rate on the last progress line before the bar's end (the
+    steps alone: the end's rate, and the stage's timing file, include the final scoring)."""
+    found = re.findall(r"(\d+)/(\d+) \[[^\]]*?([\d.]+)(step/s|s/step)", log_path.read_text(errors="replace"))
+    running = [f for f in found if int(f[0]) < int(f[1])] or found
+    if not running:
+        return None
+    value, unit = float(running[-1][2]), running[-1][3]
+    return 1000 / value if unit == "step/s" else 1000 * value
+
+
+def main(argv=None) -> int:
+    global ACCELERATOR, PROFILE
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="folder for the results (created)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/gpu-full-profile"), help="scratch folder (emptied)")
+    ap.add_argument("--deadline-s", type=float, default=540.0, help="seconds this script may take in all")
+    ap.add_argument("--determinism-steps", type=int, default=100, help="steps of each determinism run")
+    ap.add_argument("--accelerator", choices=("cuda", "cpu"), default="cuda", help="cpu: a smoke test of the script")
+    ap.add_argument("--profile", default=PROFILE, help="params file, relative to the repository (smoke test: params.yaml)")
+    ap.add_argument("--full-epochs", type=int, help="cut the full-length run to this many epochs (smoke test)")
+    ap.add_argument("--merge", type=Path, help="(on the developer's machine) merge this gpu_full_profile.json into "
+                                               "bench/results.json as full_profile_gpu, then exit")
+    a = ap.parse_args(argv)
+    if a.merge:
+        results_path = ROOT / "bench/results.json"
+        results = json.loads(results_path.read_text())
+        results["full_profile_gpu"] = json.loads(a.merge.read_text())
+        results_path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        log(f"merged {a.merge} into {results_path} as full_profile_gpu")
+        return 0
+
+    start = time.perf_counter()
+    left = lambda: a.deadline_s - (time.perf_counter() - start)  # noqa: E731
+    import torch
+
+    ACCELERATOR, PROFILE = a.accelerator, a.profile
+    if ACCELERATOR == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: this check needs the GPU machine")
+    a.out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(a.work, ignore_errors=True)
+    a.work.mkdir(parents=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    result: dict = {
+        "machine": {"gpu": torch.cuda.get_device_name() if ACCELERATOR == "cuda" else None, "cuda": torch.version.cuda, "torch": torch.__version__,
+                    "python": platform.python_version(), "cpu": cpu, "cores": os.cpu_count(),
+                    "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")},
+        "profile": f"{PROFILE}, train.accelerator {ACCELERATOR}, study.doses cut to the doses run here"
+                   + (f", the long run cut to {a.full_epochs} epochs" if a.full_epochs else ""),
+        "view": VIEW, "seconds": {}, "determinism": {},
+    }
+    out_json = a.out / "gpu_full_profile.json"
+
+    def save():
+        out_json.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+
+    full_params = a.work / "params-full.yaml"
+    cut = {"epochs": {v: a.full_epochs for v in ("baseline", "dense", "sparse")}} if a.full_epochs else {}
+    full_params.write_text(yaml.safe_dump(profile(CHECK_DOSES, **cut), sort_keys=False))
+    cfg = config_from_dict(profile(CHECK_DOSES))
+    t = time.perf_counter()
+    base = prepare_base(cfg, PROBE, OBJECT)
+    result["seconds"]["base"] = time.perf_counter() - t
+    view_dirs = {}
+
+    def data(dose: int) -> Path:
+        t = time.perf_counter()
+        sim = a.work / f"sim-{dose}"
+        simulate_dose(cfg, base, dose, sim, a.work / f"sim-{dose}.json", a.work / f"sim-{dose}.png", progress=False)
+        view_dir = a.work / f"view-{dose}"
+        facts = build_view(cfg, dose, VIEW, sim, view_dir, a.work / f"view-{dose}.json", a.work / f"view-{dose}.png",
+                           progress=False)
+        result["seconds"][f"data_{dose}"] = time.perf_counter() - t
+        result.setdefault("view_groups", {})[str(dose)] = {s: facts[s]["groups"] for s in layout.SPLITS}
+        log(f"dose {dose}: simulated and viewed in {time.perf_counter() - t:.1f} s")
+        return view_dir
+
+    def determinism(dose: int) -> None:
+        steps = a.determinism_steps
+        params = a.work / f"params-det-{dose}.yaml"
+        params.write_text(yaml.safe_dump(profile(CHECK_DOSES, steps_per_epoch=steps, epochs={"baseline": 1, "dense": 1,
+                                                                                            "sparse": 1}), sort_keys=False))
+        runs = []
+        for attempt in range(2):
+            out = a.work / f"det-{dose}-{attempt}"
+            rc, seconds = train(params, dose, view_dirs[dose], out, out / "log.txt", None)
+            timing = json.loads((out / "timing.json").read_text()) if rc == 0 else {}
+            runs.append({"rc": rc, "process_seconds": seconds, "bundle_sha256": sha256(out / "wts.h5.zip") if rc == 0 else None,
+                         "report_sha256": sha256(out / "report.json") if rc == 0 else None,
+                         "step_ms": step_ms(out / "log.txt"), "train_seconds": timing.get("train_seconds"),
+                         "peak_memory_mib": timing.get("peak_memory_mib")})
+            if rc != 0:
+                (a.out / f"failed-{dose}-{attempt}.log").write_text((out / "log.txt").read_text(errors="replace")[-20000:])
+            log(f"determinism dose {dose} run {attempt}: rc {rc}, {seconds:.1f} s, {runs[-1]['step_ms']} ms/step")
+        ok = [r for r in runs if r["rc"] == 0]
+        result["determinism"][str(dose)] = {
+            "steps": steps, "runs": len(runs), "completed": len(ok),
+            "identical": sum(r["bundle_sha256"] == ok[0]["bundle_sha256"] for r in ok) if ok else 0,
+            "object_stride": cfg.architecture(VIEW, dose).stride, "detail": runs}
+        save()
+
+    view_dirs[FULL_DOSE] = data(FULL_DOSE)
+    determinism(FULL_DOSE)
+    ms = result["determinism"][str(FULL_DOSE)]["detail"][0]["step_ms"] or 1e9
+    full_steps = (a.full_epochs or cfg.train.epochs[VIEW]) * cfg.train.steps_per_epoch
+    projected = full_steps * ms / 1000 + 60  # + start, data and the final scoring
+    result["full_length"] = {"steps": full_steps, "projected_seconds": projected}
+    log(f"full length: {full_steps} steps, projected {projected:.0f} s; {left():.0f} s left")
+    if projected + 120 < left():  # room for the 8-px grid's check after the full run
+        pass
+    else:
+        view_dirs[1000] = data(1000)
+        determinism(1000)
+
+    full_out = a.work / "full"
+    log_path = a.out / "full_train.log"
+    rc, seconds = train(full_params, FULL_DOSE, view_dirs[FULL_DOSE], full_out, log_path, max(30.0, left() - 20))
+    progress = last_progress(log_path)
+    entry = result["full_length"]
+    entry.update(rc=rc, completed=rc == 0, process_seconds=seconds, steps_reached=progress[0] if progress else None)
+    if rc == 0:
+        record = json.loads((full_out / "report.json").read_text())
+        timing = json.loads((full_out / "timing.json").read_text())
+        entry.update(scores=record["scores"], final_loss=record["final_loss"], bundle_sha256=record["bundle"]["sha256"],
+                     train_seconds=timing["train_seconds"], ms_per_step=timing["ms_per_step"],
+                     peak_memory_mib=timing.get("peak_memory_mib"))
+        for name in ("report.json", "history.csv", "timing.json", "figure.png"):
+            shutil.copy(full_out / name, a.out / f"full_{name}")
+    log(f"full length: rc {rc}, {seconds:.0f} s, steps reached {entry['steps_reached']}")
+    save()
+    if str(1000) not in result["determinism"] and left() > 100:
+        view_dirs[1000] = data(1000)
+        determinism(1000)
+    result["seconds"]["total"] = time.perf_counter() - start
+    save()
+    log(f"done in {result['seconds']['total']:.0f} s: {out_json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
