@@ -18,8 +18,10 @@ Steps, all through the stages' own code: base, Phase C for the doses used, Phase
    deadline and the steps it reached are reported, marked incomplete.
 
 Writes ``OUT_DIR/gpu_full_profile.json`` (facts, seconds, step time, peak GPU memory, scores,
-identical counts) and the full-length run's log, report, history, timing and figure. The results
-enter ``bench/results.json`` as ``full_profile_gpu`` through ``--merge`` on the developer's machine.
+identical counts) and the full-length run's log, report, history, timing and figure. ``--stages`` checks
+the other CUDA stages instead (``gpu_stages.json``: train, refine and inference of the default profile's
+dose-1e3 dense cell, each twice). The results enter ``bench/results.json`` (``full_profile_gpu``,
+``gpu_stages``) through ``--merge FILE`` on the developer's machine.
 """
 
 from __future__ import annotations
@@ -126,15 +128,20 @@ def main(argv=None) -> int:
     ap.add_argument("--accelerator", choices=("cuda", "cpu"), default="cuda", help="cpu: a smoke test of the script")
     ap.add_argument("--profile", default=PROFILE, help="params file, relative to the repository (smoke test: params.yaml)")
     ap.add_argument("--full-epochs", type=int, help="cut the full-length run to this many epochs (smoke test)")
+    ap.add_argument("--stages", action="store_true",
+                    help="instead: the default profile's dose-1e3 dense cell through train, refine and inference on CUDA, "
+                         "each twice in fresh processes (outputs compared); writes OUT/gpu_stages.json")
     ap.add_argument("--merge", type=Path, help="(on the developer's machine) merge this gpu_full_profile.json into "
                                                "bench/results.json as full_profile_gpu, then exit")
     a = ap.parse_args(argv)
     if a.merge:
         results_path = ROOT / "bench/results.json"
         results = json.loads(results_path.read_text())
-        results["full_profile_gpu"] = json.loads(a.merge.read_text())
-        results_path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-        log(f"merged {a.merge} into {results_path} as full_profile_gpu")
+        merged = json.loads(a.merge.read_text())
+        key = "gpu_stages" if "stages" in merged else "full_profile_gpu"
+        results[key] = merged
+        results_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        log(f"merged {a.merge} into {results_path} as {key}")
         return 0
 
     start = time.perf_counter()
@@ -147,6 +154,8 @@ def main(argv=None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(a.work, ignore_errors=True)
     a.work.mkdir(parents=True)
+    if a.stages:
+        return stages_check(a)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
     result: dict = {
         "machine": {"gpu": torch.cuda.get_device_name() if ACCELERATOR == "cuda" else None, "cuda": torch.version.cuda, "torch": torch.__version__,
@@ -241,6 +250,85 @@ def main(argv=None) -> int:
     result["seconds"]["total"] = time.perf_counter() - start
     save()
     log(f"done in {result['seconds']['total']:.0f} s: {out_json}")
+    return 0
+
+
+def stages_check(a) -> int:
+    """The default profile's dose-1e3 dense cell (8-px object grid) on CUDA: ``ptychostudy train`` (cut to
+    100 steps) and ``ptychostudy refine`` (its steps cut to 50), each twice in fresh processes, and the
+    trained network's inference of the test split (``infer.reconstruct_split``) twice in fresh processes."""
+    import torch
+
+    dose, steps = 1000, 100
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["study"]["doses"] = [dose]
+    raw["replicate"]["doses"] = [dose]
+    raw["measured"]["tuning_dose"] = dose
+    raw["simulate"]["threads"] = min(16, os.cpu_count() or 1)
+    raw["train"].update(accelerator=ACCELERATOR, steps_per_epoch=steps, epochs={"baseline": 1, "dense": 1, "sparse": 1})
+    raw["refine"].update(accelerator=ACCELERATOR, steps={"baseline": 50, "dense": 50, "sparse": 50})
+    raw["infer"].update(accelerator=ACCELERATOR)
+    params = a.work / "params.yaml"
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = config_from_dict(raw)
+    start = time.perf_counter()
+    base = prepare_base(cfg, PROBE, OBJECT)
+    sim, view_dir = a.work / "sim", a.work / "view"
+    simulate_dose(cfg, base, dose, sim, a.work / "sim.json", a.work / "sim.png", progress=False)
+    build_view(cfg, dose, VIEW, sim, view_dir, a.work / "view.json", a.work / "view.png", progress=False)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    result = {"machine": {"gpu": torch.cuda.get_device_name() if ACCELERATOR == "cuda" else None,
+                          "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")},
+              "stages": {}, "profile": f"params.yaml, dose {dose} × {VIEW}, train {steps} steps, refine 50 steps, "
+                                       f"accelerator {ACCELERATOR}"}
+
+    def check(kind: str, runs: list[dict]) -> None:
+        ok = [r for r in runs if r["rc"] == 0]
+        result["stages"][kind] = {"runs": len(runs), "completed": len(ok),
+                                  "identical": sum(r["digest"] == ok[0]["digest"] for r in ok) if ok else 0,
+                                  "detail": runs}
+        (a.out / "gpu_stages.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        log(f"{kind}: {result['stages'][kind]['identical']} of {len(runs)} identical")
+
+    runs = []
+    for attempt in range(2):
+        out = a.work / f"train-{attempt}"
+        rc, seconds = train(params, dose, view_dir, out, out / "log.txt", None)
+        runs.append({"rc": rc, "seconds": seconds, "digest": sha256(out / "wts.h5.zip") if rc == 0 else None})
+        if rc != 0:
+            (a.out / f"train-{attempt}.log").write_text((out / "log.txt").read_text(errors="replace")[-20000:])
+    check("train", runs)
+    bundle = a.work / "train-0" / "wts.h5.zip"
+    runs = []
+    for attempt in range(2):
+        out = a.work / f"refine-{attempt}"
+        out.mkdir()
+        proc = subprocess.run([sys.executable, "-m", "ptychostudy", "--no-progress", "refine", "--params", str(params),
+                               "--dose", str(dose), "--view", VIEW, "--view-dir", str(view_dir), "--bundle", str(bundle),
+                               "--out", str(out / "pinn_refined.npz"), "--report", str(out / "report.json"),
+                               "--timing", str(out / "timing.json")], capture_output=True, text=True, env=env)
+        runs.append({"rc": proc.returncode, "digest": sha256(out / "pinn_refined.npz") if proc.returncode == 0 else None})
+        if proc.returncode != 0:
+            (a.out / f"refine-{attempt}.log").write_text((proc.stdout + proc.stderr)[-20000:])
+    check("refine", runs)
+    code = ("import sys, hashlib, numpy as np, ptychostudy\n"
+            "from ptychostudy.bundle import load_bundle\nfrom ptychostudy.config import load_config\n"
+            "from ptychostudy.dataset import Split\nfrom ptychostudy.infer import reconstruct_split, setup_torch\n"
+            "cfg = load_config(sys.argv[1]); device = setup_torch(cfg.infer.threads, cfg.infer.accelerator)\n"
+            "split = Split.read(sys.argv[3], 2)\n"
+            "canvas, _ = reconstruct_split(load_bundle(sys.argv[2]), split, cfg.infer, device)\n"
+            "print(hashlib.sha256(np.ascontiguousarray(canvas).tobytes()).hexdigest())\n")
+    runs = []
+    for attempt in range(2):
+        proc = subprocess.run([sys.executable, "-c", code, str(params), str(bundle), str(layout.view_file(view_dir, "test"))],
+                              capture_output=True, text=True, env=env)
+        runs.append({"rc": proc.returncode, "digest": proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 else None})
+        if proc.returncode != 0:
+            (a.out / f"infer-{attempt}.log").write_text((proc.stdout + proc.stderr)[-20000:])
+    check("infer", runs)
+    result["seconds"] = time.perf_counter() - start
+    (a.out / "gpu_stages.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    log(f"stages check done in {result['seconds']:.0f} s")
     return 0
 
 

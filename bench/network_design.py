@@ -84,15 +84,15 @@ def render(jsonl: Path, out: Path) -> None:
         "trained on the view's whole train split and scored on the train region turned by 90° and simulated anew",
         "(`rotated_validation`: unseen orientation, no test data). fit = the train region as trained on.",
         "ms/step: most runs shared the 2 cores two at a time (1 thread each): not speed figures.", "",
-        "| label | dose | view | augment | object grid (px/sample) | steps | ms/step (threads) | val phase r | "
+        "| label | dose | view | augment | object grid (px/sample) | frame (px) | steps | ms/step (threads) | val phase r | "
         "val phase FRC½ (px) | val spread | fit phase r | fit phase FRC½ (px) | CPU |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         last = r["curve"][-1]
         v, f = last["val"], last["fit"]
         lines.append(
-            f"| {r['label']} | {r['dose']} | {r['view']} | {r.get('augment', 'none')} | {r.get('stride', 1)} | "
+            f"| {r['label']} | {r['dose']} | {r['view']} | {r.get('augment', 'none')} | {r.get('stride', 1)} | {r['canvas']} | "
             f"{r['steps']} | {r['ms_per_step']} ({r['threads']}) | {v['phase_r']:.3f} | {v['phase_frc50_px']:.1f} | "
             f"{v['phase_spread']:.2f} | {f['phase_r']:.3f} | {f['phase_frc50_px']:.1f} | {r['cpu']} |"
         )
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
             curve.append(row)
             print(json.dumps(row), flush=True)
     record = {
-        "label": args.label, "augment": cfg.train.augment, "stride": trainer.arch.stride, "dose": args.dose, "view": args.view, "set": args.set, "steps": steps,
+        "label": args.label, "augment": cfg.train.augment, "stride": trainer.arch.stride, "canvas": trainer.arch.canvas, "dose": args.dose, "view": args.view, "set": args.set, "steps": steps,
         "fit_patterns": fit.patterns, "fit_groups": int(fit.groups.shape[0]), "val_patterns": val.patterns,
         "ms_per_step": round(1000 * train_seconds / steps, 1), "wall_seconds": round(time.perf_counter() - start, 1),
         "threads": args.threads, "cpu": machine()["cpu"], "curve": curve,

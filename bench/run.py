@@ -691,6 +691,30 @@ def markdown(results: dict) -> str:
                   f"| {fp['train_ms_per_step']:.0f} | {fp['train_ms_per_step_with_scoring']:.0f} | {fp['peak_rss_mb']:.0f} "
                   f"| {fp['bundle_bytes']:,} | {fp['scores']['test']['phase_r']:.3f} | {fp['full_length_estimate_hours']:.1f} |",
                   ""]
+    g = results.get("full_profile_gpu")
+    if g:
+        m, fl = g["machine"], g["full_length"]
+        lines += ["## 10b. The full profile on a GPU (`bench/gpu_full_profile.py`)", "",
+                  f"Measured on {m['gpu']} (CUDA {m['cuda']}, torch {m['torch']}; {m['cpu']}, {m['cores']} cores), "
+                  f"{m['date']}: {g['profile']}, view {g['view']}; every run a fresh `ptychostudy train` process.", "",
+                  "| check | object grid (px) | steps | runs | identical bundles | ms/step | peak GPU memory (MiB) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for dose, d in sorted(g["determinism"].items(), key=lambda kv: -int(kv[0])):
+            ms = [r["step_ms"] for r in d["detail"] if r["step_ms"]]
+            lines.append(f"| CUDA determinism, dose {int(dose):g} | {d['object_stride']} | {d['steps']} | {d['runs']} | "
+                         f"{d['identical']} | {sum(ms) / max(len(ms), 1):.1f} | {d['detail'][0]['peak_memory_mib']:.0f} |")
+        reached = (f"completed in {fl['train_seconds']:.0f} s, test phase r {fl['scores']['test']['phase_r']:.3f}"
+                   if fl.get("completed") else
+                   f"**not completed**: stopped at the device-time limit after {fl['process_seconds']:.0f} s at step "
+                   f"{fl['steps_reached']:,} of {fl['steps']:,}; the whole length projected at {fl['projected_seconds']:.0f} s")
+        lines += ["", f"Full length (dose 1e5 × {g['view']}, {fl['steps']:,} steps): {reached}.", ""]
+    gs = results.get("gpu_stages")
+    if gs:
+        lines += [f"The network's other CUDA stages ({gs['machine']['gpu']}, torch {gs['machine']['torch']}, "
+                  f"{gs['machine']['date']}; `bench/gpu_full_profile.py --stages`: {gs['profile']}), each run a fresh "
+                  "process:", "", "| stage | runs | identical outputs |", "|---|---:|---:|"]
+        lines += [f"| {kind} | {r['runs']} | {r['identical']} |" for kind, r in gs["stages"].items()]
+        lines.append("")
     p = results.get("pipeline")
     if p:
         lines += ["## 5. The pipeline (default study from scratch, fresh clone)", "",
