@@ -178,7 +178,7 @@ def _fmt(value, spec: str) -> str:
 def _timing_table(cfg: Config, timing: Path) -> None:
     """Wall times (measurements, not reproducible) go beside the tracked outputs, never into them."""
     rows = [
-        "| dose | view | training wall time (s) | ms per step (per-epoch scoring included) | threads | accelerator |",
+        "| dose | view | training wall time (s) | ms per step (the scores logged while training included) | threads | accelerator |",
         "|---:|---|---:|---:|---:|---|",
     ]
     total = 0.0
