@@ -27,7 +27,6 @@ dose-1e3 dense cell, each twice). The results enter ``bench/results.json`` (``fu
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -40,6 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import ptychostudy  # noqa: E402,F401  (first: the numerical pins, as in every stage)
 import yaml  # noqa: E402
@@ -47,8 +47,10 @@ import yaml  # noqa: E402
 from ptychostudy import layout  # noqa: E402
 from ptychostudy.base import prepare_base  # noqa: E402
 from ptychostudy.config import config_from_dict  # noqa: E402
+from ptychostudy.io import sha256_file  # noqa: E402
 from ptychostudy.simulate import simulate_dose  # noqa: E402
 from ptychostudy.views import build_view  # noqa: E402
+from profiles import cut_to_doses  # noqa: E402
 
 PROBE = ROOT / "data/base/fly001_probe/c1_bigT_probe.npz"
 OBJECT = ROOT / "data/base/run1084/Run1084_recon3_postPC.npz"
@@ -63,15 +65,8 @@ def log(*args) -> None:
     print(f"[{time.strftime('%H:%M:%S')}]", *args, flush=True)
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def profile(doses, **train) -> dict:
-    raw = yaml.safe_load((ROOT / PROFILE).read_text())
-    raw["study"]["doses"] = sorted(doses)
-    raw["replicate"]["doses"] = [max(doses)]  # the cross-checks refuse doses outside study.doses
-    raw["measured"]["tuning_dose"] = max(doses)
+    raw = cut_to_doses(yaml.safe_load((ROOT / PROFILE).read_text()), doses)
     raw["simulate"]["threads"] = min(16, os.cpu_count() or 1)  # Phase C's speed only (not timed here)
     raw["train"].update(accelerator=ACCELERATOR, **train)
     return raw
@@ -201,8 +196,8 @@ def main(argv=None) -> int:
             out = a.work / f"det-{dose}-{attempt}"
             rc, seconds = train(params, dose, view_dirs[dose], out, out / "log.txt", None)
             timing = json.loads((out / "timing.json").read_text()) if rc == 0 else {}
-            runs.append({"rc": rc, "process_seconds": seconds, "bundle_sha256": sha256(out / "wts.h5.zip") if rc == 0 else None,
-                         "report_sha256": sha256(out / "report.json") if rc == 0 else None,
+            runs.append({"rc": rc, "process_seconds": seconds, "bundle_sha256": sha256_file(out / "wts.h5.zip") if rc == 0 else None,
+                         "report_sha256": sha256_file(out / "report.json") if rc == 0 else None,
                          "step_ms": step_ms(out / "log.txt"), "train_seconds": timing.get("train_seconds"),
                          "peak_memory_mib": timing.get("peak_memory_mib")})
             if rc != 0:
@@ -260,10 +255,7 @@ def stages_check(a) -> int:
     import torch
 
     dose, steps = 1000, 100
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["study"]["doses"] = [dose]
-    raw["replicate"]["doses"] = [dose]
-    raw["measured"]["tuning_dose"] = dose
+    raw = cut_to_doses(yaml.safe_load((ROOT / "params.yaml").read_text()), [dose])
     raw["simulate"]["threads"] = min(16, os.cpu_count() or 1)
     raw["train"].update(accelerator=ACCELERATOR, steps_per_epoch=steps, epochs={"baseline": 1, "dense": 1, "sparse": 1})
     raw["refine"].update(accelerator=ACCELERATOR, steps={"baseline": 50, "dense": 50, "sparse": 50})
@@ -294,7 +286,7 @@ def stages_check(a) -> int:
     for attempt in range(2):
         out = a.work / f"train-{attempt}"
         rc, seconds = train(params, dose, view_dir, out, out / "log.txt", None)
-        runs.append({"rc": rc, "seconds": seconds, "digest": sha256(out / "wts.h5.zip") if rc == 0 else None})
+        runs.append({"rc": rc, "seconds": seconds, "digest": sha256_file(out / "wts.h5.zip") if rc == 0 else None})
         if rc != 0:
             (a.out / f"train-{attempt}.log").write_text((out / "log.txt").read_text(errors="replace")[-20000:])
     check("train", runs)
@@ -307,7 +299,7 @@ def stages_check(a) -> int:
                                "--dose", str(dose), "--view", VIEW, "--view-dir", str(view_dir), "--bundle", str(bundle),
                                "--out", str(out / "pinn_refined.npz"), "--report", str(out / "report.json"),
                                "--timing", str(out / "timing.json")], capture_output=True, text=True, env=env)
-        runs.append({"rc": proc.returncode, "digest": sha256(out / "pinn_refined.npz") if proc.returncode == 0 else None})
+        runs.append({"rc": proc.returncode, "digest": sha256_file(out / "pinn_refined.npz") if proc.returncode == 0 else None})
         if proc.returncode != 0:
             (a.out / f"refine-{attempt}.log").write_text((proc.stdout + proc.stderr)[-20000:])
     check("refine", runs)

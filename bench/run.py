@@ -43,6 +43,7 @@ from ptychostudy.reconstruct import build_task, read_selection  # noqa: E402
 from ptychostudy.simulate import CHUNK, object_patches, scan_positions, simulate_dose  # noqa: E402
 from ptychostudy.train import Trainer  # noqa: E402
 from ptychostudy.views import build_view  # noqa: E402
+from profiles import cut_to_doses  # noqa: E402  (bench/: this script's folder)
 
 PROBE = ROOT / "data/base/fly001_probe/c1_bigT_probe.npz"
 OBJECT = ROOT / "data/base/run1084/Run1084_recon3_postPC.npz"
@@ -423,10 +424,7 @@ def bench_full_profile(workdir: Path, view: str = "dense", dose: int = 100000, e
     import yaml
 
     log(f"10. the full profile's cell dose {dose:g} × {view} on the CPU ({epochs} epochs of {steps} steps)")
-    raw = yaml.safe_load((ROOT / "profiles/full.yaml").read_text())
-    raw["study"]["doses"] = [dose]
-    raw["replicate"]["doses"] = [dose]  # the cross-checks refuse a replicate or tuning dose outside study.doses
-    raw["measured"]["tuning_dose"] = dose
+    raw = cut_to_doses(yaml.safe_load((ROOT / "profiles/full.yaml").read_text()), [dose])
     full_steps = raw["train"]["epochs"][view] * raw["train"]["steps_per_epoch"]  # the profile's own length
     raw["train"].update(accelerator="cpu", steps_per_epoch=steps, epochs={v: epochs for v in raw["train"]["epochs"]})
     cfg = config_from_dict(raw)

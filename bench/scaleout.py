@@ -4,17 +4,36 @@
     python bench/scaleout.py --study            # the default study from scratch, serial then parallel
                                                 # (two full runs: about 2 hours on 2 cores)
     python bench/scaleout.py --local-tiny       # the tiny profile, serial then parallel (a few minutes)
+    python bench/scaleout.py --forced           # this workspace's study forced twice, alone: `dvc repro -f`,
+                                                # then `ptychostudy run -f` (about 2 hours on 2 cores)
+    python bench/scaleout.py --from-logs SERIAL PARALLEL   # the same entry from two such runs' logs
+    python bench/scaleout.py --bound LOG        # what any parallel run could reach, from a serial run's log
 
-Each mode builds a fresh git + DVC repository from this checkout (the pipeline, params, base data and
+The three run modes build a fresh git + DVC repository from this checkout (the pipeline, params, base data and
 code; nothing computed), runs the pipeline serially with `dvc repro`, then clones it and runs the same
 pipeline with the driver, and compares the two dvc.lock files byte for byte. Results go into
 bench/results.json ("slurm", "executor", "executor_tiny"; other entries kept). Run it alone: the
 timings are wall times on a machine that must not be doing anything else.
+
+The serial run's output is stamped line by line ("<clock> <seconds since start> <dvc's line>"), so each
+stage's seconds are known; with the threads each stage asks for (``ptychostudy.scaleout.stage_threads``)
+they give the core-seconds of the whole study, and core-seconds / cores is the shortest wall time any
+schedule on those cores can reach if stages keep their serial speed ("bound" in each entry). ``--bound
+LOG`` computes it from such a log of an earlier serial run (``dvc repro`` or ``dvc repro -f`` piped
+through the same stamping) into results.json "executor_bound".
+
+``--forced`` measures in this workspace instead of a fresh repository: both runs start from a complete,
+recorded study, rerun every stage, and must each leave dvc.lock byte-identical to the committed one (the
+determinism check of a forced full rerun, twice in a row) and ``dvc status`` clean. Each log ends with
+the lines "RC <exit status> WALL <seconds>", "LOCK_IDENTICAL" or "LOCK_DIFFERS", and dvc status's
+last line; ``--from-logs`` reads logs of that form (also gzipped) into the same "executor" entry.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gzip
 import json
 import os
 import re
@@ -72,6 +91,126 @@ def make_repo(work: Path, env: dict, params: dict | None) -> None:
     sh(["git", "commit", "-qm", "study"], work, env)
 
 
+STAGE_LINE = re.compile(r"^\d\d:\d\d:\d\d\s+([0-9.]+) Running stage '([^']+)':")
+END_LINE = re.compile(r"^\d\d:\d\d:\d\d\s+([0-9.]+)( |$)")
+
+
+def stamped_run(args, cwd: Path, env: dict, log_path: Path) -> float:
+    """Run ``args``, writing each line of its output to ``log_path`` as "<clock> <seconds since start> <line>";
+    returns the wall seconds. Raises RuntimeError (with the log's tail) on a non-zero exit status."""
+    start = time.perf_counter()
+    with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+        for line in proc.stdout:
+            log.write(f"{time.strftime('%H:%M:%S')} {time.perf_counter() - start:9.1f} {line.rstrip()}\n")
+        rc = proc.wait()
+        seconds = time.perf_counter() - start
+        log.write(f"{time.strftime('%H:%M:%S')} {seconds:9.1f} exit {rc}\n")
+    if rc != 0:
+        raise RuntimeError(f"{' '.join(map(str, args))} failed ({rc}); log: {log_path}\n"
+                           + "\n".join(log_path.read_text().splitlines()[-30:]))
+    return seconds
+
+
+def read_log(path: Path) -> str:
+    """A stamped log, plain or gzipped."""
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        data = gzip.decompress(data)
+    return data.decode("utf-8", errors="replace")
+
+
+def forced_run(args, log_path: Path, committed_lock: bytes) -> None:
+    """One forced rerun of this workspace's pipeline, stamped into ``log_path``, followed by the lines
+    --from-logs reads: RC and WALL, whether dvc.lock is byte-identical to ``committed_lock``, dvc status."""
+    env = {**env_for(ROOT / ".dvc" / "tmp"), "DVC_SITE_CACHE_DIR": str(ROOT / ".dvc" / "tmp" / "site-cache")}
+    rc, start = 0, time.perf_counter()
+    try:
+        stamped_run(args, ROOT, env, log_path)
+    except RuntimeError:
+        rc = 1
+    seconds = time.perf_counter() - start
+    same = (ROOT / "dvc.lock").read_bytes() == committed_lock
+    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=ROOT, env=env, capture_output=True, text=True)
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"RC {rc} WALL {seconds:.1f}\n{'LOCK_IDENTICAL' if same else 'LOCK_DIFFERS'}\n")
+        said = (status.stdout + status.stderr).strip().splitlines()
+        log.write((said[-1] if said else "") + "\n")
+
+
+def forced_entry(serial_text: str, parallel_text: str, cores: int) -> dict:
+    """The "executor" entry from the logs of a forced serial ``dvc repro -f`` and a forced ``ptychostudy run -f``
+    of the same workspace, back to back (each log as ``forced_run`` writes it)."""
+    def tail(text: str) -> tuple[int, float, bool, bool]:
+        m = re.search(r"^RC (\d+) WALL ([0-9.]+)$", text, re.M)
+        if not m:
+            raise ValueError("no \"RC <status> WALL <seconds>\" line: not a forced run's log")
+        return int(m.group(1)), float(m.group(2)), "LOCK_IDENTICAL" in text, "Data and pipelines are up to date." in text
+
+    s_rc, s_wall, s_same, s_clean = tail(serial_text)
+    p_rc, p_wall, p_same, p_clean = tail(parallel_text)
+    done = re.findall(r"done\s+(\S+)\s+(\d+) s$", parallel_text, re.M)
+    summary = [line.split(" ", 2)[-1].strip() for line in parallel_text.splitlines() if "ptychostudy scale-out:" in line]
+    serial_stages = stage_seconds(serial_text)
+    threads = pipeline_threads(ROOT)
+    by_threads: dict[str, float] = {}
+    for name, sec in done:
+        key = str(min(threads[name], cores))
+        by_threads[key] = by_threads.get(key, 0.0) + float(sec)
+    return {"method": "forced reruns of this workspace's complete study, back to back, alone: `dvc repro -f`, "
+                      "then `ptychostudy run -f`; each dvc.lock compared with the committed one",
+            "serial_seconds": s_wall, "parallel_seconds": p_wall, "ratio": round(p_wall / s_wall, 3),
+            "rc": [s_rc, p_rc], "stages": len(serial_stages),
+            "lock_identical": s_same and p_same, "status_clean": s_clean and p_clean,
+            "parallel_stage_seconds_by_threads": {k: round(v, 1) for k, v in sorted(by_threads.items())},
+            "driver_summary": summary[-1] if summary else None,
+            "bound": parallel_bound(serial_stages, threads, cores)}
+
+
+def stage_seconds(log_text: str) -> dict[str, float]:
+    """Each stage's seconds in a stamped serial ``dvc repro`` log: from its "Running stage" line to the next
+    one's (the last stage: to the log's last line), so DVC's own work between stages is counted too."""
+    starts, last = [], 0.0
+    for line in log_text.splitlines():
+        m = STAGE_LINE.match(line)
+        if m:
+            starts.append((m.group(2), float(m.group(1))))
+        m = END_LINE.match(line)
+        if m:
+            last = float(m.group(1))
+    if not starts:
+        raise ValueError("no \"Running stage\" line: not a stamped dvc repro log")
+    ends = [t for _, t in starts[1:]] + [last]
+    return {name: round(end - begin, 1) for (name, begin), end in zip(starts, ends)}
+
+
+def parallel_bound(seconds: dict[str, float], threads: dict[str, int], cores: int) -> dict:
+    """The shortest wall time any schedule on ``cores`` cores can reach when every stage keeps its serial
+    seconds and holds its threads' cores (capped at ``cores``) while it runs: core-seconds / cores."""
+    unknown = sorted(set(seconds) - set(threads))
+    if unknown:
+        raise ValueError(f"stages not in the pipeline: {', '.join(unknown[:5])}")
+    serial = sum(seconds.values())
+    core_seconds = sum(min(threads[s], cores) * t for s, t in seconds.items())
+    by_threads: dict[str, float] = {}
+    for s, t in seconds.items():
+        key = str(min(threads[s], cores))
+        by_threads[key] = round(by_threads.get(key, 0.0) + t, 1)
+    return {"cores": cores, "stages": len(seconds), "serial_stage_seconds": round(serial, 1),
+            "core_seconds": round(core_seconds, 1), "seconds_by_threads": by_threads,
+            "parallel_seconds_bound": round(core_seconds / cores, 1),
+            "ratio_bound": round(core_seconds / cores / serial, 3)}
+
+
+def pipeline_threads(repo_dir: Path) -> dict[str, int]:
+    """Each stage's threads as the driver would give them (``ptychostudy.scaleout.plan``)."""
+    from ptychostudy.scaleout import plan
+
+    with contextlib.chdir(repo_dir):  # DVC reads the pipeline's targets relative to the working directory
+        _, jobs = plan(repo_dir, [])
+    return {j.name: j.threads for j in jobs}
+
+
 def serial_then_parallel(tmp: Path, params: dict | None, driver_args: list[str]) -> dict:
     env = env_for(tmp)
     serial = tmp / "serial"
@@ -80,19 +219,21 @@ def serial_then_parallel(tmp: Path, params: dict | None, driver_args: list[str])
     sh(["git", "clone", "-q", str(serial), str(clone)], tmp, env)
     # each repository runs its own copy of the code (so that this checkout may change meanwhile)
     env = {**env, "PYTHONPATH": str(serial / "src")}
-    start = time.perf_counter()
-    sh([sys.executable, "-m", "dvc", "repro"], serial, env)
-    serial_seconds = time.perf_counter() - start
+    serial_log = tmp / "serial-repro.log"
+    serial_seconds = stamped_run([sys.executable, "-m", "dvc", "repro"], serial, env, serial_log)
+    bound = parallel_bound(stage_seconds(serial_log.read_text()), pipeline_threads(serial), os.cpu_count() or 1)
     cenv = {**env, "DVC_SITE_CACHE_DIR": str(tmp / "clone-site-cache"), "PYTHONPATH": str(clone / "src")}
     start = time.perf_counter()
     out = sh([sys.executable, "-m", "ptychostudy.scaleout", *driver_args], clone, cenv).stdout
     parallel_seconds = time.perf_counter() - start
     status = json.loads(sh([sys.executable, "-m", "dvc", "status", "--json"], clone, cenv).stdout)
     stages = len(yaml.safe_load((serial / "dvc.lock").read_text())["stages"])
-    return {"serial_seconds": round(serial_seconds, 1), "parallel_seconds": round(parallel_seconds, 1),
+    return {"method": "from scratch in a fresh repository: `dvc repro`, then its clone with the driver",
+            "serial_seconds": round(serial_seconds, 1), "parallel_seconds": round(parallel_seconds, 1),
             "ratio": round(parallel_seconds / serial_seconds, 3), "stages": stages,
             "lock_identical": (serial / "dvc.lock").read_bytes() == (clone / "dvc.lock").read_bytes(),
-            "status_clean": status == {}, "driver": driver_args, "driver_summary": out.strip().splitlines()[-1]}
+            "status_clean": status == {}, "driver": driver_args, "driver_summary": out.strip().splitlines()[-1],
+            "bound": bound}
 
 
 def slurm(tmp: Path) -> dict:
@@ -118,14 +259,45 @@ def main(argv=None) -> int:
     p.add_argument("--slurm", action="store_true", help="the tiny profile through a real single-node SLURM")
     p.add_argument("--study", action="store_true", help="the default study, serial and parallel, from scratch")
     p.add_argument("--local-tiny", action="store_true", help="the tiny profile, serial and parallel")
+    p.add_argument("--forced", action="store_true",
+                   help="this workspace's study forced twice (dvc repro -f, then ptychostudy run -f), alone")
+    p.add_argument("--from-logs", type=Path, nargs=2, metavar=("SERIAL", "PARALLEL"),
+                   help="the \"executor\" entry from the logs of two forced runs (as --forced writes them)")
+    p.add_argument("--bound", type=Path, metavar="LOG",
+                   help="a stamped log of a serial dvc repro of this checkout's pipeline: the parallel bound")
     p.add_argument("--jobs", type=int, default=None, help="the driver's --jobs (default: as the cores allow)")
     p.add_argument("--keep", type=Path, help="keep the work folder here (default: a temporary one, removed)")
     a = p.parse_args(argv)
-    if not (a.slurm or a.study or a.local_tiny):
-        p.error("choose --slurm, --study or --local-tiny")
+    if not (a.slurm or a.study or a.local_tiny or a.bound or a.forced or a.from_logs):
+        p.error("choose --slurm, --study, --local-tiny, --forced, --from-logs SERIAL PARALLEL or --bound LOG")
     driver = [] if a.jobs is None else ["--jobs", str(a.jobs)]
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     ok = True
+    if a.forced or a.from_logs:
+        if a.forced:
+            committed = subprocess.run(["git", "show", "HEAD:dvc.lock"], cwd=ROOT, capture_output=True, check=True).stdout
+            logs = ROOT / "bench" / "logs"
+            logs.mkdir(exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M")
+            serial_log, parallel_log = logs / f"forced-repro-{stamp}.log", logs / f"forced-run-{stamp}.log"
+            forced_run([sys.executable, "-m", "dvc", "repro", "-f"], serial_log, committed)
+            forced_run([sys.executable, "-m", "ptychostudy", "run", "-f", *driver], parallel_log, committed)
+        else:
+            serial_log, parallel_log = a.from_logs
+        entry = {**forced_entry(read_log(serial_log), read_log(parallel_log), os.cpu_count() or 1),
+                 "logs": [str(serial_log), str(parallel_log)], "machine": machine()}
+        results["executor"] = entry
+        RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        print(f"executor: {json.dumps({k: v for k, v in entry.items() if k != 'machine'})}", flush=True)
+        ok = entry["lock_identical"] and entry["status_clean"]
+    if a.bound:
+        text = read_log(a.bound)
+        m = re.search(r"WALL ([0-9.]+)", text)  # the serial run's own wall time, when its script wrote one
+        entry = {**parallel_bound(stage_seconds(text), pipeline_threads(ROOT), os.cpu_count() or 1),
+                 "log": str(a.bound), "serial_wall_seconds": float(m.group(1)) if m else None, "machine": machine()}
+        results["executor_bound"] = entry
+        RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        print(f"executor_bound: {json.dumps({k: v for k, v in entry.items() if k != 'machine'})}", flush=True)
     for mode, key in (("local_tiny", "executor_tiny"), ("study", "executor"), ("slurm", "slurm")):
         if not getattr(a, mode):
             continue
