@@ -764,17 +764,24 @@ def markdown(results: dict) -> str:
     runs = [(key, results[key]) for key in ("executor", "executor_tiny", "slurm") if key in results]
     if runs:
         lines += ["## 9. Scale-out (`python bench/scaleout.py`)", "",
-                  "A fresh repository built from this checkout, the pipeline run serially with `dvc repro`, then a clone "
-                  "of it run with the scale-out driver; the two dvc.lock files compared byte for byte.", "",
-                  "| run | machine | stages | serial s | driver s | driver/serial | dvc.lock identical |",
-                  "|---|---|---:|---:|---:|---:|---|"]
+                  "Serial `dvc repro` against the scale-out driver, both measured alone, and the two dvc.lock files compared "
+                  "byte for byte. *From scratch*: a fresh repository built from this checkout, run serially, then a clone of "
+                  "it run with the driver. *Forced*: this workspace's complete study rerun with `dvc repro -f`, then with "
+                  "`ptychostudy run -f`, each lock compared with the committed one. The bound is the serial run's "
+                  "core-seconds (each stage's seconds × the threads it holds) ÷ the cores: the shortest wall time any "
+                  "schedule can reach while every stage keeps its serial speed.", "",
+                  "| run | method | machine | stages | serial s | driver s | driver/serial | bound s (÷ serial) | dvc.lock identical |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---|"]
         names = {"executor": "default study, local", "executor_tiny": "tiny profile, local",
                  "slurm": "tiny profile, single-node SLURM"}
         for key, r in runs:
             parallel = r.get("parallel_seconds", r.get("seconds"))
             extra = f" ({r['jobs']} SLURM job{'s' if r['jobs'] != 1 else ''})" if key == "slurm" else ""
-            lines.append(f"| {names[key]}{extra} | {r['machine']['cpu']}, {r['machine']['date']} | {r['stages']} | "
-                         f"{r['serial_seconds']:.0f} | {parallel:.0f} | {parallel / r['serial_seconds']:.2f} | "
+            method = "forced" if "forced" in r.get("method", "") else "from scratch"
+            b = r.get("bound")
+            bound = f"{b['parallel_seconds_bound']:.0f} ({b['ratio_bound']:.2f})" if b else "–"
+            lines.append(f"| {names[key]}{extra} | {method} | {r['machine']['cpu']}, {r['machine']['date']} | {r['stages']} | "
+                         f"{r['serial_seconds']:.0f} | {parallel:.0f} | {parallel / r['serial_seconds']:.2f} | {bound} | "
                          f"{'yes' if r['lock_identical'] else 'NO'} |")
         lines.append("")
     return "\n".join(lines)

@@ -150,7 +150,7 @@ def forced_entry(serial_text: str, parallel_text: str, cores: int) -> dict:
     s_rc, s_wall, s_same, s_clean = tail(serial_text)
     p_rc, p_wall, p_same, p_clean = tail(parallel_text)
     done = re.findall(r"done\s+(\S+)\s+(\d+) s$", parallel_text, re.M)
-    summary = [line.split(" ", 2)[-1].strip() for line in parallel_text.splitlines() if "ptychostudy scale-out:" in line]
+    summary = re.findall(r"(ptychostudy scale-out: \d+ ran.*)$", parallel_text, re.M)
     serial_stages = stage_seconds(serial_text)
     threads = pipeline_threads(ROOT)
     by_threads: dict[str, float] = {}
