@@ -153,16 +153,12 @@ def forced_entry(serial_text: str, parallel_text: str, cores: int) -> dict:
     summary = re.findall(r"(ptychostudy scale-out: \d+ ran.*)$", parallel_text, re.M)
     serial_stages = stage_seconds(serial_text)
     threads = pipeline_threads(ROOT)
-    by_threads: dict[str, float] = {}
-    for name, sec in done:
-        key = str(min(threads[name], cores))
-        by_threads[key] = by_threads.get(key, 0.0) + float(sec)
     return {"method": "forced reruns of this workspace's complete study, back to back, alone: `dvc repro -f`, "
                       "then `ptychostudy run -f`; each dvc.lock compared with the committed one",
             "serial_seconds": s_wall, "parallel_seconds": p_wall, "ratio": round(p_wall / s_wall, 3),
             "rc": [s_rc, p_rc], "stages": len(serial_stages),
             "lock_identical": s_same and p_same, "status_clean": s_clean and p_clean,
-            "parallel_stage_seconds_by_threads": {k: round(v, 1) for k, v in sorted(by_threads.items())},
+            "parallel_stage_seconds_by_threads": seconds_by_threads({n: float(t) for n, t in done}, threads, cores),
             "driver_summary": summary[-1] if summary else None,
             "bound": parallel_bound(serial_stages, threads, cores)}
 
@@ -184,6 +180,15 @@ def stage_seconds(log_text: str) -> dict[str, float]:
     return {name: round(end - begin, 1) for (name, begin), end in zip(starts, ends)}
 
 
+def seconds_by_threads(seconds: dict[str, float], threads: dict[str, int], cores: int) -> dict[str, float]:
+    """Stage seconds summed by the threads each stage holds (capped at ``cores``)."""
+    total: dict[str, float] = {}
+    for name, t in seconds.items():
+        key = str(min(threads[name], cores))
+        total[key] = total.get(key, 0.0) + t
+    return {k: round(v, 1) for k, v in sorted(total.items())}
+
+
 def parallel_bound(seconds: dict[str, float], threads: dict[str, int], cores: int) -> dict:
     """The shortest wall time any schedule on ``cores`` cores can reach when every stage keeps its serial
     seconds and holds its threads' cores (capped at ``cores``) while it runs: core-seconds / cores."""
@@ -192,12 +197,8 @@ def parallel_bound(seconds: dict[str, float], threads: dict[str, int], cores: in
         raise ValueError(f"stages not in the pipeline: {', '.join(unknown[:5])}")
     serial = sum(seconds.values())
     core_seconds = sum(min(threads[s], cores) * t for s, t in seconds.items())
-    by_threads: dict[str, float] = {}
-    for s, t in seconds.items():
-        key = str(min(threads[s], cores))
-        by_threads[key] = round(by_threads.get(key, 0.0) + t, 1)
     return {"cores": cores, "stages": len(seconds), "serial_stage_seconds": round(serial, 1),
-            "core_seconds": round(core_seconds, 1), "seconds_by_threads": by_threads,
+            "core_seconds": round(core_seconds, 1), "seconds_by_threads": seconds_by_threads(seconds, threads, cores),
             "parallel_seconds_bound": round(core_seconds / cores, 1),
             "ratio_bound": round(core_seconds / cores / serial, 3)}
 
