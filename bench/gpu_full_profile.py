@@ -113,6 +113,101 @@ def step_ms(log_path: Path) -> float | None:
     return 1000 / value if unit == "step/s" else 1000 * value
 
 
+def preflight(cfg, view_dir: Path, out: Path, steps: int = 100) -> dict:
+    """In this process, on the full profile's network and the view's train split: milliseconds per step of
+    the stage's own ``Trainer.step`` (queued, read once at the end: as ``Trainer.fit`` runs), of the same
+    step read back after every step (as the code before the sync-free loop did), with the CNN's tensors
+    channels-last, and of the step replayed as a CUDA graph (speed only: a graph replays the Adam step size
+    it was captured with); and torch.profiler's table of 5 steps (``OUT/step_profile.txt``). Each variant
+    runs on a fresh network; a failing variant is reported, not fatal."""
+    import torch
+
+    from ptychostudy.dataset import Split
+    from ptychostudy.infer import setup_torch
+    from ptychostudy.train import Batch, Trainer
+
+    device = setup_torch(cfg.train.threads, ACCELERATOR)
+    split = Split.read(layout.view_file(view_dir, "train"), cfg.view(VIEW).gridsize)
+    arch, batch = cfg.architecture(VIEW, FULL_DOSE), cfg.train.batch_size
+    sync = torch.cuda.synchronize if ACCELERATOR == "cuda" else (lambda: None)
+
+    def fresh():
+        trainer = Trainer(cfg, split, arch, 1, device)
+        return trainer, trainer.optimizer(), trainer.device_batches(steps + 20, batch, steps + 20)
+
+    def timed(run_step) -> float:
+        for _ in range(10):
+            run_step()
+        sync()
+        start = time.perf_counter()
+        for _ in range(steps):
+            run_step()
+        sync()
+        return 1000 * (time.perf_counter() - start) / steps
+
+    found: dict = {"steps": steps}
+    trainer, opt, batches = fresh()
+    found["queued_ms"] = timed(lambda: trainer.step(opt, next(batches)))
+    trainer, opt, batches = fresh()
+    found["read_every_step_ms"] = timed(lambda: float(trainer.step(opt, next(batches))))
+    try:
+        trainer, opt, batches = fresh()
+        trainer.net.net.to(memory_format=torch.channels_last)
+        found["channels_last_ms"] = timed(lambda: trainer.step(opt, next(batches)))
+    except Exception as error:  # noqa: BLE001 (a measurement; reported)
+        found["channels_last_error"] = repr(error)[:500]
+    try:
+        trainer, opt, batches = fresh()
+        first = next(batches)
+        static = Batch(first.index.clone(), first.offsets.clone(),
+                       None if first.orientation is None else first.orientation.clone())
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                trainer.step(opt, static)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            trainer.loss(static).backward()
+            opt.step()
+
+        def replay():
+            b = next(batches)
+            static.index.copy_(b.index)
+            static.offsets.copy_(b.offsets)
+            if b.orientation is not None:
+                static.orientation.copy_(b.orientation)
+            graph.replay()
+
+        found["cuda_graph_ms"] = timed(replay)
+    except Exception as error:  # noqa: BLE001
+        found["cuda_graph_error"] = repr(error)[:500]
+    try:
+        from torch.profiler import ProfilerActivity, profile as torch_profile
+
+        trainer, opt, batches = fresh()
+        for _ in range(5):
+            trainer.step(opt, next(batches))
+        sync()
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if ACCELERATOR == "cuda" else [])
+        with torch_profile(activities=activities) as prof:
+            for _ in range(5):
+                trainer.step(opt, next(batches))
+            sync()
+        table = prof.key_averages()
+        key = "cuda_time_total" if ACCELERATOR == "cuda" else "cpu_time_total"
+        (out / "step_profile.txt").write_text(
+            table.table(sort_by=key, row_limit=40) + "\n\n" + table.table(sort_by="self_cpu_time_total", row_limit=25))
+    except Exception as error:  # noqa: BLE001
+        found["profile_error"] = repr(error)[:500]
+    del trainer, opt, batches
+    if ACCELERATOR == "cuda":
+        torch.cuda.empty_cache()
+    return found
+
+
 def main(argv=None) -> int:
     global ACCELERATOR, PROFILE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -211,17 +306,30 @@ def main(argv=None) -> int:
         save()
 
     view_dirs[FULL_DOSE] = data(FULL_DOSE)
-    determinism(FULL_DOSE)
-    ms = result["determinism"][str(FULL_DOSE)]["detail"][0]["step_ms"] or 1e9
+    t = time.perf_counter()
+    result["preflight"] = preflight(cfg, view_dirs[FULL_DOSE], a.out)
+    result["seconds"]["preflight"] = time.perf_counter() - t
+    log(f"preflight in {result['seconds']['preflight']:.0f} s: {result['preflight']}")
+    save()
+    ms = result["preflight"]["queued_ms"]
     full_steps = (a.full_epochs or cfg.train.epochs[VIEW]) * cfg.train.steps_per_epoch
-    projected = full_steps * ms / 1000 + 60  # + start, data and the final scoring
+    projected = full_steps * ms / 1000 + 40  # + the process's start and the final scoring
     result["full_length"] = {"steps": full_steps, "projected_seconds": projected}
     log(f"full length: {full_steps} steps, projected {projected:.0f} s; {left():.0f} s left")
-    if projected + 120 < left():  # room for the 8-px grid's check after the full run
-        pass
-    else:
-        view_dirs[1000] = data(1000)
-        determinism(1000)
+    if projected + 70 < left():  # room for the determinism check of the full profile's 1-px grid first
+        determinism(FULL_DOSE)
+    if projected > left() - 15:
+        result["full_length"].update(completed=False, skipped="the projected time does not fit in what is left")
+        log("full length skipped: it cannot finish; the determinism checks instead")
+        save()
+        for dose in CHECK_DOSES:
+            if str(dose) not in result["determinism"] and left() > 90:
+                if dose not in view_dirs:
+                    view_dirs[dose] = data(dose)
+                determinism(dose)
+        result["seconds"]["total"] = time.perf_counter() - start
+        save()
+        return 0
 
     full_out = a.work / "full"
     log_path = a.out / "full_train.log"
@@ -239,9 +347,11 @@ def main(argv=None) -> int:
             shutil.copy(full_out / name, a.out / f"full_{name}")
     log(f"full length: rc {rc}, {seconds:.0f} s, steps reached {entry['steps_reached']}")
     save()
-    if str(1000) not in result["determinism"] and left() > 100:
-        view_dirs[1000] = data(1000)
-        determinism(1000)
+    for dose in CHECK_DOSES:
+        if str(dose) not in result["determinism"] and left() > (60 if dose in view_dirs else 100):
+            if dose not in view_dirs:
+                view_dirs[dose] = data(dose)
+            determinism(dose)
     result["seconds"]["total"] = time.perf_counter() - start
     save()
     log(f"done in {result['seconds']['total']:.0f} s: {out_json}")

@@ -140,14 +140,14 @@ def main(argv=None) -> int:
     trainer = Trainer(cfg, fit, cfg.architecture(args.view, args.dose), seed, device)
     opt = trainer.optimizer()
     sched = cosine_schedule(opt, steps, t.learning_rate, t.learning_rate_final)
-    batches = trainer.step_batches(steps, t.batch_size)
+    batches = trainer.device_batches(steps, t.batch_size, t.steps_per_epoch)
     marks = {round(steps * (k + 1) / args.evals) for k in range(args.evals)}
     curve, losses = [], []
     start = time.perf_counter()
     train_seconds = 0.0
     for step in range(1, steps + 1):
         t0 = time.perf_counter()
-        losses.append(trainer.step(opt, next(batches)))
+        losses.append(float(trainer.step(opt, next(batches))))
         sched.step()
         train_seconds += time.perf_counter() - t0
         if step in marks:

@@ -56,7 +56,7 @@ def trace(dose: int, view: str, steps: int, threads: int | None) -> list[dict]:
     split = Split.read(layout.view_file(layout.view_dir(dose, view, ROOT), "train"), cfg.view(view).gridsize)
     trainer = Trainer(cfg, split, cfg.architecture(view, dose), derive_seed(t.seed, dose, view), device)
     opt = trainer.optimizer()
-    batches = trainer.step_batches(steps, t.batch_size)
+    batches = iter(list(trainer.device_batches(steps, t.batch_size, steps)))  # made before the trace starts
     records: list[dict] = []
 
     class Recorder(TorchDispatchMode):

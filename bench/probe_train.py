@@ -57,7 +57,7 @@ def main() -> int:
     split = Split.read(layout.view_file(layout.view_dir(a.dose, a.view, ROOT), "train"), cfg.view(a.view).gridsize)
     trainer = Trainer(cfg, split, cfg.architecture(a.view, a.dose), derive_seed(t.seed, a.dose, a.view), device)
     opt = trainer.optimizer()
-    batches = trainer.step_batches(a.warmup + a.steps, t.batch_size)
+    batches = trainer.device_batches(a.warmup + a.steps, t.batch_size, t.steps_per_epoch)
     for _ in range(a.warmup):
         trainer.step(opt, next(batches))
     start = time.perf_counter()

@@ -169,7 +169,7 @@ def step_time(cfg, split: Split, view: str, steps: int = 20, dose: int = 100000)
     torch.set_num_threads(cfg.train.threads)
     trainer = Trainer(cfg, split, cfg.architecture(view, dose), seed=1)
     opt = trainer.optimizer()
-    batches = trainer.step_batches(steps + 3, cfg.train.batch_size)
+    batches = trainer.device_batches(steps + 3, cfg.train.batch_size, steps + 3)
 
     def one():
         trainer.step(opt, next(batches))  # the training stage's own step

@@ -178,6 +178,44 @@ def test_adam_is_torch_adam_but_for_the_square_root():
     assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-5) for a, b in zip(exact.parameters(), theirs.parameters()))
 
 
+def test_adams_gpu_path_is_the_same_update_for_all_parameters_at_once():
+    """``Adam.update_all`` (multi-tensor operations; what a GPU runs) moves the parameters where the per-tensor
+    update with ``torch.sqrt`` does, over 25 steps under a schedule (run here on the CPU)."""
+    import copy
+
+    import torch
+
+    from ptychostudy.optim import Adam
+
+    class AllAtOnce(Adam):  # the GPU's branch, forced on the CPU
+        def step(self, closure=None):
+            with torch.no_grad():
+                for group in self.param_groups:
+                    params = [p for p in group["params"] if p.grad is not None]
+                    for param in params:
+                        state = self.state[param]
+                        if not state:
+                            state.update(step=0, exp_avg=torch.zeros_like(param), exp_avg_sq=torch.zeros_like(param))
+                        state["step"] += 1
+                    self.update_all(group, params)
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 2, 3))
+    one, every = copy.deepcopy(net), copy.deepcopy(net)
+    opts = [Adam(one.parameters(), lr=3e-3, sqrt=torch.sqrt), AllAtOnce(every.parameters(), lr=3e-3, sqrt=torch.sqrt)]
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda k: 1 / (1 + 0.1 * k)) for o in opts]
+    x = torch.randn(4, 3, 16, 16)
+    for _ in range(25):
+        for model, opt, sched in zip((one, every), opts, scheds):
+            opt.zero_grad()
+            (model(x) ** 2).mean().backward()
+            opt.step()
+            sched.step()
+    moved = [float((a - b).abs().max()) for a, b in zip(net.parameters(), one.parameters())]
+    assert min(moved) > 1e-3  # the updates did move every parameter
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(one.parameters(), every.parameters()))
+
+
 def test_adam_refuses_bad_settings():
     import pytest
     import torch

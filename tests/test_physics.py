@@ -130,6 +130,19 @@ def test_batched_place_matches_one_image_at_a_time():
         assert torch.allclose(batched[b], physics.place_patches(patches[b], y0[b], x0[b], (24, 24)))
 
 
+def test_place_without_host_checks_gives_the_same_image():
+    """The GPU's way (no value read back to the host; outside samples added as zeros) and the CPU's way
+    (a host-side test, outside samples dropped) give the same image, with patches partly outside and inside."""
+    rng = np.random.default_rng(3)
+    patches = torch.from_numpy(rng.normal(size=(3, 4, 8, 8)) + 1j * rng.normal(size=(3, 4, 8, 8)))
+    for low, high in ((-5.0, 20.0), (1.0, 14.0)):  # some patches reach outside; all inside
+        y0 = torch.from_numpy(rng.uniform(low, high, size=(3, 4)))
+        x0 = torch.from_numpy(rng.uniform(low, high, size=(3, 4)))
+        host = physics.place_patches(patches, y0, x0, (24, 24), host_checks=True)
+        free = physics.place_patches(patches, y0, x0, (24, 24), host_checks=False)
+        assert float(host.abs().max()) > 1 and torch.equal(host, free)
+
+
 def test_stitching_true_patches_reproduces_the_object_where_covered():
     obj = _asymmetric_object()
     n = 16

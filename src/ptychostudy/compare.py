@@ -59,7 +59,7 @@ class Cell:
     paths: dict[str, Path]  # "data" and each arm -> its input file
     splits: dict[str, Split]  # "test" (one pattern per group) and, for the view's network, "groups"
     networks: dict[str, LoadedModel]
-    stored: dict[str, tuple[np.ndarray, dict]]  # arm -> (object, record) read from its file (iterative, refined)
+    stored: dict[str, tuple[np.ndarray, np.ndarray, dict]]  # arm -> (object, loss, record) of its file (iterative, refined)
 
 
 def load(cfg: Config, dose, view: str, view_dir, models, reconstructions) -> Cell:
@@ -74,9 +74,9 @@ def load(cfg: Config, dose, view: str, view_dir, models, reconstructions) -> Cel
         paths["pinn"] = layout.bundle_path(models, dose, view)
     if "pinn_gs1" in names:
         paths["pinn_gs1"] = layout.bundle_path(models, dose, baseline_view(cfg))
-    for name in STORED_ARMS:
-        if name in names:
-            paths[name] = layout.reconstruction_file(reconstructions, name)  # (the blank arm reads nothing)
+    stored_arms = [name for name in STORED_ARMS if name in names]
+    for name in stored_arms:
+        paths[name] = layout.reconstruction_file(reconstructions, name)  # (the blank arm reads nothing)
     missing = [f"{path} (needed for the {name} arm)" for name, path in paths.items() if not Path(path).is_file()]
     if missing:
         raise StudyError("missing input: " + "; ".join(missing) + "; run the earlier stages first")
@@ -86,13 +86,11 @@ def load(cfg: Config, dose, view: str, view_dir, models, reconstructions) -> Cel
         splits["groups"] = Split.from_arrays(data, definition.gridsize)
     truth = splits["test"].truth
     stored = {}
-    for name in STORED_ARMS:
-        if name not in names:
-            continue
-        obj, _, meta = read_reconstruction(paths[name])
+    for name in stored_arms:
+        obj, loss, meta = read_reconstruction(paths[name])
         if meta.get("skipped") or obj.shape != truth.shape:
             raise StudyError(f"{paths[name]}: holds no {truth.shape[0]}×{truth.shape[1]} object for dose {dose}, view {view}")
-        stored[name] = (obj, meta)
+        stored[name] = (obj, loss, meta)
     networks = {name: load_bundle(paths[name]) for name in names if name.startswith("pinn") and name not in stored}
     return Cell(dose, view, summary, names, paths, splits, networks, stored)
 
@@ -109,7 +107,7 @@ def objects(cfg: Config, cell: Cell, *, progress: bool = True) -> tuple[dict[str
         split = cell.splits["groups"] if name == "pinn" else test
         reconstructions[name], seconds[name] = reconstruct_split(loaded, split, cfg.infer, device, bar)
     bar.close()
-    for name, (obj, _) in cell.stored.items():
+    for name, (obj, _, _) in cell.stored.items():
         reconstructions[name] = obj
     reconstructions[FLOOR] = np.ones(test.truth.shape, dtype=np.complex64)
     return reconstructions, seconds
@@ -159,7 +157,7 @@ def run(cfg: Config, dose, view: str, view_dir, models, reconstructions, out_dir
         registration_px={n: list(r.shift) for n, r in scored.items()},
         stored={name: {"settings": meta.get("settings"), "epochs": meta.get("epochs"), "plan": meta.get("plan"),
                        "steps": meta.get("steps"), "cost_final": meta.get("cost_final")}
-                for name, (_, meta) in cell.stored.items()},
+                for name, (_, _, meta) in cell.stored.items()},
         scores=_finite({n: r.scores for n, r in scored.items()}),
     )
     write_text(csv_path, _csv(scored))

@@ -46,12 +46,17 @@ def predict_and_stitch(net, split: Split, stitch_fraction: float, phase_sync: bo
     return canvas.numpy(), count.numpy()
 
 
+def require_channels(net, split: Split, what: str = "a network") -> None:
+    """A clear error when ``net`` was made for another number of patterns per group than ``split``'s groups."""
+    channels = split.groups.shape[1]
+    if net.arch.channels != channels:
+        raise StudyError(f"{what}: a network for {net.arch.channels} patterns per group cannot read groups of {channels}")
+
+
 def reconstruct_split(loaded, split: Split, settings, device: torch.device, bar=None) -> tuple[np.ndarray, float]:
     """Phase G inference: the stitched object of ``split`` by a loaded bundle
     (``bundle.LoadedModel``) with the ``infer`` settings, and the seconds it took."""
-    channels = split.groups.shape[1]
-    if loaded.model.arch.channels != channels:
-        raise StudyError(f"a network for {loaded.model.arch.channels} patterns per group cannot read groups of {channels}")
+    require_channels(loaded.model, split)
     model = loaded.model.to(device)
     start = time.perf_counter()
     canvas, _ = predict_and_stitch(model, split, settings.stitch_fraction, settings.phase_sync, settings.batch, device, bar)

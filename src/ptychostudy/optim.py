@@ -9,7 +9,9 @@ the first convolution's weights). The forward and backward passes (convolutions,
 gave the same bytes on both. This optimiser is the same update, operation for operation (the
 single-tensor path of ``torch.optim.Adam``: ``lerp_``, ``mul_``/``addcmul_``, bias corrections as
 Python floats, ``addcdiv_``), with the square root taken by the processor's IEEE instruction
-(NumPy's ``sqrt``) on the CPU. On other devices ``torch.sqrt`` is used.
+(NumPy's ``sqrt``) on the CPU. On other devices (a GPU) ``torch.sqrt`` is used and the update is taken for
+all parameters at once (``torch._foreach_*``: the same arithmetic in a few kernel launches instead of seven
+per parameter, which on a GPU cost more than the arithmetic).
 """
 
 from __future__ import annotations
@@ -44,17 +46,20 @@ class Adam(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad
+            params = [p for p in group["params"] if p.grad is not None]
+            for param in params:
                 state = self.state[param]
                 if not state:
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                 state["step"] += 1
+            if params and params[0].device.type != "cpu":
+                self.update_all(group, params)
+                continue
+            beta1, beta2 = group["betas"]
+            for param in params:
+                grad, state = param.grad, self.state[param]
                 step = state["step"]
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
                 exp_avg.lerp_(grad, 1 - beta1)
@@ -63,3 +68,19 @@ class Adam(torch.optim.Optimizer):
                 denom = (self._sqrt(exp_avg_sq) / ((1 - beta2**step) ** 0.5)).add_(group["eps"])
                 param.addcdiv_(exp_avg, denom, value=-step_size)
         return loss
+
+    def update_all(self, group: dict, params: list[torch.Tensor]) -> None:
+        """The same update of ``params`` (their step counts already advanced) with multi-tensor
+        (``torch._foreach_*``) operations and ``torch.sqrt``: the GPU path."""
+        beta1, beta2 = group["betas"]
+        states = [self.state[p] for p in params]
+        grads = [p.grad for p in params]
+        exp_avgs = [s["exp_avg"] for s in states]
+        exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denom, [(1 - beta2 ** s["step"]) ** 0.5 for s in states])
+        torch._foreach_add_(denom, group["eps"])
+        torch._foreach_addcdiv_(params, exp_avgs, denom, [-group["lr"] / (1 - beta1 ** s["step"]) for s in states])

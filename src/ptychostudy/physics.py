@@ -106,12 +106,16 @@ def extract_patches(image, y0, x0, size: int, *, check_bounds: bool = True) -> t
     return patches if batched else patches[0]
 
 
-def place_patches(patches, y0, x0, shape: tuple[int, int]) -> torch.Tensor:
+def place_patches(patches, y0, x0, shape: tuple[int, int], *, host_checks: bool | None = None) -> torch.Tensor:
     """The adjoint of ``extract_patches``: scatter-add patches onto an image of ``shape``.
 
     ``patches`` (k, n, n) with top-left positions ``y0``/``x0`` (k,) give an (H, W) image;
     (B, k, n, n) with (B, k) positions give (B, H, W). Bilinear weights as in
     ``extract_patches``; samples outside the image are dropped.
+
+    ``host_checks`` (default: on the CPU only): test on the host whether every sample lies inside and
+    drop the outside ones by selection. Off, nothing is read back to the host — on a GPU such a read waits
+    for the whole queue — and outside samples are added as zeros instead (the same image).
     """
     patches = _as_tensor(patches)
     dtype = patches.real.dtype
@@ -128,18 +132,25 @@ def place_patches(patches, y0, x0, shape: tuple[int, int]) -> torch.Tensor:
     values = torch.view_as_real(patches) if complex_input else patches[..., None]
     out = torch.zeros((nb * height * width, values.shape[-1]), dtype=dtype, device=patches.device)
     batch_offset = (torch.arange(nb, device=patches.device) * height * width)[:, None, None, None]
-    all_inside = int(iy.min()) >= 0 and int(ix.min()) >= 0 and int(iy.max()) + 1 < height and int(ix.max()) + 1 < width
+    if host_checks is None:
+        host_checks = patches.device.type == "cpu"
+    all_inside = host_checks and (int(iy.min()) >= 0 and int(ix.min()) >= 0 and int(iy.max()) + 1 < height
+                                  and int(ix.max()) + 1 < width)
     base = batch_offset + iy[:, :, :, None] * width + ix[:, :, None, :]
     for dy, dx, weight in _bilinear_taps(fy, fx):
         flat = base + (dy * width + dx)
         weighted = values * weight[..., None]
         if all_inside:
             out.index_add_(0, flat.reshape(-1), weighted.reshape(-1, values.shape[-1]))
-        else:
-            rows = (iy + dy)[:, :, :, None]
-            cols = (ix + dx)[:, :, None, :]
-            inside = ((rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)).expand(flat.shape)
+            continue
+        rows = (iy + dy)[:, :, :, None]
+        cols = (ix + dx)[:, :, None, :]
+        inside = ((rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)).expand(flat.shape)
+        if host_checks:
             out.index_add_(0, flat[inside], weighted[inside])
+        else:  # an outside sample adds zero to the first pixel: no selection, whose size the host would need
+            out.index_add_(0, torch.where(inside, flat, 0).reshape(-1),
+                           torch.where(inside[..., None], weighted, 0).reshape(-1, values.shape[-1]))
     out = torch.view_as_complex(out) if complex_input else out[:, 0]
     out = out.reshape(nb, height, width)
     return out if batched else out[0]

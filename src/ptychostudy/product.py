@@ -38,7 +38,7 @@ import numpy as np
 from ptychostudy import StudyError, compare, layout
 from ptychostudy.arms import FLOOR, LABELS, baseline_view
 from ptychostudy.config import Config, load_config
-from ptychostudy.io import read_reconstruction, sha256_file, write_bytes, write_json
+from ptychostudy.io import sha256_file, write_bytes, write_json
 
 HC_EV_M = 1.239841984e-6  # h·c in eV·m: λ = HC_EV_M / E
 INDEX = "products.json"  # the cell's list of product files (or why it has none)
@@ -151,7 +151,7 @@ def run(cfg: Config, dose, view: str, view_dir, models, reconstructions, train_r
     if cell.summary["skipped"]:
         return _publish(out_dir, {**record, "skipped": True, "reason": cell.summary["reason"], "files": {}}, {})
     arms = [a for a in cell.arms if a != FLOOR]
-    losses = {a: read_reconstruction(cell.paths[a])[1] for a in arms if a in cell.stored}
+    losses = {a: cell.stored[a][1] for a in arms if a in cell.stored}  # read once, by compare.load
     for arm in arms:
         if arm in cell.networks:
             trained_view = view if arm == "pinn" else baseline_view(cfg)

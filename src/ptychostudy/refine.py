@@ -26,7 +26,7 @@ from ptychostudy import StudyError, layout
 from ptychostudy.bundle import load_bundle
 from ptychostudy.config import Config, load_config
 from ptychostudy.dataset import Split
-from ptychostudy.infer import predict_and_stitch, setup_torch
+from ptychostudy.infer import predict_and_stitch, require_channels, setup_torch
 from ptychostudy.io import derive_seed, sha256_file, write_json, write_reconstruction
 from ptychostudy.metrics import regions, score_arm
 from ptychostudy.train import Trainer, cosine_schedule
@@ -54,9 +54,7 @@ def load(cfg: Config, dose, view: str, view_dir, bundle):
     if d.get("dose") != dose or d.get("view") != view:
         raise StudyError(f"{bundle}: the network of dose {d.get('dose')}, view {d.get('view')}, not of dose {dose}, "
                          f"view {view}")
-    if loaded.model.arch.channels != split.groups.shape[1]:
-        raise StudyError(f"{bundle}: a network for {loaded.model.arch.channels} patterns per group cannot refine on "
-                         f"groups of {split.groups.shape[1]}")
+    require_channels(loaded.model, split, str(bundle))
     if not np.isclose(loaded.intensity_scale, split.intensity_scale, rtol=1e-6) or not torch.allclose(
             loaded.probe, split.probe, rtol=1e-5, atol=1e-7):
         raise StudyError(f"{bundle}: its probe or intensity scale is not the test split's ({view_dir}): "
@@ -79,7 +77,7 @@ def refine(cfg: Config, dose: int, view: str, split: Split, loaded, *, progress:
     trainer.net.train()
     opt = trainer.optimizer(r.learning_rate)
     sched = cosine_schedule(opt, total, r.learning_rate, r.learning_rate_final)
-    batches = trainer.step_batches(total, r.batch_size)
+    batches = trainer.device_batches(total, r.batch_size, total)
     losses: list[float] = []
     points: list[dict] = []
     spent = 0.0  # seconds of refinement steps (checkpoint inference timed apart)
@@ -96,7 +94,7 @@ def refine(cfg: Config, dose: int, view: str, split: Split, loaded, *, progress:
         if k == total:
             break
         start = time.perf_counter()
-        losses.append(trainer.step(opt, next(batches)))
+        losses.append(float(trainer.step(opt, next(batches))))  # read at once: the step's wall time is timed
         sched.step()
         spent += time.perf_counter() - start
         bar.update()

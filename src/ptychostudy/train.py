@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -44,6 +45,16 @@ def headline_scores(scores: dict) -> dict[str, float]:
     """The per-epoch numbers of one region's ``metrics.score`` output."""
     return {"amplitude_r": scores["amplitude"]["pearson_r"], "phase_r": scores["phase"]["pearson_r"],
             "phase_spread_ratio": scores["phase"]["spread_ratio"]}
+
+
+class Batch(NamedTuple):
+    """One optimiser step's groups, on the training device: rows of the split's patterns (B, C), the
+    members' offsets from their group's mean position (B, C, 2) and, with ``train.augment: dihedral``,
+    each group's orientation (B,)."""
+
+    index: torch.Tensor
+    offsets: torch.Tensor
+    orientation: torch.Tensor | None
 
 
 def cosine_schedule(opt: torch.optim.Optimizer, total: int, lr: float, lr_final: float):
@@ -83,6 +94,8 @@ class Trainer:
         return self.net(amplitude.to(self.device), offsets.to(self.device), orientation)
 
     def step_batches(self, steps: int, batch: int):
+        """The groups (rows of ``split.groups``) of ``steps`` optimiser steps of ``batch`` groups each: a
+        seeded shuffle of all groups, reshuffled when used up."""
         groups = self.split.groups
         order = np.empty(0, dtype=np.int64)
         for _ in range(steps):
@@ -91,12 +104,28 @@ class Trainer:
             idx, order = order[:batch], order[batch:]
             yield groups[idx]
 
-    def loss(self, groups: np.ndarray) -> torch.Tensor:
-        amp = self.amplitude[torch.from_numpy(groups).to(self.device)]
-        orientation = None
-        if self.settings.augment == "dihedral":
-            orientation = torch.from_numpy(self.orientation_rng.integers(0, ORIENTATIONS, len(groups)))
-        patches = self.predict(amp, self.split.offsets(groups), orientation)
+    def device_batches(self, steps: int, batch: int, chunk: int):
+        """``step_batches`` as ``Batch``es on the training device, moved there ``chunk`` steps at a time
+        (each step's orientations drawn in step order, as before): a step then waits on no copy from the
+        host, so a GPU's queue never runs dry between steps. The same tensors on the CPU."""
+        groups = self.step_batches(steps, batch)
+        for first in range(0, steps, chunk):
+            chosen = [next(groups) for _ in range(min(chunk, steps - first))]
+            index = torch.from_numpy(np.concatenate(chosen)).to(self.device)
+            offsets = torch.cat([self.split.offsets(g) for g in chosen]).to(self.device)
+            orientation = None
+            if self.settings.augment == "dihedral":
+                orientation = torch.from_numpy(np.concatenate(
+                    [self.orientation_rng.integers(0, ORIENTATIONS, len(g)) for g in chosen])).to(self.device)
+            start = 0
+            for g in chosen:
+                rows = slice(start, start + len(g))
+                yield Batch(index[rows], offsets[rows], None if orientation is None else orientation[rows])
+                start += len(g)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        amp = self.amplitude[batch.index]
+        patches = self.predict(amp, batch.offsets, batch.orientation)
         return poisson_deviance(self.head(patches), amp**2)
 
     def optimizer(self, lr: float | None = None) -> Adam:
@@ -104,13 +133,14 @@ class Trainer:
         correctly rounded (``optim.Adam``: the same bits on Intel and AMD CPUs)."""
         return Adam(self.net.parameters(), lr=self.settings.learning_rate if lr is None else lr)
 
-    def step(self, opt: torch.optim.Optimizer, groups: np.ndarray) -> float:
-        """One optimiser step on ``groups``; returns its loss."""
-        loss = self.loss(groups)
+    def step(self, opt: torch.optim.Optimizer, batch: Batch) -> torch.Tensor:
+        """One optimiser step on ``batch``; returns its loss, a 0-d tensor on the training device (reading
+        it waits for the step: ``fit`` reads an epoch's losses at its end)."""
+        loss = self.loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def evaluate(self, split: Split) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
         """(scores, aligned reconstruction, scoring mask) of ``split``'s featured region, scored by
@@ -135,7 +165,7 @@ class Trainer:
         opt = self.optimizer()
         total = epochs * steps_per_epoch
         sched = cosine_schedule(opt, total, s.learning_rate, s.learning_rate_final)
-        batches = self.step_batches(total, s.batch_size)
+        batches = self.device_batches(total, s.batch_size, steps_per_epoch)
         history = []
         for epoch in range(epochs):
             losses = []
@@ -144,7 +174,8 @@ class Trainer:
                 sched.step()
                 if bar is not None:
                     bar.update()
-            row = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+            # the mean of the steps' losses as float64 (read once per epoch: no wait for the device per step)
+            row = {"epoch": epoch + 1, "loss": float(np.mean(torch.stack(losses).cpu().numpy().astype(np.float64)))}
             if epoch + 1 == epochs or (every > 0 and (epoch + 1) % every == 0):
                 self.last_evaluation = {name: self.evaluate(split) for name, split in evaluate}
                 for name, (scores, _, _) in self.last_evaluation.items():
