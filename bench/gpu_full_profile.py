@@ -157,6 +157,24 @@ def preflight(cfg, view_dir: Path, out: Path, steps: int = 100) -> dict:
     except Exception as error:  # noqa: BLE001 (a measurement; reported)
         found["channels_last_error"] = repr(error)[:500]
     try:
+        from torch.profiler import ProfilerActivity, profile as torch_profile
+
+        trainer, opt, batches = fresh()
+        for _ in range(5):
+            trainer.step(opt, next(batches))
+        sync()
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if ACCELERATOR == "cuda" else [])
+        with torch_profile(activities=activities) as prof:
+            for _ in range(5):
+                trainer.step(opt, next(batches))
+            sync()
+        table = prof.key_averages()
+        key = "cuda_time_total" if ACCELERATOR == "cuda" else "cpu_time_total"
+        (out / "step_profile.txt").write_text(
+            table.table(sort_by=key, row_limit=40) + "\n\n" + table.table(sort_by="self_cpu_time_total", row_limit=25))
+    except Exception as error:  # noqa: BLE001
+        found["profile_error"] = repr(error)[:500]
+    try:
         trainer, opt, batches = fresh()
         first = next(batches)
         static = Batch(first.index.clone(), first.offsets.clone(),
@@ -184,27 +202,12 @@ def preflight(cfg, view_dir: Path, out: Path, steps: int = 100) -> dict:
         found["cuda_graph_ms"] = timed(replay)
     except Exception as error:  # noqa: BLE001
         found["cuda_graph_error"] = repr(error)[:500]
-    try:
-        from torch.profiler import ProfilerActivity, profile as torch_profile
-
-        trainer, opt, batches = fresh()
-        for _ in range(5):
-            trainer.step(opt, next(batches))
-        sync()
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if ACCELERATOR == "cuda" else [])
-        with torch_profile(activities=activities) as prof:
-            for _ in range(5):
-                trainer.step(opt, next(batches))
-            sync()
-        table = prof.key_averages()
-        key = "cuda_time_total" if ACCELERATOR == "cuda" else "cpu_time_total"
-        (out / "step_profile.txt").write_text(
-            table.table(sort_by=key, row_limit=40) + "\n\n" + table.table(sort_by="self_cpu_time_total", row_limit=25))
-    except Exception as error:  # noqa: BLE001
-        found["profile_error"] = repr(error)[:500]
     del trainer, opt, batches
-    if ACCELERATOR == "cuda":
-        torch.cuda.empty_cache()
+    try:  # (the graph's capture is last: a failure there touches nothing measured before it)
+        if ACCELERATOR == "cuda":
+            torch.cuda.empty_cache()
+    except Exception as error:  # noqa: BLE001
+        found["cleanup_error"] = repr(error)[:500]
     return found
 
 
