@@ -115,7 +115,8 @@ def place_patches(patches, y0, x0, shape: tuple[int, int], *, host_checks: bool 
 
     ``host_checks`` (default: on the CPU only): test on the host whether every sample lies inside and
     drop the outside ones by selection. Off, nothing is read back to the host — on a GPU such a read waits
-    for the whole queue — and outside samples are added as zeros instead (the same image).
+    for the whole queue — and each outside sample is added to a spare slot of its own beyond the image,
+    then dropped (the same image; one shared slot would serialise the GPU's deterministic accumulation).
     """
     patches = _as_tensor(patches)
     dtype = patches.real.dtype
@@ -130,10 +131,12 @@ def place_patches(patches, y0, x0, shape: tuple[int, int], *, host_checks: bool 
     ix, fx = _corners(x0, size)
     complex_input = patches.is_complex()
     values = torch.view_as_real(patches) if complex_input else patches[..., None]
-    out = torch.zeros((nb * height * width, values.shape[-1]), dtype=dtype, device=patches.device)
-    batch_offset = (torch.arange(nb, device=patches.device) * height * width)[:, None, None, None]
     if host_checks is None:
         host_checks = patches.device.type == "cpu"
+    pixels = nb * height * width
+    samples = values[..., 0].numel()  # per tap: the spare slots when nothing is read back to the host
+    out = torch.zeros((pixels + (0 if host_checks else samples), values.shape[-1]), dtype=dtype, device=patches.device)
+    batch_offset = (torch.arange(nb, device=patches.device) * height * width)[:, None, None, None]
     all_inside = host_checks and (int(iy.min()) >= 0 and int(ix.min()) >= 0 and int(iy.max()) + 1 < height
                                   and int(ix.max()) + 1 < width)
     base = batch_offset + iy[:, :, :, None] * width + ix[:, :, None, :]
@@ -148,9 +151,10 @@ def place_patches(patches, y0, x0, shape: tuple[int, int], *, host_checks: bool 
         inside = ((rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)).expand(flat.shape)
         if host_checks:
             out.index_add_(0, flat[inside], weighted[inside])
-        else:  # an outside sample adds zero to the first pixel: no selection, whose size the host would need
-            out.index_add_(0, torch.where(inside, flat, 0).reshape(-1),
-                           torch.where(inside[..., None], weighted, 0).reshape(-1, values.shape[-1]))
+        else:  # no selection (its size would be read by the host): outside samples land in their spare slots
+            spare = pixels + torch.arange(samples, device=flat.device).reshape(flat.shape)
+            out.index_add_(0, torch.where(inside, flat, spare).reshape(-1), weighted.reshape(-1, values.shape[-1]))
+    out = out[:pixels]
     out = torch.view_as_complex(out) if complex_input else out[:, 0]
     out = out.reshape(nb, height, width)
     return out if batched else out[0]
