@@ -701,7 +701,22 @@ def markdown(results: dict) -> str:
             ms = [r["step_ms"] for r in d["detail"] if r["step_ms"]]
             lines.append(f"| CUDA determinism, dose {int(dose):g} | {d['object_stride']} | {d['steps']} | {d['runs']} | "
                          f"{d['identical']} | {sum(ms) / max(len(ms), 1):.1f} | {d['detail'][0]['peak_memory_mib']:.0f} |")
-        reached = (f"completed in {fl['train_seconds']:.0f} s, test phase r {fl['scores']['test']['phase_r']:.3f}"
+        for label, key in (("before the sync-free loop", "before_sync_free"), ("outside samples on one slot", "before_fix")):
+            old = g.get(key)
+            if old:
+                ms = old.get("ms_per_step") or old.get("preflight", {}).get("queued_ms")
+                checks = ", ".join(f"dose {int(d):g} {v['identical']}/{v['runs']} identical" for d, v in
+                                   sorted(old["determinism"].items(), key=lambda kv: -int(kv[0])))
+                lines.append(f"| earlier code: {label} | | | | {checks} | {ms:.1f} | |")
+        pf = g.get("preflight")
+        if pf:
+            lines += ["", f"Preflight (in-process, {pf['steps']} steps after 10): {pf['queued_ms']:.1f} ms per step with the "
+                          f"steps queued (as `Trainer.fit` runs them), {pf['read_every_step_ms']:.1f} ms with the loss read "
+                          "back after every step."]
+        reached = (f"completed in {fl['train_seconds']:.0f} s ({fl['ms_per_step']:.1f} ms per step with the final scoring), "
+                   f"peak GPU memory {fl['peak_memory_mib']:.0f} MiB, final loss {fl['final_loss']:.4f}, phase r "
+                   f"{fl['scores']['train']['phase_r']:.3f} train / {fl['scores']['test']['phase_r']:.3f} test "
+                   "(featured region of train.eval_patterns scored patterns)"
                    if fl.get("completed") else
                    f"**not completed**: stopped at the device-time limit after {fl['process_seconds']:.0f} s at step "
                    f"{fl['steps_reached']:,} of {fl['steps']:,}; the whole length projected at {fl['projected_seconds']:.0f} s")
