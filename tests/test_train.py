@@ -342,3 +342,23 @@ def test_the_grid_upsampling_is_torchs_bilinear_interpolation(samples, factor):
     x = torch.randn(3, 1, samples, samples, generator=torch.Generator().manual_seed(0))
     expected = torch.nn.functional.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
     assert torch.allclose(a @ x @ a.T, expected, atol=1e-6)
+
+
+def test_device_batches_are_the_step_by_step_draws(tiny_cfg, tiny_views):
+    """An epoch's batches made at once (``Trainer.device_batches``) hold what drawing each step's groups,
+    offsets and orientations one step at a time gives — the same seeded streams in the same order — also
+    when the chunk does not divide the steps."""
+    from ptychostudy.model import ORIENTATIONS
+    from ptychostudy.train import Trainer
+
+    split = Split.read(tiny_views["dense"] / "train.npz", 2)
+    arch = tiny_cfg.architecture("dense", 100000)
+    assert tiny_cfg.train.augment == "dihedral"
+    chunked = list(Trainer(tiny_cfg, split, arch, 5).device_batches(7, 3, 3))
+    reference = Trainer(tiny_cfg, split, arch, 5)
+    assert len(chunked) == 7
+    for batch, groups in zip(chunked, reference.step_batches(7, 3)):
+        orientation = reference.orientation_rng.integers(0, ORIENTATIONS, len(groups))
+        assert np.array_equal(batch.index.numpy(), groups)
+        assert torch.equal(batch.offsets, split.offsets(groups))
+        assert np.array_equal(batch.orientation.numpy(), orientation)
