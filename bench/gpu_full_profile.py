@@ -113,10 +113,6 @@ def step_ms(log_path: Path) -> float | None:
     return 1000 / value if unit == "step/s" else 1000 * value
 
 
-class _Skipped(Exception):
-    """A preflight variant not asked for."""
-
-
 def preflight(cfg, view_dir: Path, out: Path, steps: int = 100, variants: bool = False) -> dict:
     """In this process, on the full profile's network and the view's train split: milliseconds per step of
     the stage's own ``Trainer.step`` (queued, read once at the end: as ``Trainer.fit`` runs), of the same
@@ -152,21 +148,28 @@ def preflight(cfg, view_dir: Path, out: Path, steps: int = 100, variants: bool =
         return 1000 * (time.perf_counter() - start) / steps
 
     found: dict = {"steps": steps}
-    trainer, opt, batches = fresh()
-    found["queued_ms"] = timed(lambda: trainer.step(opt, next(batches)))
-    trainer, opt, batches = fresh()
-    found["read_every_step_ms"] = timed(lambda: float(trainer.step(opt, next(batches))))
-    try:
-        if not variants:
-            raise _Skipped
+
+    def attempt(name: str, measure) -> None:
+        """``found[name] = measure()``; a failure is recorded as ``found[name + "_error"]``, not raised."""
+        try:
+            found[name] = measure()
+        except Exception as error:  # noqa: BLE001 (a measurement; reported)
+            found[f"{name}_error"] = repr(error)[:500]
+
+    def queued() -> float:
+        trainer, opt, batches = fresh()
+        return timed(lambda: trainer.step(opt, next(batches)))
+
+    def read_every_step() -> float:
+        trainer, opt, batches = fresh()
+        return timed(lambda: float(trainer.step(opt, next(batches))))
+
+    def channels_last() -> float:
         trainer, opt, batches = fresh()
         trainer.net.net.to(memory_format=torch.channels_last)
-        found["channels_last_ms"] = timed(lambda: trainer.step(opt, next(batches)))
-    except _Skipped:
-        pass
-    except Exception as error:  # noqa: BLE001 (a measurement; reported)
-        found["channels_last_error"] = repr(error)[:500]
-    try:
+        return timed(lambda: trainer.step(opt, next(batches)))
+
+    def step_profile() -> str:
         from torch.profiler import ProfilerActivity, profile as torch_profile
 
         trainer, opt, batches = fresh()
@@ -180,13 +183,11 @@ def preflight(cfg, view_dir: Path, out: Path, steps: int = 100, variants: bool =
             sync()
         table = prof.key_averages()
         key = "cuda_time_total" if ACCELERATOR == "cuda" else "cpu_time_total"
-        (out / "step_profile.txt").write_text(
-            table.table(sort_by=key, row_limit=40) + "\n\n" + table.table(sort_by="self_cpu_time_total", row_limit=25))
-    except Exception as error:  # noqa: BLE001
-        found["profile_error"] = repr(error)[:500]
-    try:
-        if not variants:
-            raise _Skipped
+        path = out / "step_profile.txt"
+        path.write_text(table.table(sort_by=key, row_limit=40) + "\n\n" + table.table(sort_by="self_cpu_time_total", row_limit=25))
+        return path.name
+
+    def cuda_graph() -> float:
         trainer, opt, batches = fresh()
         first = next(batches)
         static = Batch(first.index.clone(), first.offsets.clone(),
@@ -211,17 +212,20 @@ def preflight(cfg, view_dir: Path, out: Path, steps: int = 100, variants: bool =
                 static.orientation.copy_(b.orientation)
             graph.replay()
 
-        found["cuda_graph_ms"] = timed(replay)
-    except _Skipped:
-        pass
-    except Exception as error:  # noqa: BLE001
-        found["cuda_graph_error"] = repr(error)[:500]
-    del trainer, opt, batches
-    try:  # (the graph's capture is last: a failure there touches nothing measured before it)
-        if ACCELERATOR == "cuda":
+        return timed(replay)
+
+    found["queued_ms"] = queued()  # the projection needs it: a failure here is fatal
+    attempt("read_every_step_ms", read_every_step)
+    if variants:
+        attempt("channels_last_ms", channels_last)
+    attempt("profile", step_profile)
+    if variants:  # the graph's capture last: a failure there touches nothing measured before it
+        attempt("cuda_graph_ms", cuda_graph)
+    if ACCELERATOR == "cuda":
+        try:
             torch.cuda.empty_cache()
-    except Exception as error:  # noqa: BLE001
-        found["cleanup_error"] = repr(error)[:500]
+        except Exception as error:  # noqa: BLE001
+            found["cleanup_error"] = repr(error)[:500]
     return found
 
 
@@ -339,31 +343,8 @@ def main(argv=None) -> int:
     if projected > left() - 15:
         result["full_length"].update(completed=False, skipped="the projected time does not fit in what is left")
         log("full length skipped: it cannot finish; the determinism checks instead")
-        save()
-        for dose in CHECK_DOSES:
-            if str(dose) not in result["determinism"] and left() > 90:
-                if dose not in view_dirs:
-                    view_dirs[dose] = data(dose)
-                determinism(dose)
-        result["seconds"]["total"] = time.perf_counter() - start
-        save()
-        return 0
-
-    full_out = a.work / "full"
-    log_path = a.out / "full_train.log"
-    rc, seconds = train(full_params, FULL_DOSE, view_dirs[FULL_DOSE], full_out, log_path, max(30.0, left() - 20))
-    progress = last_progress(log_path)
-    entry = result["full_length"]
-    entry.update(rc=rc, completed=rc == 0, process_seconds=seconds, steps_reached=progress[0] if progress else None)
-    if rc == 0:
-        record = json.loads((full_out / "report.json").read_text())
-        timing = json.loads((full_out / "timing.json").read_text())
-        entry.update(scores=record["scores"], final_loss=record["final_loss"], bundle_sha256=record["bundle"]["sha256"],
-                     train_seconds=timing["train_seconds"], ms_per_step=timing["ms_per_step"],
-                     peak_memory_mib=timing.get("peak_memory_mib"))
-        for name in ("report.json", "history.csv", "timing.json", "figure.png"):
-            shutil.copy(full_out / name, a.out / f"full_{name}")
-    log(f"full length: rc {rc}, {seconds:.0f} s, steps reached {entry['steps_reached']}")
+    else:
+        full_length(a, result["full_length"], full_params, view_dirs[FULL_DOSE], left)
     save()
     for dose in CHECK_DOSES:
         if str(dose) not in result["determinism"] and left() > (60 if dose in view_dirs else 100):
@@ -374,6 +355,25 @@ def main(argv=None) -> int:
     save()
     log(f"done in {result['seconds']['total']:.0f} s: {out_json}")
     return 0
+
+
+def full_length(a, entry: dict, full_params: Path, view_dir: Path, left) -> None:
+    """The full-length cell as one ``ptychostudy train`` process, stopped at the deadline; its facts into
+    ``entry`` and its report, history, timing and figure into ``a.out``."""
+    full_out = a.work / "full"
+    log_path = a.out / "full_train.log"
+    rc, seconds = train(full_params, FULL_DOSE, view_dir, full_out, log_path, max(30.0, left() - 20))
+    progress = last_progress(log_path)
+    entry.update(rc=rc, completed=rc == 0, process_seconds=seconds, steps_reached=progress[0] if progress else None)
+    if rc == 0:
+        record = json.loads((full_out / "report.json").read_text())
+        timing = json.loads((full_out / "timing.json").read_text())
+        entry.update(scores=record["scores"], final_loss=record["final_loss"], bundle_sha256=record["bundle"]["sha256"],
+                     train_seconds=timing["train_seconds"], ms_per_step=timing["ms_per_step"],
+                     peak_memory_mib=timing.get("peak_memory_mib"))
+        for name in ("report.json", "history.csv", "timing.json", "figure.png"):
+            shutil.copy(full_out / name, a.out / f"full_{name}")
+    log(f"full length: rc {rc}, {seconds:.0f} s, steps reached {entry['steps_reached']}")
 
 
 def stages_check(a) -> int:
