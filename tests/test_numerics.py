@@ -191,13 +191,7 @@ def test_adams_gpu_path_is_the_same_update_for_all_parameters_at_once():
         def step(self, closure=None):
             with torch.no_grad():
                 for group in self.param_groups:
-                    params = [p for p in group["params"] if p.grad is not None]
-                    for param in params:
-                        state = self.state[param]
-                        if not state:
-                            state.update(step=0, exp_avg=torch.zeros_like(param), exp_avg_sq=torch.zeros_like(param))
-                        state["step"] += 1
-                    self.update_all(group, params)
+                    self.update_all(group, self._advance(group))
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 2, 3))

@@ -46,14 +46,7 @@ class Adam(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            for param in params:
-                state = self.state[param]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                state["step"] += 1
+            params = self._advance(group)
             if params and params[0].device.type != "cpu":
                 self.update_all(group, params)
                 continue
@@ -68,6 +61,19 @@ class Adam(torch.optim.Optimizer):
                 denom = (self._sqrt(exp_avg_sq) / ((1 - beta2**step) ** 0.5)).add_(group["eps"])
                 param.addcdiv_(exp_avg, denom, value=-step_size)
         return loss
+
+    def _advance(self, group: dict) -> list[torch.Tensor]:
+        """The group's parameters that have a gradient, each with its state created on first use and its
+        step count advanced by one (before either update path)."""
+        params = [p for p in group["params"] if p.grad is not None]
+        for param in params:
+            state = self.state[param]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["step"] += 1
+        return params
 
     def update_all(self, group: dict, params: list[torch.Tensor]) -> None:
         """The same update of ``params`` (their step counts already advanced) with multi-tensor

@@ -140,6 +140,7 @@ def place_patches(patches, y0, x0, shape: tuple[int, int], *, host_checks: bool 
     all_inside = host_checks and (int(iy.min()) >= 0 and int(ix.min()) >= 0 and int(iy.max()) + 1 < height
                                   and int(ix.max()) + 1 < width)
     base = batch_offset + iy[:, :, :, None] * width + ix[:, :, None, :]
+    spare = None if host_checks else pixels + torch.arange(samples, device=base.device).reshape(base.shape)
     for dy, dx, weight in _bilinear_taps(fy, fx):
         flat = base + (dy * width + dx)
         weighted = values * weight[..., None]
@@ -152,7 +153,6 @@ def place_patches(patches, y0, x0, shape: tuple[int, int], *, host_checks: bool 
         if host_checks:
             out.index_add_(0, flat[inside], weighted[inside])
         else:  # no selection (its size would be read by the host): outside samples land in their spare slots
-            spare = pixels + torch.arange(samples, device=flat.device).reshape(flat.shape)
             out.index_add_(0, torch.where(inside, flat, spare).reshape(-1), weighted.reshape(-1, values.shape[-1]))
     out = out[:pixels]
     out = torch.view_as_complex(out) if complex_input else out[:, 0]

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from ptychostudy.metrics import bounding_box
 from ptychostudy.figures import _save, plt, skipped_figure  # noqa: F401  (skipped_figure: re-exported)
+
+TITLE_CHARS = 44  # characters per line of a comparison panel's title (3.6 in wide at 8 pt)
 
 
 def comparison_figure(record: dict, truth: np.ndarray, aligned: dict, masks: dict, path: Path) -> None:
@@ -17,7 +20,7 @@ def comparison_figure(record: dict, truth: np.ndarray, aligned: dict, masks: dic
     crop = bounding_box(mask)
     shown = np.where(mask, 1.0, np.nan)[crop]
     columns = [("truth", truth)] + [(name, aligned[name]) for name in record["arms"]]
-    fig, axes = plt.subplots(2, len(columns), figsize=(3.6 * len(columns), 4.2), squeeze=False)
+    fig, axes = plt.subplots(2, len(columns), figsize=(3.6 * len(columns), 5.0), squeeze=False)
     ranges = {
         "amplitude": (np.abs(truth)[mask].min(), np.abs(truth)[mask].max()),
         "phase": (np.angle(truth)[mask].min(), np.angle(truth)[mask].max()),
@@ -29,8 +32,9 @@ def comparison_figure(record: dict, truth: np.ndarray, aligned: dict, masks: dic
             ax.imshow(fn(image)[crop] * shown, cmap=cmap, vmin=lo, vmax=hi)
             ax.set_xticks([])
             ax.set_yticks([])
-            title = "ground truth" if name == "truth" else record["labels"][name]
-            ax.set_title(f"{title}\n{quantity}", fontsize=8)
+            label = "ground truth" if name == "truth" else record["labels"][name]
+            # the arm's label once, above its column, wrapped to the panel's width (labels are sentences)
+            ax.set_title(f"{textwrap.fill(label, TITLE_CHARS)}\n{quantity}" if row == 0 else quantity, fontsize=8)
             if name != "truth":
                 s = record["scores"][name]["featured"][quantity]
                 ax.set_xlabel(f"SSIM {s['ssim']:.3f}  r {s['pearson_r']:.3f}  FRC½ {s['frc50_resolution_px']:.1f} px", fontsize=7)
