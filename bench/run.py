@@ -776,18 +776,19 @@ def markdown(results: dict) -> str:
                 r = d[kind]
                 lines.append(f"| {kind} | {r['runs']} | {r['identical']} | {', '.join(r['outputs'])} |")
         lines.append("")
-    runs = [(key, results[key]) for key in ("executor", "executor_tiny", "slurm") if key in results]
+    runs = [(key, results[key]) for key in ("executor", "executor_previous", "executor_tiny", "slurm") if key in results]
     if runs:
         lines += ["## 9. Scale-out (`python bench/scaleout.py`)", "",
                   "Serial `dvc repro` against the scale-out driver, both measured alone, and the two dvc.lock files compared "
                   "byte for byte. *From scratch*: a fresh repository built from this checkout, run serially, then a clone of "
                   "it run with the driver. *Forced*: this workspace's complete study rerun with `dvc repro -f`, then with "
-                  "`ptychostudy run -f`, each lock compared with the committed one. The bound is the serial run's "
+                  "`ptychostudy run -f`, the driver's lock compared with the serial run's. The bound is the serial run's "
                   "core-seconds (each stage's seconds × the threads it holds) ÷ the cores: the shortest wall time any "
                   "schedule can reach while every stage keeps its serial speed.", "",
                   "| run | method | machine | stages | serial s | driver s | driver/serial | bound s (÷ serial) | dvc.lock identical |",
                   "|---|---|---|---:|---:|---:|---:|---:|---|"]
         names = {"executor": "default study, local", "executor_tiny": "tiny profile, local",
+                 "executor_previous": "default study, local, an earlier design",
                  "slurm": "tiny profile, single-node SLURM"}
         for key, r in runs:
             parallel = r.get("parallel_seconds", r.get("seconds"))
@@ -795,7 +796,7 @@ def markdown(results: dict) -> str:
             method = "forced" if "forced" in r.get("method", "") else "from scratch"
             b = r.get("bound")
             bound = f"{b['parallel_seconds_bound']:.0f} ({b['ratio_bound']:.2f})" if b else "–"
-            lines.append(f"| {names[key]}{extra} | {method} | {r['machine']['cpu']}, {r['machine']['date']} | {r['stages']} | "
+            lines.append(f"| {r.get('label', names[key])}{extra} | {method} | {r['machine']['cpu']}, {r['machine']['date']} | {r['stages']} | "
                          f"{r['serial_seconds']:.0f} | {parallel:.0f} | {parallel / r['serial_seconds']:.2f} | {bound} | "
                          f"{'yes' if r['lock_identical'] else 'NO'} |")
         lines.append("")
