@@ -303,7 +303,7 @@ def test_what_each_params_section_touches(repo):
          {f"{s}@{c}" for c in cells for s in ("compare", "product", "refine")} | spread | {"measured_pinn"}),
         ("reconstruct", "momentum", 0.3, {f"reconstruct@{c}" for c in cells} | spread),
         ("gradient", "learning_rate", 0.04, {f"{s}@{c}" for c in cells for s in ("tune", "gradient")} | spread),
-        ("gradient", "threads", 1, {f"gradient@{c}" for c in cells} | spread),  # the tune stage runs on tune.threads
+        ("gradient", "threads", 2, {f"gradient@{c}" for c in cells} | spread),  # the tune stage runs on tune.threads
         ("tune", "threads", 2, {f"tune@{c}" for c in cells}),
         ("refine", "learning_rate", 0.002, {f"refine@{c}" for c in cells}),
         ("refine", "steps", {"baseline": 4, "dense": 3, "sparse": 4}, {f"refine@{d}-dense" for d in (1000, 100000)}),
