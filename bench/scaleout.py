@@ -265,6 +265,9 @@ def main(argv=None) -> int:
     p.add_argument("--local-tiny", action="store_true", help="the tiny profile, serial and parallel")
     p.add_argument("--forced", action="store_true",
                    help="this workspace's study forced twice (dvc repro -f, then ptychostudy run -f), alone")
+    p.add_argument("--only", choices=("serial", "parallel"),
+                   help="with --forced: run one of the two, its dvc.lock compared with the committed one (the "
+                   "other half from another session or run: combine the two logs with --from-logs)")
     p.add_argument("--from-logs", type=Path, nargs=2, metavar=("SERIAL", "PARALLEL"),
                    help="the \"executor\" entry from the logs of two forced runs (as --forced writes them)")
     p.add_argument("--bound", type=Path, metavar="LOG",
@@ -286,11 +289,16 @@ def main(argv=None) -> int:
             logs.mkdir(exist_ok=True)
             stamp = time.strftime("%Y%m%d-%H%M")
             serial_log, parallel_log = logs / f"forced-repro-{stamp}.log", logs / f"forced-run-{stamp}.log"
-            forced_run([sys.executable, "-m", "dvc", "repro", "-f"], serial_log, committed)
-            # the serial run's lock kept apart: dvc.lock itself is rewritten stage by stage by the parallel run
-            (ROOT / ".dvc" / "tmp" / "forced-serial-dvc.lock").write_bytes((ROOT / "dvc.lock").read_bytes())
-            forced_run([sys.executable, "-m", "ptychostudy", "run", "-f", *driver], parallel_log,
-                       (ROOT / "dvc.lock").read_bytes())
+            if a.only != "parallel":
+                forced_run([sys.executable, "-m", "dvc", "repro", "-f"], serial_log, committed)
+                # the serial run's lock kept apart: dvc.lock itself is rewritten stage by stage by the parallel run
+                (ROOT / ".dvc" / "tmp" / "forced-serial-dvc.lock").write_bytes((ROOT / "dvc.lock").read_bytes())
+            if a.only != "serial":
+                forced_run([sys.executable, "-m", "ptychostudy", "run", "-f", *driver], parallel_log,
+                           committed if a.only else (ROOT / "dvc.lock").read_bytes())
+            if a.only:
+                print(f"forced {a.only} run: {serial_log if a.only == 'serial' else parallel_log}", flush=True)
+                return 0
         else:
             serial_log, parallel_log = a.from_logs
         entry = {**forced_entry(read_log(serial_log), read_log(parallel_log), os.cpu_count() or 1),

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 from conftest import write_params
-from ptychostudy import NUMERICAL_PINS
+from ptychostudy import CORES_HELD, NUMERICAL_PINS
 
 ROOT = Path(__file__).resolve().parents[1]
-PINS_ENV = (*NUMERICAL_PINS, "OMP_WAIT_POLICY")
+PINS_ENV = (*NUMERICAL_PINS, "OMP_WAIT_POLICY", CORES_HELD)
 
 REPORT = """
 import json, os, sys
@@ -74,6 +74,8 @@ def test_a_busy_core_is_measured_and_makes_openmp_wait_passively():
         assert others_busy_cores(0.3) >= BUSY_CORES
         assert fresh()["wait"] == "PASSIVE"
         assert fresh(env={"OMP_WAIT_POLICY": "ACTIVE"})["wait"] == "ACTIVE"  # an explicit choice is kept
+        # a process whose cores a scheduler holds for it (ptychostudy run) keeps libgomp's default wait
+        assert fresh(env={CORES_HELD: "2"})["wait"] == ""
     finally:
         loop.kill()
         loop.wait()

@@ -82,3 +82,20 @@ def test_the_readme_shows_the_shipped_cluster_config():
     body = "".join(line + "\n" for line in shipped.splitlines() if not line.startswith("#"))
     assert f"```yaml\n{body}```" in readme
     assert "ptychostudy run" in readme and "profiles/scaleout.yaml" in readme
+
+
+def test_a_local_stage_runs_in_the_root_told_the_cores_the_driver_holds_for_it(tmp_path):
+    import os
+    import subprocess
+
+    from ptychostudy import CORES_HELD
+    from ptychostudy.scaleout import stage_command
+
+    env = {k: v for k, v in os.environ.items() if k != CORES_HELD}
+
+    def shell(held):
+        body = stage_command(f'echo "$PWD ${{{CORES_HELD}:-none}}"', str(tmp_path), held)
+        return subprocess.run(["bash", "-c", body], env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+    assert shell(2) == f"{tmp_path} 2"
+    assert shell(0) == f"{tmp_path} none"  # cluster jobs: the scheduler, not this driver, places them

@@ -18,7 +18,10 @@ arithmetic the design is computed with, like the pinned requirements.
 The OpenMP wait policy changes speed only, never results: a process started while other work keeps
 a core busy waits passively (``OMP_WAIT_POLICY=PASSIVE``), so that its threads hand a core back
 instead of spinning on it while a sibling thread waits for CPU time; alone it keeps libgomp's
-default (spin, then sleep), which is faster on an idle machine. An explicit setting is kept.
+default (spin, then sleep), which is faster on an idle machine. An explicit setting is kept, and a
+process that a scheduler started on cores it holds for it (``ptychostudy run`` sets
+``PTYCHOSTUDY_CORES_HELD``) keeps the default without sampling: the load it would see is the
+scheduler's own bookkeeping and the other stages, which run on other cores.
 """
 
 import os
@@ -36,6 +39,7 @@ NUMERICAL_PINS = {
 }
 BUSY_CORES = 0.5  # other processes' CPU use (cores' worth) from which OpenMP threads wait passively
 BUSY_SAMPLE_S = 0.2  # how long that use is sampled at import
+CORES_HELD = "PTYCHOSTUDY_CORES_HELD"  # set by a scheduler to the cores it holds for this process
 
 
 def _busy_jiffies() -> tuple[int, int] | None:
@@ -69,7 +73,7 @@ def _pin_environment() -> bool:
     if "numpy" in sys.modules or "torch" in sys.modules:
         return False
     os.environ.update(NUMERICAL_PINS)
-    if not os.environ.get("OMP_WAIT_POLICY") and others_busy_cores() >= BUSY_CORES:
+    if not os.environ.get("OMP_WAIT_POLICY") and not os.environ.get(CORES_HELD) and others_busy_cores() >= BUSY_CORES:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return True
 
