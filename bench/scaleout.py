@@ -270,6 +270,9 @@ def main(argv=None) -> int:
                    "other half from another session or run: combine the two logs with --from-logs)")
     p.add_argument("--from-logs", type=Path, nargs=2, metavar=("SERIAL", "PARALLEL"),
                    help="the \"executor\" entry from the logs of two forced runs (as --forced writes them)")
+    p.add_argument("--entry", default="executor",
+                   help="with --from-logs: the results.json entry to write (default: executor; another name for "
+                   "two logs that are not one session's back-to-back pair)")
     p.add_argument("--bound", type=Path, metavar="LOG",
                    help="a stamped log of a serial dvc repro of this checkout's pipeline: the parallel bound")
     p.add_argument("--jobs", type=int, default=None, help="the driver's --jobs (default: as the cores allow)")
@@ -303,9 +306,12 @@ def main(argv=None) -> int:
             serial_log, parallel_log = a.from_logs
         entry = {**forced_entry(read_log(serial_log), read_log(parallel_log), os.cpu_count() or 1),
                  "logs": [str(serial_log), str(parallel_log)], "machine": machine()}
-        results["executor"] = entry
+        if a.entry != "executor":
+            entry["method"] = ("the logs of a forced serial and a forced parallel run that were not one back-to-back "
+                               "pair (see logs); each run's lock_identical as its log says")
+        results[a.entry] = entry
         RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-        print(f"executor: {json.dumps({k: v for k, v in entry.items() if k != 'machine'})}", flush=True)
+        print(f"{a.entry}: {json.dumps({k: v for k, v in entry.items() if k != 'machine'})}", flush=True)
         ok = entry["lock_identical"] and entry["status_clean"]
     if a.bound:
         text = read_log(a.bound)
