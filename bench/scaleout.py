@@ -6,7 +6,9 @@
     python bench/scaleout.py --local-tiny       # the tiny profile, serial then parallel (a few minutes)
     python bench/scaleout.py --forced           # this workspace's study forced twice, alone: `dvc repro -f`,
                                                 # then `ptychostudy run -f` (about 2 hours on 2 cores)
-    python bench/scaleout.py --from-logs SERIAL PARALLEL   # the same entry from two such runs' logs
+    python bench/scaleout.py --forced --only parallel|serial   # one half of it (the other in a later run)
+    python bench/scaleout.py --from-logs SERIAL PARALLEL [--parallel-first] [--label TEXT] [--entry KEY]
+                                                # the same entry from two such runs' logs
     python bench/scaleout.py --bound LOG        # what any parallel run could reach, from a serial run's log
 
 The three run modes build a fresh git + DVC repository from this checkout (the pipeline, params, base data and
@@ -140,9 +142,11 @@ def forced_run(args, log_path: Path, reference_lock: bytes) -> None:
         log.write((said[-1] if said else "") + "\n")
 
 
-def forced_entry(serial_text: str, parallel_text: str, cores: int) -> dict:
+def forced_entry(serial_text: str, parallel_text: str, cores: int, parallel_first: bool = False) -> dict:
     """The "executor" entry from the logs of a forced serial ``dvc repro -f`` and a forced ``ptychostudy run -f``
-    of the same workspace, back to back (each log as ``forced_run`` writes it)."""
+    of the same workspace, back to back (each log as ``forced_run`` writes it). ``parallel_first``: the
+    parallel run came first and its dvc.lock was committed, so the serial run's comparison with the committed
+    lock is the pair's check."""
     def tail(text: str) -> tuple[int, float, bool, bool]:
         m = re.search(r"^RC (\d+) WALL ([0-9.]+)$", text, re.M)
         if not m:
@@ -155,12 +159,17 @@ def forced_entry(serial_text: str, parallel_text: str, cores: int) -> dict:
     summary = re.findall(r"(ptychostudy scale-out: \d+ ran.*)$", parallel_text, re.M)
     serial_stages = stage_seconds(serial_text)
     threads = pipeline_threads(ROOT)
-    return {"method": "forced reruns of this workspace's complete study, back to back, alone: `dvc repro -f` (its "
-                      "dvc.lock compared with the committed one), then `ptychostudy run -f` (its dvc.lock compared "
-                      "with the serial run's)",
-            "serial_seconds": s_wall, "parallel_seconds": p_wall, "ratio": round(p_wall / s_wall, 3),
+    if parallel_first:
+        method = ("forced reruns of this workspace's complete study, alone: `ptychostudy run -f` (its dvc.lock "
+                  "committed), then `dvc repro -f` (its dvc.lock compared with the parallel run's)")
+    else:
+        method = ("forced reruns of this workspace's complete study, back to back, alone: `dvc repro -f` (its "
+                  "dvc.lock compared with the committed one), then `ptychostudy run -f` (its dvc.lock compared "
+                  "with the serial run's)")
+    return {"method": method, "serial_seconds": s_wall, "parallel_seconds": p_wall, "ratio": round(p_wall / s_wall, 3),
             "rc": [s_rc, p_rc], "stages": len(serial_stages),
-            "lock_identical": p_same, "serial_lock_as_committed": s_same, "status_clean": s_clean and p_clean,
+            "lock_identical": s_same if parallel_first else p_same, "serial_lock_as_committed": s_same,
+            "status_clean": s_clean and p_clean,
             "parallel_stage_seconds_by_threads": seconds_by_threads({n: float(t) for n, t in done}, threads, cores),
             "driver_summary": summary[-1] if summary else None,
             "bound": parallel_bound(serial_stages, threads, cores)}
@@ -273,6 +282,10 @@ def main(argv=None) -> int:
     p.add_argument("--entry", default="executor",
                    help="with --from-logs: the results.json entry to write (default: executor; another name for "
                    "two logs that are not one session's back-to-back pair)")
+    p.add_argument("--parallel-first", action="store_true",
+                   help="with --from-logs: the parallel run came first (--only parallel, its lock committed, then "
+                   "--only serial): the serial run's lock check is the pair's")
+    p.add_argument("--label", help="with --from-logs: the entry's name in results.md's table")
     p.add_argument("--bound", type=Path, metavar="LOG",
                    help="a stamped log of a serial dvc repro of this checkout's pipeline: the parallel bound")
     p.add_argument("--jobs", type=int, default=None, help="the driver's --jobs (default: as the cores allow)")
@@ -304,8 +317,13 @@ def main(argv=None) -> int:
                 return 0
         else:
             serial_log, parallel_log = a.from_logs
-        entry = {**forced_entry(read_log(serial_log), read_log(parallel_log), os.cpu_count() or 1),
+        entry = {**forced_entry(read_log(serial_log), read_log(parallel_log), os.cpu_count() or 1,
+                                parallel_first=a.parallel_first),
                  "logs": [str(serial_log), str(parallel_log)], "machine": machine()}
+        if a.label:
+            entry["label"] = a.label
+        if a.entry == "executor" and results.get("executor", {}).get("logs") not in (None, entry["logs"]):
+            results["executor_previous"] = results["executor"]  # the measurement it supersedes stays beside it
         if a.entry != "executor":
             entry["method"] = ("the logs of a forced serial and a forced parallel run that were not one back-to-back "
                                "pair (see logs); each run's lock_identical as its log says")
