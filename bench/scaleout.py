@@ -7,7 +7,7 @@
     python bench/scaleout.py --forced           # this workspace's study forced twice, alone: `dvc repro -f`,
                                                 # then `ptychostudy run -f` (about 2 hours on 2 cores)
     python bench/scaleout.py --forced --only parallel|serial   # one half of it (the other in a later run)
-    python bench/scaleout.py --from-logs SERIAL PARALLEL [--parallel-first] [--label TEXT] [--entry KEY]
+    python bench/scaleout.py --from-logs SERIAL PARALLEL [--parallel-first] [--label TEXT]
                                                 # the same entry from two such runs' logs
     python bench/scaleout.py --bound LOG        # what any parallel run could reach, from a serial run's log
 
@@ -279,9 +279,6 @@ def main(argv=None) -> int:
                    "other half from another session or run: combine the two logs with --from-logs)")
     p.add_argument("--from-logs", type=Path, nargs=2, metavar=("SERIAL", "PARALLEL"),
                    help="the \"executor\" entry from the logs of two forced runs (as --forced writes them)")
-    p.add_argument("--entry", default="executor",
-                   help="with --from-logs: the results.json entry to write (default: executor; another name for "
-                   "two logs that are not one session's back-to-back pair)")
     p.add_argument("--parallel-first", action="store_true",
                    help="with --from-logs: the parallel run came first (--only parallel, its lock committed, then "
                    "--only serial): the serial run's lock check is the pair's")
@@ -322,14 +319,11 @@ def main(argv=None) -> int:
                  "logs": [str(serial_log), str(parallel_log)], "machine": machine()}
         if a.label:
             entry["label"] = a.label
-        if a.entry == "executor" and results.get("executor", {}).get("logs") not in (None, entry["logs"]):
+        if results.get("executor", {}).get("logs") not in (None, entry["logs"]):
             results["executor_previous"] = results["executor"]  # the measurement it supersedes stays beside it
-        if a.entry != "executor":
-            entry["method"] = ("the logs of a forced serial and a forced parallel run that were not one back-to-back "
-                               "pair (see logs); each run's lock_identical as its log says")
-        results[a.entry] = entry
+        results["executor"] = entry
         RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-        print(f"{a.entry}: {json.dumps({k: v for k, v in entry.items() if k != 'machine'})}", flush=True)
+        print(f"executor: {json.dumps({k: v for k, v in entry.items() if k != 'machine'})}", flush=True)
         ok = entry["lock_identical"] and entry["status_clean"]
     if a.bound:
         text = read_log(a.bound)
