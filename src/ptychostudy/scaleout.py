@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import logging
 import os
 import sys
 import time
@@ -301,6 +302,9 @@ def _record(repo, job: Job) -> None:
     subprocess cost about 3 s of CPU per stage on this study, taken from the stages running beside it)."""
     stage = job.stage
     no_cache_outs = any(not out.use_cache for out in stage.outs if not (out.is_metric or out.is_plot))
+    dvcfile_log = logging.getLogger("dvc.dvcfile")  # its "Updating lock file" would follow every stage's "done"
+    level = dvcfile_log.level
+    dvcfile_log.setLevel(logging.WARNING)
     try:
         with repo.lock:
             stage.save(run_cache=not no_cache_outs)
@@ -308,6 +312,8 @@ def _record(repo, job: Job) -> None:
             stage.dump(update_pipeline=False)
     except Exception as exc:  # DVC's own errors (a missing output, a cache it cannot write)
         raise StudyError(f"recording {job.name} in dvc.lock failed: {exc}") from exc
+    finally:
+        dvcfile_log.setLevel(level)
 
 
 def run(root: Path, cfg: ScaleoutConfig, targets: list[str] | None = None, *, force: bool = False,
@@ -404,7 +410,7 @@ def run(root: Path, cfg: ScaleoutConfig, targets: list[str] | None = None, *, fo
         parsl.dfk().cleanup()
         parsl.clear()
     counts = {s: sum(j.state == s for j in jobs) for s in ("recorded", "unchanged", "failed", "skipped")}
-    _say(f"ptychostudy scale-out: {counts['recorded']} ran and recorded, {counts['unchanged']} up to date, "
+    _say(f"ptychostudy scale-out: {counts['recorded']} ran and recorded in dvc.lock, {counts['unchanged']} up to date, "
          f"{counts['failed']} failed, {counts['skipped']} skipped, {time.perf_counter() - start:.0f} s")
     for j in jobs:
         if j.state in ("failed", "skipped"):
