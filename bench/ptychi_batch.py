@@ -27,10 +27,10 @@ import ptychostudy  # noqa: F401  (numerical pins before numpy and torch)
 import torch
 
 from ptychostudy import layout
-from ptychostudy.config import PtychiSetting, load_config
+from ptychostudy.config import load_config
 from ptychostudy.dataset import Split
 from ptychostudy.io import derive_seed
-from ptychostudy.reconstruct import reconstruct
+from ptychostudy.reconstruct import reconstruct, settings_of
 from ptychostudy.tune import SPLIT, _scorer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,16 +46,10 @@ def one_run(dose: int, view: str, arm: str, batch: int) -> dict:
     """One arm on one cell's train split at one batch size; its train phase r (a fresh process per run)."""
     cfg = load_config(ROOT / "params.yaml")
     torch.set_num_threads(cfg.reconstruct.threads)
-    split = Split.read(layout.view_file(ROOT / f"data/views/dose_{dose}/{view}", SPLIT), 1,
+    split = Split.read(layout.view_file(layout.view_dir(dose, view, ROOT), SPLIT), 1,
                        require_groups=cfg.view(view).gridsize > 1)
-    if arm == "ptychi_tuned":
-        chosen = json.loads((ROOT / f"reports/tuning/dose_{dose}-{view}.json").read_text())["ptychi"]["selected"]
-        setting = PtychiSetting(noise_model=chosen["noise_model"], tv_weight=float(chosen["tv_weight"]),
-                                momentum=float(chosen["momentum"]))
-        epochs = int(chosen["epochs"])
-    else:
-        r = cfg.reconstruct
-        setting, epochs = PtychiSetting(noise_model=r.noise_model, tv_weight=0.0, momentum=r.momentum), r.epochs[view]
+    # the arm's setting and epochs as its Phase F stage takes them (the tuned arm's: the tune stage's selection)
+    setting, epochs, _ = settings_of(cfg, arm, dose, view, layout.tuning_path(dose, view, ROOT))
     seed = derive_seed(cfg.reconstruct.seed, dose, view, SPLIT) % (2**31)  # the tune stage's seed
     start = time.perf_counter()
     obj, _, _ = reconstruct(setting, batch, split, epochs, seed, progress=False)
