@@ -45,6 +45,7 @@ import ptychostudy  # noqa: E402,F401  (first: the numerical pins, as in every s
 import yaml  # noqa: E402
 
 from ptychostudy import layout  # noqa: E402
+from ptychostudy.params.train import architecture
 from ptychostudy.base import prepare_base  # noqa: E402
 from ptychostudy.config import config_from_dict  # noqa: E402
 from ptychostudy.io import sha256_file  # noqa: E402
@@ -130,7 +131,7 @@ def preflight(cfg, view_dir: Path, out: Path, steps: int = 100, variants: bool =
 
     device = setup_torch(cfg.train.threads, ACCELERATOR)
     split = Split.read(layout.view_file(view_dir, "train"), cfg.view(VIEW).gridsize)
-    arch, batch = cfg.architecture(VIEW, FULL_DOSE), cfg.train.batch_size
+    arch, batch = architecture(cfg, VIEW, FULL_DOSE), cfg.train.batch_size
     sync = torch.cuda.synchronize if ACCELERATOR == "cuda" else (lambda: None)
 
     def fresh():
@@ -324,7 +325,7 @@ def main(argv=None) -> int:
         result["determinism"][str(dose)] = {
             "steps": steps, "runs": len(runs), "completed": len(ok),
             "identical": sum(r["bundle_sha256"] == ok[0]["bundle_sha256"] for r in ok) if ok else 0,
-            "object_stride": cfg.architecture(VIEW, dose).stride, "detail": runs}
+            "object_stride": architecture(cfg, VIEW, dose).stride, "detail": runs}
         save()
 
     view_dirs[FULL_DOSE] = data(FULL_DOSE)

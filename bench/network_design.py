@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ptychostudy import layout, physics
+from ptychostudy.params.train import architecture
 from ptychostudy.config import config_from_dict
 from ptychostudy.dataset import Split
 from ptychostudy.infer import predict_and_stitch, setup_torch
@@ -137,7 +138,7 @@ def main(argv=None) -> int:
     t = cfg.train
     steps = args.steps or t.epochs[args.view] * t.steps_per_epoch
     seed = derive_seed(t.seed, args.dose, args.view)
-    trainer = Trainer(cfg, fit, cfg.architecture(args.view, args.dose), seed, device)
+    trainer = Trainer(cfg, fit, architecture(cfg, args.view, args.dose), seed, device)
     opt = trainer.optimizer()
     sched = cosine_schedule(opt, steps, t.learning_rate, t.learning_rate_final)
     batches = trainer.device_batches(steps, t.batch_size, t.steps_per_epoch)

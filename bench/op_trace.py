@@ -45,6 +45,7 @@ def trace(dose: int, view: str, steps: int, threads: int | None) -> list[dict]:
 
     from ptychostudy import layout
     from ptychostudy.config import load_config
+    from ptychostudy.params.train import architecture
     from ptychostudy.dataset import Split
     from ptychostudy.infer import setup_torch
     from ptychostudy.io import derive_seed
@@ -54,7 +55,7 @@ def trace(dose: int, view: str, steps: int, threads: int | None) -> list[dict]:
     t = cfg.train
     device = setup_torch(t.threads if threads is None else threads, "cpu")
     split = Split.read(layout.view_file(layout.view_dir(dose, view, ROOT), "train"), cfg.view(view).gridsize)
-    trainer = Trainer(cfg, split, cfg.architecture(view, dose), derive_seed(t.seed, dose, view), device)
+    trainer = Trainer(cfg, split, architecture(cfg, view, dose), derive_seed(t.seed, dose, view), device)
     opt = trainer.optimizer()
     batches = iter(list(trainer.device_batches(steps, t.batch_size, steps)))  # made before the trace starts
     records: list[dict] = []

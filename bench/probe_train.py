@@ -24,6 +24,7 @@ if "--native" in sys.argv:  # load numpy before ptychostudy: its numerical pins 
     import numpy  # noqa: F401
 import ptychostudy  # noqa: E402,F401  (first: its numerical pins must precede numpy and torch)
 from ptychostudy import layout  # noqa: E402
+from ptychostudy.params.train import architecture
 from ptychostudy.config import load_config  # noqa: E402
 from ptychostudy.dataset import Split  # noqa: E402
 from ptychostudy.infer import setup_torch  # noqa: E402
@@ -55,7 +56,7 @@ def main() -> int:
     import torch
 
     split = Split.read(layout.view_file(layout.view_dir(a.dose, a.view, ROOT), "train"), cfg.view(a.view).gridsize)
-    trainer = Trainer(cfg, split, cfg.architecture(a.view, a.dose), derive_seed(t.seed, a.dose, a.view), device)
+    trainer = Trainer(cfg, split, architecture(cfg, a.view, a.dose), derive_seed(t.seed, a.dose, a.view), device)
     opt = trainer.optimizer()
     batches = trainer.device_batches(a.warmup + a.steps, t.batch_size, t.steps_per_epoch)
     for _ in range(a.warmup):

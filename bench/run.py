@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ptychostudy import layout, physics  # noqa: E402
+from ptychostudy.params.train import architecture
 from ptychostudy.base import prepare_base  # noqa: E402
 from ptychostudy.bundle import load_bundle  # noqa: E402
 from ptychostudy.config import as_dict, config_from_dict, load_config  # noqa: E402
@@ -38,7 +39,7 @@ from ptychostudy.dataset import Split  # noqa: E402
 from ptychostudy.infer import reconstruct_split  # noqa: E402
 from ptychostudy.metrics import regions, score_arm  # noqa: E402
 from ptychostudy import gradient, refine  # noqa: E402
-from ptychostudy.config import PtychiSetting  # noqa: E402
+from ptychostudy.params.reconstruct import PtychiSetting  # noqa: E402
 from ptychostudy.reconstruct import build_task, read_selection  # noqa: E402
 from ptychostudy.simulate import CHUNK, object_patches, scan_positions, simulate_dose  # noqa: E402
 from ptychostudy.train import Trainer  # noqa: E402
@@ -167,7 +168,7 @@ def step_time(cfg, split: Split, view: str, steps: int = 20, dose: int = 100000)
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(cfg.train.threads)
-    trainer = Trainer(cfg, split, cfg.architecture(view, dose), seed=1)
+    trainer = Trainer(cfg, split, architecture(cfg, view, dose), seed=1)
     opt = trainer.optimizer()
     batches = trainer.device_batches(steps + 3, cfg.train.batch_size, steps + 3)
 
@@ -510,13 +511,13 @@ def bench_scaling(cfg, workdir: Path) -> dict:
             build_view(cfg, 100000, "dense", sim_dir, view_dir, view_dir / "v.json", view_dir / "v.png", progress=False)
             train_split = Split.read(layout.view_file(view_dir, "train"), 2)
             test_split = Split.read(layout.view_file(view_dir, "test"), 1, require_groups=True)
-            tcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
+            tcfg = cfg.replace(train=dataclasses.replace(cfg.train, threads=threads))
             step_s, _ = step_time(tcfg, train_split, "dense", steps=10)
             torch.set_num_threads(threads)
-            trainer = Trainer(tcfg, Split.read(layout.view_file(view_dir, "test"), 2), cfg.architecture("dense", 100000), seed=1)
+            trainer = Trainer(tcfg, Split.read(layout.view_file(view_dir, "test"), 2), architecture(cfg, "dense", 100000), seed=1)
             _, eval_s = timed(trainer.evaluate, trainer.split)
             it = dataclasses.replace(cfg.reconstruct, threads=threads)
-            icfg = dataclasses.replace(cfg, reconstruct=it)
+            icfg = cfg.replace(reconstruct=it)
             curve = ptychi_curve(icfg, test_split, icfg.reconstruct, [5])
             row = {"positions_per_split": size, "threads": threads, "simulate_seconds": sim["seconds"],
                    "dense_train_positions": int(train_split.amplitude.shape[0]),

@@ -41,22 +41,31 @@ def _assert_refused(result, message: str, *kept: Path):
 
 # --- params.yaml --------------------------------------------------------------------------
 
-PARAMS = {
-    "typo": (lambda p: p["train"].update(learnig_rate=0.001), "unknown key train.learnig_rate"),
-    "wrong type": (lambda p: p["simulate"].update(positions_per_split="many"), "simulate.positions_per_split must be an integer"),
-    "out of range": (lambda p: p["views"]["definitions"]["dense"].update(overlap=1.5), "must lie in [0, 1)"),
-    "missing section": (lambda p: p.pop("views"), "missing key views"),
+PARAMS = {  # case -> (mutation, message, whether the base stage reads the broken section)
+    "typo": (lambda p: p["train"].update(learnig_rate=0.001), "unknown key train.learnig_rate", False),
+    "typo in a section base reads": (lambda p: p["simulate"].update(sed=42), "unknown key simulate.sed", True),
+    "wrong type": (lambda p: p["simulate"].update(positions_per_split="many"), "simulate.positions_per_split must be an integer", True),
+    "out of range": (lambda p: p["views"]["definitions"]["dense"].update(overlap=1.5), "must lie in [0, 1)", False),
+    "missing section": (lambda p: p.pop("views"), "missing key views", False),
+    "missing section base reads": (lambda p: p.pop("base"), "missing key base", True),
 }
 
 
 @pytest.mark.parametrize("case", list(PARAMS))
 def test_bad_params(case, tmp_path):
+    """check-params refuses every case (the whole file, up front); a stage refuses those in the sections it reads
+    (and writes nothing), and no stage validates a section it does not read."""
     params = default_params()
-    PARAMS[case][0](params)
+    mutate, message, read_by_base = PARAMS[case]
+    mutate(params)
     bad = write_params(tmp_path / "params.yaml", params)
+    _assert_refused(cli("check-params", "--params", bad, cwd=tmp_path), message)
     out = _previous(tmp_path / "prepared" / "base.npz")
     result = cli("base", "--params", bad, "--probe", PROBE, "--object", OBJECT, "--out", out, cwd=tmp_path)
-    _assert_refused(result, PARAMS[case][1], out)
+    if read_by_base:
+        _assert_refused(result, message, out)
+    else:
+        assert result.returncode == 0, result.stderr
 
 
 # --- base data ------------------------------------------------------------------------------
@@ -213,7 +222,7 @@ def test_the_tune_stage_refuses_a_negative_regulariser(dense_view, tmp_path):
     result = cli("--no-progress", "tune", "--params", bad, "--dose", 100000, "--view", "dense", "--view-dir",
                  root / "view", "--report", tmp_path / "tuning.json", "--figure", tmp_path / "tuning.png",
                  "--timing", tmp_path / "t.json", cwd=tmp_path)
-    _assert_refused(result, "tune.ptychi_grid[0].tv_weight must be 0 (off) or more", *kept)
+    _assert_refused(result, "tune.ptychi_grid[0].tv_weight must be 0 or more", *kept)
 
 
 def test_the_tuned_arms_need_a_selection(dense_view, tmp_path):

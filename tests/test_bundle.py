@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from ptychostudy.bundle import BundleError, read_bundle, weights_h5_bytes, write_bundle
-from ptychostudy.io import json_text, sha256_file, zip_bytes
+from ptychostudy.io import json_text, sha256_file
+from ptychostudy.npz import zip_bytes
 
 WEIGHTS = {
     "encoder.0.weight": np.arange(2 * 3 * 3 * 3, dtype=np.float32).reshape(2, 3, 3, 3) / 7,

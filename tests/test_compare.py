@@ -123,7 +123,7 @@ def test_missing_inputs_are_named(cell, tiny_cfg, tiny_views, tmp_path):
                     tmp_path / "g", tmp_path / "t.json", progress=False)
     assert not (tmp_path / "g").exists()  # nothing half-written
     # an object of another data set (wrong grid) is refused
-    from ptychostudy.io import write_reconstruction
+    from ptychostudy.stored import write_reconstruction
 
     write_reconstruction(partial / "ptychi_tuned.npz", np.ones((8, 8)), np.ones(2), {"skipped": False})
     with pytest.raises(StudyError, match="holds no"):

@@ -53,7 +53,16 @@ BAD = [
     ("study.doses", [], "non-empty list"),
     ("study.doses", [1000, -5], "must be positive"),
     ("study.doses", [0], "must be positive"),
-    ("study.doses", ["lots"], "positive number of photons"),
+    ("study.doses", ["lots"], "study.doses[0] must be a whole number of photons written as an integer"),
+    ("study.doses", [1e5], "not 1e5 or 100000.0: it names the stage and the folder dose_<int>"),
+    ("study.doses", ["1e5"], "must be a whole number of photons written as an integer"),
+    ("study.views", ["x;touch pwned;y"], "study.views[0] must be a name of lowercase letters, digits and _"),
+    ("study.views", ["../../tmp/evil"], "study.views[0] must be a name"),
+    ("study.views", ["v@1"], "study.views[0] must be a name"),
+    ("study.views", [""], "study.views[0] must be a name"),
+    ("views.definitions", {"a/b": {"gridsize": 1, "overlap": None}}, "views.definitions (a key) must be a name"),
+    ("train.epochs", {"dense ": 3}, "train.epochs (a key) must be a name"),
+    ("measured.network_view", "..", "measured.network_view must be a name"),
     ("study.doses", [1000, 1000], "lists a dose twice"),
     ("study.views", ["baseline", "medium"], "unknown view 'medium'"),
     ("study.views", [], "non-empty list of view names"),
@@ -62,7 +71,7 @@ BAD = [
     ("simulate.split_axis", "z", "simulate.split_axis must be one of y, x"),
     ("simulate.guard_band_px", 10, "at least the patch size"),
     ("views.probe_power_fraction", 1.5, "must lie in (0, 1)"),
-    ("base.object_zoom", 0, "integer zoom of 1 or more"),
+    ("base.object_zoom", 0, "base.object_zoom must be 1 or more"),
     ("base.probe_sha256", "abc", "64 lowercase hex digits"),
     ("views.definitions.dense.gridsize", 0, "gridsize must be 1 or more"),
     ("views.definitions.dense.shape", "square", "unknown key views.definitions.dense.shape"),
@@ -144,16 +153,35 @@ def test_patch_size_must_match_probe(tmp_path):
         prepare_base(cfg, PROBE, OBJECT)
 
 
-def test_yaml_float_without_dot_is_reported():
-    """PyYAML reads `1e3` as a string; it must not become a silent default."""
+def test_a_dose_must_be_written_as_an_integer():
+    """PyYAML reads `1e3` as a string and `1.0e+3` as a float; DVC would name the stage and folder from that
+    spelling (`dose_1000.0`) while the code's paths say `dose_1000`: refused, with a sentence."""
     params = default_params()
-    params["study"]["doses"] = ["1e3"]  # accepted: an explicit number in a string
-    params["replicate"]["doses"] = [1000]  # (replicated cells must be cells of the study,
-    params["measured"]["tuning_dose"] = 1000  # as must the measured data's tuning cell)
-    assert config_from_dict(params).study.doses == (1000,)
-    params["study"]["doses"] = [1000.5]
-    with pytest.raises(ConfigError, match="whole number of photons"):
-        config_from_dict(params)
+    for spelling in ("1e3", 1000.0, 1000.5):
+        params["study"]["doses"] = [spelling]
+        with pytest.raises(ConfigError, match="written as an integer"):
+            config_from_dict(params)
+
+
+def test_duplicate_keys_and_aliases_are_refused_as_dvc_refuses_them(tmp_path):
+    text = (ROOT / "params.yaml").read_text()
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(text.replace("  seed: 42 ", "  seed: 42\n  seed: 43 ", 1))
+    with pytest.raises(ConfigError, match="the key 'seed' appears twice"):
+        load_config(twice)
+    section = tmp_path / "section.yaml"
+    section.write_text(text + "\nproduct:\n  photon_energy_eV: 1.0\n")
+    with pytest.raises(ConfigError, match="the key 'product' appears twice"):
+        load_config(section)
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n")
+    with pytest.raises(ConfigError, match="YAML aliases") as info:
+        load_config(bomb)
+    assert len(str(info.value)) < 300
+    binary = tmp_path / "latin1.yaml"
+    binary.write_bytes(text.encode("utf-8") + b"# caf\xe9\n")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_config(binary)
 
 
 def _cli(*args, cwd):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ptychostudy.dataset import DataContractError, read_dataset
-from ptychostudy.io import write_npz
+from ptychostudy.npz import write_npz
 
 
 @pytest.fixture

@@ -69,13 +69,12 @@ def closure(modules: set[str], src: Path = SRC) -> set[Path]:
 
 
 def command_modules(cmd: str) -> set[str]:
-    """The modules a stage's command runs: the CLI and the module serving its subcommand."""
-    from ptychostudy.cli import COMMANDS
-
+    """The module a stage's command runs (``python -m ptychostudy.<module> ...``): its phase's own entry
+    point, never the ``ptychostudy`` command for people (module ``cli``)."""
     words = shlex.split(cmd)
-    assert words[0] == PACKAGE, f"a stage command must call `{PACKAGE}`: {cmd}"
-    command = next(w for w in words[1:] if not w.startswith("-"))
-    return {f"{PACKAGE}.cli", COMMANDS[command]}
+    assert words[:2] == ["python", "-m"] and words[2].startswith(f"{PACKAGE}."), \
+        f"a stage command must run `python -m {PACKAGE}.<module>`: {cmd}"
+    return {words[2]}
 
 
 def stage_closure(cmd: str) -> set[str]:

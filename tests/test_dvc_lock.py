@@ -67,7 +67,7 @@ def test_training_stages_depend_on_every_train_key():
     """A train key missing from dvc.yaml would not rerun training when it changes."""
     import dataclasses
 
-    from ptychostudy.config import TrainSection
+    from ptychostudy.params.train import TrainParams as TrainSection
 
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
     listed = set(stage["params"])
@@ -84,7 +84,7 @@ def test_training_stages_depend_on_every_train_key():
 def test_reconstruct_and_compare_stages_depend_on_their_keys():
     import dataclasses
 
-    from ptychostudy.config import ReconstructSection
+    from ptychostudy.params.reconstruct import ReconstructParams as ReconstructSection
 
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     listed = set(stages["reconstruct"]["params"])
@@ -94,7 +94,8 @@ def test_reconstruct_and_compare_stages_depend_on_their_keys():
     assert set(stages["reconstruct_tuned"]["params"]) == {"reconstruct.batch_size", "reconstruct.seed", "reconstruct.threads"}
     assert set(stages["gradient"]["params"]) == {"gradient"}
     tune = set(stages["tune"]["params"])
-    from ptychostudy.config import GradientSection, RefineSection
+    from ptychostudy.params.gradient import GradientParams as GradientSection
+    from ptychostudy.params.refine import RefineParams as RefineSection
 
     solver = {f"gradient.{f.name}" for f in dataclasses.fields(GradientSection) if f.name != "threads"}
     assert solver | {"reconstruct.batch_size", "reconstruct.seed", "tune.ptychi_epochs.${item.view}", "tune.threads"} <= tune

@@ -90,7 +90,8 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
                 assert (len(record["arms"]) == 7) == (view != "baseline")
                 assert (work / f"reports/compare/dose_{dose}-{view}/comparison.png").is_file()
     # ptychodus product files: every arm with an object, the object and positions as the study has them
-    from ptychostudy.io import read_npz, read_reconstruction
+    from ptychostudy.stored import read_reconstruction
+    from ptychostudy.npz import read_npz
     from ptychostudy.product import read_product
 
     for dose in (1000, 100000):

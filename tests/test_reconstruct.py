@@ -12,7 +12,7 @@ import torch
 from ptychostudy import physics, torchvision_shim
 from ptychostudy.dataset import Split
 from ptychostudy.metrics import regions, score_arm
-from ptychostudy.io import read_reconstruction
+from ptychostudy.stored import read_reconstruction
 from ptychostudy.reconstruct import _ptychi, origin, ptychi_probe, run as reconstruct_run
 
 
@@ -98,7 +98,7 @@ def test_reconstruction_lies_on_the_truth_grid_and_resembles_it(reconstructed, t
 
 def test_reading_a_bad_reconstruction_fails_clearly(tmp_path):
     from ptychostudy import StudyError
-    from ptychostudy.io import write_npz
+    from ptychostudy.npz import write_npz
 
     with pytest.raises(StudyError, match="no such file"):
         read_reconstruction(tmp_path / "missing.npz")

@@ -11,7 +11,7 @@ import pytest
 
 from ptychostudy import StudyError
 from ptychostudy.compare import run as compare_run
-from ptychostudy.io import read_reconstruction
+from ptychostudy.stored import read_reconstruction
 from ptychostudy.layout import bundle_path
 from ptychostudy.refine import checkpoint_steps, load, refine, run as refine_run
 from ptychostudy.train import run as train_run
@@ -84,7 +84,7 @@ def test_the_truth_is_never_read_while_refining(trained, tiny_cfg, tiny_views):
     assert np.array_equal(obj, obj2) and np.array_equal(losses, losses2)
     # and the refinement really trains: the weights moved, and so did the object
     _, _, split3, loaded3 = load(tiny_cfg, 100000, "dense", tiny_views["dense"], bundle_path(models, 100000, "dense"))
-    zero = dataclasses.replace(tiny_cfg, refine=dataclasses.replace(tiny_cfg.refine, checkpoints=(0.0, 1.0)))
+    zero = tiny_cfg.replace(refine=dataclasses.replace(tiny_cfg.refine, checkpoints=(0.0, 1.0)))
     before = [p.detach().clone() for p in loaded3.model.parameters()]
     refine(zero, dose, "dense", split3, loaded3, progress=False)
     assert any(not np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(before, loaded3.model.parameters()))

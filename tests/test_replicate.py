@@ -17,7 +17,7 @@ from ptychostudy.io import derive_seed
 
 @pytest.fixture(scope="module")
 def replicated(tiny_cfg, tiny_views, tiny_iterative, tmp_path_factory):
-    cfg = dataclasses.replace(tiny_cfg, replicate=dataclasses.replace(tiny_cfg.replicate, seeds=2))
+    cfg = tiny_cfg.replace(replicate=dataclasses.replace(tiny_cfg.replicate, seeds=2))
     _, tuning, _ = tiny_iterative
     out = tmp_path_factory.mktemp("replicate")
     reports = []

@@ -84,18 +84,17 @@ def test_the_readme_shows_the_shipped_cluster_config():
     assert "ptychostudy run" in readme and "profiles/scaleout.yaml" in readme
 
 
-def test_a_local_stage_runs_in_the_root_told_the_cores_the_driver_holds_for_it(tmp_path):
+def test_a_local_stage_runs_in_the_root_and_waits_passively_only_when_asked(tmp_path):
     import os
     import subprocess
 
-    from ptychostudy import CORES_HELD
     from ptychostudy.scaleout import stage_command
 
-    env = {k: v for k, v in os.environ.items() if k != CORES_HELD}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
 
-    def shell(held):
-        body = stage_command(f'echo "$PWD ${{{CORES_HELD}:-none}}"', str(tmp_path), held)
+    def shell(passive):
+        body = stage_command('echo "$PWD ${OMP_WAIT_POLICY:-default}"', str(tmp_path), passive=passive)
         return subprocess.run(["bash", "-c", body], env=env, capture_output=True, text=True, check=True).stdout.strip()
 
-    assert shell(2) == f"{tmp_path} 2"
-    assert shell(0) == f"{tmp_path} none"  # cluster jobs: the scheduler, not this driver, places them
+    assert shell(False) == f"{tmp_path} default"  # the cores the driver holds are the stage's own
+    assert shell(True) == f"{tmp_path} PASSIVE"  # --passive: a machine shared with work the driver does not know

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ptychostudy import physics
+from ptychostudy.params.train import architecture
 from ptychostudy.bundle import PROBE_WEIGHT, BundleError, load_bundle, read_bundle, write_bundle
 from ptychostudy.dataset import Split, read_dataset
 from ptychostudy.metrics import score_arm
@@ -72,7 +73,7 @@ def test_scoring_every_epoch_leaves_the_network_unchanged(trained, tiny_cfg, tin
 
     out, record = trained[0]
     assert tiny_cfg.train.eval_every == 0 and tiny_cfg.train.epochs["dense"] == 2
-    cfg = dataclasses.replace(tiny_cfg, train=dataclasses.replace(tiny_cfg.train, eval_every=1))
+    cfg = tiny_cfg.replace(train=dataclasses.replace(tiny_cfg.train, eval_every=1))
     every = train_run(cfg, 100000, "dense", tiny_views["dense"], tmp_path / "dose_100000/dense/wts.h5.zip",
                       tmp_path / "r.json", tmp_path / "h.csv", tmp_path / "t.json", tmp_path / "f.png", progress=False)
     weights, description = read_bundle(tmp_path / "dose_100000/dense/wts.h5.zip")
@@ -255,8 +256,7 @@ def test_a_short_training_does_not_collapse(tiny_cfg, tiny_views, tmp_path):
     """Collapse gate: 120 steps of the gridsize-1 network already give amplitude r > 0.5 on the train region."""
     import dataclasses
 
-    cfg = dataclasses.replace(
-        tiny_cfg, train=dataclasses.replace(tiny_cfg.train, filters=8, steps_per_epoch=40, batch_size=8,
+    cfg = tiny_cfg.replace(train=dataclasses.replace(tiny_cfg.train, filters=8, steps_per_epoch=40, batch_size=8,
                                             eval_patterns=64, epochs={**tiny_cfg.train.epochs, "baseline": 3})
     )
     record = train_run(cfg, 100000, "baseline", tiny_views["baseline"], tmp_path / "wts.h5.zip", tmp_path / "r.json",
@@ -352,7 +352,7 @@ def test_device_batches_are_the_step_by_step_draws(tiny_cfg, tiny_views):
     from ptychostudy.train import Trainer
 
     split = Split.read(tiny_views["dense"] / "train.npz", 2)
-    arch = tiny_cfg.architecture("dense", 100000)
+    arch = architecture(tiny_cfg, "dense", 100000)
     assert tiny_cfg.train.augment == "dihedral"
     chunked = list(Trainer(tiny_cfg, split, arch, 5).device_batches(7, 3, 3))
     reference = Trainer(tiny_cfg, split, arch, 5)

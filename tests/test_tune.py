@@ -13,7 +13,8 @@ import yaml
 from conftest import ROOT
 from ptychostudy import StudyError, gradient, physics
 from ptychostudy.dataset import Split
-from ptychostudy.io import read_reconstruction, write_json
+from ptychostudy.io import write_json
+from ptychostudy.stored import read_reconstruction
 from ptychostudy.metrics import regions, score_arm
 from ptychostudy.reconstruct import read_selection
 

@@ -6,15 +6,21 @@ match params.yaml; an unexpected file is an error, not a warning.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ptychostudy import StudyError
-from ptychostudy.config import Config, check_patch_size, load_config
-from ptychostudy.io import json_array, read_metadata, read_npz, sha256_file, write_npz
+from ptychostudy import StudyError, stage
+from ptychostudy.io import sha256_file
+from ptychostudy.npz import json_array, read_metadata, read_npz, write_npz
+from ptychostudy.params import Params
+from ptychostudy.params import load as load_params
+from ptychostudy.params.base import BaseParams
+from ptychostudy.params.simulate import SimulateParams
 
 
 class BaseDataError(StudyError):
@@ -69,14 +75,14 @@ def featured_region(obj: np.ndarray, tolerance: float = 1e-6) -> tuple[int, int,
     return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
 
 
-def prepare_base(cfg: Config, probe_path: Path, object_path: Path) -> Base:
+def prepare_base(cfg: Params, probe_path: Path, object_path: Path) -> Base:
     b = cfg.base
     probe_arrays = _load_npz(Path(probe_path), b.probe_sha256, "probe")
     real = _require(probe_arrays, "probe_real", probe_path, "probe")
     imag = _require(probe_arrays, "probe_imag", probe_path, "probe")
     if real.shape != imag.shape or real.ndim != 2 or real.shape[0] != real.shape[1]:
         raise BaseDataError(f"probe file {probe_path}: the probe must be square 2-D, got {real.shape}")
-    check_patch_size(cfg, real.shape[0])
+    cfg.base.check_probe(real.shape[0])
     probe = zoom(real.astype(np.float64) + 1j * imag.astype(np.float64), b.probe_zoom)
     power = float(np.sum(np.abs(probe) ** 2))
     if power <= 0:
@@ -129,7 +135,27 @@ def read_base(path: Path) -> Base:
 
 def cli(args) -> None:
     """``ptychostudy base``: prepare the base and say what it holds."""
-    base = prepare_base(load_config(args.params), args.probe, args.object)
+    base = prepare_base(load_params(args.params, BaseParams, SimulateParams), args.probe, args.object)
     write_base(base, args.out)
     print(f"base: object {base.obj.shape[0]}×{base.obj.shape[1]}, probe {base.probe.shape[0]}×{base.probe.shape[1]}, "
           f"featured rows {base.featured[0]}–{base.featured[1]}, columns {base.featured[2]}–{base.featured[3]} -> {args.out}")
+
+
+def build_parser(prog: str = "python -m ptychostudy.base") -> argparse.ArgumentParser:
+    p = stage.parser(prog, help="check the real probe and object (sha256), zoom them, write the prepared base",
+                       description="The base step: verify each base file's sha256 against params.yaml (base.*_sha256), "
+                       "check keys, dtypes and finiteness, zoom the object by base.object_zoom and the probe by "
+                       "base.probe_zoom (bilinear), normalise the probe to unit power and write one .npz.")
+    stage.add_params(p)
+    p.add_argument("--probe", type=Path, required=True, help="probe .npz (keys probe_real, probe_imag)")
+    p.add_argument("--object", type=Path, required=True, help="object .npz (key objectGuess, complex)")
+    p.add_argument("--out", type=Path, required=True, help="prepared base .npz to write")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.base") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -35,8 +35,9 @@ import torch
 
 from ptychostudy import StudyError
 from ptychostudy.architecture import Architecture
-from ptychostudy.io import json_text, write_zip
+from ptychostudy.io import json_text
 from ptychostudy.model import Reconstructor
+from ptychostudy.npz import write_zip
 
 FORMAT = "ptychostudy-bundle"
 FORMAT_VERSION = 1
@@ -261,14 +262,3 @@ def load_bundle(path) -> LoadedModel:
     model.load_state_dict({name: torch.from_numpy(np.asarray(w, dtype=np.float32)) for name, w in weights.items()})
     model.eval()
     return LoadedModel(model, probe, intensity_scale, description)
-
-
-def cli(args) -> None:
-    """``ptychostudy check-bundle FILE...``: load each bundle safely and describe it."""
-    for path in args.files:
-        loaded = load_bundle(path)
-        arch = loaded.model.arch
-        count = sum(t.numel() for t in loaded.model.parameters())
-        d = loaded.description
-        print(f"{path}: ok, dose {d.get('dose')} view {d.get('view')}, {arch.channels} pattern(s) of "
-              f"{arch.size}×{arch.size} per group on a {arch.canvas}×{arch.canvas} frame, {arch.inputs} input, {count} parameters")

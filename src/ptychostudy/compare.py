@@ -21,6 +21,8 @@ region, metrics) → write (tidy CSV, record, figure, timing).
 
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,15 +30,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import StudyError, layout, study_figures
-from ptychostudy.arms import FLOOR, LABELS as ARM_LABELS, arms, baseline_view
+from ptychostudy import StudyError, layout, stage, study_figures
+from ptychostudy.arms import FLOOR, arms, baseline_view
+from ptychostudy.arms import LABELS as ARM_LABELS
 from ptychostudy.bundle import LoadedModel, load_bundle
-from ptychostudy.config import Config, load_config
 from ptychostudy.dataset import Split, read_dataset
 from ptychostudy.infer import reconstruct_split, setup_torch
-from ptychostudy.io import read_reconstruction, sha256_file, write_json, write_text
+from ptychostudy.io import sha256_file, write_json, write_text
 from ptychostudy.layout import STORED_ARMS
 from ptychostudy.metrics import PARTS, regions, score_arm
+from ptychostudy.params import Params
+from ptychostudy.params import load as load_params
+from ptychostudy.params.compare import CompareParams
+from ptychostudy.params.infer import InferParams
+from ptychostudy.params.study import StudyParams
+from ptychostudy.stored import read_reconstruction
 
 CSV_HEADER = "model,metric,part,value\n"
 
@@ -62,7 +70,7 @@ class Cell:
     stored: dict[str, tuple[np.ndarray, np.ndarray, dict]]  # arm -> (object, loss, record) of its file (iterative, refined)
 
 
-def load(cfg: Config, dose, view: str, view_dir, models, reconstructions) -> Cell:
+def load(cfg: Params, dose, view: str, view_dir, models, reconstructions) -> Cell:
     dose = cfg.dose(dose)
     definition = cfg.view(view)
     summary = layout.read_view_summary(view_dir, dose, view)
@@ -95,7 +103,7 @@ def load(cfg: Config, dose, view: str, view_dir, models, reconstructions) -> Cel
     return Cell(dose, view, summary, names, paths, splits, networks, stored)
 
 
-def objects(cfg: Config, cell: Cell, *, progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def objects(cfg: Params, cell: Cell, *, progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """(object of every arm, inference seconds of each network) of a loaded cell: the networks'
     stitched test-split objects (``infer`` settings), the iterative arms' and the floor's."""
     device = setup_torch(cfg.infer.threads, cfg.infer.accelerator)
@@ -113,7 +121,7 @@ def objects(cfg: Config, cell: Cell, *, progress: bool = True) -> tuple[dict[str
     return reconstructions, seconds
 
 
-def compute(cfg: Config, cell: Cell, *, progress: bool = True):
+def compute(cfg: Params, cell: Cell, *, progress: bool = True):
     """(reconstructions, inference seconds, scored arms, masks) of a loaded cell."""
     reconstructions, seconds = objects(cfg, cell, progress=progress)
     test = cell.splits["test"]
@@ -133,7 +141,7 @@ def _csv(scored: dict) -> str:
     return "".join(rows)
 
 
-def run(cfg: Config, dose, view: str, view_dir, models, reconstructions, out_dir, timing, *, progress: bool = True) -> dict:
+def run(cfg: Params, dose, view: str, view_dir, models, reconstructions, out_dir, timing, *, progress: bool = True) -> dict:
     cell = load(cfg, dose, view, view_dir, models, reconstructions)
     out_dir, timing = Path(out_dir), Path(timing)
     csv_path, json_path, png_path = (out_dir / n for n in (layout.COMPARISON_CSV, layout.COMPARISON_JSON, layout.COMPARISON_PNG))
@@ -182,6 +190,34 @@ def headline(record: dict) -> str:
 
 def cli(args) -> None:
     """``ptychostudy compare``: one cell, then its headline on stdout."""
-    record = run(load_config(args.params), args.dose, args.view, args.view_dir, args.models, args.reconstructions,
+    record = run(load_params(args.params, StudyParams, InferParams, CompareParams), args.dose, args.view, args.view_dir, args.models, args.reconstructions,
                  args.out_dir, args.timing, progress=not args.no_progress)
     print(headline(record))
+
+
+def build_parser(prog: str = "python -m ptychostudy.compare") -> argparse.ArgumentParser:
+    p = stage.parser(prog, help="Phase G: score every arm of one dose × view against the ground truth",
+                       description="Phase G: on the view's test split, reconstruct with the view's network and the "
+                       "gridsize-1 baseline network (settings: params.yaml infer.*), take each iterative arm's object "
+                       "(pty-chi as configured, pty-chi tuned, the gradient solver), the refined network's (pinn_refined) "
+                       "and a blank object (the floor); align "
+                       "each the same way (compare.*: scanned region, "
+                       "sub-pixel registration, global phase offset and ramp, mean amplitude) and score amplitude and "
+                       "phase (MAE, MSE, PSNR, SSIM, MS-SSIM, FRC at 0.5 and 1/7, Pearson r, phase spread ratio) in the "
+                       "featured region and the whole scanned region. Writes comparison_metrics.csv (model, metric, "
+                       "part, value), a record (JSON) and a figure.")
+    stage.add_cell(p, "folder with test.npz and view.json")
+    p.add_argument("--models", type=Path, required=True, help="artefact folder of the bundles (dose_<d>/<view>/wts.h5.zip)")
+    p.add_argument("--reconstructions", type=Path, required=True,
+                   help="Phase F folder of this dose × view (ptychi.npz, ptychi_tuned.npz, gradient.npz, pinn_refined.npz)")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for comparison_metrics.csv, comparison.json, comparison.png")
+    p.add_argument("--timing", type=Path, required=True, help="inference wall times (JSON) to write; kept out of DVC")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.compare") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ptychostudy import StudyError
-from ptychostudy.io import json_array, read_metadata, read_npz, write_npz
+from ptychostudy.npz import json_array, read_metadata, read_npz, write_npz
 
 CONTRACT_VERSION = 1
 PER_SCAN = {
@@ -199,10 +199,3 @@ class Split:
                     member_of[k] = m
         keep = group_of >= 0
         return np.nonzero(keep)[0], np.stack([group_of[keep], member_of[keep]], axis=1)
-
-
-def cli(args) -> None:
-    """``ptychostudy check-data FILE...``: validate each file against the contract."""
-    for path in args.files:
-        arrays = read_dataset(path)
-        print(f"{path}: ok, {arrays['diffraction'].shape[0]} patterns of {arrays['diffraction'].shape[1:]}")

@@ -12,7 +12,9 @@ finer levels fit the noise. Known probe and positions, seeded batches, determini
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -20,11 +22,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import StudyError, layout, physics
-from ptychostudy.config import Config, GradientSection, load_config
+from ptychostudy import StudyError, layout, physics, stage
 from ptychostudy.dataset import Split
-from ptychostudy.io import derive_seed, read_json, sha256_file, write_json, write_reconstruction
+from ptychostudy.io import derive_seed, read_json, sha256_file, write_json
 from ptychostudy.optim import Adam
+from ptychostudy.params import Params
+from ptychostudy.params import load as load_params
+from ptychostudy.params.gradient import GradientParams
+from ptychostudy.params.study import StudyParams
+from ptychostudy.stored import write_reconstruction
 
 SPLIT = "test"
 ARM = "gradient"
@@ -39,7 +45,7 @@ def _grid(shape: tuple[int, int], factor: int) -> tuple[int, int]:
     return math.ceil(shape[0] / factor), math.ceil(shape[1] / factor)
 
 
-def schedule(settings: GradientSection, stop: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+def schedule(settings: GradientParams, stop: tuple[int, int] | None = None) -> list[tuple[int, int]]:
     """(level factor, steps) to run: every level in order, ``steps_per_level`` each, up to and
     including ``stop`` = (level, steps) when given."""
     plan = []
@@ -57,7 +63,7 @@ def poisson_nll(expected: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return (expected - counts * torch.log(expected + EPS)).mean()
 
 
-def solve(split: Split, settings: GradientSection, plan: list[tuple[int, int]], seed: int, *, progress: bool = True,
+def solve(split: Split, settings: GradientParams, plan: list[tuple[int, int]], seed: int, *, progress: bool = True,
           desc: str = "gradient", checkpoints=(), on_checkpoint=None) -> tuple[np.ndarray, np.ndarray]:
     """Run ``plan``; returns (object (H, W) complex64, Poisson NLL per step). After each step count in
     ``checkpoints`` of a level the object so far goes to ``on_checkpoint(level, step, object)``."""
@@ -121,7 +127,7 @@ def read_selection(path, dose: int, view: str) -> tuple[int, int]:
     return int(selected["level"]), int(selected["steps"])
 
 
-def run(cfg: Config, dose, view: str, view_dir, tuning, out, report, timing, *, progress: bool = True) -> dict:
+def run(cfg: Params, dose, view: str, view_dir, tuning, out, report, timing, *, progress: bool = True) -> dict:
     # load: every input read and checked first
     dose = cfg.dose(dose)
     definition = cfg.view(view)
@@ -167,7 +173,7 @@ def run(cfg: Config, dose, view: str, view_dir, tuning, out, report, timing, *, 
 
 def cli(args) -> None:
     """``ptychostudy gradient``: one cell, then its headline on stdout."""
-    r = run(load_config(args.params), args.dose, args.view, args.view_dir, args.tuning, args.out, args.report,
+    r = run(load_params(args.params, GradientParams, StudyParams), args.dose, args.view, args.view_dir, args.tuning, args.out, args.report,
             args.timing, progress=not args.no_progress)
     if r["skipped"]:
         print(f"gradient dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
@@ -175,3 +181,24 @@ def cli(args) -> None:
         plan = ", ".join(f"{steps} steps at {factor} px/sample" for factor, steps in r["plan"])
         print(f"gradient dose {r['dose']} {r['view']}: {r['positions']} positions, {plan} in {r['seconds']:.1f} s, "
               f"Poisson NLL {r['cost_first']:.4g} -> {r['cost_final']:.4g} -> {args.out}")
+
+
+def build_parser(prog: str = "python -m ptychostudy.gradient") -> argparse.ArgumentParser:
+    p = stage.parser(prog, help="Phase F: the Poisson-likelihood gradient solver on the test split of one dose × view",
+                       description="Phase F's classical gradient reference (arm gradient): Adam on the Poisson "
+                       "likelihood of the counts under the study's forward model, the object (log-amplitude and phase) "
+                       "on a coarse grid refined level by level (gradient.levels), stopping at the level and step the "
+                       "tune stage selected on the train split (--tuning). Writes the object and its cost per step "
+                       "(.npz, no pickle), a record (JSON) and a timing file.")
+    stage.add_cell(p, "folder with test.npz and view.json")
+    p.add_argument("--tuning", type=Path, required=True, help="the tune stage's selection (JSON)")
+    stage.add_outputs(p)
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.gradient") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,10 +28,12 @@ put on the same grid exactly as Phase F does (``reconstruct.origin``).
 
 from __future__ import annotations
 
+import argparse
 import bz2
 import importlib.metadata
 import io
 import math
+import sys
 import time
 import zipfile
 from dataclasses import dataclass
@@ -42,14 +44,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import StudyError, figures
+from ptychostudy import StudyError, figures, stage
 from ptychostudy.bundle import save_model
-from ptychostudy.config import Config, PtychiSetting, as_dict, load_config
 from ptychostudy.dataset import Split
 from ptychostudy.infer import predict_and_stitch, setup_torch
-from ptychostudy.io import (derive_seed, json_array, read_metadata, read_npz, sha256_file, write_json,
-                            write_npz, write_text)
+from ptychostudy.io import derive_seed, sha256_file, write_json, write_text
 from ptychostudy.metrics import frc_curve, regions, score_arm
+from ptychostudy.npz import json_array, read_metadata, read_npz, write_npz
+from ptychostudy.params import Params, as_dict
+from ptychostudy.params import load as load_params
+from ptychostudy.params.compare import CompareParams
+from ptychostudy.params.infer import InferParams
+from ptychostudy.params.measured import MeasuredParams
+from ptychostudy.params.reconstruct import PtychiSetting
+from ptychostudy.params.train import architecture
 from ptychostudy.reconstruct import reconstruct, settings_of
 from ptychostudy.train import Trainer
 from ptychostudy.views import make_groups
@@ -110,7 +118,7 @@ def resample_probe(probe: np.ndarray, crop: int) -> np.ndarray:
     return small / math.sqrt(float((np.abs(small) ** 2).sum()))
 
 
-def load(cfg: Config, path) -> Measured:
+def load(cfg: Params, path) -> Measured:
     """Read the measured file (its sha256 checked against ``measured.data_sha256``), check it, crop it."""
     m = cfg.measured
     path = Path(path)
@@ -153,7 +161,7 @@ def load(cfg: Config, path) -> Measured:
     return Measured(counts, centred + side / 2, resample_probe(probe, m.crop), (side, side), facts)
 
 
-def split_of(cfg: Config, data: Measured, half: str, probe: np.ndarray, intensity_scale: float,
+def split_of(cfg: Params, data: Measured, half: str, probe: np.ndarray, intensity_scale: float,
              gridsize: int = 1) -> Split:
     """One half as a ``dataset.Split``: ``probe`` (unit power) with ``intensity_scale`` predicts the counts.
     ``truth`` is a blank object of the grid's shape (only its shape is used: no truth exists) and the
@@ -198,7 +206,7 @@ def read_result(path, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, di
     return arrays["object"], arrays["cost"], arrays["probe"], read_metadata(arrays, str(path))
 
 
-def _tuned_setting(cfg: Config, tuning) -> tuple[PtychiSetting, int, dict]:
+def _tuned_setting(cfg: Params, tuning) -> tuple[PtychiSetting, int, dict]:
     """pty-chi's tuned arm as the tune stage selected it for the study cell measured.tuning_dose × tuning_view."""
     m = cfg.measured
     setting, epochs, chosen = settings_of(cfg, "ptychi_tuned", m.tuning_dose, m.tuning_view, tuning)
@@ -210,7 +218,7 @@ def _tuned_setting(cfg: Config, tuning) -> tuple[PtychiSetting, int, dict]:
 # the stages
 
 
-def run_ptychi(cfg: Config, half: str, data_path, tuning, out, report, timing, *, progress: bool = True) -> dict:
+def run_ptychi(cfg: Params, half: str, data_path, tuning, out, report, timing, *, progress: bool = True) -> dict:
     """``measured_ptychi@<half>``: pty-chi's tuned arm on one half, the probe refined from the guess."""
     data = load(cfg, data_path)
     setting, epochs, chosen = _tuned_setting(cfg, tuning)
@@ -239,7 +247,23 @@ def run_ptychi(cfg: Config, half: str, data_path, tuning, out, report, timing, *
     return {**record, "seconds": seconds}
 
 
-def run_pinn(cfg: Config, data_path, ptychi_a, bundle, out, report, history, timing, *, progress: bool = True) -> dict:
+NETWORK_KEYS = {  # the params measured_pinn declares in dvc.yaml, and so the ones its bundle records
+    "train": ("threads", "accelerator", "batch_size", "learning_rate", "learning_rate_final", "steps_per_epoch", "filters",
+              "depth", "support", "amplitude_max", "skips", "inputs", "augment", "object_stride", "canvas"),
+    "measured": ("data_sha256", "crop", "seed", "network_view", "tuning_dose", "epochs"),
+}
+
+
+def declared_params(cfg: Params) -> dict:
+    """The params the measured network's bundle records: only those its stage declares (of ``train.canvas``
+    the network view's entry), so that a key it does not read never changes its bytes."""
+    record = {name: {k: v for k, v in as_dict(getattr(cfg, name)).items() if k in keys} for name, keys in NETWORK_KEYS.items()}
+    view = cfg.measured.network_view
+    record["train"]["canvas"] = {view: record["train"]["canvas"][view]}
+    return record
+
+
+def run_pinn(cfg: Params, data_path, ptychi_a, bundle, out, report, history, timing, *, progress: bool = True) -> dict:
     """``measured_pinn``: the network trained on half A (with pty-chi's probe of half A), applied to B and A."""
     data = load(cfg, data_path)
     _, _, probe, meta = read_result(ptychi_a, "measured pty-chi result")
@@ -251,7 +275,7 @@ def run_pinn(cfg: Config, data_path, ptychi_a, bundle, out, report, history, tim
     splits = {half: split_of(cfg, data, half, probe, scale, gridsize) for half in HALVES}
     device = setup_torch(t.threads, t.accelerator)
     seed = derive_seed(m.seed, "network")
-    arch = cfg.architecture(m.network_view, m.tuning_dose, m.crop)
+    arch = architecture(cfg, m.network_view, m.tuning_dose, m.crop)
     trainer = Trainer(cfg, splits["A"], arch, seed, device)
     bar = tqdm(total=m.epochs * t.steps_per_epoch, desc="measured network (half A)", unit="step", disable=not progress)
     start = time.perf_counter()
@@ -263,7 +287,7 @@ def run_pinn(cfg: Config, data_path, ptychi_a, bundle, out, report, history, tim
                for half, split in splits.items()}
     save_model(bundle, net, splits["A"].probe, scale, {
         "measured": True, "trained_on": "half A of the measured Siemens star", "view": m.network_view,
-        "gridsize": gridsize, "params": {k: as_dict(cfg)[k] for k in ("train", "measured")},
+        "gridsize": gridsize, "params": declared_params(cfg),
         "data_sha256": m.data_sha256, "probe_from": {"path": str(ptychi_a), "sha256": sha256_file(ptychi_a)},
     })
     loss = np.array([row["loss"] for row in rows])
@@ -300,7 +324,7 @@ def _headline(scores: dict) -> dict:
             "amplitude_r": a["pearson_r"], "amplitude_frc50_px": a["frc50_resolution_px"]}
 
 
-def run_compare(cfg: Config, data_path, ptychi_dir, pinn, out_dir, *, progress: bool = True) -> dict:
+def run_compare(cfg: Params, data_path, ptychi_dir, pinn, out_dir, *, progress: bool = True) -> dict:
     """``measured_compare``: agreement of the reconstructions (``PAIRS``), a figure, a table."""
     data = load(cfg, data_path)
     ptychi_dir, out_dir = Path(ptychi_dir), Path(out_dir)
@@ -353,15 +377,15 @@ def table(record: dict) -> str:
 
 def cli(args) -> None:
     """``ptychostudy measured-ptychi | measured-pinn | measured-compare``."""
-    cfg = load_config(args.params)
+    cfg = load_params(args.params, MeasuredParams, InferParams, CompareParams)
     progress = not args.no_progress
-    if args.command == "measured-ptychi":
+    if args.step == "ptychi":
         r = run_ptychi(cfg, args.half, args.data, args.tuning, args.out, args.report, args.timing, progress=progress)
         s = r["settings"]
         print(f"measured pty-chi half {r['half']}: {r['positions']} positions, {r['epochs']} LSQML epochs "
               f"({s['noise_model']}, TV {s['tv_weight']:g}, momentum {s['momentum']:g}, probe refined) in "
               f"{r['seconds']:.1f} s, cost {r['cost_first']:.4g} -> {r['cost_final']:.4g} -> {args.out}")
-    elif args.command == "measured-pinn":
+    elif args.step == "pinn":
         r = run_pinn(cfg, args.data, args.ptychi_a, args.bundle, args.out, args.report, args.history, args.timing,
                      progress=progress)
         print(f"measured network: {r['steps']} steps on half A in {r['seconds']:.1f} s, final loss "
@@ -370,3 +394,65 @@ def cli(args) -> None:
         r = run_compare(cfg, args.data, args.ptychi_dir, args.pinn, args.out_dir, progress=progress)
         for name, s in r["pairs"].items():
             print(f"{name}: phase r {s['phase_r']:.3f}, phase FRC½ {s['phase_frc50_px']:.2f} px")
+
+MEASURED = ("The measured Siemens star (module measured.py, params measured.*): 516 real patterns, no ground "
+              "truth, the scan split into halves A (even index) and B (odd). ")
+
+
+def _add_measured(p) -> None:
+    """Arguments of every measured-data stage: params and the measured file."""
+    stage.add_params(p)
+    p.add_argument("--data", type=Path, required=True, help="the measured file (siemens-star-small.npz.bz2)")
+
+
+STEPS = {"ptychi": "measured-ptychi", "pinn": "measured-pinn", "compare": "measured-compare"}
+
+
+def build_parser(prog: str = "python -m ptychostudy.measured") -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog=prog, description=MEASURED)
+    sub = top.add_subparsers(dest="step", required=True, metavar="STEP")
+    p = sub.add_parser("ptychi", help="measured data: pty-chi's tuned arm on one half of the scan, probe refined",
+                       description=MEASURED + "Reconstruct one half with pty-chi LSQML from the analytic probe guess, "
+                       "refining the probe, with the settings the tune stage selected on the train split of the study "
+                       "cell measured.tuning_dose × measured.tuning_view. Writes the object, cost and refined probe "
+                       "(.npz, no pickle), a record (JSON) and a timing file.")
+    _add_measured(p)
+    p.add_argument("--half", choices=("A", "B"), required=True, help="A: even scan indices, B: odd")
+    p.add_argument("--tuning", type=Path, required=True, help="the tune stage's selection (JSON) of the tuning cell")
+    stage.add_outputs(p)
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    p = sub.add_parser("pinn", help="measured data: the network trained on half A, applied to half B",
+                       description=MEASURED + "Train the network (train.*, the view measured.network_view's gridsize "
+                       "and canvas) self-supervised through the physics on half A's patterns with the probe pty-chi "
+                       "refined on half A, then reconstruct both halves with it (infer.*). Writes the bundle, the "
+                       "objects (.npz), a record, the loss per epoch (CSV) and a timing file.")
+    _add_measured(p)
+    p.add_argument("--ptychi-a", type=Path, required=True, help="measured-ptychi's result of half A (its probe is used)")
+    p.add_argument("--bundle", type=Path, required=True, help="wts.h5.zip to write")
+    p.add_argument("--out", type=Path, required=True, help="the network's objects (.npz) to write")
+    p.add_argument("--report", type=Path, required=True, help="record (JSON) to write")
+    p.add_argument("--history", type=Path, required=True, help="loss per epoch (CSV) to write")
+    p.add_argument("--timing", type=Path, required=True, help="wall time (JSON) to write; kept out of DVC")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    p = sub.add_parser("compare", help="measured data: agreement of the reconstructions (FRC, phase r), figure",
+                       description=MEASURED + "Score pty-chi A against pty-chi B (independent halves), the network on B "
+                       "against pty-chi B and A, the network on A against pty-chi A, and a blank object (the floor), by "
+                       "the study's one scoring path with the second reconstruction in the place of the truth, in the "
+                       "region both halves light. Writes measured.json, measured.md, frc.csv and measured.png.")
+    _add_measured(p)
+    p.add_argument("--ptychi-dir", type=Path, required=True, help="folder of ptychi_A.npz and ptychi_B.npz")
+    p.add_argument("--pinn", type=Path, required=True, help="measured-pinn's objects (.npz)")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for measured.json, measured.md, frc.csv, measured.png")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    return top
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.measured") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,18 +27,26 @@ folder appears only complete (written beside it, then renamed).
 
 from __future__ import annotations
 
+import argparse
 import io as _io
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from ptychostudy import StudyError, compare, layout
+from ptychostudy import StudyError, compare, layout, stage
 from ptychostudy.arms import FLOOR, LABELS, baseline_view
-from ptychostudy.config import Config, load_config
 from ptychostudy.io import sha256_file, write_bytes, write_json
+from ptychostudy.params import Params
+from ptychostudy.params import load as load_params
+from ptychostudy.params.base import BaseParams
+from ptychostudy.params.compare import CompareParams
+from ptychostudy.params.infer import InferParams
+from ptychostudy.params.product import ProductParams
+from ptychostudy.params.study import StudyParams
 
 HC_EV_M = 1.239841984e-6  # h·c in eV·m: λ = HC_EV_M / E
 INDEX = "products.json"  # the cell's list of product files (or why it has none)
@@ -48,13 +56,13 @@ def wavelength_m(photon_energy_eV: float) -> float:
     return HC_EV_M / photon_energy_eV
 
 
-def object_pixel_m(cfg: Config) -> float:
+def object_pixel_m(cfg: Params) -> float:
     """The far-field object pixel λ·z / (N·p) of the nominal geometry (params product.*)."""
     p = cfg.product
     return wavelength_m(p.photon_energy_eV) * p.detector_distance_m / (cfg.base.patch_size * p.detector_pixel_m)
 
 
-def product_bytes(*, obj: np.ndarray, probe: np.ndarray, positions: np.ndarray, pixel_m: float, cfg: Config,
+def product_bytes(*, obj: np.ndarray, probe: np.ndarray, positions: np.ndarray, pixel_m: float, cfg: Params,
                   name: str, comments: str, photon_count: float, loss: np.ndarray) -> bytes:
     """One product file's bytes. ``obj`` (H, W) and ``probe`` (N, N) complex; ``positions`` (n, 2) patch
     centres (y, x) in object pixels; ``loss`` one value per epoch (or step)."""
@@ -143,7 +151,7 @@ LOSS = {"pinn": "training loss per epoch (Poisson deviance)", "pinn_gs1": "train
         "pinn_refined": "refinement loss per step on the test patterns (Poisson deviance)"}
 
 
-def run(cfg: Config, dose, view: str, view_dir, models, reconstructions, train_reports, out_dir, *,
+def run(cfg: Params, dose, view: str, view_dir, models, reconstructions, train_reports, out_dir, *,
         progress: bool = True) -> dict:
     cell = compare.load(cfg, dose, view, view_dir, models, reconstructions)
     out_dir = Path(out_dir)
@@ -188,10 +196,35 @@ def _publish(out_dir: Path, record: dict, files: dict[str, bytes]) -> dict:
 
 def cli(args) -> None:
     """``ptychostudy product``: one cell's product files, then one line naming them."""
-    record = run(load_config(args.params), args.dose, args.view, args.view_dir, args.models, args.reconstructions,
+    record = run(load_params(args.params, StudyParams, BaseParams, ProductParams, InferParams, CompareParams), args.dose, args.view, args.view_dir, args.models, args.reconstructions,
                  args.train_reports, args.out_dir, progress=not args.no_progress)
     if record["skipped"]:
         print(f"product dose {record['dose']} {record['view']}: SKIPPED ({record['reason']})")
     else:
         print(f"product dose {record['dose']} {record['view']}: {', '.join(record['files'])} in {args.out_dir} "
               f"(object pixel {record['object_pixel_m'] * 1e9:.1f} nm, nominal)")
+
+
+def build_parser(prog: str = "python -m ptychostudy.product") -> argparse.ArgumentParser:
+    p = stage.parser(prog, help="ptychodus product files (HDF5) of every object of one dose × view",
+                       description="Write one ptychodus product file (<arm>.h5, the HDF5 layout ptychodus 1.7.0 reads) "
+                       "per arm of the cell that has an object: the networks' stitched test-split objects (inferred as "
+                       "Phase G does, infer.*) and the iterative arms' Phase F objects, each with the known probe, the "
+                       "scan positions in metres, and the training loss or solver cost per epoch; plus products.json. "
+                       "The physical scales are nominal (params product.*).")
+    stage.add_cell(p, "folder with test.npz and view.json")
+    p.add_argument("--models", type=Path, required=True, help="artefact folder of the bundles (dose_<d>/<view>/wts.h5.zip)")
+    p.add_argument("--reconstructions", type=Path, required=True,
+                   help="Phase F folder of this dose × view (ptychi.npz, ptychi_tuned.npz, gradient.npz, pinn_refined.npz)")
+    p.add_argument("--train-reports", type=Path, required=True,
+                   help="folder of the train stage's histories (dose_<d>-<view>.csv: the networks' loss per epoch)")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for <arm>.h5 and products.json")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.product") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,8 +21,10 @@ reconstructed directly on the ground truth's pixel grid, so Phase G needs no gue
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import logging
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -31,10 +33,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import StudyError, layout, torchvision_shim
-from ptychostudy.config import Config, PtychiSetting, load_config
+from ptychostudy import StudyError, layout, stage, torchvision_shim
 from ptychostudy.dataset import Split
-from ptychostudy.io import derive_seed, read_json, sha256_file, write_json, write_reconstruction
+from ptychostudy.io import derive_seed, read_json, sha256_file, write_json
+from ptychostudy.params import Params
+from ptychostudy.params import load as load_params
+from ptychostudy.params.reconstruct import PtychiSetting, ReconstructParams
+from ptychostudy.stored import write_reconstruction
 
 SPLIT = "test"
 ARMS = ("ptychi", "ptychi_tuned")  # the pty-chi arms of Phase F (layout.ITERATIVE_ARMS lists all)
@@ -195,7 +200,7 @@ def read_selection(path, dose: int, view: str, solver: str) -> dict:
     return selected
 
 
-def settings_of(cfg: Config, arm: str, dose: int, view: str, tuning) -> tuple[PtychiSetting, int, dict]:
+def settings_of(cfg: Params, arm: str, dose: int, view: str, tuning) -> tuple[PtychiSetting, int, dict]:
     """(setting, epochs, how it was chosen) of a pty-chi arm in one cell."""
     r = cfg.reconstruct
     if arm == "ptychi":
@@ -212,7 +217,7 @@ def settings_of(cfg: Config, arm: str, dose: int, view: str, tuning) -> tuple[Pt
                                               "tuning_sha256": sha256_file(tuning)}
 
 
-def run(cfg: Config, dose, view: str, view_dir, out, report, timing, *, arm: str = "ptychi", tuning=None,
+def run(cfg: Params, dose, view: str, view_dir, out, report, timing, *, arm: str = "ptychi", tuning=None,
         progress: bool = True) -> dict:
     # load: every input read and checked first
     if arm not in ARMS:
@@ -260,7 +265,7 @@ def run(cfg: Config, dose, view: str, view_dir, out, report, timing, *, arm: str
 
 def cli(args) -> None:
     """``ptychostudy reconstruct``: one arm of one cell, then its headline on stdout."""
-    r = run(load_config(args.params), args.dose, args.view, args.view_dir, args.out, args.report, args.timing,
+    r = run(load_params(args.params, ReconstructParams), args.dose, args.view, args.view_dir, args.out, args.report, args.timing,
             arm=args.arm, tuning=args.tuning, progress=not args.no_progress)
     if r["skipped"]:
         print(f"reconstruct {r['arm']} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
@@ -269,3 +274,26 @@ def cli(args) -> None:
         print(f"reconstruct {r['arm']} dose {r['dose']} {r['view']}: {r['positions']} positions, {r['epochs']} LSQML "
               f"epochs ({s['noise_model']}, TV {s['tv_weight']:g}, momentum {s['momentum']:g}) in {r['seconds']:.1f} s, "
               f"cost {r['cost_first']:.4g} -> {r['cost_final']:.4g} -> {args.out}")
+
+
+def build_parser(prog: str = "python -m ptychostudy.reconstruct") -> argparse.ArgumentParser:
+    p = stage.parser(prog, help="Phase F: pty-chi LSQML on the test split of one dose × view (one arm)",
+                       description="Phase F: reconstruct the view's test split with pty-chi's LSQML: all positions, "
+                       "initial object ones, the known probe, positions fixed, seeded, reconstruct.threads threads, the "
+                       "object on the ground truth's pixel grid. --arm ptychi: as the original study configured it "
+                       "(reconstruct.*); --arm ptychi_tuned: noise model, TV weight, momentum and epochs from --tuning "
+                       "(the tune stage's selection on the train split). Writes the object and its cost per epoch "
+                       "(.npz, no pickle), a record (JSON) and a timing file.")
+    stage.add_cell(p, "folder with test.npz and view.json")
+    p.add_argument("--arm", choices=("ptychi", "ptychi_tuned"), default="ptychi", help="which pty-chi arm (default: ptychi)")
+    p.add_argument("--tuning", type=Path, help="the tune stage's selection (JSON; required by --arm ptychi_tuned)")
+    stage.add_outputs(p)
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.reconstruct") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

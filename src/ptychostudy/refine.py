@@ -15,6 +15,8 @@ write (object file beside Phase F's, record with the curve, timing).
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -22,26 +24,32 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import StudyError, layout
+from ptychostudy import StudyError, layout, stage
 from ptychostudy.bundle import load_bundle
-from ptychostudy.config import Config, load_config
 from ptychostudy.dataset import Split
 from ptychostudy.infer import predict_and_stitch, require_channels, setup_torch
-from ptychostudy.io import derive_seed, sha256_file, write_json, write_reconstruction
+from ptychostudy.io import derive_seed, sha256_file, write_json
 from ptychostudy.metrics import regions, score_arm
+from ptychostudy.params import Params
+from ptychostudy.params import load as load_params
+from ptychostudy.params.compare import CompareParams
+from ptychostudy.params.infer import InferParams
+from ptychostudy.params.refine import RefineParams
+from ptychostudy.params.train import TrainParams
+from ptychostudy.stored import write_reconstruction
 from ptychostudy.train import Trainer, cosine_schedule
 
 ARM = layout.REFINED_ARM
 SPLIT = "test"  # the patterns it is refined on (and scored on): the test split's, never their truth
 
 
-def checkpoint_steps(cfg: Config, view: str) -> list[int]:
+def checkpoint_steps(cfg: Params, view: str) -> list[int]:
     """The step counts at which the curve is recorded (0 = the trained network; the last = the arm)."""
     steps = cfg.refine.steps[view]
     return sorted({round(f * steps) for f in cfg.refine.checkpoints})
 
 
-def load(cfg: Config, dose, view: str, view_dir, bundle):
+def load(cfg: Params, dose, view: str, view_dir, bundle):
     """(dose, view summary, test split with the view's groups, loaded bundle or None if skipped)."""
     dose = cfg.dose(dose)
     gridsize = cfg.view(view).gridsize
@@ -62,7 +70,7 @@ def load(cfg: Config, dose, view: str, view_dir, bundle):
     return dose, summary, split, loaded
 
 
-def refine(cfg: Config, dose: int, view: str, split: Split, loaded, *, progress: bool = True,
+def refine(cfg: Params, dose: int, view: str, split: Split, loaded, *, progress: bool = True,
            on_checkpoint=None) -> tuple[np.ndarray, np.ndarray, list[dict], float]:
     """Fine-tune ``loaded``'s network on ``split``'s patterns (no truth is read here).
 
@@ -102,7 +110,7 @@ def refine(cfg: Config, dose: int, view: str, split: Split, loaded, *, progress:
     return canvas, np.asarray(losses, dtype=np.float64), points, spent
 
 
-def run(cfg: Config, dose, view: str, view_dir, bundle, out, report, timing, *, progress: bool = True) -> dict:
+def run(cfg: Params, dose, view: str, view_dir, bundle, out, report, timing, *, progress: bool = True) -> dict:
     dose, summary, split, loaded = load(cfg, dose, view, view_dir, bundle)
     out, report, timing = map(Path, (out, report, timing))
     r = cfg.refine
@@ -155,7 +163,7 @@ def run(cfg: Config, dose, view: str, view_dir, bundle, out, report, timing, *, 
 
 def cli(args) -> None:
     """``ptychostudy refine``: one cell, then its curve on stdout."""
-    r = run(load_config(args.params), args.dose, args.view, args.view_dir, args.bundle, args.out, args.report,
+    r = run(load_params(args.params, RefineParams, TrainParams, InferParams, CompareParams), args.dose, args.view, args.view_dir, args.bundle, args.out, args.report,
             args.timing, progress=not args.no_progress)
     if r["skipped"]:
         print(f"refine dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
@@ -163,3 +171,26 @@ def cli(args) -> None:
     points = "; ".join(f"{p['steps']} steps r {p['phase_pearson_r']:.3f}" for p in r["curve"])
     print(f"refine dose {r['dose']} {r['view']}: {r['positions']} test patterns, loss {r['cost_first']:.4g} -> "
           f"{r['cost_final']:.4g} in {r['seconds']:.1f} s; phase r (featured): {points} -> {args.out}")
+
+
+def build_parser(prog: str = "python -m ptychostudy.refine") -> argparse.ArgumentParser:
+    p = stage.parser(prog, help="the pinn_refined arm: the view's network fine-tuned on the test split's own patterns",
+                       description="Test-time refinement (arm pinn_refined, params refine.*): the view's trained network "
+                       "(--bundle) trained further, self-supervised through the physics (Poisson deviance of its "
+                       "diffraction against the counts), on the view's test split's patterns, never their truth, for "
+                       "refine.steps.<view> Adam steps under a cosine decay. At the fractions refine.checkpoints of the "
+                       "steps the stitched object (infer.*) is scored (featured region) to record phase r against wall "
+                       "time; the arm is always the last step's object. Writes the object and its loss per step (.npz, "
+                       "no pickle, beside Phase F's), a record with the curve (JSON) and a timing file.")
+    stage.add_cell(p, "folder with test.npz and view.json")
+    p.add_argument("--bundle", type=Path, required=True, help="the view's trained network (wts.h5.zip)")
+    stage.add_outputs(p)
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.refine") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

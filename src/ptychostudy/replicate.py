@@ -21,6 +21,8 @@ than the measured spread level. ``run`` is load → compute → write; the repor
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -28,12 +30,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import gradient, layout, reconstruct
-from ptychostudy.config import Config, load_config
+from ptychostudy import gradient, layout, reconstruct, stage
 from ptychostudy.dataset import Split, read_dataset
 from ptychostudy.infer import predict_and_stitch, setup_torch
 from ptychostudy.io import derive_seed, sha256_file, write_json
 from ptychostudy.metrics import regions, score_arm
+from ptychostudy.params import Params
+from ptychostudy.params import load as load_params
+from ptychostudy.params.compare import CompareParams
+from ptychostudy.params.gradient import GradientParams
+from ptychostudy.params.infer import InferParams
+from ptychostudy.params.reconstruct import ReconstructParams
+from ptychostudy.params.replicate import ReplicateParams
+from ptychostudy.params.train import TrainParams, architecture
 from ptychostudy.train import Trainer
 
 SPLIT = "test"
@@ -45,7 +54,7 @@ MEASURES = (  # (name in the report and in study_metrics.csv, quantity, metric o
 )
 
 
-def network_arm(cfg: Config, view: str) -> str:
+def network_arm(cfg: Params, view: str) -> str:
     """The name the view's own network has in Phase G (``pinn``, or ``pinn_gs1`` for a gridsize-1 view)."""
     return "pinn" if cfg.view(view).gridsize > 1 else "pinn_gs1"
 
@@ -60,13 +69,13 @@ def _headline(result) -> dict[str, float]:
     return {name: float(featured[quantity][metric]) for name, quantity, metric in MEASURES}
 
 
-def train_network(cfg: Config, dose: int, view: str, train_split: Split, network_input: Split, seed: int, *,
+def train_network(cfg: Params, dose: int, view: str, train_split: Split, network_input: Split, seed: int, *,
                   progress: bool = False, desc: str = "replicate network") -> np.ndarray:
     """The view's network trained as Phase E trains it, with ``seed``, and its stitched object of
     ``network_input`` as Phase G infers it (``infer.*``)."""
     t = cfg.train
     device = setup_torch(t.threads, t.accelerator)
-    trainer = Trainer(cfg, train_split, cfg.architecture(view, dose), seed, device)
+    trainer = Trainer(cfg, train_split, architecture(cfg, view, dose), seed, device)
     with tqdm(total=t.epochs[view] * t.steps_per_epoch, desc=desc, unit="step", disable=not progress) as bar:
         trainer.fit(t.epochs[view], t.steps_per_epoch, bar=bar)
     canvas, _ = predict_and_stitch(trainer.net, network_input, cfg.infer.stitch_fraction, cfg.infer.phase_sync,
@@ -74,7 +83,7 @@ def train_network(cfg: Config, dose: int, view: str, train_split: Split, network
     return canvas
 
 
-def run(cfg: Config, dose, view: str, view_dir, tuning, report, timing, *, progress: bool = True) -> dict:
+def run(cfg: Params, dose, view: str, view_dir, tuning, report, timing, *, progress: bool = True) -> dict:
     # load: every input read and checked first
     dose = cfg.dose(dose)
     definition = cfg.view(view)
@@ -143,10 +152,33 @@ def run(cfg: Config, dose, view: str, view_dir, tuning, report, timing, *, progr
 
 def cli(args) -> None:
     """``ptychostudy replicate``: one cell, then each arm's replicate phase r on stdout."""
-    r = run(load_config(args.params), args.dose, args.view, args.view_dir, args.tuning, args.report, args.timing,
+    r = run(load_params(args.params, ReplicateParams, TrainParams, GradientParams, ReconstructParams, InferParams, CompareParams), args.dose, args.view, args.view_dir, args.tuning, args.report, args.timing,
             progress=not args.no_progress)
     if r["skipped"]:
         print(f"replicate dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
         return
     parts = [f"{arm} phase r " + ", ".join(f"{row['phase_pearson_r']:.3f}" for row in rows) for arm, rows in r["arms"].items()]
     print(f"replicate dose {r['dose']} {r['view']} ({r['seeds']} other seeds, test split, featured region): " + "; ".join(parts))
+
+
+def build_parser(prog: str = "python -m ptychostudy.replicate") -> argparse.ArgumentParser:
+    p = stage.parser(prog, help="the seed-to-seed spread of every arm in one dose × view (other seeds)",
+                       description="The spread of the study's arms (module replicate.py, params replicate.*): on the "
+                       "view's data, retrain the view's network and rerun each iterative arm (pty-chi as configured, "
+                       "pty-chi tuned with its train-split selection, the gradient solver) with replicate.seeds other "
+                       "seeds, and score each on the test split exactly as Phase G does (featured region: phase r, "
+                       "phase FRC½ resolution, amplitude r). The pipeline's own run is the first seed; nothing is "
+                       "selected here. Writes the scores (JSON) and a timing file.")
+    stage.add_cell(p, "folder with {train,test}.npz and view.json")
+    p.add_argument("--tuning", type=Path, required=True, help="the tune stage's selection (JSON) of this cell")
+    p.add_argument("--report", type=Path, required=True, help="scores of every replicate (JSON) to write")
+    p.add_argument("--timing", type=Path, required=True, help="wall times (JSON) to write; kept out of DVC")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.replicate") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,9 +19,10 @@ ptychostudy.scaleout ...``) does what ``dvc repro`` does, several stages at a ti
   whose outputs were complete.
 
 Each stage asks for the torch threads its params give it (``<section>.threads``: fixed, because the
-results depend on them); the driver starts a stage only when that many of its cores are free, and
-tells a local stage that it holds them (``ptychostudy.CORES_HELD``), so that the stage does not read
-the driver's own bookkeeping as a busy neighbour and make its OpenMP threads wait passively.
+results depend on them); the driver starts a stage only when that many of its cores are free. A stage
+it starts on cores it holds keeps libgomp's default wait policy (spin, then sleep: fastest when the
+cores are its own); a stage started beside work the driver does not know of (``--passive``) waits
+passively, so that its threads hand a busy core back. The wait policy changes speed only, never results.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ from typing import Any
 
 import yaml
 
-from ptychostudy import CORES_HELD, CheckFailed, StudyError
-from ptychostudy.config import ConfigError, _check_scalar
+from ptychostudy import StudyError
 from ptychostudy.io import file_digest
+from ptychostudy.params import ParamsError as ConfigError
+from ptychostudy.params import scalar as _check_scalar
 
 EXECUTORS = ("local", "slurm", "pbs")
 DEFAULT_CONFIG = Path("profiles/scaleout.yaml")
@@ -259,11 +261,11 @@ def parsl_config(cfg: ScaleoutConfig, root: Path, run_dir: Path):
     return Config(executors=executors, run_dir=str(run_dir), initialize_logging=False)
 
 
-def stage_command(command: str, root: str, held: int = 0, stdout=None, stderr=None) -> str:
-    """A stage's own command from dvc.yaml, run in the project's root (a Parsl bash app's body); ``held``:
-    the cores this driver holds for it (``ptychostudy.CORES_HELD``: its OpenMP threads need not yield them).
-    Pass ``held`` by name: a Parsl app also passes every defaulted parameter by name."""
-    return f"cd {root} && " + (f"export {CORES_HELD}={held} && " if held else "") + command
+def stage_command(command: str, root: str, passive: bool = False, stdout=None, stderr=None) -> str:
+    """A stage's own command from dvc.yaml, run in the project's root (a Parsl bash app's body); ``passive``:
+    its OpenMP threads wait passively (the machine is shared with work this driver does not schedule).
+    Pass ``passive`` by name: a Parsl app also passes every defaulted parameter by name."""
+    return f"cd {root} && " + ("export OMP_WAIT_POLICY=PASSIVE && " if passive else "") + command
 
 
 def _stage_apps() -> dict:
@@ -317,7 +319,7 @@ def _record(repo, job: Job) -> None:
 
 
 def run(root: Path, cfg: ScaleoutConfig, targets: list[str] | None = None, *, force: bool = False,
-        single_item: bool = False, dry: bool = False) -> int:
+        single_item: bool = False, dry: bool = False, passive: bool = False) -> int:
     """Run the stale stages of the pipeline at ``root``; 0 when every stage is recorded or up to date."""
     root = root.resolve()
     if not (root / "dvc.yaml").is_file():
@@ -339,7 +341,6 @@ def run(root: Path, cfg: ScaleoutConfig, targets: list[str] | None = None, *, fo
     apps = _stage_apps()
     gpu = cfg.executor != "local" and cfg.cluster["training_gpus"] > 0
     # local stages get the cores they ask for to themselves, unless the config gives more cores than there are
-    holds_cores = cfg.executor == "local" and budget <= (os.cpu_count() or 1)
     _say(f"ptychostudy scale-out: {len(jobs)} stages, executor {cfg.executor}, {budget} cores, "
          f"at most {slots} stages at once; logs in {logs.relative_to(root)}")
     running: dict[concurrent.futures.Future, Job] = {}
@@ -369,9 +370,8 @@ def run(root: Path, cfg: ScaleoutConfig, targets: list[str] | None = None, *, fo
                 j.fingerprint = _fingerprint(j.stage, root)
                 j.log = logs / f"{j.name.replace('@', '_')}.log"
                 app = apps["gpu" if gpu and j.name.split("@")[0] in TRAINING_STAGES else "cpu"]
-                held = min(j.threads, budget) if holds_cores else 0
                 j.state, j.started = "running", time.perf_counter()
-                running[app(j.stage.cmd, str(root), held=held, stdout=str(j.log), stderr=str(j.log))] = j
+                running[app(j.stage.cmd, str(root), passive=passive, stdout=str(j.log), stderr=str(j.log))] = j
                 _say(f"  start  {j.name}  ({j.threads} thread{'s' if j.threads > 1 else ''})")
             # record finished stages in dvc repro's order; one writer: this process
             while next_to_record < len(jobs) and jobs[next_to_record].state in ("finished", "unchanged", "failed", "skipped"):
@@ -430,6 +430,8 @@ def build_parser(prog: str = "python -m ptychostudy.scaleout") -> argparse.Argum
     p.add_argument("-s", "--single-item", action="store_true",
                    help="the targets alone, not the stages they depend on (as dvc repro -s)")
     p.add_argument("--dry", action="store_true", help="list the planned stages, their threads and upstream stages")
+    p.add_argument("--passive", action="store_true", help="stages' OpenMP threads wait passively: for a machine shared "
+                   "with other heavy work (speed only; results never depend on it)")
     return p
 
 
@@ -438,20 +440,14 @@ def _drive(argv: list[str] | None, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     config = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     cfg = load_config(config, executor=args.executor, jobs=args.jobs)
-    return run(Path.cwd(), cfg, args.targets, force=args.force, single_item=args.single_item, dry=args.dry)
+    return run(Path.cwd(), cfg, args.targets, force=args.force, single_item=args.single_item, dry=args.dry, passive=args.passive)
 
 
-def cli(args) -> None:
-    """``ptychostudy run ...``: the words after ``run`` are this driver's arguments."""
-    if _drive(args.args, "ptychostudy run") != 0:
-        raise CheckFailed  # the failed stages were reported with their logs
-
-
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.scaleout") -> int:
     try:
-        return _drive(argv, "python -m ptychostudy.scaleout")
+        return _drive(argv, prog)
     except StudyError as exc:
-        print(f"ptychostudy scale-out: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
 
 

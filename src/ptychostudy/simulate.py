@@ -8,7 +8,9 @@ along one axis with a guard band of object rows that neither split touches.
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +18,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import StudyError, figures, physics
+from ptychostudy import StudyError, figures, physics, stage
 from ptychostudy.base import Base, read_base
-from ptychostudy.config import Config, as_dict, load_config
 from ptychostudy.dataset import build_arrays, write_dataset
 from ptychostudy.io import derive_seed, write_json
 from ptychostudy.layout import SPLITS, simulated_file
+from ptychostudy.params import Params, as_dict
+from ptychostudy.params import load as load_params
+from ptychostudy.params.base import BaseParams
+from ptychostudy.params.simulate import SimulateParams
+from ptychostudy.params.study import StudyParams
 
 CHUNK = 256  # patterns per step; fixed so that the random stream is consumed identically
 
@@ -61,7 +67,7 @@ def split_geometry(shape: tuple[int, int], patch: int, guard: int, axis_name: st
     return SplitGeometry(axis, band_start, band_stop, train, test, across)
 
 
-def scan_positions(cfg: Config, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+def scan_positions(cfg: Params, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Seeded uniform random patch centres per split: {split: (n, 2) array of (x, y)}."""
     s = cfg.simulate
     geometry = split_geometry(shape, cfg.base.patch_size, s.guard_band_px, s.split_axis)
@@ -91,7 +97,7 @@ def object_patches(base: Base, positions: np.ndarray, patch: int) -> torch.Tenso
 
 
 def simulate_dose(
-    cfg: Config, base: Base, dose: int, out_dir: Path, report: Path, figure: Path, *, progress: bool = True
+    cfg: Params, base: Base, dose: int, out_dir: Path, report: Path, figure: Path, *, progress: bool = True
 ) -> dict:
     """Write ``out_dir/patched_{train,test}.npz`` and the measured facts to ``report``."""
     torch.set_num_threads(cfg.simulate.threads)
@@ -174,14 +180,33 @@ def simulate_dose(
     return facts
 
 
-def run(cfg: Config, base_path, dose, out_dir, report, figure, *, progress: bool = True) -> dict:
+def run(cfg: Params, base_path, dose, out_dir, report, figure, *, progress: bool = True) -> dict:
     base = read_base(Path(base_path))
     return simulate_dose(cfg, base, cfg.dose(dose), Path(out_dir), Path(report), Path(figure), progress=progress)
 
 
 def cli(args) -> None:
     """``ptychostudy simulate``: one dose, then its facts on stdout."""
-    facts = run(load_config(args.params), args.base, args.dose, args.out_dir, args.report, args.figure,
+    facts = run(load_params(args.params, StudyParams, BaseParams, SimulateParams), args.base, args.dose, args.out_dir, args.report, args.figure,
                 progress=not args.no_progress)
     print(f"dose {facts['dose']}: mean {facts['mean_counts_per_pattern']:.1f} counts/pattern, "
           f"{facts['train']['positions']} train + {facts['test']['positions']} test positions -> {args.out_dir}")
+
+
+def build_parser(prog: str = "python -m ptychostudy.simulate") -> argparse.ArgumentParser:
+    p = stage.parser(prog, help="Phase C: simulate the diffraction data of one dose",
+                       description="Phase C: seeded scan positions split along simulate.split_axis with a guard band, "
+                       "bilinear sub-pixel patches, ψ = P·O, orthonormal far field scaled to the dose, seeded Poisson "
+                       "counts; writes patched_train.npz and patched_test.npz (amplitude = sqrt(counts), float32) in "
+                       "the PtychoPINN data contract, a JSON of measured facts and a figure.")
+    stage.add_dose_stage(p, "folder for patched_{train,test}.npz", "JSON of measured facts to write")
+    p.add_argument("--base", type=Path, required=True, help="prepared base .npz (from `ptychostudy base`)")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.simulate") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ptychostudy.metrics import bounding_box
 from ptychostudy.figures import _save, plt, skipped_figure  # noqa: F401  (skipped_figure: re-exported)
+from ptychostudy.metrics import bounding_box
 
 TITLE_CHARS = 44  # characters per line of a comparison panel's title (3.6 in wide at 8 pt)
 

@@ -12,17 +12,22 @@ and the metrics-vs-dose figure.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import statistics
+import sys
 from pathlib import Path
 
-from ptychostudy import StudyError, layout
-from ptychostudy.config import Config, load_config
-from ptychostudy.io import sha256_file, write_json, write_text
+from ptychostudy import StudyError, layout, stage
 from ptychostudy.arms import ARMS, FLOOR, NETWORK_ARMS, REFINED, TUNED_ITERATIVE, arms
-from ptychostudy.layout import ITERATIVE_ARMS, REFINED_ARM
-from ptychostudy.layout import SPLITS, cell_tag as view_tag, dose_tag
+from ptychostudy.io import sha256_file, write_json, write_text
+from ptychostudy.layout import ITERATIVE_ARMS, REFINED_ARM, SPLITS, dose_tag
+from ptychostudy.layout import cell_tag as view_tag
+from ptychostudy.params import Params
+from ptychostudy.params import load as load_params
+from ptychostudy.params.replicate import ReplicateParams
+from ptychostudy.params.study import StudyParams
 
 
 def _read(path: Path) -> dict:
@@ -32,7 +37,7 @@ def _read(path: Path) -> dict:
 
 
 def summarize(
-    cfg: Config,
+    cfg: Params,
     simulate_reports: Path,
     view_reports: Path,
     train_reports: Path,
@@ -125,7 +130,7 @@ def _check_bundle(path: Path, facts: dict) -> None:
         )
 
 
-def _training(cfg: Config, train_reports: Path, metrics: dict, skips: list, models: Path) -> tuple[list, list]:
+def _training(cfg: Params, train_reports: Path, metrics: dict, skips: list, models: Path) -> tuple[list, list]:
     """Manifest entries, metrics and summary lines of Phase E (bundles checked against the job records)."""
     jobs = []
     lines = [
@@ -175,7 +180,7 @@ def _fmt(value, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-def _timing_table(cfg: Config, timing: Path) -> None:
+def _timing_table(cfg: Params, timing: Path) -> None:
     """Wall times (measurements, not reproducible) go beside the tracked outputs, never into them."""
     rows = [
         "| dose | view | training wall time (s) | ms per step (the scores logged while training included) | threads | accelerator |",
@@ -250,7 +255,7 @@ PLOTS_DIR = "plots"
 FIGURE = "figures/metrics_vs_dose.png"
 
 
-def plot_columns(cfg: Config) -> list[str]:
+def plot_columns(cfg: Params) -> list[str]:
     """The lines of each DVC plot: <model>-<view> for every arm of every view."""
     return [f"{model}-{view}" for model in ARMS for view in cfg.study.views
             if model in arms(cfg, view)]
@@ -283,7 +288,7 @@ def _settings_text(arm: str, rec: dict) -> str:
     return f"{s['noise_model']}, TV {s['tv_weight']:g}, momentum {s['momentum']:g}, {rec['epochs']} epochs"
 
 
-def _tuning_lines(cfg: Config, tuning_reports: Path) -> list[str]:
+def _tuning_lines(cfg: Params, tuning_reports: Path) -> list[str]:
     """The tune stage's selections (train split), beside the floor on the same split."""
     lines = [
         "",
@@ -307,7 +312,7 @@ def _tuning_lines(cfg: Config, tuning_reports: Path) -> list[str]:
     return lines
 
 
-def _spread(cfg: Config, replicate_reports: Path, table: list[dict]) -> dict:
+def _spread(cfg: Params, replicate_reports: Path, table: list[dict]) -> dict:
     """(dose, view, arm) -> measure -> every seed's value (the pipeline's own run first, then the replicate
     stage's other seeds), for the cells of ``replicate.*`` that were compared."""
     found = {}
@@ -348,7 +353,7 @@ def level(spread: dict) -> tuple[float, str]:
     return max(measured, CROSS_CPU), why
 
 
-def _refine_lines(cfg: Config, reconstruct_reports: Path, table: list[dict]) -> list[str]:
+def _refine_lines(cfg: Params, reconstruct_reports: Path, table: list[dict]) -> list[str]:
     """The refinement arm's curve per cell (scores by step; its wall times are in reports/timing/summary.md)."""
     lines = [
         "",
@@ -409,7 +414,7 @@ def _spread_lines(spread: dict) -> list[str]:
     return lines
 
 
-def _study(cfg: Config, reconstruct_reports: Path, tuning_reports: Path, compare_reports: Path,
+def _study(cfg: Params, reconstruct_reports: Path, tuning_reports: Path, compare_reports: Path,
            replicate_reports: Path, metrics: dict, skips: list, out_dir: Path):
     """Selection, Phase F and G tables, the tidy study table, DVC plots, the dose figure and the conclusion."""
     from ptychostudy import study_figures
@@ -528,14 +533,14 @@ def _phase_r_and_floor(table, dose, view, model) -> tuple[float, float] | None:
     return None if r is None or floor is None else (r, floor)
 
 
-def _best_skill(cfg: Config, table, dose, models) -> tuple[float, float, float, str, str] | None:
+def _best_skill(cfg: Params, table, dose, models) -> tuple[float, float, float, str, str] | None:
     """(skill, phase r, floor, model, view) of the arm among ``models`` furthest above the floor at ``dose``."""
     found = [(pair[0] - pair[1], *pair, model, view) for model in models for view in cfg.study.views
              if (pair := _phase_r_and_floor(table, dose, view, model)) is not None]
     return max(found) if found else None
 
 
-def _conclusion(cfg: Config, table: list[dict], called: tuple[float, str] = (CROSS_CPU, "")) -> list[str]:
+def _conclusion(cfg: Params, table: list[dict], called: tuple[float, str] = (CROSS_CPU, "")) -> list[str]:
     """Plain sentences built from the measured numbers (nothing here is written by hand): each arm's
     phase r beside the floor's (a blank object scored the same way), and its skill above it."""
     if not table:
@@ -593,7 +598,7 @@ def _conclusion(cfg: Config, table: list[dict], called: tuple[float, str] = (CRO
     return out
 
 
-def status_line(cfg: Config, table: list[dict], skips: list) -> str:
+def status_line(cfg: Params, table: list[dict], skips: list) -> str:
     """One computed sentence: what ran, and where each arm stands at the lowest and highest dose."""
     cells = sorted({(r["dose"], r["view"]) for r in table})
     text = (f"{len(cells)} of {len(cfg.study.doses) * len(cfg.study.views)} cells compared "
@@ -615,7 +620,38 @@ def status_line(cfg: Config, table: list[dict], skips: list) -> str:
 
 def cli(args) -> None:
     """``ptychostudy summarize``: the metrics stage."""
-    summarize(load_config(args.params), args.simulate_reports, args.view_reports, args.train_reports, args.models,
+    summarize(load_params(args.params, StudyParams, ReplicateParams), args.simulate_reports, args.view_reports, args.train_reports, args.models,
               args.reconstruct_reports, args.tuning_reports, args.compare_reports, args.out_dir, args.timing,
               args.replicate_reports)
     print(f"summary -> {args.out_dir}")
+
+
+def build_parser(prog: str = "python -m ptychostudy.summary") -> argparse.ArgumentParser:
+    p = stage.parser(prog, help="the metrics stage: study summary from the per-stage reports",
+                       description="Read the reports of every dose and view in params.yaml and write summary.md (the "
+                       "status line, every result table, the conclusion), metrics.json (headline numbers per cell and "
+                       "arm, for `dvc metrics show/diff`), study_metrics.csv, the training manifest, skip_summary.json, "
+                       "the DVC plots and the metrics-vs-dose figure.")
+    stage.add_params(p)
+    p.add_argument("--simulate-reports", type=Path, required=True, help="folder of Phase C reports")
+    p.add_argument("--view-reports", type=Path, required=True, help="folder of Phase D reports")
+    p.add_argument("--train-reports", type=Path, required=True, help="folder of Phase E job records")
+    p.add_argument("--models", type=Path, required=True, help="artefact folder of the bundles (dose_<d>/<view>/wts.h5.zip)")
+    p.add_argument("--reconstruct-reports", type=Path, required=True, help="folder of Phase F records (<arm>/dose_<d>-<view>.json)")
+    p.add_argument("--tuning-reports", type=Path, required=True, help="folder of the tune stage's selections")
+    p.add_argument("--replicate-reports", type=Path, required=True,
+                   help="folder of the replicate stage's scores (the seed-to-seed spread)")
+    p.add_argument("--compare-reports", type=Path, required=True,
+                   help="folder of Phase G results (dose_<d>-<view>/comparison_metrics.csv and comparison.json)")
+    p.add_argument("--timing", type=Path, required=True,
+                   help="folder of timing files (read when present; never a DVC dependency)")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for metrics.json, skip_summary.json, summary.md")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.summary") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

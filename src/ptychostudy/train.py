@@ -8,8 +8,10 @@ the stitched reconstruction of both splits; scoring never changes the network.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +21,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import figures, layout
+from ptychostudy import figures, layout, stage
 from ptychostudy.architecture import Architecture
 from ptychostudy.bundle import save_model, write_skip_bundle
-from ptychostudy.config import Config, as_dict, load_config
 from ptychostudy.dataset import Split
 from ptychostudy.infer import predict_and_stitch, setup_torch
 from ptychostudy.io import derive_seed, sha256_file, write_json, write_text
 from ptychostudy.metrics import regions, score_arm
 from ptychostudy.model import ORIENTATIONS, PhysicsHead, Reconstructor, poisson_deviance
 from ptychostudy.optim import Adam
+from ptychostudy.params import Params, as_dict
+from ptychostudy.params import load as load_params
+from ptychostudy.params.compare import CompareParams
+from ptychostudy.params.train import TrainParams, architecture
 
 SCORES = ("amplitude_r", "phase_r", "phase_spread_ratio")  # logged per epoch, per split
 EVAL_BATCH = 64  # patterns per forward pass while scoring (speed only; the batch the scores were always made with)
@@ -69,7 +74,7 @@ class Trainer:
     """Self-supervised training through the physics on one split's patterns: a fresh network, or ``net``
     (a trained one, for the test-time refinement of refine.py)."""
 
-    def __init__(self, cfg: Config, split: Split, arch: Architecture, seed: int, device: torch.device | None = None,
+    def __init__(self, cfg: Params, split: Split, arch: Architecture, seed: int, device: torch.device | None = None,
                  net: Reconstructor | None = None):
         self.cfg = cfg
         self.settings = cfg.train
@@ -223,7 +228,7 @@ class Job:
         return bool(self.summary["skipped"])
 
 
-def load(cfg: Config, dose, view: str, view_dir) -> Job:
+def load(cfg: Params, dose, view: str, view_dir) -> Job:
     dose = cfg.dose(dose)
     gridsize = cfg.view(view).gridsize
     summary = layout.read_view_summary(view_dir, dose, view)
@@ -232,12 +237,12 @@ def load(cfg: Config, dose, view: str, view_dir) -> Job:
     return Job(dose, view, gridsize, summary, paths, splits)
 
 
-def compute(cfg: Config, job: Job, *, progress: bool = True):
+def compute(cfg: Params, job: Job, *, progress: bool = True):
     """Train the job's network; returns (trainer, per-epoch rows, scored splits, seconds)."""
     t = cfg.train
     device = setup_torch(t.threads, t.accelerator)
     seed = derive_seed(t.seed, job.dose, job.view)
-    trainer = Trainer(cfg, job.splits["train"], cfg.architecture(job.view, job.dose), seed, device)
+    trainer = Trainer(cfg, job.splits["train"], architecture(cfg, job.view, job.dose), seed, device)
     epochs = t.epochs[job.view]
     logged = [(s, _scoring_subset(job.splits[s], t.eval_patterns, derive_seed(seed, s))) for s in layout.SPLITS]
     bar = tqdm(total=epochs * t.steps_per_epoch, desc=f"train dose {job.dose} {job.view}", unit="step", disable=not progress)
@@ -257,7 +262,16 @@ def _history_csv(rows: list[dict]) -> str:
     )
 
 
-def run(cfg: Config, dose, view: str, view_dir, bundle, report, history, timing, figure, *, progress: bool = True) -> dict:
+def declared_params(cfg: Params, view: str) -> dict:
+    """The params a bundle records: those its train stage declares in dvc.yaml (``base`` and every ``train``
+    key, of the per-view keys only this view's), so that another view's settings never change its bytes."""
+    train = as_dict(cfg.train)
+    for name in ("epochs", "canvas"):
+        train[name] = {view: train[name][view]}
+    return {"base": as_dict(cfg.base), "train": train}
+
+
+def run(cfg: Params, dose, view: str, view_dir, bundle, report, history, timing, figure, *, progress: bool = True) -> dict:
     job = load(cfg, dose, view, view_dir)
     bundle, report, history, timing, figure = map(Path, (bundle, report, history, timing, figure))
     record = {"dose": job.dose, "view": job.view, "gridsize": job.gridsize, "phase": "E"}
@@ -278,7 +292,7 @@ def run(cfg: Config, dose, view: str, view_dir, bundle, report, history, timing,
         bundle, trainer.net.cpu(), train_split.probe, train_split.intensity_scale,
         {
             "dose": job.dose, "view": job.view, "gridsize": job.gridsize,
-            "params": {k: as_dict(cfg)[k] for k in ("base", "train")},
+            "params": declared_params(cfg, job.view),
             "data_sha256": {s: sha256_file(p) for s, p in job.paths.items()},
         },
     )
@@ -313,7 +327,7 @@ def _bundle_facts(bundle: Path) -> dict:
 
 def cli(args) -> None:
     """``ptychostudy train``: one job, then its headline on stdout."""
-    r = run(load_config(args.params), args.dose, args.view, args.view_dir, args.bundle, args.report, args.history,
+    r = run(load_params(args.params, TrainParams, CompareParams), args.dose, args.view, args.view_dir, args.bundle, args.report, args.history,
             args.timing, args.figure, progress=not args.no_progress)
     b = r["bundle"]
     if r["skipped"]:
@@ -324,3 +338,31 @@ def cli(args) -> None:
               f"{r['final_loss']:.4f}; test amplitude r {test['amplitude_r']:.3f}, phase r {test['phase_r']:.3f}, "
               f"phase spread ratio {test['phase_spread_ratio']:.3f}")
     print(f"bundle {args.bundle}  sha256 {b['sha256']}  {b['bytes']} bytes")
+
+
+def build_parser(prog: str = "python -m ptychostudy.train") -> argparse.ArgumentParser:
+    p = stage.parser(prog, help="Phase E: train the network of one dose × view",
+                       description="Phase E: train one PtychoPINN-style network (settings: params.yaml train.*) "
+                       "self-supervised through the physics (one object per group on its common frame, each member's "
+                       "patch cut from it, known probe, the Phase C far "
+                       "field, Poisson deviance) on the view's train split, deterministically (seeded, deterministic "
+                       "kernels, train.threads threads). Logs the loss and, inside the featured region, amplitude and "
+                       "phase Pearson r and the phase spread ratio on both splits per epoch; writes wts.h5.zip, a job "
+                       "record (JSON), the per-epoch history (CSV) and a timing file, and prints the bundle's path, "
+                       "SHA256 and size.")
+    stage.add_cell(p, "folder with {train,test}.npz and view.json")
+    p.add_argument("--bundle", type=Path, required=True, help="wts.h5.zip to write")
+    p.add_argument("--report", type=Path, required=True, help="job record (JSON) to write")
+    p.add_argument("--history", type=Path, required=True, help="per-epoch loss and scores (CSV) to write")
+    p.add_argument("--timing", type=Path, required=True,
+                   help="wall time (JSON) to write; kept out of DVC so that outputs stay byte-reproducible")
+    p.add_argument("--figure", type=Path, required=True, help="PNG to write: loss, scores and reconstructions")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.train") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

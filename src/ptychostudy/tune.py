@@ -20,24 +20,30 @@ and ``gradient`` stages read it.
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ptychostudy import figures, gradient, layout
-from ptychostudy.config import Config, load_config
+from ptychostudy import figures, gradient, layout, stage
 from ptychostudy.dataset import Split
 from ptychostudy.io import derive_seed, sha256_file, write_json
 from ptychostudy.metrics import regions, score_arm
+from ptychostudy.params import Params
+from ptychostudy.params import load as load_params
+from ptychostudy.params.compare import CompareParams
+from ptychostudy.params.reconstruct import ReconstructParams
+from ptychostudy.params.tune import TuneParams
 from ptychostudy.reconstruct import reconstruct
 
 SPLIT = "train"
 CRITERION = "phase Pearson r in the featured region of the view's train split (metrics.score_arm)"
 
 
-def _scorer(cfg: Config, split: Split):
+def _scorer(cfg: Params, split: Split):
     masks = regions(split, cfg.compare.scanned_threshold)
 
     def score(obj: np.ndarray) -> tuple[float, float]:
@@ -58,7 +64,7 @@ def _best(rows: list[dict]) -> dict:
     return max(rows, key=lambda row: row["phase_r"])
 
 
-def tune_ptychi(cfg: Config, split: Split, dose: int, view: str, score, seconds: list, *, progress: bool = True) -> dict:
+def tune_ptychi(cfg: Params, split: Split, dose: int, view: str, score, seconds: list, *, progress: bool = True) -> dict:
     epochs = cfg.tune.ptychi_epochs[view]
     seed = derive_seed(cfg.reconstruct.seed, dose, view, SPLIT) % (2**31)
     torch.set_num_threads(cfg.tune.threads)
@@ -78,7 +84,7 @@ def tune_ptychi(cfg: Config, split: Split, dose: int, view: str, score, seconds:
     return {"grid": rows, "selected": _best(rows)}
 
 
-def tune_gradient(cfg: Config, split: Split, dose: int, view: str, score, seconds: list, *, progress: bool = True) -> dict:
+def tune_gradient(cfg: Params, split: Split, dose: int, view: str, score, seconds: list, *, progress: bool = True) -> dict:
     g = cfg.gradient
     gradient.setup(cfg.tune.threads)
     rows = []
@@ -95,7 +101,7 @@ def tune_gradient(cfg: Config, split: Split, dose: int, view: str, score, second
     return {"grid": rows, "selected": _best(rows)}
 
 
-def run(cfg: Config, dose, view: str, view_dir, report, figure, timing, *, progress: bool = True) -> dict:
+def run(cfg: Params, dose, view: str, view_dir, report, figure, timing, *, progress: bool = True) -> dict:
     # load: the train split only
     dose = cfg.dose(dose)
     definition = cfg.view(view)
@@ -133,7 +139,7 @@ def run(cfg: Config, dose, view: str, view_dir, report, figure, timing, *, progr
 
 def cli(args) -> None:
     """``ptychostudy tune``: one cell's selection, then its headline on stdout."""
-    r = run(load_config(args.params), args.dose, args.view, args.view_dir, args.report, args.figure, args.timing,
+    r = run(load_params(args.params, TuneParams, ReconstructParams, CompareParams), args.dose, args.view, args.view_dir, args.report, args.figure, args.timing,
             progress=not args.no_progress)
     if r["skipped"]:
         print(f"tune dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
@@ -142,3 +148,26 @@ def cli(args) -> None:
     print(f"tune dose {r['dose']} {r['view']} (train split, {r['seconds']:.0f} s): pty-chi {p['setting']}, "
           f"{p['epochs']} epochs (phase r {p['phase_r']:.3f}); gradient stops after {g['steps']} steps at "
           f"{g['level']} px/sample (phase r {g['phase_r']:.3f}); floor {r['floor_phase_r']:.3f} -> {args.report}")
+
+
+def build_parser(prog: str = "python -m ptychostudy.tune") -> argparse.ArgumentParser:
+    p = stage.parser(prog, help="select the tuned iterative arms' settings on the train split of one dose × view",
+                       description="The selection stage (fairness protocol: no setting is chosen from test-split scores). "
+                       "On the view's TRAIN split only: pty-chi LSQML for every setting of tune.ptychi_grid (noise model, "
+                       "TV weight, momentum), scored after each of tune.ptychi_epochs.<view>, and the gradient solver "
+                       "through gradient.levels, scored after each of tune.gradient_checkpoints steps of every level; "
+                       "scores are phase Pearson r against the train split's truth (featured region). Writes the "
+                       "selection with every score (JSON), a figure and a timing file.")
+    stage.add_cell(p, "folder with train.npz and view.json (test.npz is never read)")
+    p.add_argument("--report", type=Path, required=True, help="selection and scores (JSON) to write (reports/tuning)")
+    p.add_argument("--figure", type=Path, required=True, help="PNG to write: phase r of every setting, the selection")
+    p.add_argument("--timing", type=Path, required=True, help="wall time (JSON) to write; kept out of DVC")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.tune") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

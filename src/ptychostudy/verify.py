@@ -7,14 +7,17 @@ exits 1 when there is any.
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 import yaml
 
-from ptychostudy import CheckFailed, StudyError
+from ptychostudy import CheckFailed, StudyError, stage
 from ptychostudy.io import file_digest
-from ptychostudy.layout import BUNDLE as BUNDLE_NAME, bundle_path
+from ptychostudy.layout import BUNDLE as BUNDLE_NAME
+from ptychostudy.layout import bundle_path
 
 
 def _locked_bundles(lock_path: Path) -> dict[str, dict]:
@@ -86,3 +89,23 @@ def cli(args) -> None:
     print(f"verify: {checked} bundles, {len(problems)} problem{'s' if len(problems) != 1 else ''}")
     if problems:
         raise CheckFailed
+
+
+def build_parser(prog: str = "python -m ptychostudy.verify") -> argparse.ArgumentParser:
+    p = stage.parser(prog, help="check every bundle against dvc.lock (md5) and the training manifest (SHA256)",
+                       description="Recompute the md5 and SHA256 of every wts.h5.zip and compare them with dvc.lock and "
+                       "training_manifest.json; list each bundle that is missing, changed, or unknown to either "
+                       "(extra). Exit code 1 on any mismatch, 0 when all agree.")
+    p.add_argument("--lock", type=Path, default=Path("dvc.lock"), help="default: dvc.lock")
+    p.add_argument("--manifest", type=Path, default=Path("reports/training_manifest.json"),
+                   help="default: reports/training_manifest.json")
+    p.add_argument("--models", type=Path, default=Path("data/models"), help="artefact folder (default: data/models)")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.verify") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

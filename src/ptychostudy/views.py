@@ -14,17 +14,22 @@ dose, so every dose of a view sees the same scan.
 
 from __future__ import annotations
 
+import argparse
 import itertools
+import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ptychostudy import figures, physics
-from ptychostudy.config import Config, as_dict, load_config
+from ptychostudy import figures, physics, stage
 from ptychostudy.dataset import build_arrays, metadata, read_dataset, write_dataset
 from ptychostudy.io import derive_seed, write_json
 from ptychostudy.layout import SPLITS, VIEW_SUMMARY, simulated_file, view_file
+from ptychostudy.params import Params, as_dict
+from ptychostudy.params import load as load_params
+from ptychostudy.params.study import StudyParams
+from ptychostudy.params.views import ViewsParams
 
 
 def nearest_neighbours(points: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +121,7 @@ def overlap_facts(points: np.ndarray, diameter: float, neighbours: int) -> dict:
 
 
 def build_view(
-    cfg: Config, dose: int, view: str, sim_dir: Path, out_dir: Path, report: Path, figure: Path, *, progress: bool = True
+    cfg: Params, dose: int, view: str, sim_dir: Path, out_dir: Path, report: Path, figure: Path, *, progress: bool = True
 ) -> dict:
     definition = cfg.view(view)
     v = cfg.views
@@ -200,15 +205,35 @@ def build_view(
     return summary
 
 
-def run(cfg: Config, dose, view: str, sim_dir, out_dir, report, figure, *, progress: bool = True) -> dict:
+def run(cfg: Params, dose, view: str, sim_dir, out_dir, report, figure, *, progress: bool = True) -> dict:
     return build_view(cfg, cfg.dose(dose), view, Path(sim_dir), Path(out_dir), Path(report), Path(figure), progress=progress)
 
 
 def cli(args) -> None:
     """``ptychostudy views``: one view of one dose, then its facts on stdout."""
-    s = run(load_config(args.params), args.dose, args.view, args.sim_dir, args.out_dir, args.report, args.figure,
+    s = run(load_params(args.params, StudyParams, ViewsParams), args.dose, args.view, args.sim_dir, args.out_dir, args.report, args.figure,
             progress=not args.no_progress)
     state = f"SKIPPED ({s['reason']})" if s["skipped"] else "ok"
     print(f"view {s['view']} dose {s['dose']}: D = {s['probe_diameter_px']:.1f} px, S = {s['min_spacing_px']:.1f} px, "
           f"train {s['train']['positions']} / test {s['test']['positions']} positions, "
           f"{s['train']['groups']} / {s['test']['groups']} groups: {state}")
+
+
+def build_parser(prog: str = "python -m ptychostudy.views") -> argparse.ArgumentParser:
+    p = stage.parser(prog, help="Phase D: one overlap view (baseline, dense, sparse, ...) of one dose",
+                       description="Phase D: measure the probe diameter D, keep positions at least S = (1 − overlap)·D "
+                       "apart (all positions when overlap is null), form the training groups (C of the K nearest "
+                       "neighbours), measure the overlap, and write {train,test}.npz and view.json; a view with too "
+                       "few positions is recorded as skipped, with its reason.")
+    stage.add_dose_stage(p, "folder for {train,test}.npz and view.json", "JSON of the view's measured overlap")
+    p.add_argument("--view", required=True, help="a view defined in views.definitions")
+    p.add_argument("--sim-dir", type=Path, required=True, help="folder with patched_{train,test}.npz of this dose")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.views") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

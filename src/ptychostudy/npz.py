@@ -1,0 +1,106 @@
+"""Zip and NPZ files: byte-deterministic writing and the one NPZ reader.
+
+* ``write_zip`` writes a zip whose bytes depend only on its entries: fixed entry dates, sorted entry
+  order, fixed attributes, no compression (DEFLATE output can differ between zlib builds).
+* ``write_npz`` writes a NumPy ``.npz`` through ``write_zip`` (``np.savez`` embeds the current time
+  in every entry), and never pickles.
+
+Every ``.npz`` the study reads goes through ``read_npz`` (never unpickles; one set of refusals for
+every file kind), and its ``_metadata`` JSON through ``read_metadata``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ptychostudy import StudyError
+from ptychostudy.io import write_bytes
+
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+ZIP_FILE_MODE = 0o100644 << 16  # regular file, rw-r--r--
+
+
+def zip_bytes(entries: Mapping[str, bytes]) -> bytes:
+    """The bytes of a deterministic zip archive holding ``entries`` (name -> bytes)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            info.compress_type = zipfile.ZIP_STORED
+            info.create_system = 3  # unix
+            info.external_attr = ZIP_FILE_MODE
+            zf.writestr(info, entries[name])
+    return buffer.getvalue()
+
+
+def write_zip(path: str | os.PathLike, entries: Mapping[str, bytes]) -> None:
+    write_bytes(path, zip_bytes(entries))
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.asarray(array).copy(order="C"), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an uncompressed, byte-deterministic ``.npz``."""
+    entries = {}
+    for key, value in arrays.items():
+        array = np.asarray(value)
+        if array.dtype.hasobject:
+            raise TypeError(f"refusing to write object array {key!r}: it would need pickle")
+        entries[f"{key}.npy"] = npy_bytes(array)
+    write_zip(path, entries)
+
+
+def json_array(obj) -> np.ndarray:
+    """A JSON document as a 0-d unicode array: loads with ``allow_pickle=False``."""
+    return np.array(json.dumps(obj, sort_keys=True, allow_nan=False))
+
+
+def read_npz(path: str | os.PathLike, what: str, error: type[StudyError] = StudyError, hint: str = "") -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read into memory without unpickling.
+
+    Any problem is ``error`` naming the file and ``what`` it should be: missing (then ``hint``
+    says how to make it), not a zip, truncated, or holding a pickled object array.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such file (a {what} file is expected here)" + (f"; {hint}" if hint else ""))
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {}
+            for key in npz.files:
+                try:
+                    arrays[key] = npz[key]
+                except ValueError as exc:
+                    raise error(
+                        f"{path}: key {key!r} holds a pickled object ({exc}); a {what} file holds plain arrays only"
+                    ) from None
+            return arrays
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise error(f"{path}: not a readable .npz file (a {what} file was expected: {exc})") from None
+
+
+def read_metadata(arrays: Mapping[str, np.ndarray], where: str, error: type[StudyError] = StudyError) -> dict:
+    """The ``_metadata`` entry (a JSON object stored as a 0-d unicode array) as a dict."""
+    if "_metadata" not in arrays:
+        raise error(f"{where}: missing key '_metadata'")
+    meta = arrays["_metadata"]
+    if meta.dtype.kind != "U" or meta.ndim != 0:
+        raise error(f"{where}: _metadata must be a JSON string (0-d unicode array), got {meta.dtype} {meta.shape}")
+    try:
+        parsed = json.loads(str(meta.item()))
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: _metadata is not valid JSON ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise error(f"{where}: _metadata must be a JSON object")
+    return parsed

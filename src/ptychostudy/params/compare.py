@@ -1,0 +1,24 @@
+"""params ``compare``: Phase G and the one scoring path (metrics.score_arm): regions, alignment, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ptychostudy.params import ParamsError, Section, key
+
+
+@dataclass(frozen=True)
+class CompareParams(Section):
+    SECTION = "compare"
+
+    scanned_threshold: float = key("scanned region: summed probe intensity ≥ this × its maximum")
+    max_shift_px: float = key("largest registration shift searched (px)", min=0, max=1000)
+    ms_ssim_sigma: float = key("Gaussian pre-smoothing of the amplitude before MS-SSIM (0 = off)", min=0, max=100)
+    frc_taper: float = key("Tukey taper of each side before the FRC's FFT (fraction of the side)")
+
+    def check(self, p) -> None:
+        if not 0.0 < self.scanned_threshold < 1.0:
+            raise ParamsError(f"compare.scanned_threshold must lie in (0, 1) (a fraction of the peak illumination), "
+                              f"got {self.scanned_threshold}")
+        if not 0.0 <= self.frc_taper <= 0.5:
+            raise ParamsError(f"compare.frc_taper must lie in [0, 0.5] (a fraction of each side), got {self.frc_taper}")

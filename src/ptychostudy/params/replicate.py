@@ -1,0 +1,27 @@
+"""params ``replicate``: the seed-to-seed spread (module replicate.py): every arm of these cells rerun with other seeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ptychostudy.params import ParamsError, Section, key
+from ptychostudy.params.study import StudyParams
+
+
+@dataclass(frozen=True)
+class ReplicateParams(Section):
+    SECTION = "replicate"
+    NEEDS = (StudyParams,)
+
+    doses: tuple[int, ...] = key("positive photon counts (cells: every dose here × every view here)", kind="dose")
+    views: tuple[str, ...] = key("view names", kind="name")
+    seeds: int = key("extra runs of every arm per cell", min=1, max=100)
+
+    def check(self, p) -> None:
+        for dose in self.doses:
+            if dose not in p.study.doses:
+                raise ParamsError(f"replicate.doses lists {dose}, which is not in study.doses "
+                                  f"({', '.join(map(str, p.study.doses))})")
+        for view in self.views:
+            if view not in p.study.views:
+                raise ParamsError(f"replicate.views lists {view!r}, which is not in study.views ({', '.join(p.study.views)})")
