@@ -127,7 +127,7 @@ def preflight(cfg, view_dir: Path, out: Path, steps: int = 100, variants: bool =
 
     from ptychostudy.dataset import Split
     from ptychostudy.infer import setup_torch
-    from ptychostudy.train import Batch, Trainer
+    from ptychostudy.training import Batch, Trainer
 
     device = setup_torch(cfg.train.threads, ACCELERATOR)
     split = Split.read(layout.view_file(view_dir, "train"), cfg.view(VIEW).gridsize)

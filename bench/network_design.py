@@ -37,7 +37,7 @@ from ptychostudy.infer import predict_and_stitch, setup_torch
 from ptychostudy.io import derive_seed
 from ptychostudy.metrics import regions, score_arm
 from ptychostudy.simulate import split_geometry
-from ptychostudy.train import Trainer, cosine_schedule
+from ptychostudy.training import Trainer, cosine_schedule
 from run import machine  # noqa: E402  (bench/run.py: the CPU and versions, as every benchmark records them)
 
 HERE = Path(__file__).resolve().parent

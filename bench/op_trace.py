@@ -49,7 +49,7 @@ def trace(dose: int, view: str, steps: int, threads: int | None) -> list[dict]:
     from ptychostudy.dataset import Split
     from ptychostudy.infer import setup_torch
     from ptychostudy.io import derive_seed
-    from ptychostudy.train import Trainer
+    from ptychostudy.training import Trainer
 
     cfg = load_config(ROOT / "params.yaml")
     t = cfg.train

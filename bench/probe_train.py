@@ -29,7 +29,7 @@ from ptychostudy.config import load_config  # noqa: E402
 from ptychostudy.dataset import Split  # noqa: E402
 from ptychostudy.infer import setup_torch  # noqa: E402
 from ptychostudy.io import derive_seed  # noqa: E402
-from ptychostudy.train import Trainer  # noqa: E402
+from ptychostudy.training import Trainer  # noqa: E402
 
 
 def weights_digest(net) -> str:

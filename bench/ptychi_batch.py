@@ -30,7 +30,7 @@ from ptychostudy import layout
 from ptychostudy.config import load_config
 from ptychostudy.dataset import Split
 from ptychostudy.io import derive_seed
-from ptychostudy.reconstruct import reconstruct, settings_of
+from ptychostudy.ptychi_solver import reconstruct, settings_of
 from ptychostudy.tune import SPLIT, _scorer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -38,11 +38,12 @@ from ptychostudy.config import as_dict, config_from_dict, load_config  # noqa: E
 from ptychostudy.dataset import Split  # noqa: E402
 from ptychostudy.infer import reconstruct_split  # noqa: E402
 from ptychostudy.metrics import regions, score_arm  # noqa: E402
-from ptychostudy import gradient, refine  # noqa: E402
+from ptychostudy import gradient_solver as gradient  # noqa: E402
+from ptychostudy import refine  # noqa: E402
 from ptychostudy.params.reconstruct import PtychiSetting  # noqa: E402
-from ptychostudy.reconstruct import build_task, read_selection  # noqa: E402
+from ptychostudy.ptychi_solver import build_task, read_selection  # noqa: E402
 from ptychostudy.simulate import CHUNK, object_patches, scan_positions, simulate_dose  # noqa: E402
-from ptychostudy.train import Trainer  # noqa: E402
+from ptychostudy.training import Trainer  # noqa: E402
 from ptychostudy.views import build_view  # noqa: E402
 from profiles import cut_to_doses  # noqa: E402  (bench/: this script's folder)
 

@@ -109,7 +109,7 @@ def tiny_iterative(tiny_cfg, tiny_views, tmp_path_factory):
     for name in ("train.npz", "view.json"):
         shutil.copy(tiny_views["dense"] / name, train_only / name)
     tuning = out / "tuning.json"
-    tune.run(tiny_cfg, 100000, "dense", train_only, tuning, out / "tuning.png", out / "tune-timing.json", progress=False)
+    tune.run(tiny_cfg, 100000, "dense", train_only, tuning, out / "tune-timing.json", progress=False)
     rec = out / "reconstruct"
     for arm in ("ptychi", "ptychi_tuned"):
         reconstruct.run(tiny_cfg, 100000, "dense", tiny_views["dense"], rec / f"{arm}.npz", out / f"{arm}.json",

@@ -174,7 +174,7 @@ def test_a_gridsize_2_view_without_groups_is_refused_by_training(simulated, tmp_
     kept = [_previous(outs / "wts.h5.zip"), _previous(outs / "r.json")]
     result = cli("--no-progress", "train", "--params", params, "--dose", 100000, "--view", "dense", "--view-dir", view,
                  "--bundle", outs / "wts.h5.zip", "--report", outs / "r.json", "--history", outs / "h.csv",
-                 "--timing", outs / "t.json", "--figure", outs / "f.png", cwd=tmp_path)
+                 "--timing", outs / "t.json", "--shown", outs / "f.npz", cwd=tmp_path)
     _assert_refused(result, "missing key 'groups'", *kept)
 
 
@@ -218,9 +218,9 @@ def test_the_tune_stage_refuses_a_negative_regulariser(dense_view, tmp_path):
     params = tiny_params()
     params["tune"]["ptychi_grid"][0]["tv_weight"] = -10
     bad = write_params(tmp_path / "params.yaml", params)
-    kept = [_previous(tmp_path / "tuning.json"), _previous(tmp_path / "tuning.png")]
+    kept = [_previous(tmp_path / "tuning.json")]
     result = cli("--no-progress", "tune", "--params", bad, "--dose", 100000, "--view", "dense", "--view-dir",
-                 root / "view", "--report", tmp_path / "tuning.json", "--figure", tmp_path / "tuning.png",
+                 root / "view", "--report", tmp_path / "tuning.json",
                  "--timing", tmp_path / "t.json", cwd=tmp_path)
     _assert_refused(result, "tune.ptychi_grid[0].tv_weight must be 0 or more", *kept)
 

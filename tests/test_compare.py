@@ -30,7 +30,7 @@ def cell(tiny_cfg, tiny_views, tiny_iterative, tmp_path_factory):
     models = out / "models"
     for view in ("baseline", "dense"):
         train_run(tiny_cfg, 100000, view, tiny_views[view], bundle_path(models, 100000, view),
-                  out / f"{view}.json", out / f"{view}.csv", out / f"{view}-timing.json", out / f"{view}.png",
+                  out / f"{view}.json", out / f"{view}.csv", out / f"{view}-timing.json", out / f"{view}-shown.npz",
                   progress=False)
     rec = shutil.copytree(tiny_iterative[0], out / "reconstruct")
     refine_run(tiny_cfg, 100000, "dense", tiny_views["dense"], bundle_path(models, 100000, "dense"),

@@ -46,6 +46,13 @@ def test_views_train_reconstruct_and_compare_use_layout_paths():
     assert _args(train)["--view-dir"] == view_dir
     assert _args(train)["--bundle"] == layout.bundle_path(layout.MODELS, DOSE, VIEW).as_posix()
     assert _args(train)["--report"] == layout.report_path("train", DOSE, VIEW).as_posix()
+    assert _args(train)["--shown"] == layout.train_shown_path(DOSE, VIEW).as_posix() in _outs(train)
+    drawn = _stage("train_figure")
+    assert _args(drawn)["--data"] == layout.train_shown_path(DOSE, VIEW).as_posix() in drawn["deps"]
+    assert _args(drawn)["--figure"] == layout.report_path("train", DOSE, VIEW, ".png").as_posix() in _outs(drawn)
+    drawn = _stage("tune_figure")
+    assert _args(drawn)["--report"] == layout.tuning_path(DOSE, VIEW).as_posix() in drawn["deps"]
+    assert _args(drawn)["--figure"] == layout.tuning_path(DOSE, VIEW).with_suffix(".png").as_posix() in _outs(drawn)
     for stage_name, arm in (("reconstruct", "ptychi"), ("reconstruct_tuned", "ptychi_tuned"), ("gradient", "gradient")):
         stage = _stage(stage_name)
         assert _args(stage)["--out"] == layout.reconstruction_path(DOSE, VIEW, arm).as_posix()

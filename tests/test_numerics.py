@@ -90,7 +90,7 @@ def test_the_wait_policy_changes_no_bit_of_a_trained_bundle(tiny_views, tmp_path
             subprocess.run([sys.executable, "-m", "ptychostudy.train", "--no-progress", "--params", "params.yaml",
                             "--dose", "100000", "--view", "dense", "--view-dir", str(tiny_views["dense"]),
                             "--bundle", f"{policy}/wts.h5.zip", "--report", f"{policy}/r.json", "--history",
-                            f"{policy}/h.csv", "--timing", f"{policy}/t.json", "--figure", f"{policy}/f.png"],
+                            f"{policy}/h.csv", "--timing", f"{policy}/t.json", "--shown", f"{policy}/f.npz"],
                            cwd=tmp_path, env=env, check=True, capture_output=True)
             bundles.append((out / "wts.h5.zip").read_bytes())
     finally:
@@ -211,7 +211,7 @@ def test_adam_refuses_bad_settings():
 def test_training_and_gradient_solver_use_the_exact_root():
     import ast
 
-    for module in ("train.py", "gradient.py"):
+    for module in ("training.py", "gradient_solver.py"):
         tree = ast.parse((ROOT / "src" / "ptychostudy" / module).read_text())
         names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
         assert "Adam" not in names, f"{module} still calls torch.optim.Adam"

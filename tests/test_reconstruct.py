@@ -13,7 +13,8 @@ from ptychostudy import physics, torchvision_shim
 from ptychostudy.dataset import Split
 from ptychostudy.metrics import regions, score_arm
 from ptychostudy.stored import read_reconstruction
-from ptychostudy.reconstruct import _ptychi, origin, ptychi_probe, run as reconstruct_run
+from ptychostudy.ptychi_solver import _ptychi, origin, ptychi_probe
+from ptychostudy.reconstruct import run as reconstruct_run
 
 
 def _split(folder, gridsize=1):
@@ -149,7 +150,7 @@ def test_the_stand_in_is_installed_only_without_a_working_torchvision(monkeypatc
 
 DIRTY_MEMORY_FITS = """
 import json, sys, torch
-from ptychostudy import reconstruct
+from ptychostudy import ptychi_solver as reconstruct
 reconstruct._ptychi()
 from ptychi import maths
 torch.set_num_threads(1)
@@ -177,7 +178,7 @@ def test_ptychi_fits_its_momentum_friction_deterministically():
     from run to run (inside the suite's process the litter may never reach the pivots)."""
     import subprocess
 
-    from ptychostudy import reconstruct
+    from ptychostudy import ptychi_solver as reconstruct
 
     x = torch.arange(0.0, 4.0, dtype=torch.float64)
     assert torch.allclose(reconstruct.polyfit(x, 0.3 - 0.2 * x), torch.tensor([-0.2, 0.3], dtype=torch.float64))

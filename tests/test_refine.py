@@ -23,7 +23,7 @@ def trained(tiny_cfg, tiny_views, tmp_path_factory):
     models = out / "models"
     for view in ("baseline", "dense"):
         train_run(tiny_cfg, 100000, view, tiny_views[view], bundle_path(models, 100000, view), out / f"{view}.json",
-                  out / f"{view}.csv", out / f"{view}-t.json", out / f"{view}.png", progress=False)
+                  out / f"{view}.csv", out / f"{view}-t.json", out / f"{view}-shown.npz", progress=False)
     return out, models
 
 

@@ -55,7 +55,7 @@ def test_the_network_replicate_is_phase_e_training_and_phase_g_inference(tiny_cf
     """With Phase E's own seed the replicate path gives the very object Phase G infers from the bundle."""
     cfg, view, folder = tiny_cfg, "dense", tiny_views["dense"]
     train.run(cfg, 100000, view, folder, tmp_path / "wts.h5.zip", tmp_path / "r.json", tmp_path / "h.csv",
-              tmp_path / "t.json", tmp_path / "f.png", progress=False)
+              tmp_path / "t.json", tmp_path / "f.npz", progress=False)
     gridsize = cfg.view(view).gridsize
     train_split, test_groups = Split.read(folder / "train.npz", gridsize), Split.read(folder / "test.npz", gridsize)
     ours = replicate.train_network(cfg, 100000, view, train_split, test_groups, derive_seed(cfg.train.seed, 100000, view))

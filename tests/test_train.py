@@ -18,7 +18,8 @@ from ptychostudy.model import (
     Architecture, Backprojection, PhysicsHead, Reconstructor, frame_corners, place_members, poisson_deviance,
 )
 from ptychostudy.stitch import stitch
-from ptychostudy.train import headline_scores, run as train_run
+from ptychostudy.train import run as train_run
+from ptychostudy.training import headline_scores
 
 
 def quick_scores(recon, truth, mask, cfg):
@@ -38,7 +39,7 @@ def trained(tiny_cfg, tiny_views, tmp_path_factory):
         out = tmp_path_factory.mktemp(f"train{attempt}")
         record = train_run(
             tiny_cfg, 100000, "dense", tiny_views["dense"], out / "dose_100000/dense/wts.h5.zip",
-            out / "record.json", out / "history.csv", out / "timing.json", out / "figure.png", progress=False,
+            out / "record.json", out / "history.csv", out / "timing.json", out / "shown.npz", progress=False,
         )
         runs.append((out, record))
     return runs
@@ -50,7 +51,17 @@ def test_training_is_bit_reproducible(trained):
     assert ra["bundle"]["sha256"] == rb["bundle"]["sha256"]
     assert (a / "history.csv").read_bytes() == (b / "history.csv").read_bytes()
     assert (a / "record.json").read_bytes() == (b / "record.json").read_bytes()
+    assert (a / "shown.npz").read_bytes() == (b / "shown.npz").read_bytes()
+    # the figure is its own stage, drawn from what training wrote for it: the same bytes from the same data
+    from ptychostudy import train_figure
+
+    for out in (a, b):
+        assert train_figure.main(["--data", str(out / "shown.npz"), "--figure", str(out / "figure.png")]) == 0
     assert (a / "figure.png").read_bytes() == (b / "figure.png").read_bytes()
+    assert (a / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record, history, shown = train_figure.read_shown(a / "shown.npz")
+    assert record == json.loads((a / "record.json").read_text())
+    assert [row["epoch"] for row in history] == list(range(1, len(history) + 1)) and set(shown) == {"train", "test"}
 
 
 def test_job_record_history_and_timing(trained, tiny_cfg):
@@ -75,7 +86,7 @@ def test_scoring_every_epoch_leaves_the_network_unchanged(trained, tiny_cfg, tin
     assert tiny_cfg.train.eval_every == 0 and tiny_cfg.train.epochs["dense"] == 2
     cfg = tiny_cfg.replace(train=dataclasses.replace(tiny_cfg.train, eval_every=1))
     every = train_run(cfg, 100000, "dense", tiny_views["dense"], tmp_path / "dose_100000/dense/wts.h5.zip",
-                      tmp_path / "r.json", tmp_path / "h.csv", tmp_path / "t.json", tmp_path / "f.png", progress=False)
+                      tmp_path / "r.json", tmp_path / "h.csv", tmp_path / "t.json", tmp_path / "f.npz", progress=False)
     weights, description = read_bundle(tmp_path / "dose_100000/dense/wts.h5.zip")
     first, first_description = read_bundle(out / "dose_100000/dense/wts.h5.zip")
     assert weights.keys() == first.keys() and all(np.array_equal(weights[k], first[k]) for k in weights)
@@ -147,7 +158,7 @@ def test_a_skipped_job_leaves_a_bundle_that_says_why(tiny_cfg, tiny_views, tmp_p
     folder.mkdir()
     (folder / "view.json").write_text(json.dumps({"skipped": True, "reason": "only 3 positions"}))
     record = train_run(tiny_cfg, 100000, "sparse", folder, tmp_path / "wts.h5.zip", tmp_path / "r.json",
-                       tmp_path / "h.csv", tmp_path / "t.json", tmp_path / "f.png", progress=False)
+                       tmp_path / "h.csv", tmp_path / "t.json", tmp_path / "f.npz", progress=False)
     assert record["skipped"] and (tmp_path / "wts.h5.zip").is_file()
     with pytest.raises(BundleError, match="skipped \\(only 3 positions\\)"):
         load_bundle(tmp_path / "wts.h5.zip")
@@ -260,7 +271,7 @@ def test_a_short_training_does_not_collapse(tiny_cfg, tiny_views, tmp_path):
                                             eval_patterns=64, epochs={**tiny_cfg.train.epochs, "baseline": 3})
     )
     record = train_run(cfg, 100000, "baseline", tiny_views["baseline"], tmp_path / "wts.h5.zip", tmp_path / "r.json",
-                       tmp_path / "h.csv", tmp_path / "t.json", tmp_path / "f.png", progress=False)
+                       tmp_path / "h.csv", tmp_path / "t.json", tmp_path / "f.npz", progress=False)
     assert record["scores"]["train"]["amplitude_r"] > 0.5, record["scores"]
 
 
@@ -349,7 +360,7 @@ def test_device_batches_are_the_step_by_step_draws(tiny_cfg, tiny_views):
     offsets and orientations one step at a time gives — the same seeded streams in the same order — also
     when the chunk does not divide the steps."""
     from ptychostudy.model import ORIENTATIONS
-    from ptychostudy.train import Trainer
+    from ptychostudy.training import Trainer
 
     split = Split.read(tiny_views["dense"] / "train.npz", 2)
     arch = architecture(tiny_cfg, "dense", 100000)

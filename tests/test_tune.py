@@ -11,12 +11,13 @@ import torch
 import yaml
 
 from conftest import ROOT
-from ptychostudy import StudyError, gradient, physics
+from ptychostudy import StudyError, physics
+from ptychostudy import gradient_solver as gradient
 from ptychostudy.dataset import Split
 from ptychostudy.io import write_json
 from ptychostudy.stored import read_reconstruction
 from ptychostudy.metrics import regions, score_arm
-from ptychostudy.reconstruct import read_selection
+from ptychostudy.ptychi_solver import read_selection
 
 
 def test_the_selection_is_made_on_the_train_split_and_is_the_best_score(tiny_iterative, tiny_cfg):
@@ -35,6 +36,9 @@ def test_the_selection_is_made_on_the_train_split_and_is_the_best_score(tiny_ite
         (level, step) for level in tiny_cfg.gradient.levels for step in t.gradient_checkpoints]
     assert record["gradient"]["selected"] == max(steps, key=lambda r: r["phase_r"])
     assert -1 <= record["floor_phase_r"] < record["gradient"]["selected"]["phase_r"]
+    from ptychostudy import tune_figure  # the figure is its own stage, drawn from the record
+
+    assert tune_figure.main(["--report", str(tuning), "--figure", str(tuning.parent / "tuning.png")]) == 0
     assert (tuning.parent / "tuning.png").stat().st_size > 10_000
 
 

@@ -10,7 +10,8 @@ import pytest
 from ptychostudy import physics
 from ptychostudy.config import config_from_dict
 from ptychostudy.dataset import read_dataset
-from ptychostudy.views import build_view, make_groups, nearest_neighbours, select_spaced
+from ptychostudy.grouping import make_groups, nearest_neighbours
+from ptychostudy.views import build_view, select_spaced
 
 
 def test_select_spaced_keeps_every_pair_at_least_s_apart():

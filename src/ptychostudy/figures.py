@@ -83,58 +83,6 @@ def view_figure(summary: dict, data: dict, kept: dict, path: Path) -> None:
     _save(fig, path, dpi=70)
 
 
-def training_figure(record: dict, history: list[dict], reconstructions: dict, path: Path) -> None:
-    """Loss and scores per epoch, and truth beside the stitched reconstruction of each split."""
-    fig = plt.figure(figsize=(16, 7.5))
-    grid = fig.add_gridspec(2, 5)
-    epochs = [row["epoch"] for row in history]
-    ax = fig.add_subplot(grid[0, 0])
-    ax.plot(epochs, [row["loss"] for row in history], "k.-")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("Poisson deviance per pixel")
-    ax.set_title("training loss")
-    ax = fig.add_subplot(grid[1, 0])
-    scored = [row for row in history if any(key.startswith(tuple(SPLIT_COLOURS)) for key in row)]
-    for split, colour in SPLIT_COLOURS.items():
-        for key, style in (("amplitude_r", "-"), ("phase_r", "--"), ("phase_spread_ratio", ":")):
-            ax.plot([row["epoch"] for row in scored], [row[f"{split}_{key}"] for row in scored], style, marker=".",
-                    color=colour, label=f"{split} {key}")
-    ax.set_xlim(0.5, max(epochs) + 0.5)
-    ax.set_xlabel("epoch (scored: train.eval_every and the last)")
-    ax.set_ylim(-0.1, 1.1)
-    ax.legend(fontsize=6)
-    ax.set_title("featured region: r and spread")
-    for row, (split, (recon, truth, mask)) in enumerate(reconstructions.items()):
-        rows = np.nonzero(mask.any(axis=1))[0]
-        cols = np.nonzero(mask.any(axis=0))[0]
-        crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        shown = np.where(mask, 1.0, np.nan)[crop]
-        amp_range = (np.abs(truth)[mask].min(), np.abs(truth)[mask].max())
-        phase_range = (np.angle(truth)[mask].min(), np.angle(truth)[mask].max())
-        panels = (
-            (np.abs(truth), "gray", amp_range, "true amplitude"),
-            (np.abs(recon), "gray", amp_range, "network amplitude"),
-            (np.angle(truth), "twilight", phase_range, "true phase"),
-            (np.angle(recon), "twilight", phase_range, "network phase"),
-        )
-        s = record["scores"][split]
-        for col, (image, cmap, (lo, hi), title) in enumerate(panels, start=1):
-            ax = fig.add_subplot(grid[row, col])
-            ax.imshow(image[crop] * shown, cmap=cmap, vmin=lo, vmax=hi)
-            ax.set_title(f"{split}: {title}", fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        ax.set_xlabel(
-            f"amp r {s['amplitude_r']:.2f}, phase r {s['phase_r']:.2f}, spread {s['phase_spread_ratio']:.2f}", fontsize=8
-        )
-    fig.suptitle(
-        f"Phase E, dose {record['dose']:g}, view {record['view']} (gridsize {record['gridsize']}): "
-        f"{record['steps']} steps, final loss {record['final_loss']:.3f}; featured region, global phase offset and ramp removed"
-    )
-    fig.tight_layout()
-    _save(fig, path, dpi=70)
-
-
 def skipped_figure(record: dict, path: Path) -> None:
     """A declared figure of a skipped job says so, instead of being missing."""
     fig, ax = plt.subplots(figsize=(6, 2))
@@ -142,27 +90,6 @@ def skipped_figure(record: dict, path: Path) -> None:
     ax.text(0.5, 0.5, f"dose {record['dose']:g}, view {record['view']}: SKIPPED\n{record['reason']}",
             ha="center", va="center", wrap=True)
     _save(fig, path, dpi=70)
-
-
-def tuning_figure(record: dict, path: Path) -> None:
-    """The tune stage's grid: train-split phase r of every setting against its run length, the selection marked."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, solver, x_key, label in ((axes[0], "ptychi", "epochs", "LSQML epochs"),
-                                     (axes[1], "gradient", "total_steps", "Adam steps (all levels)")):
-        rows = record[solver]["grid"]
-        for name in dict.fromkeys(row["setting"] for row in rows):
-            points = [(row[x_key], row["phase_r"]) for row in rows if row["setting"] == name]
-            ax.plot(*zip(*points), marker="o", ms=3, label=name)
-        chosen = record[solver]["selected"]
-        ax.plot(chosen[x_key], chosen["phase_r"], "k*", ms=12, label="selected")
-        ax.axhline(record["floor_phase_r"], color="grey", ls="-.", lw=0.8, label="floor (blank object)")
-        ax.set_xlabel(label)
-        ax.set_ylabel("phase r, train split (featured)")
-        ax.set_title(f"{solver}: dose {record['dose']}, {record['view']}", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="best")
-    fig.tight_layout()
-    _save(fig, path, dpi=80)
 
 
 def measured_figure(images: dict, probe: np.ndarray, region: np.ndarray, curves: dict, record: dict, path: Path) -> None:

@@ -26,6 +26,7 @@ PREPARED = Path("data/prepared")
 SIMULATED = Path("data/simulated")
 VIEWS = Path("data/views")
 MODELS = Path("data/models")
+TRAIN_SHOWN = Path("data/train")  # Phase E: what each job's training figure shows (stage train_figure draws it)
 RECONSTRUCTED = Path("data/reconstruct")
 PRODUCTS = Path("data/products")  # ptychodus product files: one <arm>.h5 per cell and arm with an object
 REPORTS = Path("reports")
@@ -66,6 +67,11 @@ def view_file(directory: str | Path, split: str) -> Path:
 def bundle_path(models: str | Path, dose: int, view: str) -> Path:
     """Phase E: the bundle of one job under an artefact folder (``data/models``)."""
     return Path(models) / dose_tag(dose) / view / BUNDLE
+
+
+def train_shown_path(dose: int, view: str, root: str | Path = ".") -> Path:
+    """Phase E: what one job's training figure shows (``train.write_shown``)."""
+    return Path(root) / TRAIN_SHOWN / dose_tag(dose) / f"{view}.npz"
 
 
 def reconstruction_dir(dose: int, view: str, root: str | Path = ".") -> Path:

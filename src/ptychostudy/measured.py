@@ -47,6 +47,7 @@ from tqdm import tqdm
 from ptychostudy import StudyError, figures, stage
 from ptychostudy.bundle import save_model
 from ptychostudy.dataset import Split
+from ptychostudy.grouping import make_groups
 from ptychostudy.infer import predict_and_stitch, setup_torch
 from ptychostudy.io import derive_seed, sha256_file, write_json, write_text
 from ptychostudy.metrics import frc_curve, regions, score_arm
@@ -58,9 +59,8 @@ from ptychostudy.params.infer import InferParams
 from ptychostudy.params.measured import MeasuredParams
 from ptychostudy.params.reconstruct import PtychiSetting
 from ptychostudy.params.train import architecture
-from ptychostudy.reconstruct import reconstruct, settings_of
-from ptychostudy.train import Trainer
-from ptychostudy.views import make_groups
+from ptychostudy.ptychi_solver import reconstruct, settings_of
+from ptychostudy.training import Trainer
 
 HALVES = ("A", "B")  # even and odd scan index
 RAW_SIDE = 128  # the measured patterns' side

@@ -37,7 +37,7 @@ from ptychostudy.params.infer import InferParams
 from ptychostudy.params.refine import RefineParams
 from ptychostudy.params.train import TrainParams
 from ptychostudy.stored import write_reconstruction
-from ptychostudy.train import Trainer, cosine_schedule
+from ptychostudy.training import Trainer, cosine_schedule
 
 ARM = layout.REFINED_ARM
 SPLIT = "test"  # the patterns it is refined on (and scored on): the test split's, never their truth

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import gradient, layout, reconstruct, stage
+from ptychostudy import gradient_solver, layout, ptychi_solver, stage
 from ptychostudy.dataset import Split, read_dataset
 from ptychostudy.infer import predict_and_stitch, setup_torch
 from ptychostudy.io import derive_seed, sha256_file, write_json
@@ -43,7 +43,7 @@ from ptychostudy.params.infer import InferParams
 from ptychostudy.params.reconstruct import ReconstructParams
 from ptychostudy.params.replicate import ReplicateParams
 from ptychostudy.params.train import TrainParams, architecture
-from ptychostudy.train import Trainer
+from ptychostudy.training import Trainer
 
 SPLIT = "test"
 PTYCHI_ARMS = ("ptychi", "ptychi_tuned")
@@ -100,8 +100,8 @@ def run(cfg: Params, dose, view: str, view_dir, tuning, report, timing, *, progr
     test = Split.from_arrays(data, 1)
     network_input = Split.from_arrays(data, definition.gridsize)
     train_split = Split.read(paths["train"], definition.gridsize)
-    settings = {arm: reconstruct.settings_of(cfg, arm, dose, view, tuning) for arm in PTYCHI_ARMS}
-    plan = gradient.schedule(cfg.gradient, gradient.read_selection(tuning, dose, view))
+    settings = {arm: ptychi_solver.settings_of(cfg, arm, dose, view, tuning) for arm in PTYCHI_ARMS}
+    plan = gradient_solver.schedule(cfg.gradient, gradient_solver.read_selection(tuning, dose, view))
     masks = regions(test, cfg.compare.scanned_threshold)
     seeds = range(1, cfg.replicate.seeds + 1)
 
@@ -124,16 +124,16 @@ def run(cfg: Params, dose, view: str, view_dir, tuning, report, timing, *, progr
         for k in seeds:
             torch.set_num_threads(r.threads)
             start = time.perf_counter()
-            obj, _, _ = reconstruct.reconstruct(setting, r.batch_size, test, epochs,
+            obj, _, _ = ptychi_solver.reconstruct(setting, r.batch_size, test, epochs,
                                              replicate_seed(r.seed, dose, view, k) % (2**31), progress=progress,
                                              desc=f"replicate {k} {name} dose {dose} {view}")
             scored(name, k, obj, start)
     for k in seeds:
-        gradient.setup(g.threads)
+        gradient_solver.setup(g.threads)
         start = time.perf_counter()
-        obj, _ = gradient.solve(test, g, plan, replicate_seed(g.seed, dose, view, k), progress=progress,
-                                desc=f"replicate {k} gradient dose {dose} {view}")
-        scored(gradient.ARM, k, obj, start)
+        obj, _ = gradient_solver.solve(test, g, plan, replicate_seed(g.seed, dose, view, k), progress=progress,
+                                       desc=f"replicate {k} gradient dose {dose} {view}")
+        scored(gradient_solver.ARM, k, obj, start)
 
     # write
     record.update(

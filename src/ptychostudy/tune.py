@@ -14,7 +14,7 @@ all on ``tune.threads`` torch threads (one: a selection stage that a parallel ru
 single-threaded stage; the gradient arm itself runs on ``gradient.threads``), scores each against the
 train split's own truth (featured region, phase Pearson r, by the study's
 one scoring path ``metrics.score_arm``) and selects the best of each solver. The selection and every
-score it rests on go to ``reports/tuning/<cell>.json`` (with a figure); the ``reconstruct_tuned``
+score it rests on go to ``reports/tuning/<cell>.json`` (its figure: stage ``tune_figure``); the ``reconstruct_tuned``
 and ``gradient`` stages read it.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ptychostudy import figures, gradient, layout, stage
+from ptychostudy import gradient_solver, layout, stage
 from ptychostudy.dataset import Split
 from ptychostudy.io import derive_seed, sha256_file, write_json
 from ptychostudy.metrics import regions, score_arm
@@ -37,7 +37,7 @@ from ptychostudy.params import load as load_params
 from ptychostudy.params.compare import CompareParams
 from ptychostudy.params.reconstruct import ReconstructParams
 from ptychostudy.params.tune import TuneParams
-from ptychostudy.reconstruct import reconstruct
+from ptychostudy.ptychi_solver import reconstruct
 
 SPLIT = "train"
 CRITERION = "phase Pearson r in the featured region of the view's train split (metrics.score_arm)"
@@ -86,7 +86,7 @@ def tune_ptychi(cfg: Params, split: Split, dose: int, view: str, score, seconds:
 
 def tune_gradient(cfg: Params, split: Split, dose: int, view: str, score, seconds: list, *, progress: bool = True) -> dict:
     g = cfg.gradient
-    gradient.setup(cfg.tune.threads)
+    gradient_solver.setup(cfg.tune.threads)
     rows = []
     done = {factor: i * g.steps_per_level for i, factor in enumerate(g.levels)}  # steps before each level
     start = time.perf_counter()
@@ -96,22 +96,21 @@ def tune_gradient(cfg: Params, split: Split, dose: int, view: str, score, second
         _timed(rows, seconds, {"setting": f"{level} px/sample", "level": level, "steps": step,
                                "total_steps": done[level] + step, "phase_r": phase_r, "amplitude_r": amplitude_r}, start)
 
-    gradient.solve(split, g, gradient.schedule(g), derive_seed(g.seed, dose, view, SPLIT), progress=progress,
+    gradient_solver.solve(split, g, gradient_solver.schedule(g), derive_seed(g.seed, dose, view, SPLIT), progress=progress,
                    desc="tune gradient", checkpoints=cfg.tune.gradient_checkpoints, on_checkpoint=checkpoint)
     return {"grid": rows, "selected": _best(rows)}
 
 
-def run(cfg: Params, dose, view: str, view_dir, report, figure, timing, *, progress: bool = True) -> dict:
+def run(cfg: Params, dose, view: str, view_dir, report, timing, *, progress: bool = True) -> dict:
     # load: the train split only
     dose = cfg.dose(dose)
     definition = cfg.view(view)
-    report, figure, timing = map(Path, (report, figure, timing))
+    report, timing = map(Path, (report, timing))
     summary = layout.read_view_summary(view_dir, dose, view)
     record = {"dose": dose, "view": view, "split": SPLIT, "criterion": CRITERION}
     if summary["skipped"]:
         record.update(skipped=True, reason=summary["reason"])
         write_json(report, record)
-        figures.skipped_figure({**record, "phase": "tune"}, figure)
         return record
     data_path = layout.view_file(view_dir, SPLIT)
     split = Split.read(data_path, 1, require_groups=definition.gridsize > 1)
@@ -129,7 +128,6 @@ def run(cfg: Params, dose, view: str, view_dir, report, figure, timing, *, progr
                   positions=split.patterns, floor_phase_r=floor_phase_r, floor_amplitude_r=floor_amplitude_r,
                   ptychi=ptychi, gradient=grad)
     write_json(report, record)
-    figures.tuning_figure(record, figure)
     write_json(timing, {"dose": dose, "view": view, "tune_seconds": seconds, "ptychi_seconds": ptychi_seconds,
                         "gradient_seconds": seconds - ptychi_seconds, "grid_seconds": row_seconds,
                         "positions": split.patterns,
@@ -139,7 +137,7 @@ def run(cfg: Params, dose, view: str, view_dir, report, figure, timing, *, progr
 
 def cli(args) -> None:
     """``ptychostudy tune``: one cell's selection, then its headline on stdout."""
-    r = run(load_params(args.params, TuneParams, ReconstructParams, CompareParams), args.dose, args.view, args.view_dir, args.report, args.figure, args.timing,
+    r = run(load_params(args.params, TuneParams, ReconstructParams, CompareParams), args.dose, args.view, args.view_dir, args.report, args.timing,
             progress=not args.no_progress)
     if r["skipped"]:
         print(f"tune dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
@@ -157,10 +155,9 @@ def build_parser(prog: str = "python -m ptychostudy.tune") -> argparse.ArgumentP
                        "TV weight, momentum), scored after each of tune.ptychi_epochs.<view>, and the gradient solver "
                        "through gradient.levels, scored after each of tune.gradient_checkpoints steps of every level; "
                        "scores are phase Pearson r against the train split's truth (featured region). Writes the "
-                       "selection with every score (JSON), a figure and a timing file.")
+                       "selection with every score (JSON) and a timing file (its figure: stage tune_figure).")
     stage.add_cell(p, "folder with train.npz and view.json (test.npz is never read)")
     p.add_argument("--report", type=Path, required=True, help="selection and scores (JSON) to write (reports/tuning)")
-    p.add_argument("--figure", type=Path, required=True, help="PNG to write: phase r of every setting, the selection")
     p.add_argument("--timing", type=Path, required=True, help="wall time (JSON) to write; kept out of DVC")
     return p
 

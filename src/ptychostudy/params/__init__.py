@@ -216,8 +216,8 @@ class Params:
         return Params({**vars(self), **sections})
 
     def dose(self, value) -> int:
-        """``--dose`` as a dose of the study (needs the ``study`` section)."""
-        dose = parse_dose(value, "--dose")
+        """``--dose`` (a command-line word or a number) as a dose of the study (needs the ``study`` section)."""
+        dose = parse_dose(int(value) if isinstance(value, str) and value.isdigit() else value, "--dose")
         if dose not in self.study.doses:
             raise ParamsError(f"dose {dose} is not in study.doses ({', '.join(map(str, self.study.doses))})")
         return dose

@@ -1,0 +1,110 @@
+"""The Poisson-likelihood gradient solver (arm ``gradient``): Adam on log-amplitude and phase of an object that
+starts on a coarse grid and is refined level by level, through the study's forward model (``physics``). Used by
+Phase F (gradient.py), the selection (tune.py) and the replicates (replicate.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ptychostudy import StudyError, physics
+from ptychostudy.dataset import Split
+from ptychostudy.io import read_json
+from ptychostudy.optim import Adam
+from ptychostudy.params.gradient import GradientParams
+
+ARM = "gradient"  # the arm's name, and its key in the tune stage's selection
+EPS = 1e-6  # added to λ inside the logarithm (counts are whole numbers; λ of a dark pixel can reach 0)
+
+
+def _upsample(field: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    return torch.nn.functional.interpolate(field[None, None], size=shape, mode="bilinear", align_corners=False)[0, 0]
+
+
+def _grid(shape: tuple[int, int], factor: int) -> tuple[int, int]:
+    return math.ceil(shape[0] / factor), math.ceil(shape[1] / factor)
+
+
+def schedule(settings: GradientParams, stop: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+    """(level factor, steps) to run: every level in order, ``steps_per_level`` each, up to and
+    including ``stop`` = (level, steps) when given."""
+    plan = []
+    for factor in settings.levels:
+        if stop is not None and factor == stop[0]:
+            return plan + [(factor, stop[1])]
+        plan.append((factor, settings.steps_per_level))
+    if stop is not None:
+        raise StudyError(f"gradient: the selected level {stop[0]} is not in gradient.levels {list(settings.levels)}")
+    return plan
+
+
+def poisson_nll(expected: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Mean Poisson negative log-likelihood (without the log k! constant) of ``counts`` under ``expected``."""
+    return (expected - counts * torch.log(expected + EPS)).mean()
+
+
+def solve(split: Split, settings: GradientParams, plan: list[tuple[int, int]], seed: int, *, progress: bool = True,
+          desc: str = "gradient", checkpoints=(), on_checkpoint=None) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``plan``; returns (object (H, W) complex64, Poisson NLL per step). After each step count in
+    ``checkpoints`` of a level the object so far goes to ``on_checkpoint(level, step, object)``."""
+    shape = tuple(split.truth.shape)
+    size = split.probe.shape[-1]
+    counts = split.amplitude.double().pow(2).to(torch.float32)
+    positions = torch.from_numpy(np.asarray(split.positions, dtype=np.float64))
+    y0 = physics.top_left(positions[:, 0], size).to(torch.float32)
+    x0 = physics.top_left(positions[:, 1], size).to(torch.float32)
+    probe = split.probe
+    n = split.patterns
+    batch = min(settings.batch, n)
+    generator = torch.Generator().manual_seed(seed)
+    log_amplitude = torch.zeros(_grid(shape, plan[0][0]))
+    phase = torch.zeros_like(log_amplitude)
+
+    def current():
+        with torch.no_grad():
+            return torch.polar(torch.exp(_upsample(log_amplitude, shape)), _upsample(phase, shape))
+
+    losses = []
+    bar = tqdm(total=sum(steps for _, steps in plan), desc=desc, unit="step", disable=not progress)
+    for factor, steps in plan:
+        grid = _grid(shape, factor)
+        if tuple(log_amplitude.shape) != grid:  # refine: the finer grid starts from the coarser object
+            log_amplitude, phase = (torch.nn.functional.interpolate(f[None, None], size=grid, mode="bilinear",
+                                                                    align_corners=False)[0, 0]
+                                    for f in (log_amplitude, phase))
+        log_amplitude = log_amplitude.detach().requires_grad_(True)
+        phase = phase.detach().requires_grad_(True)
+        optimiser = Adam([log_amplitude, phase], lr=settings.learning_rate)
+        for step in range(1, steps + 1):
+            index = torch.randperm(n, generator=generator)[:batch] if batch < n else torch.arange(n)
+            obj = torch.polar(torch.exp(_upsample(log_amplitude, shape)), _upsample(phase, shape))
+            patches = physics.extract_patches(obj, y0[index], x0[index], size)
+            loss = poisson_nll(physics.expected_intensity(probe, patches, split.intensity_scale), counts[index])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+            bar.update()
+            if step in checkpoints and on_checkpoint is not None:
+                on_checkpoint(factor, step, current().numpy().astype(np.complex64))
+    bar.close()
+    return current().numpy().astype(np.complex64), np.asarray(losses, dtype=np.float64)
+
+
+def setup(threads: int) -> None:
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
+def read_selection(path, dose: int, view: str) -> tuple[int, int]:
+    """(level, steps) the tune stage selected for this cell."""
+    record = read_json(path, "tuning selection", hint="run the tune stage first")
+    if record.get("dose") != dose or record.get("view") != view or record.get("split") != "train":
+        raise StudyError(f"{path}: not a train-split selection for dose {dose}, view {view}")
+    selected = record.get(ARM, {}).get("selected")
+    if not isinstance(selected, dict):
+        raise StudyError(f"{path}: holds no selection for the gradient solver")
+    return int(selected["level"]), int(selected["steps"])

@@ -1,0 +1,190 @@
+"""pty-chi LSQML as the study runs it (arms ``ptychi`` and ``ptychi_tuned``): the task built from a split, the
+run, and the settings of each arm. Used by Phase F (reconstruct.py), the selection (tune.py), the replicates
+(replicate.py) and the measured data (measured.py)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ptychostudy import StudyError, torchvision_shim
+from ptychostudy.dataset import Split
+from ptychostudy.io import read_json, sha256_file
+from ptychostudy.params import Params
+from ptychostudy.params.reconstruct import PtychiSetting
+
+
+def _ptychi():
+    """Import pty-chi (with the torchvision stand-in where needed), quietly."""
+    torchvision_shim.install()
+    try:
+        import ptychi  # noqa: F401  (the package must import before its api)
+        from ptychi import api
+        from ptychi.api.task import PtychographyTask
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise StudyError(f"pty-chi is not installed ({exc}); run `make install` (README: set-up)") from None
+    _deterministic_polyfit()
+    logging.getLogger("ptychi").setLevel(logging.WARNING)
+    root = logging.getLogger()
+    if not any(isinstance(f, _EdgePaddingNotice) for f in root.filters):
+        root.addFilter(_EdgePaddingNotice())
+    return api, PtychographyTask
+
+
+LSTSQ_DRIVER = "gelsd"  # SVD-based; reads no caller-supplied pivots
+
+
+def polyfit(x: torch.Tensor, y: torch.Tensor, deg: int = 1) -> torch.Tensor:
+    """pty-chi's ``maths.polyfit`` (coefficients from high to low order) with a deterministic solver.
+
+    pty-chi fits the log of its momentum correlations with ``torch.linalg.lstsq`` and the CPU
+    default driver ``gelsy``. PyTorch (2.13 here) hands ``gelsy`` a pivot array allocated without
+    zeroing, and ``gelsy`` reads it as input (non-zero entries fix columns), so the result depends on
+    what that memory held before: the same 4 × 2 fit gave three different last digits within one
+    process (pytorch/pytorch#187411). The friction it sets scales every momentum step, so about one
+    pty-chi process in twenty took another floating-point path from epoch 7 on. ``gelsd`` solves the
+    same problem (by SVD) and reads no such input.
+    """
+    powers = x[:, None] ** torch.arange(deg, -1, -1, device=x.device)
+    return torch.linalg.lstsq(powers, y, rcond=None, driver=LSTSQ_DRIVER)[0]
+
+
+def _deterministic_polyfit() -> None:
+    """Install ``polyfit`` as pty-chi's (its LSQML and OPR code call ``maths.polyfit`` by attribute)."""
+    from ptychi import maths
+
+    maths.polyfit = polyfit
+
+
+class _EdgePaddingNotice(logging.Filter):
+    """Drop pty-chi's notice that patches at the scan's edge reach one pixel beyond the object.
+
+    Its Fourier-shift extractor cuts N + 2 pixels; for positions whose patch touches the
+    edge of the (ground-truth-sized) object it pads with zeros and says so on every batch.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("A probe-grid object tensor with a lateral size")
+
+
+def ptychi_probe(split: Split) -> np.ndarray:
+    """The probe in pty-chi's units: (1, 1, N, N) complex64, ``s · P / N``."""
+    size = split.probe.shape[-1]
+    return (split.intensity_scale * split.probe.numpy().astype(np.complex128) / size).astype(np.complex64)[None, None]
+
+
+def origin(shape: tuple[int, int]) -> tuple[list[float], float, float]:
+    """(pty-chi's position origin, y offset, x offset) that put its object on our grid."""
+    height, width = shape
+    return [height / 2 - 0.5, width / 2 - 0.5], height / 2, width / 2
+
+
+def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int, *, refine_probe: bool = False):
+    """A pty-chi LSQML task on ``split``'s patterns, reconstructing on the truth's grid (``setting``: noise
+    model, TV weight and momentum, a ``config.PtychiSetting`` or the ``reconstruct`` section).
+
+    The probe is known and fixed; with ``refine_probe`` (measured data, where ``split.probe`` is only a
+    starting guess) pty-chi refines it too, rescales its intensity to the data in the first epoch and
+    removes the object-probe scale ambiguity, as it does by default."""
+    api, PtychographyTask = _ptychi()
+    shape = split.truth.shape
+    o = api.LSQMLOptions()
+    r = o.reconstructor_options
+    r.default_device = api.Devices.CPU
+    r.num_epochs = epochs
+    r.batch_size = batch_size
+    r.noise_model = api.NoiseModels.GAUSSIAN if setting.noise_model == "gaussian" else api.NoiseModels.POISSON
+    r.random_seed = seed
+    r.rescale_probe_intensity_in_first_epoch = refine_probe  # a known probe is exact
+    if setting.momentum > 0:
+        r.momentum_acceleration_gain = setting.momentum
+        r.batching_mode = api.BatchingModes.COMPACT  # LSQML applies object momentum to compact batches only
+    o.data_options.fft_shift = True  # our patterns have zero frequency at the centre
+    ob = o.object_options
+    ob.optimizable = True
+    ob.optimizer = api.Optimizers.SGD
+    ob.step_size = 1
+    ob.pixel_size_m = 1.0  # geometry enters through the probe and positions only (far field)
+    ob.remove_object_probe_ambiguity.enabled = refine_probe
+    tv_weight = getattr(setting, "tv_weight", 0.0)
+    if tv_weight > 0:  # pty-chi's total-variation regulariser of the object, after every epoch
+        ob.total_variation.enabled = True
+        ob.total_variation.weight = tv_weight
+    ob.patch_interpolation_method = api.PatchInterpolationMethods.FOURIER
+    ob.determine_position_origin_coords_by = api.ObjectPosOriginCoordsMethods.SPECIFIED
+    pos_origin, dy, dx = origin(shape)
+    ob.position_origin_coords = pos_origin
+    o.probe_options.optimizable = refine_probe
+    if refine_probe:
+        o.probe_options.optimizer = api.Optimizers.SGD
+        o.probe_options.step_size = 1
+    o.probe_position_options.optimizable = False
+    counts = split.amplitude.double() ** 2
+    return PtychographyTask(
+        o,
+        diffraction_data=counts.to(torch.float32),
+        object_data=torch.ones((1, *shape), dtype=torch.complex64),
+        probe_data=torch.from_numpy(ptychi_probe(split)),
+        probe_position_x_px=torch.from_numpy(split.positions[:, 1] - dx),
+        probe_position_y_px=torch.from_numpy(split.positions[:, 0] - dy),
+    )
+
+
+def reconstruct(setting, batch_size: int, split: Split, epochs: int, seed: int, *, refine_probe: bool = False,
+                progress: bool = True, desc: str = "pty-chi", checkpoints=(), on_checkpoint=None):
+    """Run LSQML; returns (object (H, W) complex64, cost per epoch, probe (N, N) complex64 in ``split``'s
+    units: the probe that with ``split.intensity_scale`` gives the predicted counts, = ``split.probe``
+    unless ``refine_probe``). After each epoch count in ``checkpoints`` the object so far is handed to
+    ``on_checkpoint(epoch, object)`` (the tune stage)."""
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        # pty-chi converts a tensor that requires grad to a float for its loss log
+        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
+        task = build_task(setting, batch_size, split, epochs, seed, refine_probe=refine_probe)
+        for epoch in tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=not progress):
+            task.run(n_epochs=1)
+            if epoch in checkpoints and on_checkpoint is not None:
+                on_checkpoint(epoch, np.asarray(task.get_data_to_cpu("object", as_numpy=True)[0], dtype=np.complex64))
+        table = task.reconstructor.loss_tracker.table
+        cost = np.asarray(table["loss"], dtype=np.float64)
+        obj = task.get_data_to_cpu("object", as_numpy=True)[0]
+        probe = np.asarray(task.get_data_to_cpu("probe", as_numpy=True), dtype=np.complex128)[0, 0]
+    probe = probe * split.probe.shape[-1] / split.intensity_scale  # the inverse of ``ptychi_probe``
+    return np.asarray(obj, dtype=np.complex64), cost, probe.astype(np.complex64)
+
+
+def read_selection(path, dose: int, view: str, solver: str) -> dict:
+    """The tune stage's selection for one solver of one cell (written by ``tune.run``)."""
+    record = read_json(path, "tuning selection", hint="run the tune stage first")
+    if record.get("dose") != dose or record.get("view") != view:
+        raise StudyError(f"{path}: holds the selection of dose {record.get('dose')}, view {record.get('view')}, "
+                         f"not of dose {dose}, view {view}")
+    if record.get("split") != "train":
+        raise StudyError(f"{path}: a selection must be made on the train split, this one says {record.get('split')!r}")
+    if record.get("skipped"):
+        return {}
+    selected = record.get(solver, {}).get("selected")
+    if not isinstance(selected, dict):
+        raise StudyError(f"{path}: holds no selection for {solver}")
+    return selected
+
+
+def settings_of(cfg: Params, arm: str, dose: int, view: str, tuning) -> tuple[PtychiSetting, int, dict]:
+    """(setting, epochs, how it was chosen) of a pty-chi arm in one cell."""
+    r = cfg.reconstruct
+    if arm == "ptychi":
+        setting = PtychiSetting(noise_model=r.noise_model, tv_weight=0.0, momentum=r.momentum)
+        return setting, r.epochs[view], {"chosen_by": "params.yaml reconstruct.* (the original study's configuration)"}
+    if tuning is None:
+        raise StudyError("the ptychi_tuned arm needs --tuning (the tune stage's selection)")
+    selected = read_selection(tuning, dose, view, "ptychi")
+    if not selected:
+        raise StudyError(f"{tuning}: the tune stage skipped dose {dose}, view {view}, but the view has data; rerun it")
+    setting = PtychiSetting(noise_model=selected["noise_model"], tv_weight=float(selected["tv_weight"]),
+                            momentum=float(selected["momentum"]))
+    return setting, int(selected["epochs"]), {"chosen_by": f"{tuning}: selected on the train split",
+                                              "tuning_sha256": sha256_file(tuning)}
