@@ -126,7 +126,7 @@ def preflight(cfg, view_dir: Path, out: Path, steps: int = 100, variants: bool =
     import torch
 
     from ptychostudy.dataset import Split
-    from ptychostudy.infer import setup_torch
+    from ptychostudy.inference import setup_torch
     from ptychostudy.training import Batch, Trainer
 
     device = setup_torch(cfg.train.threads, ACCELERATOR)
@@ -434,7 +434,7 @@ def stages_check(a) -> int:
     check("refine", runs)
     code = ("import sys, hashlib, numpy as np, ptychostudy\n"
             "from ptychostudy.bundle import load_bundle\nfrom ptychostudy.config import load_config\n"
-            "from ptychostudy.dataset import Split\nfrom ptychostudy.infer import reconstruct_split, setup_torch\n"
+            "from ptychostudy.dataset import Split\nfrom ptychostudy.inference import reconstruct_split, setup_torch\n"
             "cfg = load_config(sys.argv[1]); device = setup_torch(cfg.infer.threads, cfg.infer.accelerator)\n"
             "split = Split.read(sys.argv[3], 2)\n"
             "canvas, _ = reconstruct_split(load_bundle(sys.argv[2]), split, cfg.infer, device)\n"

@@ -33,7 +33,7 @@ from ptychostudy import layout, physics
 from ptychostudy.params.train import architecture
 from ptychostudy.config import config_from_dict
 from ptychostudy.dataset import Split
-from ptychostudy.infer import predict_and_stitch, setup_torch
+from ptychostudy.inference import predict_and_stitch, setup_torch
 from ptychostudy.io import derive_seed
 from ptychostudy.metrics import regions, score_arm
 from ptychostudy.simulate import split_geometry

@@ -47,7 +47,7 @@ def trace(dose: int, view: str, steps: int, threads: int | None) -> list[dict]:
     from ptychostudy.config import load_config
     from ptychostudy.params.train import architecture
     from ptychostudy.dataset import Split
-    from ptychostudy.infer import setup_torch
+    from ptychostudy.inference import setup_torch
     from ptychostudy.io import derive_seed
     from ptychostudy.training import Trainer
 

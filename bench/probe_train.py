@@ -27,7 +27,7 @@ from ptychostudy import layout  # noqa: E402
 from ptychostudy.params.train import architecture
 from ptychostudy.config import load_config  # noqa: E402
 from ptychostudy.dataset import Split  # noqa: E402
-from ptychostudy.infer import setup_torch  # noqa: E402
+from ptychostudy.inference import setup_torch  # noqa: E402
 from ptychostudy.io import derive_seed  # noqa: E402
 from ptychostudy.training import Trainer  # noqa: E402
 

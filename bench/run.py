@@ -36,7 +36,7 @@ from ptychostudy.base import prepare_base  # noqa: E402
 from ptychostudy.bundle import load_bundle  # noqa: E402
 from ptychostudy.config import as_dict, config_from_dict, load_config  # noqa: E402
 from ptychostudy.dataset import Split  # noqa: E402
-from ptychostudy.infer import reconstruct_split  # noqa: E402
+from ptychostudy.inference import reconstruct_split  # noqa: E402
 from ptychostudy.metrics import regions, score_arm  # noqa: E402
 from ptychostudy import gradient_solver as gradient  # noqa: E402
 from ptychostudy import refine  # noqa: E402

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from ptychostudy import StudyError
 from ptychostudy.compare import headline, run as compare_run
+from ptychostudy.infer import run as infer_run
 from ptychostudy.arms import arms, baseline_view
 from ptychostudy.layout import bundle_path
 from ptychostudy.metrics import PARTS, QUANTITIES
@@ -23,7 +25,7 @@ ALL_ARMS = ["pinn", "pinn_refined", "pinn_gs1", "ptychi", "ptychi_tuned", "gradi
 @pytest.fixture(scope="module")
 def cell(tiny_cfg, tiny_views, tiny_iterative, tmp_path_factory):
     """Bundles of the baseline and dense views, the iterative arms on the dense test split (dose 1e5) and the
-    dense network refined on it: (folder, models, Phase F folder)."""
+    dense network refined on it, and the infer stage's objects of the dense cell: (folder, inferred, Phase F folder)."""
     import shutil
 
     out = tmp_path_factory.mktemp("cell")
@@ -35,7 +37,9 @@ def cell(tiny_cfg, tiny_views, tiny_iterative, tmp_path_factory):
     rec = shutil.copytree(tiny_iterative[0], out / "reconstruct")
     refine_run(tiny_cfg, 100000, "dense", tiny_views["dense"], bundle_path(models, 100000, "dense"),
                rec / "pinn_refined.npz", out / "refine.json", out / "refine-timing.json", progress=False)
-    return out, models, rec
+    inferred = out / "inferred.npz"
+    infer_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, inferred, out / "infer-timing.json", progress=False)
+    return out, inferred, rec
 
 
 def test_arms_of_each_view(tiny_cfg):
@@ -45,9 +49,8 @@ def test_arms_of_each_view(tiny_cfg):
 
 
 def test_every_arm_metric_and_region_is_in_the_tidy_csv(cell, tiny_cfg, tiny_views):
-    out, models, rec = cell
-    record = compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, rec,
-                         out / "g", out / "g-timing.json", progress=False)
+    out, inferred, rec = cell
+    record = compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], inferred, rec, out / "g")
     with open(out / "g" / "comparison_metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert set(rows[0]) == {"model", "metric", "part", "value"}
@@ -80,18 +83,18 @@ def test_every_arm_metric_and_region_is_in_the_tidy_csv(cell, tiny_cfg, tiny_vie
     blank = saved["scores"]["blank"]["featured"]
     assert blank["amplitude"]["pearson_r"] == 0.0 and saved["registration_px"]["blank"] == [0.0, 0.0]
     assert abs(blank["phase"]["pearson_r"]) < 0.6
-    assert set(json.loads((out / "g-timing.json").read_text())["inference_seconds"]) == {"pinn", "pinn_gs1"}
+    assert set(json.loads((out / "infer-timing.json").read_text())["inference_seconds"]) == {"pinn", "pinn_gs1"}
+    assert saved["inputs"]["inferred"]["sha256"] == hashlib.sha256(inferred.read_bytes()).hexdigest()
     assert "pinn phase SSIM" in headline(record)
 
 
 def test_training_and_the_comparison_score_alike(cell, tiny_cfg, tiny_views):
     """One scoring path: the dense job's final test scores (logged by training, every pattern of the
     gridsize-2 split, the same stitching settings) are the comparison's pinn scores, to the last digit."""
-    out, models, rec = cell
+    out, inferred, rec = cell
     assert tiny_cfg.train.eval_stitch_fraction == tiny_cfg.infer.stitch_fraction
     assert tiny_cfg.train.eval_phase_sync == tiny_cfg.infer.phase_sync
-    record = compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, rec,
-                         out / "same", out / "same.json", progress=False)
+    record = compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], inferred, rec, out / "same")
     logged = json.loads((out / "dense.json").read_text())["scores"]["test"]
     pinn = record["scores"]["pinn"]["featured"]
     assert logged["phase_r"] == pinn["phase"]["pearson_r"]
@@ -100,10 +103,9 @@ def test_training_and_the_comparison_score_alike(cell, tiny_cfg, tiny_views):
 
 
 def test_the_comparison_is_deterministic(cell, tiny_cfg, tiny_views):
-    out, models, rec = cell
+    out, inferred, rec = cell
     for attempt in ("a", "b"):
-        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, rec,
-                    out / attempt, out / f"{attempt}.json", progress=False)
+        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], inferred, rec, out / attempt)
     for name in ("comparison_metrics.csv", "comparison.json", "comparison.png"):
         assert (out / "a" / name).read_bytes() == (out / "b" / name).read_bytes(), name
 
@@ -111,21 +113,19 @@ def test_the_comparison_is_deterministic(cell, tiny_cfg, tiny_views):
 def test_missing_inputs_are_named(cell, tiny_cfg, tiny_views, tmp_path):
     import shutil
 
-    out, models, rec = cell
-    with pytest.raises(StudyError, match="pinn arm"):
-        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], tmp_path / "none", rec,
-                    tmp_path / "g", tmp_path / "t.json", progress=False)
+    out, inferred, rec = cell
+    with pytest.raises(StudyError, match="none.npz \\(needed for the inferred arms\\)"):
+        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], tmp_path / "none.npz", rec,
+                    tmp_path / "g")
     partial = tmp_path / "partial"
     shutil.copytree(rec, partial)
     (partial / "ptychi_tuned.npz").unlink()
     with pytest.raises(StudyError, match="ptychi_tuned arm"):
-        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, partial,
-                    tmp_path / "g", tmp_path / "t.json", progress=False)
+        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], inferred, partial, tmp_path / "g")
     assert not (tmp_path / "g").exists()  # nothing half-written
     # an object of another data set (wrong grid) is refused
     from ptychostudy.stored import write_reconstruction
 
     write_reconstruction(partial / "ptychi_tuned.npz", np.ones((8, 8)), np.ones(2), {"skipped": False})
     with pytest.raises(StudyError, match="holds no"):
-        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, partial,
-                    tmp_path / "g", tmp_path / "t.json", progress=False)
+        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], inferred, partial, tmp_path / "g")

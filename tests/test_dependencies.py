@@ -128,7 +128,7 @@ def test_the_check_fails_when_an_import_is_not_a_dependency(tmp_path):
 @pytest.mark.parametrize("name", ["reconstruct", "reconstruct_tuned", "gradient", "tune"])
 def test_the_iterative_stages_do_not_depend_on_inference_or_the_network(name):
     listed = _source_deps(_stages()[name])
-    for module in ("infer", "model", "bundle", "stitch", "train"):
+    for module in ("inference", "model", "bundle", "stitch", "train", "training"):
         assert f"src/{PACKAGE}/{module}.py" not in listed
     if name != "tune":  # only the selection scores (against the train split's truth)
         assert f"src/{PACKAGE}/metrics.py" not in listed

@@ -106,7 +106,8 @@ def test_reconstruct_and_compare_stages_depend_on_their_keys():
     # train.augment: refinement steps through Trainer, which turns the frames as training does
     assert expected | {"refine.steps.${item.view}", "infer.stitch_fraction", "infer.phase_sync", "infer.batch",
                        "compare", "train.augment"} == refine, sorted(refine ^ expected)
-    assert set(stages["compare"]["params"]) == {"compare", "infer"}
+    assert set(stages["compare"]["params"]) == {"compare"}  # Phase G reads the infer stage's objects
+    assert set(stages["infer"]["params"]) == {"infer"}
 
 
 def test_the_study_plots_name_the_columns_the_summary_writes():

@@ -70,9 +70,14 @@ def test_views_train_reconstruct_and_compare_use_layout_paths():
     from ptychostudy.arms import baseline_view
 
     baseline = baseline_view(load_config(ROOT / "params.yaml"))
-    for view in (VIEW, baseline):  # exactly the two bundles Phase G reads, not the whole dose folder
-        assert layout.bundle_path(layout.MODELS, DOSE, view).as_posix() in compare["deps"]
-    assert _args(compare)["--models"] == layout.MODELS.as_posix()
+    infer = _stage("infer")
+    for view in (VIEW, baseline):  # exactly the two bundles the infer stage reads, not the whole dose folder
+        assert layout.bundle_path(layout.MODELS, DOSE, view).as_posix() in infer["deps"]
+    assert _args(infer)["--models"] == layout.MODELS.as_posix()
+    assert _args(infer)["--out"] == layout.inferred_path(DOSE, VIEW).as_posix() and _outs(infer) == {
+        layout.inferred_path(DOSE, VIEW).as_posix()}
+    assert _args(compare)["--inferred"] == layout.inferred_path(DOSE, VIEW).as_posix() in compare["deps"]
+    assert not any("wts.h5.zip" in d for d in compare["deps"])  # Phase G reads objects, never a network
     assert _args(compare)["--reconstructions"] == layout.reconstruction_dir(DOSE, VIEW).as_posix()
     for arm in layout.ITERATIVE_ARMS:  # each Phase F file, not the folder
         assert layout.reconstruction_path(DOSE, VIEW, arm).as_posix() in compare["deps"]

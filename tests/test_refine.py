@@ -11,6 +11,7 @@ import pytest
 
 from ptychostudy import StudyError
 from ptychostudy.compare import run as compare_run
+from ptychostudy.infer import run as infer_run
 from ptychostudy.stored import read_reconstruction
 from ptychostudy.layout import bundle_path
 from ptychostudy.refine import checkpoint_steps, load, refine, run as refine_run
@@ -63,8 +64,9 @@ def test_step_zero_is_the_trained_network_as_phase_g_scores_it(trained, tiny_cfg
     record = _run(tiny_cfg, tiny_views, models, out, "c")
     rec = shutil.copytree(tiny_iterative[0], tmp_path / "rec")
     shutil.copy(out / "c.npz", rec / "pinn_refined.npz")
-    compared = compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, rec, tmp_path / "g",
-                           tmp_path / "g.json", progress=False)
+    inferred = tmp_path / "inferred.npz"
+    infer_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, inferred, tmp_path / "i.json", progress=False)
+    compared = compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], inferred, rec, tmp_path / "g")
     featured = {arm: compared["scores"][arm]["featured"] for arm in ("pinn", "pinn_refined")}
     assert record["curve"][0]["phase_pearson_r"] == featured["pinn"]["phase"]["pearson_r"]
     assert record["curve"][0]["phase_frc50_resolution_px"] == featured["pinn"]["phase"]["frc50_resolution_px"]

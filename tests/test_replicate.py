@@ -11,7 +11,7 @@ import pytest
 from ptychostudy import replicate, train
 from ptychostudy.bundle import load_bundle
 from ptychostudy.dataset import Split
-from ptychostudy.infer import predict_and_stitch
+from ptychostudy.inference import predict_and_stitch
 from ptychostudy.io import derive_seed
 
 

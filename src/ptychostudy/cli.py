@@ -23,6 +23,7 @@ COMMANDS = {  # command -> (module whose main(argv, prog) serves it, words put b
     "gradient": ("ptychostudy.gradient", [], "Phase F: the Poisson-likelihood gradient solver on the test split of one dose × view"),
     "refine": ("ptychostudy.refine", [], "the pinn_refined arm: the view's network fine-tuned on the test split's own patterns"),
     "replicate": ("ptychostudy.replicate", [], "the seed-to-seed spread of every arm in one dose × view (other seeds)"),
+    "infer": ("ptychostudy.infer", [], "the networks of one dose × view reconstruct its test split (for Phase G and the products)"),
     "compare": ("ptychostudy.compare", [], "Phase G: score every arm of one dose × view against the ground truth"),
     "product": ("ptychostudy.product", [], "ptychodus product files (HDF5) of every object of one dose × view"),
     "measured-ptychi": ("ptychostudy.measured", ["ptychi"], "measured data: pty-chi's tuned arm on one half of the scan, probe refined"),

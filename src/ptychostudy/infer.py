@@ -1,78 +1,108 @@
-"""Network inference: a trained network reconstructs a whole split (predict, then stitch).
+"""The infer stage: each trained network of a cell reconstructs the view's test split (params ``infer``).
 
-Used for the scores logged while training (Phase E, settings ``train.eval_*``) and for the
-comparison (Phase G, settings ``infer.*``), and by the benchmarks; plus the deterministic
-torch set-up both phases share.
+Arms ``pinn`` (the view's own network, gridsize > 1 views) and ``pinn_gs1`` (the baseline view's gridsize-1
+network, applied to this view's patterns one by one): each bundle is loaded safely, each pattern predicted
+once and the patches stitched with the ``infer`` settings (``inference.reconstruct_split``). The objects go
+to one ``.npz`` per cell that Phase G (compare.py) scores and the product files (product.py) hold, so each
+is computed once; its wall time goes to a timing file, kept out of DVC.
 """
 
 from __future__ import annotations
 
-import os
-import time
+import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from ptychostudy import StudyError, physics
-from ptychostudy.dataset import Split
-from ptychostudy.stitch import stitch
+from ptychostudy import StudyError, layout, stage
+from ptychostudy.arms import NETWORK_ARMS, arms, baseline_view
+from ptychostudy.bundle import load_bundle
+from ptychostudy.dataset import Split, read_dataset
+from ptychostudy.inference import reconstruct_split, setup_torch
+from ptychostudy.io import sha256_file, write_json
+from ptychostudy.npz import json_array, write_npz
+from ptychostudy.params import Params
+from ptychostudy.params import load as load_params
+from ptychostudy.params.infer import InferParams
+from ptychostudy.params.study import StudyParams
 
-
-@torch.no_grad()
-def predict_and_stitch(net, split: Split, stitch_fraction: float, phase_sync: bool, batch: int = 64,
-                       device: torch.device | None = None, bar=None) -> tuple[np.ndarray, np.ndarray]:
-    """Predict every pattern of ``split`` and stitch the patches: (object canvas, coverage).
-
-    Each pattern is predicted once, inside the first group that holds it (its patch cut from
-    the group's one object); the central ``stitch_fraction`` of each patch is averaged at
-    the pattern's position (``stitch.stitch``).
-    """
-    device = device if device is not None else torch.device("cpu")
-    was_training = net.training
-    net.eval()
-    size = net.arch.size
-    patterns, choice = split.eval_groups()
-    out = torch.zeros((len(patterns), size, size), dtype=torch.complex64)
-    for start in range(0, len(patterns), batch):
-        sel = choice[start : start + batch]
-        groups = split.groups[sel[:, 0]]
-        patches = net(split.amplitude[torch.from_numpy(groups)].to(device), split.offsets(groups).to(device)).cpu()
-        out[start : start + batch] = patches[torch.arange(len(sel)), torch.from_numpy(sel[:, 1])]
-        if bar is not None:
-            bar.update(len(sel))
-    net.train(was_training)
-    support = physics.central_support(size, stitch_fraction)
-    canvas, count = stitch(out, split.positions[patterns, 0], split.positions[patterns, 1], split.truth.shape, support, phase_sync)
-    return canvas.numpy(), count.numpy()
+SPLIT = "test"
 
 
-def require_channels(net, split: Split, what: str = "a network") -> None:
-    """A clear error when ``net`` was made for another number of patterns per group than ``split``'s groups."""
-    channels = split.groups.shape[1]
-    if net.arch.channels != channels:
-        raise StudyError(f"{what}: a network for {net.arch.channels} patterns per group cannot read groups of {channels}")
+def run(cfg: Params, dose, view: str, view_dir, models, out, timing, *, progress: bool = True) -> dict:
+    # load: the view's test split and the cell's networks, all checked first
+    dose = cfg.dose(dose)
+    definition = cfg.view(view)
+    out, timing = Path(out), Path(timing)
+    summary = layout.read_view_summary(view_dir, dose, view)
+    record = {"dose": dose, "view": view, "split": SPLIT}
+    if summary["skipped"]:
+        record.update(skipped=True, reason=summary["reason"], arms=[])
+        write_npz(out, {"_metadata": json_array(record)})
+        return record
+    names = [name for name in arms(cfg, view) if name in NETWORK_ARMS]
+    paths = {"data": layout.view_file(view_dir, SPLIT)}
+    if "pinn" in names:
+        paths["pinn"] = layout.bundle_path(models, dose, view)
+    if "pinn_gs1" in names:
+        paths["pinn_gs1"] = layout.bundle_path(models, dose, baseline_view(cfg))
+    missing = [f"{path} (needed for the {name} arm)" for name, path in paths.items() if not Path(path).is_file()]
+    if missing:
+        raise StudyError("missing input: " + "; ".join(missing) + "; run the earlier stages first")
+    data = read_dataset(paths["data"], require_groups=definition.gridsize > 1)
+    splits = {"pinn_gs1": Split.from_arrays(data, 1)}
+    if "pinn" in names:
+        splits["pinn"] = Split.from_arrays(data, definition.gridsize)
+    networks = {name: load_bundle(paths[name]) for name in names}
+    # compute
+    device = setup_torch(cfg.infer.threads, cfg.infer.accelerator)
+    objects, seconds = {}, {}
+    patterns = splits["pinn_gs1"].patterns
+    bar = tqdm(total=patterns * len(networks), desc=f"infer dose {dose} {view}", unit="pattern", disable=not progress)
+    for name, loaded in networks.items():
+        objects[name], seconds[name] = reconstruct_split(loaded, splits[name], cfg.infer, device, bar)
+    bar.close()
+    # write
+    record.update(skipped=False, arms=names, patterns=patterns,
+                  inputs={k: {"path": str(p), "sha256": sha256_file(p)} for k, p in paths.items()})
+    write_npz(out, {**{name: np.asarray(obj, dtype=np.complex64) for name, obj in objects.items()},
+                    "_metadata": json_array(record)})
+    write_json(timing, {"dose": dose, "view": view, "inference_seconds": seconds, "patterns": patterns,
+                        "threads": cfg.infer.threads, "torch": torch.__version__})
+    return {**record, "inference_seconds": seconds}
 
 
-def reconstruct_split(loaded, split: Split, settings, device: torch.device, bar=None) -> tuple[np.ndarray, float]:
-    """Phase G inference: the stitched object of ``split`` by a loaded bundle
-    (``bundle.LoadedModel``) with the ``infer`` settings, and the seconds it took."""
-    require_channels(loaded.model, split)
-    model = loaded.model.to(device)
-    start = time.perf_counter()
-    canvas, _ = predict_and_stitch(model, split, settings.stitch_fraction, settings.phase_sync, settings.batch, device, bar)
-    return canvas, time.perf_counter() - start
-
-
-def setup_torch(threads: int, accelerator: str) -> torch.device:
-    """Deterministic settings: fixed threads, deterministic kernels, the chosen device."""
-    torch.set_num_threads(threads)
-    if accelerator == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        if not torch.cuda.is_available():
-            raise StudyError("the accelerator is cuda but this machine has no CUDA device; set it to cpu in params.yaml")
-        torch.backends.cudnn.benchmark = False
-        device = torch.device("cuda")
+def cli(args) -> None:
+    """``ptychostudy infer``: one cell's network objects, then one line."""
+    r = run(load_params(args.params, StudyParams, InferParams), args.dose, args.view, args.view_dir, args.models,
+            args.out, args.timing, progress=not args.no_progress)
+    if r["skipped"]:
+        print(f"infer dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
     else:
-        device = torch.device("cpu")
-    torch.use_deterministic_algorithms(True)
-    return device
+        print(f"infer dose {r['dose']} {r['view']}: " + ", ".join(
+            f"{name} {s:.1f} s" for name, s in r["inference_seconds"].items()) + f" for {r['patterns']} patterns -> {args.out}")
+
+
+def build_parser(prog: str = "python -m ptychostudy.infer") -> argparse.ArgumentParser:
+    p = stage.parser(prog, help="the networks of one dose × view reconstruct its test split (for Phase G and the products)",
+                     description="Load the cell's networks (the view's own, gridsize > 1 views; the baseline view's "
+                     "gridsize-1 one) safely from their bundles and reconstruct the view's test split with each, "
+                     "settings params.yaml infer.* (central fraction stitched, phase sync, batch, threads). Writes "
+                     "the stitched objects (.npz, no pickle) that Phase G scores and the product files hold, and a "
+                     "timing file.")
+    stage.add_cell(p, "folder with test.npz and view.json")
+    p.add_argument("--models", type=Path, required=True, help="artefact folder of the bundles (dose_<d>/<view>/wts.h5.zip)")
+    p.add_argument("--out", type=Path, required=True, help="the networks' objects (.npz) to write")
+    p.add_argument("--timing", type=Path, required=True, help="inference wall times (JSON) to write; kept out of DVC")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.infer") -> int:
+    return stage.main(cli, build_parser(prog), argv, timed=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

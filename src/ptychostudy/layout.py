@@ -26,6 +26,7 @@ PREPARED = Path("data/prepared")
 SIMULATED = Path("data/simulated")
 VIEWS = Path("data/views")
 MODELS = Path("data/models")
+INFERRED = Path("data/infer")  # the infer stage: each cell's network objects on the test split (one .npz)
 TRAIN_SHOWN = Path("data/train")  # Phase E: what each job's training figure shows (stage train_figure draws it)
 RECONSTRUCTED = Path("data/reconstruct")
 PRODUCTS = Path("data/products")  # ptychodus product files: one <arm>.h5 per cell and arm with an object
@@ -72,6 +73,11 @@ def bundle_path(models: str | Path, dose: int, view: str) -> Path:
 def train_shown_path(dose: int, view: str, root: str | Path = ".") -> Path:
     """Phase E: what one job's training figure shows (``train.write_shown``)."""
     return Path(root) / TRAIN_SHOWN / dose_tag(dose) / f"{view}.npz"
+
+
+def inferred_path(dose: int, view: str, root: str | Path = ".") -> Path:
+    """The infer stage's file of one cell: the networks' stitched test-split objects."""
+    return Path(root) / INFERRED / dose_tag(dose) / f"{view}.npz"
 
 
 def reconstruction_dir(dose: int, view: str, root: str | Path = ".") -> Path:

@@ -48,7 +48,7 @@ from ptychostudy import StudyError, figures, stage
 from ptychostudy.bundle import save_model
 from ptychostudy.dataset import Split
 from ptychostudy.grouping import make_groups
-from ptychostudy.infer import predict_and_stitch, setup_torch
+from ptychostudy.inference import predict_and_stitch, setup_torch
 from ptychostudy.io import derive_seed, sha256_file, write_json, write_text
 from ptychostudy.metrics import frc_curve, regions, score_arm
 from ptychostudy.npz import json_array, read_metadata, read_npz, write_npz

@@ -2,7 +2,7 @@
 
 ptychodus (the APS ptychography data pipeline) reads a reconstruction as an HDF5 "product" file. This
 stage writes one ``<arm>.h5`` per arm of the cell that has an object: the networks (their stitched
-test-split objects, inferred exactly as Phase G does: ``compare.objects``) and the iterative arms
+test-split objects: the infer stage's, the very objects Phase G scores) and the iterative arms
 (their Phase F objects); the floor has none. The layout is the one ptychodus 1.7.0 reads:
 
 * root attributes ``detector_object_distance_m``, ``photon_energy_eV``, ``probe_photon_count``,
@@ -37,14 +37,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ptychostudy import StudyError, compare, layout, stage
+from ptychostudy import StudyError, layout, stage
 from ptychostudy.arms import FLOOR, LABELS, baseline_view
+from ptychostudy.cell import load as load_cell
 from ptychostudy.io import sha256_file, write_bytes, write_json
 from ptychostudy.params import Params
 from ptychostudy.params import load as load_params
 from ptychostudy.params.base import BaseParams
-from ptychostudy.params.compare import CompareParams
-from ptychostudy.params.infer import InferParams
 from ptychostudy.params.product import ProductParams
 from ptychostudy.params.study import StudyParams
 
@@ -151,21 +150,20 @@ LOSS = {"pinn": "training loss per epoch (Poisson deviance)", "pinn_gs1": "train
         "pinn_refined": "refinement loss per step on the test patterns (Poisson deviance)"}
 
 
-def run(cfg: Params, dose, view: str, view_dir, models, reconstructions, train_reports, out_dir, *,
-        progress: bool = True) -> dict:
-    cell = compare.load(cfg, dose, view, view_dir, models, reconstructions)
+def run(cfg: Params, dose, view: str, view_dir, inferred, reconstructions, train_reports, out_dir) -> dict:
+    cell = load_cell(cfg, dose, view, view_dir, inferred, reconstructions)
     out_dir = Path(out_dir)
     record = {"dose": cell.dose, "view": cell.view, "nominal": True, "object_pixel_m": object_pixel_m(cfg)}
     if cell.summary["skipped"]:
         return _publish(out_dir, {**record, "skipped": True, "reason": cell.summary["reason"], "files": {}}, {})
     arms = [a for a in cell.arms if a != FLOOR]
-    losses = {a: cell.stored[a][1] for a in arms if a in cell.stored}  # read once, by compare.load
+    losses = {a: cell.stored[a][1] for a in arms if a in cell.stored}  # read once, by cell.load
     for arm in arms:
-        if arm in cell.networks:
+        if arm in cell.inferred:
             trained_view = view if arm == "pinn" else baseline_view(cfg)
             losses[arm] = read_loss(Path(train_reports) / f"{layout.cell_tag(cell.dose, trained_view)}.csv")
-    objects, _ = compare.objects(cfg, cell, progress=progress)
-    test = cell.splits["test"]
+    objects = cell.objects()
+    test = cell.test
     pixel = record["object_pixel_m"]
     files = {}
     for arm in arms:
@@ -196,8 +194,8 @@ def _publish(out_dir: Path, record: dict, files: dict[str, bytes]) -> dict:
 
 def cli(args) -> None:
     """``ptychostudy product``: one cell's product files, then one line naming them."""
-    record = run(load_params(args.params, StudyParams, BaseParams, ProductParams, InferParams, CompareParams), args.dose, args.view, args.view_dir, args.models, args.reconstructions,
-                 args.train_reports, args.out_dir, progress=not args.no_progress)
+    record = run(load_params(args.params, StudyParams, BaseParams, ProductParams), args.dose, args.view, args.view_dir,
+                 args.inferred, args.reconstructions, args.train_reports, args.out_dir)
     if record["skipped"]:
         print(f"product dose {record['dose']} {record['view']}: SKIPPED ({record['reason']})")
     else:
@@ -208,12 +206,12 @@ def cli(args) -> None:
 def build_parser(prog: str = "python -m ptychostudy.product") -> argparse.ArgumentParser:
     p = stage.parser(prog, help="ptychodus product files (HDF5) of every object of one dose × view",
                        description="Write one ptychodus product file (<arm>.h5, the HDF5 layout ptychodus 1.7.0 reads) "
-                       "per arm of the cell that has an object: the networks' stitched test-split objects (inferred as "
-                       "Phase G does, infer.*) and the iterative arms' Phase F objects, each with the known probe, the "
+                       "per arm of the cell that has an object: the networks' stitched test-split objects (the infer "
+                       "stage's, the ones Phase G scores) and the iterative arms' Phase F objects, each with the known probe, the "
                        "scan positions in metres, and the training loss or solver cost per epoch; plus products.json. "
                        "The physical scales are nominal (params product.*).")
     stage.add_cell(p, "folder with test.npz and view.json")
-    p.add_argument("--models", type=Path, required=True, help="artefact folder of the bundles (dose_<d>/<view>/wts.h5.zip)")
+    p.add_argument("--inferred", type=Path, required=True, help="the infer stage's file of this cell (the networks' objects)")
     p.add_argument("--reconstructions", type=Path, required=True,
                    help="Phase F folder of this dose × view (ptychi.npz, ptychi_tuned.npz, gradient.npz, pinn_refined.npz)")
     p.add_argument("--train-reports", type=Path, required=True,

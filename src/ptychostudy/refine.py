@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ptychostudy import StudyError, layout, stage
 from ptychostudy.bundle import load_bundle
 from ptychostudy.dataset import Split
-from ptychostudy.infer import predict_and_stitch, require_channels, setup_torch
+from ptychostudy.inference import predict_and_stitch, require_channels, setup_torch
 from ptychostudy.io import derive_seed, sha256_file, write_json
 from ptychostudy.metrics import regions, score_arm
 from ptychostudy.params import Params

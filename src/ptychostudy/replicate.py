@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ptychostudy import gradient_solver, layout, ptychi_solver, stage
 from ptychostudy.dataset import Split, read_dataset
-from ptychostudy.infer import predict_and_stitch, setup_torch
+from ptychostudy.inference import predict_and_stitch, setup_torch
 from ptychostudy.io import derive_seed, sha256_file, write_json
 from ptychostudy.metrics import regions, score_arm
 from ptychostudy.params import Params

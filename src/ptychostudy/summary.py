@@ -209,7 +209,7 @@ def _timing_table(cfg: Params, timing: Path) -> None:
     for dose in cfg.study.doses:
         for view in cfg.study.views:
             tag = view_tag(dose, view)
-            g = seconds(f"compare-{tag}.json", "inference_seconds") or {}
+            g = seconds(f"infer-{tag}.json", "inference_seconds") or {}
             rows.append(f"| {dose:g} | {view} | {_fmt(seconds(f'tune-{tag}.json', 'tune_seconds'), '.1f')} | "
                         + " | ".join(_fmt(seconds(f"{_phase_f_stage(arm)}-{tag}.json", "reconstruct_seconds"), ".1f")
                                      for arm in ITERATIVE_ARMS)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ptychostudy import layout, stage
 from ptychostudy.bundle import save_model, write_skip_bundle
 from ptychostudy.dataset import Split
-from ptychostudy.infer import setup_torch
+from ptychostudy.inference import setup_torch
 from ptychostudy.io import derive_seed, sha256_file, write_json, write_text
 from ptychostudy.npz import json_array, write_npz
 from ptychostudy.params import Params, as_dict

@@ -11,7 +11,7 @@ import torch
 
 from ptychostudy.architecture import Architecture
 from ptychostudy.dataset import Split
-from ptychostudy.infer import predict_and_stitch
+from ptychostudy.inference import predict_and_stitch
 from ptychostudy.io import derive_seed
 from ptychostudy.metrics import regions, score_arm
 from ptychostudy.model import ORIENTATIONS, PhysicsHead, Reconstructor, poisson_deviance
