@@ -192,12 +192,11 @@ def dense_view(simulated, tmp_path_factory):
     return root, params
 
 
-def _compare(root, params, tmp_path, iterative, models):
+def _compare(root, params, tmp_path, iterative, inferred):
     out = tmp_path / "cell"
     kept = [_previous(out / "comparison_metrics.csv"), _previous(out / "comparison.json")]
     result = cli("--no-progress", "compare", "--params", params, "--dose", 100000, "--view", "dense", "--view-dir",
-                 root / "view", "--models", models, "--reconstructions", iterative, "--out-dir", out,
-                 "--timing", tmp_path / "t.json", cwd=tmp_path)
+                 root / "view", "--inferred", inferred, "--reconstructions", iterative, "--out-dir", out, cwd=tmp_path)
     return result, kept
 
 
@@ -234,23 +233,30 @@ def test_the_tuned_arms_need_a_selection(dense_view, tmp_path):
     _assert_refused(result, "run the tune stage first", *kept)
 
 
-def test_compare_names_a_missing_network(dense_view, tmp_path):
+def test_infer_names_a_missing_network(dense_view, tmp_path):
     root, params = dense_view
-    result, kept = _compare(root, params, tmp_path, tmp_path / "reconstruct", tmp_path / "no-models")
+    kept = [_previous(tmp_path / "inferred.npz")]
+    result = cli("--no-progress", "infer", "--params", params, "--dose", 100000, "--view", "dense", "--view-dir",
+                 root / "view", "--models", tmp_path / "no-models", "--out", tmp_path / "inferred.npz",
+                 "--timing", tmp_path / "t.json", cwd=tmp_path)
     _assert_refused(result, "needed for the pinn arm", *kept)
+
+
+def test_compare_names_a_missing_inference(dense_view, tmp_path):
+    root, params = dense_view
+    result, kept = _compare(root, params, tmp_path, tmp_path / "reconstruct", tmp_path / "none.npz")
+    _assert_refused(result, "none.npz (needed for the inferred arms)", *kept)
 
 
 def test_compare_refuses_a_pickled_pty_chi_file(dense_view, tmp_path):
     root, params = dense_view
-    models = tmp_path / "models"
-    for view in ("dense", "baseline"):
-        _previous(models / "dose_100000" / view / "wts.h5.zip")
+    inferred = _previous(tmp_path / "inferred.npz")  # never read: the pickled file is refused first
     iterative = tmp_path / "reconstruct"
     for arm in ("ptychi_tuned", "gradient", "pinn_refined"):
         _previous(iterative / f"{arm}.npz")
     np.savez(iterative / "ptychi.npz", object=np.array([{"payload": 1}], dtype=object), cost=np.ones(2),
              _metadata=np.array("{}"))
-    result, kept = _compare(root, params, tmp_path, iterative, models)
+    result, kept = _compare(root, params, tmp_path, iterative, inferred)
     _assert_refused(result, "holds a pickled object", *kept)
 
 

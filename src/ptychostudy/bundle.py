@@ -44,7 +44,8 @@ FORMAT_VERSION = 1
 WEIGHTS = "weights.h5"
 DESCRIPTION = "description.json"
 MEMBERS = (DESCRIPTION, WEIGHTS)
-MAX_MEMBER_BYTES = 4 << 30
+MAX_MEMBER_BYTES = 1 << 30  # a member of a bundle (the study's weights: a few MB)
+MAX_RATIO = 100  # a compressed member may inflate at most this many times its stored size (weights: ~1.1×)
 ALLOWED_KINDS = "fiu"  # float, signed and unsigned integer weights only
 
 
@@ -83,6 +84,8 @@ def _member_name_problem(name: str) -> str | None:
 
 
 def _read_members(path: Path) -> dict[str, bytes]:
+    if path.is_dir():
+        raise BundleError(f"{path}: a folder, not a bundle (wts.h5.zip)")
     if not path.is_file():
         raise BundleError(f"{path}: no such bundle")
     try:
@@ -94,6 +97,9 @@ def _read_members(path: Path) -> dict[str, bytes]:
                     raise BundleError(f"{path}: member {info.filename!r} is {problem}; a bundle holds only {', '.join(MEMBERS)}")
                 if info.file_size > MAX_MEMBER_BYTES:
                     raise BundleError(f"{path}: member {info.filename!r} is {info.file_size} bytes, over the {MAX_MEMBER_BYTES}-byte limit")
+                if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+                    raise BundleError(f"{path}: member {info.filename!r} would inflate {info.file_size // max(info.compress_size, 1)} "
+                                      "times its stored size (a decompression bomb?); refused before reading")
             names = [info.filename for info in infos]
             if len(set(names)) != len(names):
                 raise BundleError(f"{path}: a member name appears twice")

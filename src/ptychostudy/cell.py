@@ -66,17 +66,17 @@ def load(cfg: Params, dose, view: str, view_dir, inferred, reconstructions) -> C
         raise StudyError("missing input: " + "; ".join(missing) + "; run the earlier stages first")
     test = Split.from_arrays(read_dataset(paths["data"], require_groups=definition.gridsize > 1), 1)
     truth = test.truth
-    networks = {}
-    if "inferred" in paths:
-        networks, _ = read_inferred(paths["inferred"], dose, view)
-        for name in (n for n in names if n in NETWORK_ARMS):
-            if name not in networks or networks[name].shape != truth.shape:
-                raise StudyError(f"{paths['inferred']}: holds no {truth.shape[0]}×{truth.shape[1]} object of the {name} arm")
     stored = {}
     for name in stored_arms:
         obj, loss, meta = read_reconstruction(paths[name])
         if meta.get("skipped") or obj.shape != truth.shape:
             raise StudyError(f"{paths[name]}: holds no {truth.shape[0]}×{truth.shape[1]} object for dose {dose}, view {view}")
         stored[name] = (obj, loss, meta)
+    networks = {}
+    if "inferred" in paths:
+        networks, _ = read_inferred(paths["inferred"], dose, view)
+        for name in (n for n in names if n in NETWORK_ARMS):
+            if name not in networks or networks[name].shape != truth.shape:
+                raise StudyError(f"{paths['inferred']}: holds no {truth.shape[0]}×{truth.shape[1]} object of the {name} arm")
     return Cell(dose, view, summary, names, paths, test,
                 {name: networks[name] for name in names if name in NETWORK_ARMS}, stored)

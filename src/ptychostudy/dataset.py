@@ -132,7 +132,20 @@ def validate_arrays(arrays: Mapping[str, np.ndarray], where: str, *, require_gro
             raise DataContractError(f"{where}: {key} contains NaN or Inf")
     if np.any(arrays["diffraction"] < 0):
         raise DataContractError(f"{where}: diffraction holds negative amplitudes")
-    metadata(arrays, where)
+    if not np.any(arrays["diffraction"]):
+        raise DataContractError(f"{where}: every diffraction pattern is zero (no photon was counted)")
+    height, width = arrays["objectGuess"].shape
+    if height < size or width < size:
+        raise DataContractError(f"{where}: objectGuess is {height}×{width}, smaller than one {size}×{size} patch")
+    for key, extent in (("ycoords", height), ("xcoords", width)):
+        outside = (arrays[key] < 0) | (arrays[key] > extent - 1)
+        if outside.any():
+            raise DataContractError(f"{where}: {int(outside.sum())} positions lie outside the object ({key} "
+                                    f"{arrays[key][outside][0]:g}; the object spans 0…{extent - 1} px)")
+    meta = metadata(arrays, where)
+    if meta.get("contract_version") != CONTRACT_VERSION:
+        raise DataContractError(f"{where}: _metadata lacks contract_version {CONTRACT_VERSION} (a data file records the "
+                                "contract it follows and how it was made)")
     if "groups" in arrays:
         groups = arrays["groups"]
         if groups.dtype != np.int64 or groups.ndim != 2 or groups.shape[0] == 0:

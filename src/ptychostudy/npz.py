@@ -66,28 +66,71 @@ def json_array(obj) -> np.ndarray:
     return np.array(json.dumps(obj, sort_keys=True, allow_nan=False))
 
 
+MAX_MEMBER_BYTES = 16 << 30  # an array of an .npz the study reads: far above any study file (full profile: 0.7 GiB)
+MAX_RATIO = 1000  # a compressed member may inflate at most this many times its stored size (a bomb's is ~1000×+)
+
+
+def _sniff(path: Path) -> str:
+    """What a file that is no zip archive looks like, in a few words."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"\x93NUMPY"):
+        return "a single .npy array, not an .npz archive (np.savez writes one)"
+    if head.startswith(b"BZh"):
+        return "bz2-compressed, not an .npz archive (decompress it first)"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip-compressed, not an .npz archive"
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file, not an .npz archive"
+    if head.startswith(b"PK"):
+        return "a truncated or corrupt zip archive"
+    return "not a zip archive (text, or another format)"
+
+
+def _check_members(zf: zipfile.ZipFile, path: Path, what: str, error: type[StudyError]) -> None:
+    """Refuse, before anything is inflated, a member too large, inflating too far, or whose .npy header
+    describes more bytes than the member holds."""
+    for info in zf.infolist():
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise error(f"{path}: member {info.filename[:80]!r} would inflate to {info.file_size} bytes, over the "
+                        f"{MAX_MEMBER_BYTES}-byte limit of a {what} file")
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise error(f"{path}: member {info.filename[:80]!r} would inflate {info.file_size // max(info.compress_size, 1)} "
+                        f"times (a decompression bomb?); refused")
+        with zf.open(info) as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(fh)
+            if dtype.hasobject:
+                raise error(f"{path}: key {info.filename[:-4]!r} holds a pickled object; a {what} file holds plain arrays only")
+            claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if fh.tell() + claimed != info.file_size:
+                raise error(f"{path}: member {info.filename[:80]!r} describes {claimed} bytes of data but holds "
+                            f"{info.file_size - fh.tell()} (truncated or forged)")
+
+
 def read_npz(path: str | os.PathLike, what: str, error: type[StudyError] = StudyError, hint: str = "") -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file, read into memory without unpickling.
 
-    Any problem is ``error`` naming the file and ``what`` it should be: missing (then ``hint``
-    says how to make it), not a zip, truncated, or holding a pickled object array.
+    Any problem is ``error`` naming the file and ``what`` it should be: missing (then ``hint`` says how to
+    make it), a folder, no zip archive (saying what it looks like), a member too large, a decompression
+    bomb, a header that claims more than the member holds (all refused before anything is inflated),
+    truncated, or holding a pickled object array.
     """
     path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: a folder, not a {what} file")
     if not path.is_file():
         raise error(f"{path}: no such file (a {what} file is expected here)" + (f"; {hint}" if hint else ""))
+    if not zipfile.is_zipfile(path):
+        raise error(f"{path}: not a readable .npz file: {_sniff(path)} (a {what} file was expected)")
     try:
+        with zipfile.ZipFile(path) as zf:
+            _check_members(zf, path, what, error)
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {}
-            for key in npz.files:
-                try:
-                    arrays[key] = npz[key]
-                except ValueError as exc:
-                    raise error(
-                        f"{path}: key {key!r} holds a pickled object ({exc}); a {what} file holds plain arrays only"
-                    ) from None
-            return arrays
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise error(f"{path}: not a readable .npz file (a {what} file was expected: {exc})") from None
+            return {key: npz[key] for key in npz.files}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, MemoryError, NotImplementedError) as exc:
+        raise error(f"{path}: not a readable .npz file (a {what} file was expected: {str(exc)[:200]})") from None
 
 
 def read_metadata(arrays: Mapping[str, np.ndarray], where: str, error: type[StudyError] = StudyError) -> dict:

@@ -175,8 +175,8 @@ def read_selection(path, dose: int, view: str, solver: str) -> dict:
 
 def settings_of(cfg: Params, arm: str, dose: int, view: str, tuning) -> tuple[PtychiSetting, int, dict]:
     """(setting, epochs, how it was chosen) of a pty-chi arm in one cell."""
-    r = cfg.reconstruct
     if arm == "ptychi":
+        r = cfg.reconstruct
         setting = PtychiSetting(noise_model=r.noise_model, tv_weight=0.0, momentum=r.momentum)
         return setting, r.epochs[view], {"chosen_by": "params.yaml reconstruct.* (the original study's configuration)"}
     if tuning is None:
