@@ -1,4 +1,4 @@
-"""The measured Siemens star (measured.py): the real file read and checked, its geometry, and the stages on it."""
+"""The measured Siemens star (measured.py and the stages measured_ptychi, measured_pinn, measured_compare): the real file read and checked, its geometry, and the stages on it."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from ptychostudy import StudyError, layout, physics
 from ptychostudy.bundle import load_bundle
 from ptychostudy.config import config_from_dict
 from ptychostudy.io import write_json
-from ptychostudy.measured import (HALVES, PAIRS, MeasuredDataError, crop_far_field, load, read_pinn, read_result,
-                                  resample_probe, run_compare, run_pinn, run_ptychi, table)
+from ptychostudy.measured import (HALVES, MeasuredDataError, crop_far_field, load, read_pinn, read_result,
+                                  resample_probe)
+from ptychostudy.measured_compare import PAIRS, run_compare, table
+from ptychostudy.measured_pinn import run_pinn
+from ptychostudy.measured_ptychi import run_ptychi
 from ptychostudy.model import poisson_deviance
 
 DATA = ROOT / layout.MEASURED_DATA
