@@ -14,7 +14,15 @@ import hashlib
 import pytest
 import yaml
 
-from conftest import ROOT, tiny_params, write_params
+from conftest import ROOT, tiny_params as unit_params, write_params
+
+
+def tiny_params() -> dict:
+    """The tests' tiny profile at one dose (the unit tests' second dose adds 40 stage processes to every
+    full run here and proves nothing more about the pipeline: the doses are one matrix axis)."""
+    params = unit_params()
+    params["study"]["doses"] = [100000]
+    return params
 
 
 def _env(tmp: Path) -> dict:
@@ -61,12 +69,17 @@ def repo(tmp_path_factory):
 def test_repro_runs_every_stage_and_leaves_status_clean(repo):
     work, env = repo
     result = dvc("repro", cwd=work, env=env)
-    for stage in ("base", "simulate@1000", "simulate@100000", "views@1000-dense", "views@100000-sparse", "summarize"):
+    for stage in ("base", "simulate@100000", "views@100000-dense", "views@100000-sparse", "train_figure@100000-dense",
+                  "tune_figure@100000-sparse", "infer@100000-dense", "summarize"):
         assert f"Running stage '{stage}'" in result.stdout
     for path in (
-        "data/simulated/dose_1000/patched_train.npz",
+        "data/simulated/dose_100000/patched_train.npz",
         "data/simulated/dose_100000/patched_test.npz",
-        "data/views/dose_1000/dense/train.npz",
+        "data/views/dose_100000/dense/train.npz",
+        "data/train/dose_100000/dense.npz",
+        "reports/train/dose_100000-dense.png",
+        "reports/tuning/dose_100000-dense.png",
+        "data/infer/dose_100000/dense.npz",
         "data/views/dose_100000/baseline/test.npz",
         "reports/metrics.json",
         "reports/skip_summary.json",
@@ -76,9 +89,9 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
     assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
     metrics = json.loads((work / "reports/metrics.json").read_text())
     shown = dvc("metrics", "show", cwd=work, env=env).stdout
-    assert "dose_100000.dense.pinn.phase_r" in shown and "dose_1000.baseline.train.final_loss" in shown
+    assert "dose_100000.dense.pinn.phase_r" in shown and "dose_100000.baseline.train.final_loss" in shown
     # Phases F and G: every cell of every view with its arms, and the study's tables and plots
-    for dose in (1000, 100000):
+    for dose in (100000,):
         for view in ("baseline", "dense", "sparse"):
             for arm in ("ptychi", "ptychi_tuned", "gradient", "pinn_refined"):
                 assert (work / f"data/reconstruct/dose_{dose}/{view}/{arm}.npz").is_file()
@@ -94,7 +107,7 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
     from ptychostudy.npz import read_npz
     from ptychostudy.product import read_product
 
-    for dose in (1000, 100000):
+    for dose in (100000,):
         index = json.loads((work / f"data/products/dose_{dose}/dense/products.json").read_text())
         assert set(index["files"]) == {f"{a}.h5" for a in ("pinn", "pinn_refined", "pinn_gs1", "ptychi", "ptychi_tuned",
                                                            "gradient")}
@@ -125,7 +138,7 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
     assert set(replicated["arms"]) == {"pinn", "ptychi", "ptychi_tuned", "gradient"}
     for arm in replicated["arms"]:
         assert metrics["dose_100000"]["dense"][arm]["phase_r_seeds"] == 2
-    assert not (work / "reports/replicate/dose_1000-dense.json").exists()
+    assert not (work / "reports/replicate/dose_100000-sparse.json").exists()  # replicate.views: dense only
     summary = (work / "reports/summary.md").read_text()
     assert "## Phase G" in summary and "## Conclusion" in summary and "figures/metrics_vs_dose.png" in summary
     assert "| floor |" in summary and "skill" in summary  # every headline measure beside its floor
@@ -139,7 +152,7 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
     html = dvc("plots", "show", "-o", str(work.parent / "plots-html"), cwd=work, env=env)
     assert html.returncode == 0 and (work.parent / "plots-html" / "index.html").is_file()
     lock = (work / "dvc.lock").read_text()
-    assert "data/simulated/dose_1000/patched_train.npz" in lock and "md5:" in lock
+    assert "data/simulated/dose_100000/patched_train.npz" in lock and "md5:" in lock
     # the measured Siemens star: pty-chi per half, the network, the agreement report, all in dvc.lock
     for path in ("data/measured/ptychi_A.npz", "data/measured/ptychi_B.npz", "data/measured/pinn.h5.zip",
                  "data/measured/pinn.npz", "reports/measured/measured.json", "reports/measured/measured.png"):
@@ -158,14 +171,14 @@ def test_every_bundle_is_locked_and_listed_with_its_sha256(repo):
     work, env = repo
     outs = _lock_outs(work)
     bundles = {p: md5 for p, md5 in outs.items() if p.endswith("wts.h5.zip")}
-    expected = {f"data/models/dose_{d}/{v}/wts.h5.zip" for d in (1000, 100000) for v in ("baseline", "dense", "sparse")}
+    expected = {f"data/models/dose_100000/{v}/wts.h5.zip" for v in ("baseline", "dense", "sparse")}
     assert set(bundles) == expected
     for path, md5 in bundles.items():
         assert hashlib.md5((work / path).read_bytes()).hexdigest() == md5
     manifest = json.loads((work / "reports/training_manifest.json").read_text())
     listed = {f"{manifest['artifact_dir']}/{job['bundle']}": job["sha256"] for job in manifest["jobs"]}
     skipped = {(s["dose"], s["view"]) for s in manifest["skipped"]}
-    assert len(listed) + len(skipped) == 6
+    assert len(listed) + len(skipped) == 3
     for path, sha in listed.items():
         assert len(sha) == 64 and sha == hashlib.sha256((work / path).read_bytes()).hexdigest()
     assert "train" in json.loads((work / "reports/metrics.json").read_text())["dose_100000"]["dense"]
@@ -179,10 +192,11 @@ def test_forced_repro_leaves_dvc_lock_and_every_bundle_byte_identical(repo):
     before = (work / "dvc.lock").read_bytes()
     bundles = {p: p.read_bytes() for p in (work / "data/models").rglob("wts.h5.zip")}
     bundles[work / "data/measured/pinn.h5.zip"] = (work / "data/measured/pinn.h5.zip").read_bytes()
-    stages = ["base", "simulate@1000", "views@1000-dense", "train@100000-dense", "tune@100000-dense",
-              "reconstruct@100000-dense", "reconstruct_tuned@100000-dense", "gradient@100000-dense",
-              "refine@100000-dense", "replicate@100000-dense", "compare@100000-dense", "summarize",
-              "measured_ptychi@A", "measured_pinn", "measured_compare"]
+    stages = ["base", "simulate@100000", "views@100000-dense", "train@100000-dense", "train_figure@100000-dense",
+              "tune@100000-dense", "tune_figure@100000-dense", "reconstruct@100000-dense",
+              "reconstruct_tuned@100000-dense", "gradient@100000-dense", "refine@100000-dense",
+              "replicate@100000-dense", "infer@100000-dense", "compare@100000-dense", "product@100000-dense",
+              "summarize", "measured_ptychi@A", "measured_pinn", "measured_compare"]
     result = dvc("repro", "-f", "-s", "--no-run-cache", *stages, cwd=work, env=env)
     ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == set(stages), ran
@@ -239,15 +253,15 @@ def test_scaleout_from_scratch_killed_and_resumed_writes_the_serial_dvc_lock(rep
 def test_scaleout_a_failing_cell_lets_the_others_finish_and_is_reported_with_its_log(repo, tmp_path):
     work, env = repo
     serial = (work / "dvc.lock").read_bytes()
-    failing, other = ("train@1000-sparse", "--dose 1000 --view sparse"), "train@100000-dense"
-    for cell in ("1000/sparse", "100000/dense"):
+    failing, other = ("train@100000-sparse", "--dose 100000 --view sparse"), "train@100000-dense"
+    for cell in ("100000/sparse", "100000/dense"):
         (work / f"data/models/dose_{cell}/wts.h5.zip").unlink()  # both stale now
     shim = tmp_path / "shim"
     shim.mkdir()
-    real = Path(sys.executable).parent / "ptychostudy"
-    (shim / "ptychostudy").write_text(f'#!/bin/sh\ncase "$*" in *"train {failing[1]} "*) '
-                                      f'echo "injected failure" >&2; exit 3;; esac\nexec {real} "$@"\n')
-    (shim / "ptychostudy").chmod(0o755)
+    # a `python` that fails the one training job (stage commands run `python -m ptychostudy.<module>`)
+    (shim / "python").write_text(f'#!/bin/sh\ncase "$*" in *"ptychostudy.train {failing[1]} "*) '
+                                 f'echo "injected failure" >&2; exit 3;; esac\nexec {sys.executable} "$@"\n')
+    (shim / "python").chmod(0o755)
     failing_env = {**env, "PATH": f"{shim}{os.pathsep}{env['PATH']}"}
     result = _run(_scaleout("--jobs", "2"), work, failing_env, check=False)
     assert result.returncode == 1, result.stdout + result.stderr
@@ -297,18 +311,18 @@ def test_what_each_params_section_touches(repo):
     work, env = repo
     _run(["git", "add", "-A"], work, env)
     _run(["git", "commit", "-qm", "results", "--allow-empty"], work, env)
-    cells = {f"{d}-{v}" for d in (1000, 100000) for v in ("baseline", "dense", "sparse")}
+    cells = {f"100000-{v}" for v in ("baseline", "dense", "sparse")}
     spread = {"replicate@100000-dense"}  # the replicated cell reruns whatever arm a key reaches
     for section, key, value, stages in (
         ("train", "learning_rate", 0.0015, {f"train@{c}" for c in cells} | spread | {"measured_pinn"}),
-        ("infer", "stitch_fraction", 0.4,
-         {f"{s}@{c}" for c in cells for s in ("compare", "product", "refine")} | spread | {"measured_pinn"}),
+        ("infer", "stitch_fraction", 0.4,  # the infer stage; the comparison and products read its objects
+         {f"{s}@{c}" for c in cells for s in ("infer", "refine")} | spread | {"measured_pinn"}),
         ("reconstruct", "momentum", 0.3, {f"reconstruct@{c}" for c in cells} | spread),
         ("gradient", "learning_rate", 0.04, {f"{s}@{c}" for c in cells for s in ("tune", "gradient")} | spread),
         ("gradient", "threads", 2, {f"gradient@{c}" for c in cells} | spread),  # the tune stage runs on tune.threads
         ("tune", "threads", 2, {f"tune@{c}" for c in cells}),
         ("refine", "learning_rate", 0.002, {f"refine@{c}" for c in cells}),
-        ("refine", "steps", {"baseline": 4, "dense": 3, "sparse": 4}, {f"refine@{d}-dense" for d in (1000, 100000)}),
+        ("refine", "steps", {"baseline": 4, "dense": 3, "sparse": 4}, {"refine@100000-dense"}),
         ("compare", "frc_taper", 0.2, {f"{s}@{c}" for c in cells for s in ("compare", "refine")} | spread
          | {"measured_compare"}),
         ("replicate", "seeds", 2, spread | {"summarize"}),
@@ -330,34 +344,39 @@ def test_what_each_params_section_touches(repo):
 
 
 def test_an_experiment_reruns_only_the_stages_its_params_reach(repo):
-    """`dvc exp run -S` on one view's epochs: that view's training jobs, the comparisons and product
-    files that read their bundles and the summary run; nothing else (not the other views' networks or comparisons,
-    not pty-chi). What the other sections reach is checked above with `dvc status`."""
+    """`dvc exp run -S` on one view's epochs: that view's training jobs, what reads their bundles (refinement,
+    inference, and from its objects the comparisons and product files) and the summary run; nothing else (not the
+    other views' networks or comparisons, not pty-chi). What the other sections reach is checked above with
+    `dvc status`. A bundle records only the params its stage declares: in the experiment's workspace a forced
+    rerun of another view's training leaves dvc.lock byte-identical."""
     work, env = repo
     _run(["git", "add", "-A"], work, env)
     _run(["git", "commit", "-qm", "results", "--allow-empty"], work, env)
     try:
         result = dvc("exp", "run", "-S", "train.epochs.dense=1", cwd=work, env=env)
         ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+        lock = (work / "dvc.lock").read_bytes()
+        forced = dvc("repro", "-f", "-s", "--no-run-cache", "train@100000-sparse", cwd=work, env=env)
+        assert "Running stage 'train@100000-sparse'" in forced.stdout
+        assert (work / "dvc.lock").read_bytes() == lock
     finally:
         _run(["git", "checkout", "--", "."], work, env)  # the experiment is kept by `dvc exp`, not in the workspace
         dvc("checkout", cwd=work, env=env)
-    assert ran == {"train@1000-dense", "train@100000-dense", "refine@1000-dense", "refine@100000-dense",
-                   "compare@1000-dense", "compare@100000-dense", "product@1000-dense", "product@100000-dense",
-                   "replicate@100000-dense", "summarize"}, ran
+    assert ran == {"train@100000-dense", "train_figure@100000-dense", "refine@100000-dense", "infer@100000-dense",
+                   "compare@100000-dense", "product@100000-dense", "replicate@100000-dense", "summarize"}, ran
     assert _status_stages(work, env) == set()
 
 
 def test_bad_params_fail_the_repro_and_keep_previous_outputs(repo):
     work, env = repo
-    target = work / "data/simulated/dose_1000/patched_train.npz"
+    target = work / "data/simulated/dose_100000/patched_train.npz"
     before = target.read_bytes()
     params = tiny_params()
     params["simulate"]["seed"] = 7
     params["simulate"]["sede"] = 7
     write_params(work / "params.yaml", params)
     try:
-        result = dvc("repro", "simulate@1000", cwd=work, env=env, check=False)
+        result = dvc("repro", "simulate@100000", cwd=work, env=env, check=False)
         assert result.returncode != 0
         assert "unknown key simulate.sede" in result.stderr + result.stdout
     finally:
@@ -378,9 +397,9 @@ def test_verify_agrees_and_detects_one_flipped_byte_in_any_bundle(repo):
     work, env = repo
     ok = _verify(work, env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "6 bundles, 0 problems" in ok.stdout
+    assert "3 bundles, 0 problems" in ok.stdout
     bundles = sorted((work / "data/models").rglob("wts.h5.zip"))
-    assert len(bundles) == 6
+    assert len(bundles) == 3
     for bundle in bundles:
         original = bundle.read_bytes()
         flipped = bytearray(original)
@@ -439,7 +458,7 @@ def test_push_then_pull_on_a_fresh_clone_restores_every_artefact(repo, tmp_path)
     dvc("artifacts", "get", str(work), "pinn-100000-dense", "-o", str(got), cwd=tmp_path, env=clone_env)
     assert got.read_bytes() == (work / "data/models/dose_100000/dense/wts.h5.zip").read_bytes()
     ok = _verify(clone, clone_env)
-    assert ok.returncode == 0 and "6 bundles, 0 problems" in ok.stdout, ok.stdout
+    assert ok.returncode == 0 and "3 bundles, 0 problems" in ok.stdout, ok.stdout
 
 
 def _training_processes(parent: int, marker: str) -> list[int]:
@@ -478,7 +497,7 @@ def test_a_training_killed_halfway_leaves_nothing_that_looks_finished(repo):
     long["train"]["epochs"]["dense"] = 400  # minutes of training: it is killed long before the end
     write_params(work / "params.yaml", long)
     outputs = [work / p for p in ("data/models/dose_100000/dense/wts.h5.zip", "reports/train/dose_100000-dense.json",
-                                  "reports/train/dose_100000-dense.csv", "reports/train/dose_100000-dense.png")]
+                                  "reports/train/dose_100000-dense.csv", "data/train/dose_100000/dense.npz")]
     try:
         proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-s", stage], cwd=work, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
