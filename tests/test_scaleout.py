@@ -76,6 +76,75 @@ def test_ptychostudy_run_is_the_driver_with_its_own_help_and_errors(tmp_path):
     assert "run" in listed.split("COMMAND")[1] and "several at a time" in listed
 
 
+def _driver(*args, cwd):
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "DVC_NO_ANALYTICS": "1"}
+    return subprocess.run([sys.executable, "-m", "ptychostudy", "run", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env)
+
+
+def _one_sentence(result, *words):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert all(word in result.stderr for word in words), result.stderr
+
+
+def test_a_mistyped_stage_is_one_sentence_naming_the_stages():
+    _one_sentence(_driver("tranin", cwd=ROOT), "'tranin' is no stage", "train, train_figure")
+    _one_sentence(_driver("train@7", "--dry", cwd=ROOT), "'train@7' is no stage")
+
+
+def _tiny_repo(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "dvc.yaml").write_text("stages:\n  hello:\n    cmd: echo hello > out.txt\n    outs:\n      - out.txt\n")
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True,
+                   env={**__import__("os").environ, "DVC_NO_ANALYTICS": "1"})
+    return tmp_path
+
+
+def test_a_second_run_in_one_workspace_is_refused_naming_the_first(tmp_path):
+    import fcntl
+    import os
+
+    work = _tiny_repo(tmp_path)
+    lock = work / ".dvc" / "tmp" / "ptychostudy-run.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as fh:  # this process plays the first run
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fh.write(str(os.getpid()))
+        fh.flush()
+        _one_sentence(_driver("--jobs", "1", cwd=work), f"another `ptychostudy run` (process {os.getpid()})")
+    assert not (work / "out.txt").exists()  # nothing ran
+
+
+def test_a_held_dvc_lock_is_one_sentence(tmp_path):
+    from dvc.repo import Repo
+
+    work = _tiny_repo(tmp_path)
+    repo = Repo(str(work))
+    with repo.lock:  # as during a `dvc repro` in this workspace
+        _one_sentence(_driver("--dry", cwd=work), "DVC's lock on this workspace is held")
+        _one_sentence(_driver("--jobs", "1", cwd=work), "DVC's lock on this workspace is held")
+    assert not (work / "out.txt").exists()
+
+
+def test_dry_lists_only_what_would_run(tmp_path):
+    import subprocess
+    import sys
+
+    work = _tiny_repo(tmp_path)
+    before = _driver("--dry", cwd=work)
+    assert before.returncode == 0 and "1 of 1 stages would run" in before.stdout and "hello" in before.stdout
+    subprocess.run([sys.executable, "-m", "dvc", "repro", "-q"], cwd=work, check=True, capture_output=True,
+                   env={**__import__("os").environ, "DVC_NO_ANALYTICS": "1"})
+    after = _driver("--dry", cwd=work)
+    assert after.returncode == 0 and "0 of 1 stages would run" in after.stdout and "hello  threads" not in after.stdout
+
+
 def test_the_readme_shows_the_shipped_cluster_config():
     readme = (ROOT / "README.md").read_text()
     shipped = (ROOT / "profiles/scaleout-slurm.yaml").read_text()

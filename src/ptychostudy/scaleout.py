@@ -196,9 +196,14 @@ def plan(root: Path, targets: list[str], single_item: bool = False):
     from dvc.repo import Repo
     from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
 
+    from dvc.exceptions import DvcException
+
     repo = Repo(str(root))
-    graph = get_active_graph(repo.index.graph)
-    chosen = collect_stages(repo, targets or ["dvc.yaml"])
+    try:
+        graph = get_active_graph(repo.index.graph)
+        chosen = [s for target in (targets or ["dvc.yaml"]) for s in _collect(repo, target, collect_stages)]
+    except DvcException as exc:
+        raise StudyError(f"dvc.yaml cannot be read as a pipeline ({_one_line(exc)})") from None
     order = plan_repro(graph, chosen)
     if single_item:
         chosen_set = set(chosen)
@@ -209,6 +214,53 @@ def plan(root: Path, targets: list[str], single_item: bool = False):
     jobs = [Job(s, names[s], stage_threads(s, params or {}), {names[u] for u in graph.successors(s) if u in names})
             for s in order]
     return repo, jobs
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _collect(repo, target: str, collect_stages) -> list:
+    """The stages of one target (a stage name, a foreach/matrix group, dvc.yaml), or one sentence naming it."""
+    from dvc.exceptions import DvcException
+
+    try:
+        return collect_stages(repo, [target])
+    except DvcException as exc:
+        names = sorted({s.addressing.split("@")[0] for s in repo.index.stages})
+        raise StudyError(f"{target!r} is no stage or output of dvc.yaml ({_one_line(exc, 120)}); the stages are "
+                         f"{', '.join(names)} (with @<item> for one item)") from None
+
+
+class _WorkspaceLock:
+    """One `ptychostudy run` per workspace: a second is refused with a sentence naming the first's process."""
+
+    def __init__(self, root: Path):
+        self.path = root / ".dvc" / "tmp" / "ptychostudy-run.lock"
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "unknown"
+            self.fh.close()
+            raise StudyError(f"another `ptychostudy run` (process {holder}) is working in this workspace; wait for it "
+                             "to finish or stop it, then run again") from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()  # closing releases the lock; the file stays (it names no one once unlocked)
+        return False
 
 
 # --- Parsl ------------------------------------------------------------------------------------------
@@ -324,14 +376,38 @@ def run(root: Path, cfg: ScaleoutConfig, targets: list[str] | None = None, *, fo
     root = root.resolve()
     if not (root / "dvc.yaml").is_file():
         raise StudyError(f"{root}: no dvc.yaml here; run from the project's root")
+    from dvc.lock import LockError
+
+    try:
+        if dry:
+            return _dry(root, targets, single_item, force)
+        with _WorkspaceLock(root):
+            return _run(root, cfg, targets, force=force, single_item=single_item, passive=passive)
+    except LockError:
+        raise StudyError("DVC's lock on this workspace is held: a `dvc repro` or another DVC command is running "
+                         "here; wait for it to finish, then run again") from None
+
+
+def _dry(root: Path, targets, single_item: bool, force: bool) -> int:
+    """``--dry``: the stages that would run now (DVC calls them changed, or -f), then how many wait on them."""
+    repo, jobs = plan(root, targets or [], single_item)
+    stale = [j for j in jobs if force or _changed(repo, j)]
+    names = {j.name for j in stale}
+    after = [j for j in jobs if j.name not in names and j.upstream & names]
+    for j in stale:
+        upstream = sorted(j.upstream & names)
+        shown = ", ".join(upstream[:4]) + (f" and {len(upstream) - 4} more" if len(upstream) > 4 else "")
+        _say(f"{j.name}  threads {j.threads}  after {shown or '-'}")
+    _say(f"ptychostudy run --dry: {len(stale)} of {len(jobs)} stages would run; {len(after)} more read their outputs "
+         "and run only if those change")
+    return 0
+
+
+def _run(root: Path, cfg: ScaleoutConfig, targets, *, force: bool, single_item: bool, passive: bool) -> int:
     repo, jobs = plan(root, targets or [], single_item)
     by_name = {j.name: j for j in jobs}
     budget = cfg.core_budget()
     slots = cfg.jobs or budget
-    if dry:
-        for j in jobs:
-            _say(f"{j.name}  threads {j.threads}  after {', '.join(sorted(j.upstream)) or '-'}")
-        return 0
     import parsl
 
     run_dir = root / LOG_DIR

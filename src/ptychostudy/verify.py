@@ -20,33 +20,53 @@ from ptychostudy.layout import BUNDLE as BUNDLE_NAME
 from ptychostudy.layout import bundle_path
 
 
-def _locked_bundles(lock_path: Path) -> dict[str, dict]:
-    if not lock_path.is_file():
-        raise StudyError(f"{lock_path}: no such file; run `dvc repro` first")
+def _no_file(path: Path, what: str) -> StudyError:
+    """A missing file, with the likelier cause when this is not the project's root."""
+    if not Path("dvc.yaml").is_file():
+        return StudyError(f"{path}: no such file, and no dvc.yaml here: run `ptychostudy verify` in the project's root "
+                          "(the folder with dvc.yaml), or give --lock, --manifest and --models")
+    return StudyError(f"{path}: no such file; {what}")
+
+
+def _text(path: Path, what: str) -> str:
     try:
-        lock = yaml.safe_load(lock_path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise StudyError(f"{path}: not UTF-8 text (a {what} was expected)") from None
+    except IsADirectoryError:
+        raise StudyError(f"{path}: a folder, not a {what}") from None
+
+
+def _locked_bundles(lock_path: Path) -> dict[str, dict]:
+    if not lock_path.exists():
+        raise _no_file(lock_path, "run `dvc repro` first")
+    try:
+        lock = yaml.safe_load(_text(lock_path, "dvc.lock"))
         stages = lock["stages"]
-        return {
-            out["path"]: out
-            for stage in stages.values()
-            for out in stage.get("outs", [])
-            if str(out["path"]).endswith(BUNDLE_NAME)
-        }
+        locked = {out["path"]: out for stage in stages.values() for out in stage.get("outs", [])
+                  if str(out["path"]).endswith(BUNDLE_NAME)}
     except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
-        raise StudyError(f"{lock_path}: not a readable dvc.lock ({exc})") from None
+        raise StudyError(f"{lock_path}: not a readable dvc.lock ({str(exc)[:200]})".replace("\n", " ")) from None
+    for path, out in locked.items():
+        if not isinstance(out.get("md5"), str):
+            raise StudyError(f"{lock_path}: the entry of {path} has no md5 (a dvc.lock written by DVC always has one)")
+    return locked
 
 
 def _listed_bundles(manifest_path: Path) -> tuple[dict[str, dict], set[str]]:
     """(path -> job) for trained jobs, and the paths of skipped jobs' bundles."""
-    if not manifest_path.is_file():
-        raise StudyError(f"{manifest_path}: no such file; run `dvc repro` (the summarize stage) first")
+    if not manifest_path.exists():
+        raise _no_file(manifest_path, "run `dvc repro` (the summarize stage) first, or `dvc pull`")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = json.loads(_text(manifest_path, "training manifest"))
         root = manifest["artifact_dir"]
         jobs = {f"{root}/{job['bundle']}": job for job in manifest["jobs"]}
         skipped = {bundle_path(root, s["dose"], s["view"]).as_posix() for s in manifest["skipped"]}
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise StudyError(f"{manifest_path}: not a readable training manifest ({exc})") from None
+        raise StudyError(f"{manifest_path}: not a readable training manifest ({str(exc)[:200]})") from None
+    for path, job in jobs.items():
+        if not isinstance(job.get("sha256"), str) or not isinstance(job.get("bytes"), int):
+            raise StudyError(f"{manifest_path}: the job of {path} lacks its sha256 or bytes (the summarize stage writes both)")
     return jobs, skipped
 
 
@@ -87,6 +107,9 @@ def cli(args) -> None:
     for line in problems:
         print(line)
     print(f"verify: {checked} bundles, {len(problems)} problem{'s' if len(problems) != 1 else ''}")
+    if any(line.startswith("missing:") for line in problems):
+        print("verify: the bundles are DVC outputs, not in git: `dvc pull` fetches them from the project's DVC remote "
+              "(`dvc remote list`), `dvc repro` or `ptychostudy run` makes them")
     if problems:
         raise CheckFailed
 
