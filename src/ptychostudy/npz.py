@@ -67,7 +67,7 @@ def json_array(obj) -> np.ndarray:
 
 
 MAX_MEMBER_BYTES = 16 << 30  # an array of an .npz the study reads: far above any study file (full profile: 0.7 GiB)
-MAX_RATIO = 1000  # a compressed member may inflate at most this many times its stored size (a bomb's is ~1000×+)
+MAX_RATIO = 200  # a compressed member may inflate at most this many times its stored size (data: < 10×; a bomb ~1000×)
 
 
 def _sniff(path: Path) -> str:

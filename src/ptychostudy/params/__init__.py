@@ -28,7 +28,8 @@ import yaml
 
 from ptychostudy import StudyError
 
-MAX_MESSAGE = 300  # characters of a value quoted in an error sentence
+MAX_QUOTED = 60  # characters of a value quoted in an error sentence (a sentence stays under 300)
+MAX_LISTED = 100  # characters of a list of allowed keys in an error sentence
 
 
 class ParamsError(StudyError):
@@ -45,7 +46,13 @@ def key(doc: str, *, min=None, max=None, gt=None, choices=None, kind: str | None
 
 def quote(value: Any) -> str:
     text = repr(value)
-    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "…"
+    return text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "…"
+
+
+def listing(names) -> str:
+    """Allowed names, cut to a readable length."""
+    text = ", ".join(map(str, names))
+    return text if len(text) <= MAX_LISTED else text[:MAX_LISTED].rsplit(", ", 1)[0] + ", …"
 
 
 class _Loader(yaml.SafeLoader):
@@ -78,7 +85,7 @@ def read(path: str | Path) -> dict:
     except UnicodeDecodeError:
         raise ParamsError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path} is not valid YAML: {str(exc)[:MAX_MESSAGE]}".replace("\n", " ")) from None
+        raise ParamsError(f"{path} is not valid YAML: {' '.join(str(exc).split())[:150]}") from None
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from None
     if raw is None:
@@ -92,10 +99,10 @@ def check_keys(raw: Any, allowed: list[str], where: str) -> None:
     """``raw`` is a mapping with exactly the keys ``allowed``."""
     prefix = "" if where == "params.yaml" else where + "."
     if not isinstance(raw, dict):
-        raise ParamsError(f"{where} must be a mapping of keys {', '.join(allowed)}; got {quote(raw)}")
+        raise ParamsError(f"{where} must be a mapping of keys ({listing(allowed)}), got {quote(raw)}")
     unknown = sorted(set(map(str, raw)) - set(allowed))
     if unknown:
-        raise ParamsError(f"unknown key {prefix}{unknown[0][:MAX_MESSAGE]}; allowed keys here: {', '.join(allowed)}")
+        raise ParamsError(f"unknown key {prefix}{unknown[0][:MAX_QUOTED]}; allowed keys here: {listing(allowed)}")
     missing = [k for k in allowed if k not in raw]
     if missing:
         raise ParamsError(f"missing key {prefix}{missing[0]}; every key of the study design must be set explicitly")
@@ -120,8 +127,8 @@ NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 def check_name(value: Any, key: str) -> str:
     """A name that becomes a path, a stage name and a word of a shell command (a view, an arm)."""
     if not isinstance(value, str) or not NAME.fullmatch(value):
-        raise ParamsError(f"{key} must be a name of lowercase letters, digits and _ starting with a letter (at most "
-                          f"32 characters: it becomes a folder, a DVC stage name and a shell word), got {quote(value)}")
+        raise ParamsError(f"{key} must be a name of lowercase letters, digits and _, a letter first, at most 32 "
+                          f"(it names folders, stages and shell words), got {quote(value)}")
     return value
 
 
