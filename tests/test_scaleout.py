@@ -92,7 +92,7 @@ def _one_sentence(result, *words):
 
 
 def test_a_mistyped_stage_is_one_sentence_naming_the_stages():
-    _one_sentence(_driver("tranin", cwd=ROOT), "'tranin' is no stage", "train, train_figure")
+    _one_sentence(_driver("tranin", cwd=ROOT), "'tranin' is no stage", "stages: base, compare")
     _one_sentence(_driver("train@7", "--dry", cwd=ROOT), "'train@7' is no stage")
 
 

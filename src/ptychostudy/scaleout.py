@@ -116,10 +116,20 @@ def load_config(path: Path | None, *, executor: str | None = None, jobs: int | N
             raise StudyError(f"scale-out config {path} not found")
         try:
             raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise StudyError(f"scale-out config {path} is not UTF-8 text") from None
         except yaml.YAMLError as exc:
-            raise StudyError(f"scale-out config {path} is not valid YAML ({exc})") from None
+            raise StudyError(f"scale-out config {path} is not valid YAML ({_one_line(exc, 120)})") from None
         if not isinstance(raw, dict):
             raise StudyError(f"scale-out config {path} must be a mapping")
+        try:
+            return _config(raw, executor, jobs)
+        except StudyError as exc:
+            raise StudyError(str(exc).replace("scale-out config:", f"scale-out config {path}:", 1)) from None
+    return _config(raw, executor, jobs)
+
+
+def _config(raw: dict, executor: str | None, jobs: int | None) -> ScaleoutConfig:
     top = _section({k: v for k, v in raw.items() if k not in ("slurm", "pbs")}, TOP_KEYS, "")
     if executor is not None:
         top["executor"] = executor
@@ -228,9 +238,10 @@ def _collect(repo, target: str, collect_stages) -> list:
     try:
         return collect_stages(repo, [target])
     except DvcException as exc:
-        names = sorted({s.addressing.split("@")[0] for s in repo.index.stages})
-        raise StudyError(f"{target!r} is no stage or output of dvc.yaml ({_one_line(exc, 120)}); the stages are "
-                         f"{', '.join(names)} (with @<item> for one item)") from None
+        names = ", ".join(sorted({s.addressing.split("@")[0] for s in repo.index.stages}))
+        names = names if len(names) <= 120 else names[:120].rsplit(", ", 1)[0] + ", …"
+        raise StudyError(f"{target[:60]!r} is no stage or output of dvc.yaml; stages: {names} (@<item> for one item; "
+                         "`dvc stage list` lists all)") from None
 
 
 class _WorkspaceLock:
