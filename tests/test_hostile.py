@@ -447,3 +447,51 @@ def test_the_catalogue_is_at_least_150_cases():
     count = (len(PARAMS_CASES) + len(TEXT_CASES) + len(DATA_CASES) + 2 + len(BUNDLE_CASES) + 2 + 2
              + len(VERIFY_CASES) + 1 + len(RUN_CASES))
     assert count >= 150, count
+
+
+# --- names that reach a shell command or a path -----------------------------------------------------------------
+
+def test_no_accepted_params_put_a_foreign_character_into_a_stage_command(tmp_path):
+    """DVC interpolates view names and doses unquoted into stage commands and paths. Every hostile name is refused
+    by the params loader; for names it accepts, DVC's own rendering of the pipeline (its API, as `dvc repro` reads
+    it) holds nothing but the name pattern in each name position."""
+    import re
+
+    from dvc.repo import Repo
+
+    from ptychostudy.config import ConfigError, config_from_dict
+    from ptychostudy.params import NAME
+
+    for name in NAMES:
+        params = copy.deepcopy(default_params())
+        params["views"]["definitions"][name] = {"gridsize": 1, "overlap": None}
+        params["study"]["views"] = ["baseline", name]
+        with pytest.raises(ConfigError):
+            config_from_dict(params)
+    for dose in ("1e5", 1e5, 100000.0, "1000;id"):
+        params = copy.deepcopy(default_params())
+        params["study"]["doses"] = [dose]
+        with pytest.raises(ConfigError):
+            config_from_dict(params)
+    accepted = ["v2", "dense_b", "a" * 32]
+    params = copy.deepcopy(default_params())
+    for name in accepted:
+        params["views"]["definitions"][name] = {"gridsize": 2, "overlap": 0.5}
+        for key in ("train.epochs", "train.canvas", "reconstruct.epochs", "refine.steps", "tune.ptychi_epochs"):
+            _get(params, key)[name] = _get(params, key)["dense"]
+    params["study"]["views"] = ["baseline", "dense", *accepted]
+    config_from_dict(params)  # accepted
+    (tmp_path / "params.yaml").write_text(yaml.dump(params, Dumper=_Plain, sort_keys=False))
+    (tmp_path / "dvc.yaml").write_bytes((ROOT / "dvc.yaml").read_bytes())
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text("[core]\n    no_scm = true\n")
+    stages = Repo(str(tmp_path)).index.stages
+    views = [s for s in stages if s.name.startswith("views@")]
+    assert {s.name.split("-", 1)[1] for s in views} == {"baseline", "dense", *accepted}
+    for stage in stages:
+        words = stage.cmd.split()
+        for flag in ("--view", "--dose", "--half"):
+            if flag in words:
+                value = words[words.index(flag) + 1]
+                assert re.fullmatch(r"[0-9]+|[A-B]", value) or NAME.fullmatch(value), (stage.name, value)
+        assert re.fullmatch(r"[A-Za-z0-9_@.\-/ =]+", stage.cmd), stage.cmd
