@@ -16,10 +16,11 @@ install: $(VENV)/.installed
 # torchvision is served by ptychostudy/torchvision_shim.py.
 NODEPS := requirements.nodeps.txt
 
-$(VENV)/.installed: pyproject.toml requirements.lock.txt requirements.nodeps.txt requirements.scaleout.txt
+$(VENV)/.installed: pyproject.toml requirements.lock.txt requirements.nodeps.txt requirements.scaleout.txt requirements.test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.lock.txt
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.scaleout.txt
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.test.txt
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -r $(NODEPS)
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
@@ -36,8 +37,9 @@ study-serial: install
 	ptychostudy verify
 	dvc status
 
+# two workers, one test module each at a time: the end-to-end module (real dvc, stage processes) beside the rest
 test: install
-	python -m pytest
+	python -m pytest -n 2 --dist loadfile
 
 bench: install
 	python bench/run.py

@@ -117,3 +117,9 @@ def tiny_iterative(tiny_cfg, tiny_views, tmp_path_factory):
     gradient.run(tiny_cfg, 100000, "dense", tiny_views["dense"], tuning, rec / "gradient.npz", out / "gradient.json",
                  out / "gradient-timing.json", progress=False)
     return rec, tuning, train_only
+
+
+def pytest_collection_modifyitems(config, items):
+    """The end-to-end module first: with `make test`'s two workers (one module each at a time) the longest
+    module starts at once on one worker while the other works through the rest."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] != "tests/test_dvc_pipeline.py")
