@@ -8,31 +8,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ptychostudy import StudyError, stage
+from ptychostudy import stage
 from ptychostudy.io import sha256_file
-from ptychostudy.npz import json_array, read_metadata, read_npz, write_npz
+from ptychostudy.npz import read_npz
 from ptychostudy.params import Params
 from ptychostudy.params import load as load_params
 from ptychostudy.params.base import BaseParams
 from ptychostudy.params.simulate import SimulateParams
-
-
-class BaseDataError(StudyError):
-    """A base data file is missing, changed or malformed."""
-
-
-@dataclass(frozen=True)
-class Base:
-    obj: np.ndarray  # (H, W) complex64, the ground truth
-    probe: np.ndarray  # (N, N) complex64, unit power
-    featured: tuple[int, int, int, int]  # row0, row1, col0, col1 (inclusive) of the object's structure
-    metadata: dict
+from ptychostudy.prepared import Base, BaseDataError, write_base
 
 
 def _load_npz(path: Path, expected_sha256: str, what: str) -> dict[str, np.ndarray]:
@@ -114,23 +102,6 @@ def prepare_base(cfg: Params, probe_path: Path, object_path: Path) -> Base:
         "probe_power": 1.0,
     }
     return Base(obj=obj.astype(np.complex64), probe=probe.astype(np.complex64), featured=featured, metadata=meta)
-
-
-def write_base(base: Base, path: Path) -> None:
-    write_npz(path, {"object": base.obj, "probe": base.probe, "_metadata": json_array(base.metadata)})
-
-
-def read_base(path: Path) -> Base:
-    path = Path(path)
-    arrays = read_npz(path, "prepared base", BaseDataError, "run `dvc repro base` first")
-    meta = read_metadata(arrays, str(path), BaseDataError)
-    try:
-        obj, probe = arrays["object"], arrays["probe"]
-        region = meta["featured_region"]
-        featured = (region["row0"], region["row1"], region["col0"], region["col1"])
-    except (KeyError, TypeError) as exc:
-        raise BaseDataError(f"prepared base {path} is malformed (missing {exc})") from None
-    return Base(obj=obj, probe=probe, featured=featured, metadata=meta)
 
 
 def cli(args) -> None:

@@ -19,7 +19,6 @@ import torch
 from tqdm import tqdm
 
 from ptychostudy import StudyError, figures, physics, stage
-from ptychostudy.base import Base, read_base
 from ptychostudy.dataset import build_arrays, write_dataset
 from ptychostudy.io import derive_seed, write_json
 from ptychostudy.layout import SPLITS, simulated_file
@@ -28,6 +27,7 @@ from ptychostudy.params import load as load_params
 from ptychostudy.params.base import BaseParams
 from ptychostudy.params.simulate import SimulateParams
 from ptychostudy.params.study import StudyParams
+from ptychostudy.prepared import Base, read_base
 
 CHUNK = 256  # patterns per step; fixed so that the random stream is consumed identically
 
