@@ -414,12 +414,12 @@ def test_verify_agrees_and_detects_one_flipped_byte_in_any_bundle(repo):
         finally:
             bundle.unlink()
             bundle.write_bytes(original)
-    extra = work / "data/models/dose_1000/stray/wts.h5.zip"
+    extra = work / "data/models/dose_100000/stray/wts.h5.zip"
     extra.parent.mkdir()
     extra.write_bytes(b"not a bundle")
     try:
         result = _verify(work, env)
-        assert result.returncode == 1 and "extra: data/models/dose_1000/stray/wts.h5.zip" in result.stdout
+        assert result.returncode == 1 and "extra: data/models/dose_100000/stray/wts.h5.zip" in result.stdout
     finally:
         shutil.rmtree(extra.parent)
     assert _verify(work, env).returncode == 0
