@@ -495,3 +495,10 @@ def test_no_accepted_params_put_a_foreign_character_into_a_stage_command(tmp_pat
                 value = words[words.index(flag) + 1]
                 assert re.fullmatch(r"[0-9]+|[A-B]", value) or NAME.fullmatch(value), (stage.name, value)
         assert re.fullmatch(r"[A-Za-z0-9_@.\-/ =]+", stage.cmd), stage.cmd
+
+
+@pytest.mark.parametrize("argv,message", [(["--bogus"], "unknown option --bogus"), (["tran"], "did you mean train"),
+                                          (["x;id"], "unknown command 'x;id'"), ([], "usage: ptychostudy")])
+def test_the_command_for_people_refuses_a_mistyped_word(argv, message, tmp_path, capsys):
+    code, err, written = _run(argv, capsys, tmp_path)
+    assert code == 2 and message in err and "Traceback" not in err and not written, err

@@ -62,14 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     if "--version" in flags:
         print(f"ptychostudy {__version__}")
         return 0
+    unknown = [f for f in flags if f not in ("--no-progress", "-h", "--help")]
+    if unknown:
+        print(f"ptychostudy: error: unknown option {unknown[0]}; the options are --version and --no-progress "
+              "(ptychostudy --help)", file=sys.stderr)
+        return 2
     if not words or {"-h", "--help"} & set(flags):
-        print(usage(), end="", file=sys.stdout if words or flags else sys.stderr)
-        return 0 if flags else 2
-    unknown = [f for f in flags if f != "--no-progress"]
+        asked = {"-h", "--help"} & set(flags)
+        print(usage(), end="", file=sys.stdout if asked else sys.stderr)
+        return 0 if asked else 2
     command, rest = words[0], words[1:]
-    if unknown or command not in COMMANDS:
-        what = f"unknown option {unknown[0]}" if unknown else f"unknown command {command!r}"
-        print(f"ptychostudy: error: {what}; the commands are {', '.join(COMMANDS)} (ptychostudy --help)", file=sys.stderr)
+    if command not in COMMANDS:
+        close = [name for name in COMMANDS if name.startswith(command[:3])] if command else []
+        print(f"ptychostudy: error: unknown command {command[:40]!r}"
+              + (f" (did you mean {' or '.join(close[:3])}?)" if close else "")
+              + "; `ptychostudy --help` lists the commands", file=sys.stderr)
         return 2
     module, before, _ = COMMANDS[command]
     if "--no-progress" in flags and command not in ("run", "check-params", "verify", "check-bundle", "check-data"):
