@@ -42,6 +42,7 @@ import yaml
 from ptychostudy import StudyError
 from ptychostudy.io import file_digest
 from ptychostudy.params import ParamsError as ConfigError
+from ptychostudy.params import listing
 from ptychostudy.params import scalar as _check_scalar
 
 EXECUTORS = ("local", "slurm", "pbs")
@@ -204,14 +205,14 @@ def plan(root: Path, targets: list[str], single_item: bool = False):
     """The stages ``dvc repro [-s] [targets]`` would evaluate, in its order, with their upstream stages
     (``single_item``: the targets alone, as ``dvc repro -s``)."""
     from dvc.repo import Repo
-    from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
+    from dvc.repo.reproduce import get_active_graph, plan_repro
 
     from dvc.exceptions import DvcException
 
     repo = Repo(str(root))
     try:
         graph = get_active_graph(repo.index.graph)
-        chosen = [s for target in (targets or ["dvc.yaml"]) for s in _collect(repo, target, collect_stages)]
+        chosen = [s for target in (targets or ["dvc.yaml"]) for s in _collect(repo, target)]
     except DvcException as exc:
         raise StudyError(f"dvc.yaml cannot be read as a pipeline ({_one_line(exc)})") from None
     order = plan_repro(graph, chosen)
@@ -231,15 +232,15 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _collect(repo, target: str, collect_stages) -> list:
+def _collect(repo, target: str) -> list:
     """The stages of one target (a stage name, a foreach/matrix group, dvc.yaml), or one sentence naming it."""
     from dvc.exceptions import DvcException
+    from dvc.repo.reproduce import collect_stages
 
     try:
         return collect_stages(repo, [target])
-    except DvcException as exc:
-        names = ", ".join(sorted({s.addressing.split("@")[0] for s in repo.index.stages}))
-        names = names if len(names) <= 120 else names[:120].rsplit(", ", 1)[0] + ", …"
+    except DvcException:
+        names = listing(sorted({s.addressing.split("@")[0] for s in repo.index.stages}))
         raise StudyError(f"{target[:60]!r} is no stage or output of dvc.yaml; stages: {names} (@<item> for one item; "
                          "`dvc stage list` lists all)") from None
 
