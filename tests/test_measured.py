@@ -27,9 +27,7 @@ EPOCHS = 6  # pty-chi epochs of the tiny runs (the pipeline takes the tune stage
 
 @pytest.fixture(scope="module")
 def mcfg():
-    p = tiny_params()
-    p["measured"]["epochs"] = 1  # one epoch of train.steps_per_epoch (3) steps
-    return config_from_dict(p)
+    return config_from_dict(tiny_params())  # measured.epochs 1: one epoch of train.steps_per_epoch (3) steps
 
 
 @pytest.fixture(scope="module")
