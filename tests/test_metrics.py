@@ -41,6 +41,23 @@ def test_identical_images_score_perfectly():
     assert s["phase"]["spread_ratio"] == pytest.approx(1.0)
 
 
+def test_phase_detail_r_sees_the_fine_detail_a_blur_removes():
+    """A phase with fine detail on a strong smooth background (a bowl: a blur only adds a constant to it):
+    the truth blurred with σ = 8 px keeps a high phase r (the background) but loses its detail r; the truth
+    itself scores detail r 1."""
+    rng = np.random.default_rng(5)
+    fine = M.gaussian_blur(rng.standard_normal((96, 128)), 1.5)
+    rows, cols = np.mgrid[0:96, 0:128]
+    phase = 0.5 * fine / np.abs(fine).max() + 1.2 * (((rows - 48) / 48) ** 2 + ((cols - 64) / 64) ** 2 - 1)
+    truth = np.exp(1j * phase)
+    mask = _everywhere(truth.shape)
+    same = M.score(truth, truth, mask, 0.0, 0.1, detail_sigma=8.0)["phase"]
+    assert same["detail_r"] == pytest.approx(1.0, abs=1e-12)
+    blurred = M.score(np.exp(1j * M.gaussian_blur(phase, 8.0)), truth, mask, 0.0, 0.1, detail_sigma=8.0)["phase"]
+    assert blurred["pearson_r"] > 0.8 and blurred["detail_r"] < 0.3, blurred
+    assert "detail_r" not in M.score(truth, truth, mask, None, None, full=False, detail_sigma=8.0)["phase"]
+
+
 def test_psnr_and_errors_of_a_known_offset():
     truth = np.abs(_structured())
     error = 0.01
@@ -56,6 +73,7 @@ class _Settings:  # the compare section's scoring keys
     max_shift_px = 4.0
     ms_ssim_sigma = 1.0
     frc_taper = 0.1
+    detail_sigma_px = 8.0
 
 
 SETTINGS = _Settings()

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ptychostudy import stage
 from ptychostudy.io import sha256_file
@@ -21,6 +20,7 @@ from ptychostudy.params import load as load_params
 from ptychostudy.params.base import BaseParams
 from ptychostudy.params.simulate import SimulateParams
 from ptychostudy.prepared import Base, BaseDataError, write_base
+from ptychostudy.resample import fourier_zoom
 
 
 def _load_npz(path: Path, expected_sha256: str, what: str) -> dict[str, np.ndarray]:
@@ -44,15 +44,6 @@ def _require(arrays: dict, key: str, path: Path, what: str) -> np.ndarray:
     return value
 
 
-def zoom(image: np.ndarray, factor: int) -> np.ndarray:
-    """Integer bilinear zoom of a complex image (real and imaginary parts), edges clamped."""
-    if factor == 1:
-        return image.copy()
-    parts = torch.from_numpy(np.stack([image.real, image.imag]).astype(np.float64))[None]
-    zoomed = torch.nn.functional.interpolate(parts, scale_factor=factor, mode="bilinear", align_corners=False)[0]
-    return (zoomed[0] + 1j * zoomed[1]).numpy()
-
-
 def featured_region(obj: np.ndarray, tolerance: float = 1e-6) -> tuple[int, int, int, int]:
     """Bounding box (row0, row1, col0, col1, inclusive) of pixels that differ from the flat padding 1+0j."""
     mask = np.abs(obj - 1.0) > tolerance
@@ -63,6 +54,12 @@ def featured_region(obj: np.ndarray, tolerance: float = 1e-6) -> tuple[int, int,
     return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
 
 
+def scaled_region(region: tuple[int, int, int, int], factor: int) -> tuple[int, int, int, int]:
+    """A (row0, row1, col0, col1) inclusive box of the input in the ``factor``× zoomed image's pixels."""
+    r0, r1, c0, c1 = region
+    return r0 * factor, (r1 + 1) * factor - 1, c0 * factor, (c1 + 1) * factor - 1
+
+
 def prepare_base(cfg: Params, probe_path: Path, object_path: Path) -> Base:
     b = cfg.base
     probe_arrays = _load_npz(Path(probe_path), b.probe_sha256, "probe")
@@ -71,7 +68,9 @@ def prepare_base(cfg: Params, probe_path: Path, object_path: Path) -> Base:
     if real.shape != imag.shape or real.ndim != 2 or real.shape[0] != real.shape[1]:
         raise BaseDataError(f"probe file {probe_path}: the probe must be square 2-D, got {real.shape}")
     cfg.base.check_probe(real.shape[0])
-    probe = zoom(real.astype(np.float64) + 1j * imag.astype(np.float64), b.probe_zoom)
+    # zoomed by trigonometric (band-limited) interpolation: no arm's basis (bilinear patches, the gradient
+    # solver's bilinear grids) holds the result
+    probe = fourier_zoom(real.astype(np.float64) + 1j * imag.astype(np.float64), b.probe_zoom)
     power = float(np.sum(np.abs(probe) ** 2))
     if power <= 0:
         raise BaseDataError(f"probe file {probe_path}: the probe is zero")
@@ -83,7 +82,7 @@ def prepare_base(cfg: Params, probe_path: Path, object_path: Path) -> Base:
         raise BaseDataError(f"object file {object_path}: objectGuess must be complex, got {raw.dtype}")
     if raw.ndim != 2:
         raise BaseDataError(f"object file {object_path}: objectGuess must be 2-D, got {raw.shape}")
-    obj = zoom(raw.astype(np.complex128), b.object_zoom)
+    obj = fourier_zoom(raw.astype(np.complex128), b.object_zoom)
     n = b.patch_size
     if min(obj.shape) < 2 * n + cfg.simulate.guard_band_px + 2:
         raise BaseDataError(
@@ -91,13 +90,14 @@ def prepare_base(cfg: Params, probe_path: Path, object_path: Path) -> Base:
             f"and a {cfg.simulate.guard_band_px}-px guard band; raise base.object_zoom"
         )
     z = b.object_zoom
-    featured = featured_region(obj)  # refuses a flat object
+    featured = scaled_region(featured_region(raw), z)  # on the real array (refuses a flat object): the
+    # interpolant rings faintly across the flat padding
     meta = {
         "object_source": {"file": Path(object_path).name, "sha256": b.object_sha256, "shape": list(raw.shape)},
         "probe_source": {"file": Path(probe_path).name, "sha256": b.probe_sha256, "shape": list(real.shape)},
         "object_zoom": z,
         "probe_zoom": b.probe_zoom,
-        "zoom_method": "bilinear on real and imaginary parts, align_corners=False, edges clamped",
+        "zoom_method": "trigonometric (DFT zero-padding) interpolation, sample i·zoom = input sample i",
         "featured_region": {"row0": featured[0], "row1": featured[1], "col0": featured[2], "col1": featured[3]},
         "probe_power": 1.0,
     }
@@ -116,7 +116,7 @@ def build_parser(prog: str = "python -m ptychostudy.base") -> argparse.ArgumentP
     p = stage.parser(prog, help="check the real probe and object (sha256), zoom them, write the prepared base",
                        description="The base step: verify each base file's sha256 against params.yaml (base.*_sha256), "
                        "check keys, dtypes and finiteness, zoom the object by base.object_zoom and the probe by "
-                       "base.probe_zoom (bilinear), normalise the probe to unit power and write one .npz.")
+                       "base.probe_zoom (trigonometric interpolation), normalise the probe to unit power and write one .npz.")
     stage.add_params(p)
     p.add_argument("--probe", type=Path, required=True, help="probe .npz (keys probe_real, probe_imag)")
     p.add_argument("--object", type=Path, required=True, help="object .npz (key objectGuess, complex)")

@@ -310,12 +310,33 @@ def _phase_unit(phase: np.ndarray) -> np.ndarray:
     return (phase + np.pi) / (2 * np.pi)
 
 
+def detail(image: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """The fine detail of ``image``: the image minus its Gaussian blur of ``sigma`` px (the pixels outside
+    ``mask`` filled with the mean inside first). Trust it only inside ``detail_region``."""
+    filled = _filled(image, mask)
+    return filled - gaussian_blur(filled, sigma)
+
+
+def detail_region(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """The pixels of ``mask`` at least 2σ from its edge and from the image's (a square of side 4σ + 1 around
+    each lies in the mask): there the blur hardly reaches the filled pixels or the reflected border, whose
+    artificial edges would otherwise add the same detail to every image."""
+    radius = int(math.ceil(2 * sigma))
+    size = 2 * radius + 1
+    inside = _window_sums(np.pad(mask.astype(np.float64), radius), size) >= size * size - 0.5
+    if not inside.any():
+        raise ValueError(f"the scoring region holds no pixel {radius} px from its edge: lower compare.detail_sigma_px")
+    return inside
+
+
 def score(aligned: np.ndarray, truth: np.ndarray, mask: np.ndarray, ms_ssim_sigma: float | None,
-          frc_taper: float | None, *, full: bool = True) -> dict:
+          frc_taper: float | None, *, full: bool = True, detail_sigma: float | None = None) -> dict:
     """{quantity: {metric: value}} for amplitude and phase inside ``mask``.
 
     ``full=False`` computes the pixel metrics only (MAE, MSE, PSNR, Pearson r, spread ratio):
-    no SSIM, MS-SSIM or FRC, so ``ms_ssim_sigma`` and ``frc_taper`` are not used."""
+    no SSIM, MS-SSIM, FRC or detail r, so ``ms_ssim_sigma``, ``frc_taper`` and ``detail_sigma`` are not
+    used. The phase's ``detail_r`` is the Pearson r of the high-passed phases (``detail``): what phase r,
+    carried by the low frequencies, hardly sees."""
     if not np.any(mask):
         raise ValueError("the scoring region is empty")
     aligned = np.asarray(aligned, dtype=np.complex128)
@@ -355,6 +376,9 @@ def score(aligned: np.ndarray, truth: np.ndarray, mask: np.ndarray, ms_ssim_sigm
                 metrics[f"{name}_resolution_px"] = 1.0 / (2.0 * f)
         if quantity == "phase":
             metrics["spread_ratio"] = float(r.std() / t.std()) if t.std() > 0 else 0.0
+            if full and detail_sigma is not None:
+                inner = detail_region(mask, detail_sigma)
+                metrics["detail_r"] = pearson(detail(rec, mask, detail_sigma)[inner], detail(tru, mask, detail_sigma)[inner])
         out[quantity] = metrics
     return out
 
@@ -385,5 +409,6 @@ def score_arm(recon: np.ndarray, truth: np.ndarray, masks: dict[str, np.ndarray]
     for part in parts:
         aligned[part] = align(recon, truth, masks[part])
         scores[part] = score(aligned[part], truth, masks[part], settings.ms_ssim_sigma if full else None,
-                             settings.frc_taper if full else None, full=full)
+                             settings.frc_taper if full else None, full=full,
+                             detail_sigma=settings.detail_sigma_px if full else None)
     return ArmScore(scores, aligned, shift)

@@ -1,7 +1,9 @@
-"""The one forward model of the study, in PyTorch.
+"""The one forward model of the networks and solvers we write, in PyTorch.
 
-Used by the simulator (Phase C), and later by the network's physics head and the
-metrics code, so that a sign or scale convention can never differ between them.
+Used by the network's physics head, its refinement, the gradient solver and the metrics code, so
+that a sign or scale convention can never differ between them. The simulator (Phase C) is finer
+than this model on purpose (simulator.py): no arm reconstructs with the model that made its data,
+and mismatch.py measures how far each arm's model is from it.
 
 Conventions
 -----------
@@ -11,8 +13,8 @@ Conventions
   Patch pixel ``(i, j)`` samples the object at ``(y - N/2 + i, x - N/2 + j)``, so an
   integer position ``(x, y)`` covers rows ``y - N/2 … y + N/2 - 1``.
 * Sub-pixel sampling is bilinear (one operator, ``extract_patches``; its adjoint is
-  ``place_patches``). Bilinear resampling low-passes a little; using the same operator
-  to simulate and to reconstruct is an "inverse crime", acceptable for a relative study.
+  ``place_patches``). Bilinear resampling low-passes a little: part of this model's
+  mismatch with the band-limited simulation.
 * Far field: orthonormal 2-D FFT (Parseval: Σ|Ψ|² = Σ|ψ|²), zero frequency moved to the
   array centre.
 """

@@ -83,13 +83,15 @@ def origin(shape: tuple[int, int]) -> tuple[list[float], float, float]:
     return [height / 2 - 0.5, width / 2 - 0.5], height / 2, width / 2
 
 
-def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int, *, refine_probe: bool = False):
+def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int, *, refine_probe: bool = False,
+               initial_object: np.ndarray | None = None):
     """A pty-chi LSQML task on ``split``'s patterns, reconstructing on the truth's grid (``setting``: noise
     model, TV weight and momentum, a ``config.PtychiSetting`` or the ``reconstruct`` section).
 
     The probe is known and fixed; with ``refine_probe`` (measured data, where ``split.probe`` is only a
     starting guess) pty-chi refines it too, rescales its intensity to the data in the first epoch and
-    removes the object-probe scale ambiguity, as it does by default."""
+    removes the object-probe scale ambiguity, as it does by default. The object starts blank (all ones) unless
+    ``initial_object`` (on the truth's grid) is given."""
     api, PtychographyTask = _ptychi()
     shape = split.truth.shape
     o = api.LSQMLOptions()
@@ -127,11 +129,27 @@ def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int, *
     return PtychographyTask(
         o,
         diffraction_data=counts.to(torch.float32),
-        object_data=torch.ones((1, *shape), dtype=torch.complex64),
+        object_data=(torch.ones((1, *shape), dtype=torch.complex64) if initial_object is None
+                     else torch.from_numpy(np.asarray(initial_object, dtype=np.complex64)[None].copy())),
         probe_data=torch.from_numpy(ptychi_probe(split)),
         probe_position_x_px=torch.from_numpy(split.positions[:, 1] - dx),
         probe_position_y_px=torch.from_numpy(split.positions[:, 0] - dy),
     )
+
+
+def predicted_counts(split: Split, obj: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """pty-chi's own forward path, the one its LSQML fits: the expected counts (n, N, N) of every pattern of
+    ``split`` from ``obj`` (on the truth's grid) with ``split``'s probe and positions as ``build_task``
+    hands them over, zero frequency at the centre like our patterns. float64."""
+    setting = PtychiSetting(noise_model="poisson", tv_weight=0.0, momentum=0.0)
+    task = build_task(setting, batch_size, split, 1, 0, initial_object=obj)
+    forward = task.reconstructor.forward_model
+    out = []
+    with torch.no_grad():
+        for start in range(0, split.patterns, batch_size):
+            y = forward.forward(torch.arange(start, min(start + batch_size, split.patterns)))
+            out.append(torch.fft.fftshift(y, dim=(-2, -1)).double().numpy())
+    return np.concatenate(out)
 
 
 def reconstruct(setting, batch_size: int, split: Split, epochs: int, seed: int, *, refine_probe: bool = False,

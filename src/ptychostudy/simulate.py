@@ -1,9 +1,12 @@
 """Phase C: simulate one diffraction data set per dose.
 
-Seeded scan positions (identical for every dose, so that dose is the only change),
-bilinear sub-pixel patch cut, ψ = P·O, orthonormal far field, dose scaling, seeded
-Poisson counts, amplitude sqrt(counts) stored as float32. The positions are split
-along one axis with a guard band of object rows that neither split touches.
+Seeded continuous scan positions (identical for every dose, so that dose is the only change),
+the simulator's finer forward model (simulator.py: object and probe ``simulate.fine_factor``× finer,
+far field cropped to the detector), dose scaling, seeded Poisson counts, amplitude sqrt(counts)
+stored as float32. The positions are split along one axis with a guard band of object rows that
+neither split touches; each split's file holds the truth of its own region only (blank elsewhere).
+The report measures how well each arm's own forward model predicts the noise-free intensities from
+the truth (mismatch.py).
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptychostudy import StudyError, figures, physics, stage
-from ptychostudy.dataset import build_arrays, write_dataset
+from ptychostudy import StudyError, figures, mismatch, physics, stage
+from ptychostudy.dataset import Split, build_arrays, write_dataset
 from ptychostudy.io import derive_seed, write_json
 from ptychostudy.layout import SPLITS, simulated_file
 from ptychostudy.params import Params, as_dict
@@ -28,6 +31,7 @@ from ptychostudy.params.base import BaseParams
 from ptychostudy.params.simulate import SimulateParams
 from ptychostudy.params.study import StudyParams
 from ptychostudy.prepared import Base, read_base
+from ptychostudy.simulator import fine_model, unscaled_intensities
 
 CHUNK = 256  # patterns per step; fixed so that the random stream is consumed identically
 
@@ -88,12 +92,17 @@ def touched_range(centres: np.ndarray, patch: int) -> tuple[int, int]:
     return int(start.min()), int(start.max()) + patch
 
 
-def object_patches(base: Base, positions: np.ndarray, patch: int) -> torch.Tensor:
-    """The object's bilinear patches at ``positions`` ((n, 2) as (x, y) centres), complex128."""
-    obj = torch.from_numpy(base.obj.astype(np.complex128))
-    y0 = physics.top_left(torch.from_numpy(positions[:, 1]), patch)
-    x0 = physics.top_left(torch.from_numpy(positions[:, 0]), patch)
-    return physics.extract_patches(obj, y0, x0, patch)
+TRUTH_MARGIN = 2  # rows kept beyond what a split's bilinear patches read (pty-chi's extractor cuts N + 2 pixels)
+
+
+def own_truth(obj: np.ndarray, axis: int, first: int, last: int) -> np.ndarray:
+    """The truth of one split's region only: rows (columns for an x split) first − margin … last + margin
+    of ``obj``, blank (1 + 0j) elsewhere."""
+    kept = np.ones_like(obj)
+    lo, hi = max(first - TRUTH_MARGIN, 0), last + TRUTH_MARGIN + 1
+    index = (slice(lo, hi), slice(None)) if axis == 0 else (slice(None), slice(lo, hi))
+    kept[index] = obj[index]
+    return kept
 
 
 def simulate_dose(
@@ -101,36 +110,41 @@ def simulate_dose(
 ) -> dict:
     """Write ``out_dir/patched_{train,test}.npz`` and the measured facts to ``report``."""
     torch.set_num_threads(cfg.simulate.threads)
-    n = cfg.base.patch_size
+    n, factor = cfg.base.patch_size, cfg.simulate.fine_factor
     if base.probe.shape != (n, n):
         raise StudyError(f"the prepared probe is {base.probe.shape}, base.patch_size is {n}; rerun the base stage")
-    probe = torch.from_numpy(base.probe.astype(np.complex128))
     positions = scan_positions(cfg, base.obj.shape)
-
-    # One dose scale per data set, from the exit-wave power of both splits.
-    power = []
-    for split in SPLITS:
-        for start in range(0, len(positions[split]), CHUNK):
-            patches = object_patches(base, positions[split][start : start + CHUNK], n)
-            power.append(physics.exit_wave_power(probe, patches))
-    mean_power = float(torch.cat(power).mean())
+    model = fine_model(base.obj, base.probe, factor)
+    bar = tqdm(total=2 * sum(len(p) for p in positions.values()), desc=f"simulate dose {dose}", unit="pattern",
+               disable=not progress)
+    unit = {}
+    for split in SPLITS:  # intensities at scale 1, on the fine grid, cropped to the detector
+        pos = positions[split]
+        unit[split] = np.empty((len(pos), n, n))
+        for start in range(0, len(pos), CHUNK):
+            unit[split][start : start + CHUNK] = unscaled_intensities(model, pos[start : start + CHUNK])
+            bar.update(len(pos[start : start + CHUNK]))
+    # One dose scale per data set: the mean expected counts per pattern over both splits equal the dose.
+    mean_power = float(np.concatenate([u.sum(axis=(1, 2)) for u in unit.values()]).mean())
     scale = physics.dose_scale(mean_power, dose)
 
-    facts = {"dose": dose, "scale": scale, "patch_size": n, "mean_exit_wave_power": mean_power}
+    facts = {"dose": dose, "scale": scale, "patch_size": n, "mean_far_field_power": mean_power,
+             "simulation": {"fine_factor": factor, "grid": f"{factor}× finer than the study's pixel",
+                            "object": "trigonometric (DFT) interpolation of the base object, itself the band-limited "
+                                      "interpolant of the real array", "positions": "continuous",
+                            "far_field": f"central {n}×{n} of the {n * factor}-point far field (band −N/2…N/2−1)"}}
     geometry = split_geometry(base.obj.shape, n, cfg.simulate.guard_band_px, cfg.simulate.split_axis)
     axis_index = 1 if geometry.axis == 0 else 0  # column of (x, y) along the split axis
-    examples = {}
-    bar = tqdm(total=sum(len(p) for p in positions.values()), desc=f"simulate dose {dose}", unit="pattern", disable=not progress)
+    examples, pairs = {}, []
     for split in SPLITS:
         rng = np.random.default_rng(derive_seed(cfg.simulate.seed, "poisson", dose, split))
         pos = positions[split]
         amplitudes = np.empty((len(pos), n, n), dtype=np.float32)
         totals = np.empty(len(pos))
         max_counts = 0.0
+        intensity = unit[split] * scale**2
         for start in range(0, len(pos), CHUNK):
-            patches = object_patches(base, pos[start : start + CHUNK], n)
-            intensity = physics.expected_intensity(probe, patches, scale).numpy()
-            counts = physics.poisson_counts(intensity, rng)
+            counts = physics.poisson_counts(intensity[start : start + CHUNK], rng)
             amplitudes[start : start + len(counts)] = np.sqrt(counts)
             totals[start : start + len(counts)] = counts.sum(axis=(1, 2))
             max_counts = max(max_counts, float(counts.max()))
@@ -142,9 +156,13 @@ def simulate_dose(
             "split": split,
             "dose": dose,
             "intensity_scale": scale,
-            "expected_counts": "|F_ortho(intensity_scale · probeGuess · objectGuess_patch)|²",
+            "expected_counts": f"|F_ortho(intensity_scale · probe · object)|², simulated {factor}× finer than the "
+                               "object's grid (simulator.py); physics.py on this grid predicts them up to the "
+                               "model mismatch in the simulate report",
             "split_axis": cfg.simulate.split_axis,
             "guard_band": [geometry.band_start, geometry.band_stop],
+            "truth_rows" if geometry.axis == 0 else "truth_columns": [max(first - TRUTH_MARGIN, 0),
+                                                                     last + TRUTH_MARGIN],
             "featured_region": base.metadata["featured_region"],
             "base": base.metadata,
             "params": {"base": as_dict(cfg.base), "simulate": as_dict(cfg.simulate)},
@@ -155,10 +173,11 @@ def simulate_dose(
             ycoords=pos[:, 1],
             scan_index=np.arange(len(pos)),
             probe=base.probe,
-            obj=base.obj,
+            obj=own_truth(base.obj, geometry.axis, first, last),
             metadata=meta,
         )
         write_dataset(simulated_file(out_dir, split), arrays)
+        pairs.append((Split.from_arrays(arrays, 1), intensity))
         facts[split] = {
             "positions": int(len(pos)),
             "mean_counts_per_pattern": float(totals.mean()),
@@ -175,6 +194,11 @@ def simulate_dose(
     ) / (train["positions"] + test["positions"])
     # Object rows (columns for an x split) between the two splits that neither split reads.
     facts["guard_band_untouched"] = test["first_touched_along_split_axis"] - train["last_touched_along_split_axis"] - 1
+    if facts["guard_band_untouched"] < 2 * TRUTH_MARGIN + 1:
+        raise StudyError(f"the splits' truth regions would meet: only {facts['guard_band_untouched']} rows between "
+                         "them; raise simulate.guard_band_px")
+    models = mismatch.measure(pairs, base.obj)
+    facts["model_mismatch"] = mismatch.per_arm(models)
     write_json(report, facts)
     figures.simulation_figure(base, positions, examples, geometry, facts, figure)
     return facts

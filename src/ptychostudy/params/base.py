@@ -13,8 +13,8 @@ class BaseParams(Section):
 
     probe_sha256: str = key("SHA-256 of the probe file", kind="sha256")
     object_sha256: str = key("SHA-256 of the object file", kind="sha256")
-    object_zoom: int = key("integer bilinear zoom of the object", min=1, max=16)
-    probe_zoom: int = key("integer zoom of the probe", min=1, max=16)
+    object_zoom: int = key("integer zoom of the object (trigonometric interpolation)", min=1, max=16)
+    probe_zoom: int = key("integer zoom of the probe (trigonometric interpolation)", min=1, max=16)
     patch_size: int = key("N: pixels per side of a pattern (the probe side × probe_zoom)", max=1024)
 
     def check(self, p) -> None:

@@ -17,6 +17,7 @@ class SimulateParams(Section):
     positions_per_split: int = key("random patch centres drawn in each split", min=1, max=1_000_000)
     split_axis: str = key("train = low side, test = high side of this axis", choices=("y", "x"))
     guard_band_px: int = key("object rows read by neither split (≥ base.patch_size)")
+    fine_factor: int = key("the simulator's grid: this many samples per study pixel along each axis", min=1, max=8)
     threads: int = key("torch threads", min=1, max=256)
 
     def check(self, p) -> None:
