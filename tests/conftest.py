@@ -16,6 +16,10 @@ PROBE = ROOT / "data/base/fly001_probe/c1_bigT_probe.npz"
 OBJECT = ROOT / "data/base/run1084/Run1084_recon3_postPC.npz"
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# The suite runs up to three busy process trees on two cores (two workers and the end-to-end build): OpenMP
+# threads that spin while they wait would take the cores from the others. Passive waiting changes no bit of
+# a result (test_numerics.py); torch has not loaded yet, and every process the tests start inherits it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def default_params() -> dict:
@@ -121,6 +125,50 @@ def tiny_iterative(tiny_cfg, tiny_views, tmp_path_factory):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The end-to-end module first: with `make test`'s two workers (one module each at a time) the longest
-    module starts at once on one worker while the other works through the rest."""
-    items.sort(key=lambda item: item.nodeid.split("::")[0] != "tests/test_dvc_pipeline.py")
+    """The end-to-end modules last: their tiny study is built in the background meanwhile (below)."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] in E2E_MODULES)
+
+
+E2E_MODULES = ("tests/test_dvc_pipeline.py", "tests/test_dvc_workflow.py")
+
+
+def _selects_e2e(config) -> bool:
+    args = [str(a) for a in config.args]
+    return not args or any(a.rstrip("/") in ("tests", ".", str(ROOT), str(ROOT / "tests")) or "test_dvc_" in a
+                           for a in args)
+
+
+def pytest_sessionstart(session):
+    """Start building the end-to-end tests' tiny study (`e2e.py`) in a background process, beside the unit
+    modules, once per session: in the process that starts the workers (or the only one). It runs stage
+    processes for about three minutes; the end-to-end modules, sorted last, wait for it."""
+    import subprocess
+    import sys
+    import tempfile
+
+    config = session.config
+    if os.environ.get("PYTEST_XDIST_WORKER") or not _selects_e2e(config) or os.environ.get("PTYCHOSTUDY_E2E_BUILD"):
+        return
+    folder = Path(tempfile.mkdtemp(prefix="ptychostudy-e2e-"))
+    log = open(folder / "builder.log", "w")
+    config._e2e_builder = (subprocess.Popen([sys.executable, str(ROOT / "tests" / "e2e.py"), str(folder)],
+                                            cwd=ROOT / "tests", stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True), folder, log)
+    os.environ["PTYCHOSTUDY_E2E_BUILD"] = str(folder)  # the workers inherit it
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the background build if it still runs (its own process group only), remove its folder."""
+    import shutil
+    import signal
+
+    builder = getattr(session.config, "_e2e_builder", None)
+    if builder is None:
+        return
+    proc, folder, log = builder
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    log.close()
+    os.environ.pop("PTYCHOSTUDY_E2E_BUILD", None)
+    shutil.rmtree(folder, ignore_errors=True)

@@ -1,7 +1,11 @@
-"""End to end through the `dvc` command line, in a temporary git repository (tiny profile)."""
+"""End to end through the `dvc` command line: the pipeline itself (the tiny study built by the scale-out
+driver from scratch, forced reruns, the driver's failures and kills, verify). What params changes reach
+(an experiment among them), bad params and the remote round trip: `test_dvc_workflow.py`. Both take private copies of
+one tiny study built once per session (`e2e.py`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -9,107 +13,35 @@ import subprocess
 import sys
 from pathlib import Path
 
-import hashlib
-
 import pytest
 import yaml
 
-from conftest import ROOT, tiny_params as unit_params, write_params
-
-
-def tiny_params() -> dict:
-    """The tests' tiny profile at one dose (the unit tests' second dose adds 40 stage processes to every
-    full run here and proves nothing more about the pipeline: the doses are one matrix axis)."""
-    params = unit_params()
-    params["study"]["doses"] = [100000]
-    return params
-
-
-def _env(tmp: Path) -> dict:
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env["DVC_NO_ANALYTICS"] = "1"
-    env["DVC_SITE_CACHE_DIR"] = str(tmp / "dvc-site-cache")
-    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "test"
-    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@example.org"
-    return env
-
-
-def _run(args, cwd, env, check=True):
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def dvc(*args, cwd, env, check=True):
-    return _run([sys.executable, "-m", "dvc", *args], cwd, env, check)
-
-
-def _scaleout(*args):
-    return [sys.executable, "-m", "ptychostudy", "run", *args]  # the subcommand; `-m ptychostudy.scaleout` is the same
-
-
-def _started(output: str) -> set[str]:
-    return {line.split()[1] for line in output.splitlines() if line.strip().startswith("start ")}
-
-
-FIRST_RUN: dict = {}  # what the fixture's from-scratch run saw, for the tests that check it
-
-
-def _run_from_scratch_killed_and_resumed(work: Path, env: dict) -> dict:
-    """The Parsl driver on a repository with nothing computed, two stages at a time: killed (its whole
-    process group, SIGKILL) once it has recorded ten stages, then run again to the end."""
-    import signal
-    import time
-
-    lock = work / "dvc.lock"
-    assert not lock.exists()
-    proc = subprocess.Popen(_scaleout("--jobs", "2"), cwd=work, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not (lock.is_file() and len((yaml.safe_load(lock.read_text()) or {}).get("stages", {})) >= 10):
-            assert proc.poll() is None, proc.communicate()[0].decode()
-            assert time.monotonic() < deadline, "the driver recorded too few stages in 5 minutes"
-            time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        killed = proc.communicate()[0].decode()
-    recorded = set(yaml.safe_load(lock.read_text())["stages"])
-    stale = set(json.loads(dvc("status", "--json", cwd=work, env=env).stdout))
-    resumed = _run(_scaleout("--jobs", "2"), work, env)
-    return {"killed": killed, "recorded": recorded, "stale": stale, "resumed": resumed.stdout}
+from conftest import write_params
+from e2e import dvc, lock_outs, run, scaleout, started, study, tiny_params, verify
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A fresh git + DVC repository holding the project's pipeline and a tiny params.yaml, computed from
-    scratch by the scale-out driver (killed midway and resumed: `FIRST_RUN`). Its dvc.lock is the one the
-    serial `dvc repro` writes: `test_forced_repro_...` reruns one stage of every kind serially."""
-    tmp = tmp_path_factory.mktemp("e2e")
-    work = tmp / "study"
-    work.mkdir()
-    for name in ("dvc.yaml", ".gitignore", "requirements.lock.txt", "requirements.nodeps.txt"):
-        shutil.copy(ROOT / name, work / name)
-    shutil.copytree(ROOT / "data" / "base", work / "data" / "base")
-    shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    write_params(work / "params.yaml", tiny_params())
-    env = _env(tmp)
-    _run(["git", "init", "-q", "-b", "main"], work, env)
-    dvc("init", "-q", cwd=work, env=env)
-    dvc("config", "core.analytics", "false", cwd=work, env=env)
-    _run(["git", "add", "-A"], work, env)
-    _run(["git", "commit", "-qm", "tiny study"], work, env)
-    FIRST_RUN.update(_run_from_scratch_killed_and_resumed(work, env))
+def built(tmp_path_factory):
+    return study(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def repo(built):
+    work, env, _ = built
     return work, env
 
 
-def test_repro_runs_every_stage_and_leaves_status_clean(repo):
+@pytest.fixture(scope="module")
+def first(built):
+    """What the build's driver runs printed and left: killed, recorded, stale, resumed."""
+    return built[2]
+
+
+def test_repro_runs_every_stage_and_leaves_status_clean(repo, first):
     work, env = repo
-    started = _started(FIRST_RUN["killed"]) | _started(FIRST_RUN["resumed"])
+    ran = started(first["killed"]) | started(first["resumed"])
     locked = set(yaml.safe_load((work / "dvc.lock").read_text())["stages"])
-    assert locked <= started, locked - started
+    assert locked <= ran, locked - ran
     for stage in ("base", "simulate@100000", "views@100000-dense", "views@100000-sparse", "train_figure@100000-dense",
                   "tune_figure@100000-sparse", "infer@100000-dense", "summarize", "measured_compare"):
         assert stage in locked, stage
@@ -203,14 +135,9 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo):
     assert "reports/measured/measured.json" in shown  # a metrics file of its own (`dvc metrics show`)
 
 
-def _lock_outs(work: Path) -> dict[str, str]:
-    lock = yaml.safe_load((work / "dvc.lock").read_text())
-    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
-
-
 def test_every_bundle_is_locked_and_listed_with_its_sha256(repo):
     work, env = repo
-    outs = _lock_outs(work)
+    outs = lock_outs(work)
     bundles = {p: md5 for p, md5 in outs.items() if p.endswith("wts.h5.zip")}
     expected = {f"data/models/dose_100000/{v}/wts.h5.zip" for v in ("baseline", "dense", "sparse")}
     assert set(bundles) == expected
@@ -247,17 +174,17 @@ def test_forced_repro_leaves_dvc_lock_and_every_bundle_byte_identical(repo):
     assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
 
 
-def test_scaleout_from_scratch_killed_and_resumed_records_only_finished_stages(repo):
+def test_scaleout_from_scratch_killed_and_resumed_records_only_finished_stages(repo, first):
     """The fixture's run (the driver from scratch, killed midway): it had recorded only stages whose
     outputs were complete; the next run did only the rest and recorded them without DVC's per-stage
     chatter. (That its dvc.lock is the serial one: the forced serial rerun above.)"""
     work, env = repo
-    recorded, stale = FIRST_RUN["recorded"], FIRST_RUN["stale"]
-    assert "summarize" not in recorded, FIRST_RUN["killed"]  # killed midway
+    recorded, stale = set(first["recorded"]), set(first["stale"])
+    assert "summarize" not in recorded, first["killed"]  # killed midway
     assert stale and not (stale & recorded), (stale & recorded)  # nothing recorded with partial outputs
-    resumed = FIRST_RUN["resumed"]
-    assert not (_started(resumed) & recorded), resumed  # the next run does only what is missing
-    assert _started(resumed) and "0 failed, 0 skipped" in resumed, resumed
+    resumed = first["resumed"]
+    assert not (started(resumed) & recorded), resumed  # the next run does only what is missing
+    assert started(resumed) and "0 failed, 0 skipped" in resumed, resumed
     assert "Updating lock file" not in resumed  # DVC's line per recorded stage is left out
     assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
 
@@ -275,7 +202,7 @@ def test_scaleout_a_failing_cell_lets_the_others_finish_and_is_reported_with_its
                                  f'echo "injected failure" >&2; exit 3;; esac\nexec {sys.executable} "$@"\n')
     (shim / "python").chmod(0o755)
     failing_env = {**env, "PATH": f"{shim}{os.pathsep}{env['PATH']}"}
-    result = _run(_scaleout("--jobs", "2"), work, failing_env, check=False)
+    result = run(scaleout("--jobs", "2"), work, failing_env, check=False)
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"FAILED {failing[0]}" in result.stdout and "injected failure" in result.stdout
     log = next(line.split("(log: ")[1].rstrip(")") for line in result.stdout.splitlines()
@@ -285,131 +212,15 @@ def test_scaleout_a_failing_cell_lets_the_others_finish_and_is_reported_with_its
     assert "skipped: summarize" in result.stdout  # ... and what needs the failed one waited
     stale = set(json.loads(dvc("status", "--json", cwd=work, env=env).stdout))
     assert failing[0] in stale and other not in stale, stale  # ... and was recorded
-    again = _run(_scaleout("--jobs", "2"), work, env)
-    assert _started(again.stdout) == {failing[0]}, again.stdout
+    again = run(scaleout("--jobs", "2"), work, env)
+    assert started(again.stdout) == {failing[0]}, again.stdout
     assert (work / "dvc.lock").read_bytes() == serial
     assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
 
 
-def test_a_views_param_change_touches_only_views_and_params_diff_names_it(repo):
-    work, env = repo
-    _run(["git", "add", "-A"], work, env)
-    _run(["git", "commit", "-qm", "results"], work, env)
-    params = tiny_params()
-    params["views"]["neighbours"] = 8
-    write_params(work / "params.yaml", params)
-    try:
-        changed = json.loads(dvc("status", "--json", cwd=work, env=env).stdout)
-        # the views and the measured network (it forms its groups as Phase D does)
-        assert changed and all(name.startswith("views@") or name == "measured_pinn" for name in changed), changed
-        assert "measured_pinn" in changed
-        diff = dvc("params", "diff", cwd=work, env=env).stdout
-        assert "views.neighbours" in diff and "7" in diff and "8" in diff
-    finally:
-        write_params(work / "params.yaml", tiny_params())
-
-
-def _status_stages(work, env) -> set[str]:
-    return set(json.loads(dvc("status", "--json", cwd=work, env=env).stdout))
-
-
-def params_default(section: str, key: str):
-    return tiny_params()[section][key]
-
-
-def test_what_each_params_section_touches(repo):
-    """Each section reruns only its own phase: training keys the training jobs, the networks' stitching
-    (infer.*) only the comparisons and the product files (both infer), pty-chi's keys only pty-chi."""
-    work, env = repo
-    _run(["git", "add", "-A"], work, env)
-    _run(["git", "commit", "-qm", "results", "--allow-empty"], work, env)
-    cells = {f"100000-{v}" for v in ("baseline", "dense", "sparse")}
-    spread = {"replicate@100000-dense"}  # the replicated cell reruns whatever arm a key reaches
-    for section, key, value, stages in (
-        ("train", "learning_rate", 0.0015, {f"train@{c}" for c in cells} | spread | {"measured_pinn"}),
-        ("infer", "stitch_fraction", 0.4,  # the infer stage; the comparison and products read its objects
-         {f"{s}@{c}" for c in cells for s in ("infer", "refine")} | spread | {"measured_pinn"}),
-        ("reconstruct", "momentum", 0.3, {f"reconstruct@{c}" for c in cells} | spread),
-        ("gradient", "learning_rate", 0.04, {f"{s}@{c}" for c in cells for s in ("tune", "gradient")} | spread),
-        ("gradient", "threads", 2, {f"gradient@{c}" for c in cells} | spread),  # the tune stage runs on tune.threads
-        ("tune", "threads", 2, {f"tune@{c}" for c in cells}),
-        ("refine", "learning_rate", 0.002, {f"refine@{c}" for c in cells}),
-        ("refine", "steps", {"baseline": 4, "dense": 3, "sparse": 4}, {"refine@100000-dense"}),
-        ("compare", "frc_taper", 0.2, {f"{s}@{c}" for c in cells for s in ("compare", "refine")} | spread
-         | {"measured_compare"}),
-        ("replicate", "seeds", 2, spread | {"summarize"}),
-        ("measured", "epochs", 2, {"measured_pinn"}),
-        ("measured", "batch_size", 32, {"measured_ptychi@A", "measured_ptychi@B"}),
-    ):
-        params = tiny_params()
-        params[section][key] = value
-        write_params(work / "params.yaml", params)
-        try:
-            assert _status_stages(work, env) == stages, (section, key)
-            if not isinstance(value, dict) and section != "train":
-                continue  # `dvc params diff` names a scalar key alike for every section: shown for train's
-            diff = dvc("params", "diff", cwd=work, env=env).stdout
-            changed = {f"{key}.{k}": v for k, v in value.items() if v != params_default(section, key)[k]} \
-                if isinstance(value, dict) else {key: value}  # a per-view key: DVC names the changed leaf
-            assert all(f"{section}.{k}" in diff and str(v) in diff for k, v in changed.items()), diff
-        finally:
-            write_params(work / "params.yaml", tiny_params())
-    assert _status_stages(work, env) == set()
-
-
-def test_an_experiment_reruns_only_the_stages_its_params_reach(repo):
-    """`dvc exp run -S` on one view's epochs: that view's training jobs, what reads their bundles (refinement,
-    inference, and from its objects the comparisons and product files) and the summary run; nothing else (not the
-    other views' networks or comparisons, not pty-chi). What the other sections reach is checked above with
-    `dvc status`. A bundle records only the params its stage declares: in the experiment's workspace a forced
-    rerun of another view's training leaves dvc.lock byte-identical."""
-    work, env = repo
-    _run(["git", "add", "-A"], work, env)
-    _run(["git", "commit", "-qm", "results", "--allow-empty"], work, env)
-    try:
-        result = dvc("exp", "run", "-S", "train.epochs.dense=1", cwd=work, env=env)
-        ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
-        lock = (work / "dvc.lock").read_bytes()
-        forced = dvc("repro", "-f", "-s", "--no-run-cache", "train@100000-sparse", cwd=work, env=env)
-        assert "Running stage 'train@100000-sparse'" in forced.stdout
-        assert (work / "dvc.lock").read_bytes() == lock
-    finally:
-        _run(["git", "checkout", "--", "."], work, env)  # the experiment is kept by `dvc exp`, not in the workspace
-        dvc("checkout", cwd=work, env=env)
-    assert ran == {"train@100000-dense", "train_figure@100000-dense", "refine@100000-dense", "infer@100000-dense",
-                   "compare@100000-dense", "product@100000-dense", "replicate@100000-dense", "summarize"}, ran
-    assert _status_stages(work, env) == set()
-
-
-def test_bad_params_fail_the_repro_and_keep_previous_outputs(repo):
-    work, env = repo
-    target = work / "data/simulated/dose_100000/patched_train.npz"
-    before = target.read_bytes()
-    params = tiny_params()
-    params["simulate"]["seed"] = 7
-    params["simulate"]["sede"] = 7
-    write_params(work / "params.yaml", params)
-    try:
-        result = dvc("repro", "simulate@100000", cwd=work, env=env, check=False)
-        assert result.returncode != 0
-        assert "unknown key simulate.sede" in result.stderr + result.stdout
-    finally:
-        write_params(work / "params.yaml", tiny_params())
-    # DVC removes a stage's outputs before running it: the cache restores the data and git the
-    # (git-tracked) reports, byte for byte
-    dvc("checkout", cwd=work, env=env)
-    _run(["git", "checkout", "--", "reports"], work, env)
-    assert target.read_bytes() == before
-    assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
-
-
-def _verify(work: Path, env: dict):
-    return _run([sys.executable, "-m", "ptychostudy", "verify"], work, env, check=False)
-
-
 def test_verify_agrees_and_detects_one_flipped_byte_in_any_bundle(repo):
     work, env = repo
-    ok = _verify(work, env)
+    ok = verify(work, env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "3 bundles, 0 problems" in ok.stdout
     bundles = sorted((work / "data/models").rglob("wts.h5.zip"))
@@ -421,7 +232,7 @@ def test_verify_agrees_and_detects_one_flipped_byte_in_any_bundle(repo):
         bundle.unlink()  # DVC links outputs from its cache: never write through the link
         bundle.write_bytes(bytes(flipped))
         try:
-            result = _verify(work, env)
+            result = verify(work, env)
             assert result.returncode == 1
             rel = bundle.relative_to(work).as_posix()
             assert f"changed: {rel} has md5" in result.stdout
@@ -432,47 +243,11 @@ def test_verify_agrees_and_detects_one_flipped_byte_in_any_bundle(repo):
     extra.parent.mkdir()
     extra.write_bytes(b"not a bundle")
     try:
-        result = _verify(work, env)
+        result = verify(work, env)
         assert result.returncode == 1 and "extra: data/models/dose_100000/stray/wts.h5.zip" in result.stdout
     finally:
         shutil.rmtree(extra.parent)
-    assert _verify(work, env).returncode == 0
-
-
-def test_push_then_pull_on_a_fresh_clone_restores_every_artefact(repo, tmp_path):
-    """Remote round trip: push to a folder remote, clone, pull; byte-identical, nothing runs, verify passes."""
-    work, env = repo
-    remote = tmp_path / "remote"
-    dvc("remote", "add", "-d", "-f", "store", str(remote), cwd=work, env=env)
-    _run(["git", "add", "-A"], work, env)
-    _run(["git", "commit", "-qm", "remote", "--allow-empty"], work, env)
-    dvc("push", cwd=work, env=env)
-    clone = tmp_path / "clone"
-    _run(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
-    clone_env = {**env, "DVC_SITE_CACHE_DIR": str(tmp_path / "clone-site-cache")}
-    assert not list((clone / "data/models").rglob("wts.h5.zip"))  # git brings DVC's .gitignore files only
-    missing = _verify(clone, clone_env)
-    assert missing.returncode == 1 and "missing: data/models/dose_100000/dense/wts.h5.zip" in missing.stdout
-    dvc("pull", cwd=clone, env=clone_env)
-    outs = _lock_outs(work)
-    for path, md5 in outs.items():
-        target = clone / path
-        if target.is_file():
-            assert hashlib.md5(target.read_bytes()).hexdigest() == md5, path
-            assert target.read_bytes() == (work / path).read_bytes(), path
-    assert all((clone / p).exists() for p in outs)
-    assert json.loads(dvc("status", "--json", cwd=clone, env=clone_env).stdout) == {}
-    result = dvc("repro", cwd=clone, env=clone_env)
-    assert "Running stage" not in result.stdout
-    # a model fetched by its artifact name (dvc.yaml's artifacts block) and registered version (a GTO tag, as
-    # `gto register` writes it), from the repository and its remote
-    _run(["git", "tag", "-a", "pinn-100000-dense@v0.1.0", "-m", "Registering artifact pinn-100000-dense version v0.1.0"],
-         work, env)
-    got = tmp_path / "fetched" / "wts.h5.zip"
-    dvc("artifacts", "get", str(work), "pinn-100000-dense", "-o", str(got), cwd=tmp_path, env=clone_env)
-    assert got.read_bytes() == (work / "data/models/dose_100000/dense/wts.h5.zip").read_bytes()
-    ok = _verify(clone, clone_env)
-    assert ok.returncode == 0 and "3 bundles, 0 problems" in ok.stdout, ok.stdout
+    assert verify(work, env).returncode == 0
 
 
 def _training_processes(parent: int, marker: str) -> list[int]:
@@ -506,7 +281,7 @@ def test_a_training_killed_halfway_leaves_nothing_that_looks_finished(repo):
     # a process elsewhere on the machine whose command line looks like the job (a real study beside the
     # tests): the test must leave it alone
     decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "ptychostudy", "train", *marker.split()])
-    lock_before = _lock_outs(work)
+    lock_before = lock_outs(work)
     long = tiny_params()
     long["train"]["epochs"]["dense"] = 400  # minutes of training: it is killed long before the end
     write_params(work / "params.yaml", long)
@@ -536,6 +311,6 @@ def test_a_training_killed_halfway_leaves_nothing_that_looks_finished(repo):
     result = dvc("repro", cwd=work, env=env)
     assert f"'{stage}'" in result.stdout
     assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
-    assert _lock_outs(work) == lock_before  # deterministic: the rerun rebuilt the very same bundle
+    assert lock_outs(work) == lock_before  # deterministic: the rerun rebuilt the very same bundle
     leftovers = [p for p in (work / "data/models/dose_100000/dense").iterdir() if p.name not in ("wts.h5.zip", ".gitignore")]
     assert all(".tmp-" in p.name for p in leftovers), leftovers

@@ -1,0 +1,163 @@
+"""End to end through the `dvc` command line: what each params change reaches (`dvc status`,
+`dvc params diff`, one `dvc exp run`), bad params in a repro, and the remote round trip (push, clone, pull, verify, an
+artifact by name). On a private copy of the session's one tiny study (`e2e.py`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from conftest import write_params
+from e2e import dvc, lock_outs, run, status_stages, study, tiny_params, verify
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    work, env, _ = study(tmp_path_factory)
+    return work, env
+
+
+def params_default(section: str, key: str):
+    return tiny_params()[section][key]
+
+
+def test_a_views_param_change_touches_only_views_and_params_diff_names_it(repo):
+    work, env = repo
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-qm", "results"], work, env)
+    params = tiny_params()
+    params["views"]["neighbours"] = 8
+    write_params(work / "params.yaml", params)
+    try:
+        changed = json.loads(dvc("status", "--json", cwd=work, env=env).stdout)
+        # the views and the measured network (it forms its groups as Phase D does)
+        assert changed and all(name.startswith("views@") or name == "measured_pinn" for name in changed), changed
+        assert "measured_pinn" in changed
+        diff = dvc("params", "diff", cwd=work, env=env).stdout
+        assert "views.neighbours" in diff and "7" in diff and "8" in diff
+    finally:
+        write_params(work / "params.yaml", tiny_params())
+
+
+def test_what_each_params_section_touches(repo):
+    """Each section reruns only its own phase: training keys the training jobs, the networks' stitching
+    (infer.*) only the comparisons and the product files (both infer), pty-chi's keys only pty-chi."""
+    work, env = repo
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-qm", "results", "--allow-empty"], work, env)
+    cells = {f"100000-{v}" for v in ("baseline", "dense", "sparse")}
+    spread = {"replicate@100000-dense"}  # the replicated cell reruns whatever arm a key reaches
+    for section, key, value, stages in (
+        ("train", "learning_rate", 0.0015, {f"train@{c}" for c in cells} | spread | {"measured_pinn"}),
+        ("infer", "stitch_fraction", 0.4,  # the infer stage; the comparison and products read its objects
+         {f"{s}@{c}" for c in cells for s in ("infer", "refine")} | spread | {"measured_pinn"}),
+        ("reconstruct", "momentum", 0.3, {f"reconstruct@{c}" for c in cells} | spread),
+        ("gradient", "learning_rate", 0.04, {f"{s}@{c}" for c in cells for s in ("tune", "gradient")} | spread),
+        ("gradient", "threads", 2, {f"gradient@{c}" for c in cells} | spread),  # the tune stage runs on tune.threads
+        ("tune", "threads", 2, {f"tune@{c}" for c in cells}),
+        ("refine", "learning_rate", 0.002, {f"refine@{c}" for c in cells}),
+        ("refine", "steps", {"baseline": 4, "dense": 3, "sparse": 4}, {"refine@100000-dense"}),
+        ("compare", "frc_taper", 0.2, {f"{s}@{c}" for c in cells for s in ("compare", "refine")} | spread
+         | {"measured_compare"}),
+        ("replicate", "seeds", 2, spread | {"summarize"}),
+        ("measured", "epochs", 2, {"measured_pinn"}),
+        ("measured", "batch_size", 32, {"measured_ptychi@A", "measured_ptychi@B"}),
+    ):
+        params = tiny_params()
+        params[section][key] = value
+        write_params(work / "params.yaml", params)
+        try:
+            assert status_stages(work, env) == stages, (section, key)
+            if not isinstance(value, dict) and section != "train":
+                continue  # `dvc params diff` names a scalar key alike for every section: shown for train's
+            diff = dvc("params", "diff", cwd=work, env=env).stdout
+            changed = {f"{key}.{k}": v for k, v in value.items() if v != params_default(section, key)[k]} \
+                if isinstance(value, dict) else {key: value}  # a per-view key: DVC names the changed leaf
+            assert all(f"{section}.{k}" in diff and str(v) in diff for k, v in changed.items()), diff
+        finally:
+            write_params(work / "params.yaml", tiny_params())
+    assert status_stages(work, env) == set()
+
+
+def test_an_experiment_reruns_only_the_stages_its_params_reach(repo):
+    """`dvc exp run -S` on one view's epochs: that view's training jobs, what reads their bundles (refinement,
+    inference, and from its objects the comparisons and product files) and the summary run; nothing else (not the
+    other views' networks or comparisons, not pty-chi). What the other sections reach is checked above with
+    `dvc status`. A bundle records only the params its stage declares: in the experiment's workspace a forced
+    rerun of another view's training leaves dvc.lock byte-identical."""
+    work, env = repo
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-qm", "results", "--allow-empty"], work, env)
+    try:
+        result = dvc("exp", "run", "-S", "train.epochs.dense=1", cwd=work, env=env)
+        ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+        lock = (work / "dvc.lock").read_bytes()
+        forced = dvc("repro", "-f", "-s", "--no-run-cache", "train@100000-sparse", cwd=work, env=env)
+        assert "Running stage 'train@100000-sparse'" in forced.stdout
+        assert (work / "dvc.lock").read_bytes() == lock
+    finally:
+        run(["git", "checkout", "--", "."], work, env)  # the experiment is kept by `dvc exp`, not in the workspace
+        dvc("checkout", cwd=work, env=env)
+    assert ran == {"train@100000-dense", "train_figure@100000-dense", "refine@100000-dense", "infer@100000-dense",
+                   "compare@100000-dense", "product@100000-dense", "replicate@100000-dense", "summarize"}, ran
+    assert status_stages(work, env) == set()
+
+
+def test_bad_params_fail_the_repro_and_keep_previous_outputs(repo):
+    work, env = repo
+    target = work / "data/simulated/dose_100000/patched_train.npz"
+    before = target.read_bytes()
+    params = tiny_params()
+    params["simulate"]["seed"] = 7
+    params["simulate"]["sede"] = 7
+    write_params(work / "params.yaml", params)
+    try:
+        result = dvc("repro", "simulate@100000", cwd=work, env=env, check=False)
+        assert result.returncode != 0
+        assert "unknown key simulate.sede" in result.stderr + result.stdout
+    finally:
+        write_params(work / "params.yaml", tiny_params())
+    # DVC removes a stage's outputs before running it: the cache restores the data and git the
+    # (git-tracked) reports, byte for byte
+    dvc("checkout", cwd=work, env=env)
+    run(["git", "checkout", "--", "reports"], work, env)
+    assert target.read_bytes() == before
+    assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
+
+
+def test_push_then_pull_on_a_fresh_clone_restores_every_artefact(repo, tmp_path):
+    """Remote round trip: push to a folder remote, clone, pull; byte-identical, nothing runs, verify passes."""
+    work, env = repo
+    remote = tmp_path / "remote"
+    dvc("remote", "add", "-d", "-f", "store", str(remote), cwd=work, env=env)
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-qm", "remote", "--allow-empty"], work, env)
+    dvc("push", cwd=work, env=env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
+    clone_env = {**env, "DVC_SITE_CACHE_DIR": str(tmp_path / "clone-site-cache")}
+    assert not list((clone / "data/models").rglob("wts.h5.zip"))  # git brings DVC's .gitignore files only
+    missing = verify(clone, clone_env)
+    assert missing.returncode == 1 and "missing: data/models/dose_100000/dense/wts.h5.zip" in missing.stdout
+    dvc("pull", cwd=clone, env=clone_env)
+    outs = lock_outs(work)
+    for path, md5 in outs.items():
+        target = clone / path
+        if target.is_file():
+            assert hashlib.md5(target.read_bytes()).hexdigest() == md5, path
+            assert target.read_bytes() == (work / path).read_bytes(), path
+    assert all((clone / p).exists() for p in outs)
+    assert json.loads(dvc("status", "--json", cwd=clone, env=clone_env).stdout) == {}
+    result = dvc("repro", cwd=clone, env=clone_env)
+    assert "Running stage" not in result.stdout
+    # a model fetched by its artifact name (dvc.yaml's artifacts block) and registered version (a GTO tag, as
+    # `gto register` writes it), from the repository and its remote
+    run(["git", "tag", "-a", "pinn-100000-dense@v0.1.0", "-m", "Registering artifact pinn-100000-dense version v0.1.0"],
+         work, env)
+    got = tmp_path / "fetched" / "wts.h5.zip"
+    dvc("artifacts", "get", str(work), "pinn-100000-dense", "-o", str(got), cwd=tmp_path, env=clone_env)
+    assert got.read_bytes() == (work / "data/models/dose_100000/dense/wts.h5.zip").read_bytes()
+    ok = verify(clone, clone_env)
+    assert ok.returncode == 0 and "3 bundles, 0 problems" in ok.stdout, ok.stdout
