@@ -41,6 +41,7 @@ def tiny_params() -> dict:
     p["gradient"].update(levels=[4, 2], steps_per_level=6, batch=32)
     p["refine"].update(steps={"baseline": 4, "dense": 6, "sparse": 4}, batch_size=4)
     p["measured"]["epochs"] = 1  # the measured star's network: one epoch of 3 steps
+    p["compare"]["detail_sigma_px"] = 3.0  # the tiny test region is about 50 rows high: 2σ from its edges
     p["replicate"].update(doses=[100000], seeds=1)  # one other seed of every arm in the dense cell at 1e5
     p["tune"].update(ptychi_grid=p["tune"]["ptychi_grid"][1:3], gradient_checkpoints=[3, 6],
                      ptychi_epochs={"baseline": [2, 4], "dense": [2, 4], "sparse": [2, 4]})

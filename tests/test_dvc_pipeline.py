@@ -104,7 +104,7 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo, first):
             assert {"blank", "ptychi_tuned", "gradient", "pinn_refined"} <= set(cell), cell
             assert set(cell["train"]) == {"final_loss", "bundle_bytes"}
             for arm in set(cell) - {"train"}:
-                assert set(cell[arm]) - {"phase_r_seeds", "phase_r_seed_sd"} == {"phase_r", "phase_frc50_px", "amplitude_r"}
+                assert set(cell[arm]) - {"phase_r_seeds", "phase_r_seed_sd"} == {"phase_r", "phase_frc50_px", "phase_detail_r", "amplitude_r"}
     assert "ptychi" in metrics["dose_100000"]["baseline"]
     # the seed-to-seed spread of the replicated cell (tiny profile: dense at 1e5, one other seed): every arm
     replicated = json.loads((work / "reports/replicate/dose_100000-dense.json").read_text())
