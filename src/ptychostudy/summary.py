@@ -395,8 +395,8 @@ def level(spread: dict) -> tuple[float, str]:
         return CROSS_CPU, (f"one training run per cell moves by up to {CROSS_CPU} between two CPU kinds (README, "
                            "\"Determinism and safety\"); the seed-to-seed spread was not measured")
     measured = net[0] + it[0]
-    why = (f"the largest seed-to-seed range of phase r measured (replicate stage, {len(next(iter(spread.values()))['phase_pearson_r'])} "
-           f"seeds) is {net[0]:.3f} for a network ({net[1][2]}, dose {net[1][0]:g}, {net[1][1]}) and {it[0]:.3f} for an "
+    why = (f"the largest range of phase r measured (replicate stage, {len(next(iter(spread.values()))['phase_pearson_r'])} "
+           f"runs: other seeds and Poisson redraws of the test counts) is {net[0]:.3f} for a network ({net[1][2]}, dose {net[1][0]:g}, {net[1][1]}) and {it[0]:.3f} for an "
            f"iterative arm ({it[1][2]}, dose {it[1][0]:g}, {it[1][1]}): together {measured:.3f}; one training run moves by "
            f"up to {CROSS_CPU} between two CPU kinds")
     return max(measured, CROSS_CPU), why
@@ -445,9 +445,11 @@ def _spread_lines(spread: dict) -> list[str]:
         "",
         "## Seed-to-seed spread (replicate stage)",
         "",
-        "Each arm of these cells rerun with other seeds (the network retrained: weights and batch order; pty-chi: its "
-        "batch clustering; the gradient solver: its batches), scored on the test split exactly as Phase G scores; the "
-        "first value is the pipeline's own run (the Phase G table). Nothing is selected from these numbers "
+        "Each arm of these cells rerun with other seeds (the network retrained: weights and batch order, and refined "
+        "again; pty-chi: its batches; the gradient solver: its batches) and on the test patterns' counts drawn again "
+        "(a new Poisson seed: Phase E's network, its refinement and every solver with its own seed), scored on the "
+        "test split exactly as Phase G scores; the first value is the pipeline's own run (the Phase G table), then "
+        "the other seeds, then the redraws. Nothing is selected from these numbers "
         "(`reports/replicate/dose_<dose>-<view>.json`).",
         "",
         "| dose | view | arm | seeds | phase r (each seed) | mean ± sd | range | phase FRC½ res. (px), range | amp r, range |",
@@ -487,11 +489,14 @@ def _study(cfg: Params, reconstruct_reports: Path, tuning_reports: Path, compare
         "network, pinn_gs1 = the gridsize-1 (baseline) network applied to the same patterns, ptychi = pty-chi LSQML "
         "with the original study's options (Gaussian noise model, no regulariser, no momentum, 100 epochs; the "
         "batch size is the tuned arm's), ptychi_tuned = pty-chi LSQML with the settings selected on the train "
-        "split, gradient = the Poisson-likelihood gradient solver (coarse-to-fine object, stop selected on the train "
-        "split). "
+        "split's truth (calibration), ptychi_heldout = the same search selected by the held-out patterns' likelihood "
+        "(no truth), gradient = the Poisson-likelihood gradient solver (coarse-to-fine object, stop selected on the "
+        "train split's truth), gradient_heldout = its stop selected by the held-out likelihood. "
         f"Each measure stands beside its **floor**: the score of a blank object (all ones, arm `{FLOOR}`) in "
         "the same cell and region, aligned the same way; an arm's skill is its distance from the floor. "
-        "FRC½ res. = half-period resolution at the FRC 0.5 crossing (1 px = Nyquist; smaller is better). Every "
+        "FRC½ res. = half-period resolution where the FRC (averaged over `compare.frc_smooth_rings` rings) last falls "
+        "below 0.5 (1 px = Nyquist; smaller is better; \"never crossed\": above 0.5 up to Nyquist, no resolution "
+        "read). Every "
         "metric, both regions (featured and the whole scanned region) and the 1/7 threshold: "
         "`reports/study_metrics.csv` and `reports/compare/dose_<dose>-<view>/comparison_metrics.csv`.",
         "",
@@ -555,8 +560,9 @@ def _study(cfg: Params, reconstruct_reports: Path, tuning_reports: Path, compare
         "",
         "*Featured region of the test split. Solid: the view's gridsize-2 network; solid with stars: the view's network "
         "refined on the test patterns (pinn_refined); dashed: the gridsize-1 network; "
-        "dotted: pty-chi as configured; dotted with squares: pty-chi tuned; dotted with triangles: the gradient "
-        "solver; dash-dot: the floor (a blank object). Colour: the view. Bars: lowest to highest over the seeds of the "
+        "dotted: pty-chi as configured; dotted with squares: pty-chi tuned (calibration), with diamonds: pty-chi tuned "
+        "without truth (held-out NLL); dotted with triangles: the gradient solver (calibration), with downward "
+        "triangles: its no-calibration stop; dash-dot: the floor (a blank object). Colour: the view. Bars: lowest to highest over the seeds of the "
         "replicate stage (the cells of `replicate.*`). Per-cell images: "
         "`reports/compare/dose_<dose>-<view>/comparison.png`.*",
     ]
