@@ -245,3 +245,26 @@ def test_scores_are_restricted_to_the_region():
     assert s["amplitude"]["ssim"] == pytest.approx(1.0) and s["phase"]["pearson_r"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="empty"):
         M.score(recon, truth, np.zeros_like(mask), 1.0, 0.1)
+
+
+def test_ssim_and_registration_agree_with_scikit_image():
+    """The hand-written SSIM (7×7 uniform window, sample covariance) equals scikit-image's structural_similarity
+    with the same window on a whole image, and the registration finds the shift scikit-image's
+    phase_cross_correlation finds (both sub-pixel, 1/50 px), with the opposite sign (skimage: the shift of the
+    moving image; ours: the correction to apply)."""
+    from skimage.metrics import structural_similarity
+    from skimage.registration import phase_cross_correlation
+
+    truth = np.abs(_structured((96, 96), seed=4))
+    other = M.gaussian_blur(truth, 1.2) + 0.05 * RNG.standard_normal(truth.shape)
+    data_range = float(truth.max() - truth.min())
+    theirs = structural_similarity(other, truth, win_size=7, data_range=data_range, gaussian_weights=False,
+                                   use_sample_covariance=True)
+    assert M.ssim(other, truth, _everywhere(truth.shape), data_range) == pytest.approx(theirs, abs=1e-10)
+    image = np.abs(_structured((128, 128), seed=6))
+    for shift in ((1.3, -0.7), (-2.26, 0.5), (0.0, 3.1)):
+        moved = M.fourier_shift(image, *shift)
+        ours = M.register(moved, image, _everywhere(image.shape), max_shift=4)
+        found, _, _ = phase_cross_correlation(image, moved, upsample_factor=50)
+        assert np.allclose(ours, -np.asarray(shift), atol=0.06), (ours, shift)
+        assert np.allclose(ours, found, atol=0.06), (ours, found)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def comparison_figure(record: dict, truth: np.ndarray, aligned: dict, masks: dic
             ax.set_title(f"{textwrap.fill(label, TITLE_CHARS)}\n{quantity}" if row == 0 else quantity, fontsize=8)
             if name != "truth":
                 s = record["scores"][name]["featured"][quantity]
-                ax.set_xlabel(f"SSIM {s['ssim']:.3f}  r {s['pearson_r']:.3f}  FRC½ {s['frc50_resolution_px']:.1f} px", fontsize=7)
+                frc = s["frc50_resolution_px"]
+                frc = "never crossed" if frc is None or not math.isfinite(frc) else f"{frc:.1f} px"
+                ax.set_xlabel(f"SSIM {s['ssim']:.3f}  r {s['pearson_r']:.3f}  FRC½ {frc}", fontsize=7)
     fig.suptitle(
         f"Phase G, dose {record['dose']:g}, view {record['view']}: test split, featured region "
         f"({record['region_pixels']['featured']} px); registered, phase offset+ramp removed, mean amplitude matched",

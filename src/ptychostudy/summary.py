@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from ptychostudy import StudyError, layout, stage
-from ptychostudy.arms import ARMS, FLOOR, NETWORK_ARMS, PROTOCOL_PAIRS, REFINED, TUNED_ITERATIVE, arms
+from ptychostudy.arms import ARMS, FLOOR, NETWORK_ARMS, PROTOCOL_PAIRS, REFINED, TUNED_ITERATIVE, arms, baseline_view
 from ptychostudy.io import sha256_file, write_json, write_text
 from ptychostudy.layout import ITERATIVE_ARMS, REFINED_ARM, SPLITS, dose_tag
 from ptychostudy.layout import cell_tag as view_tag
@@ -251,7 +251,68 @@ def _timing_table(cfg: Params, timing: Path) -> None:
                 rows.append(f"| {dose:g} | {view} | " + ", ".join(
                     f"{p['steps']}: {p['seconds'] + p['inference_seconds']:.1f} s → {p['phase_pearson_r']:.3f}"
                     for p in curve) + " |")
+    rows += _cost_rows(cfg, timing)
     write_text(timing / "summary.md", "# Wall times (this machine, last run)\n\n## Phase E: training\n\n" + "\n".join(rows) + "\n")
+
+
+def _cost_rows(cfg: Params, timing: Path) -> list[str]:
+    """Every arm's cost on an equal footing: core-seconds (wall seconds × the stage's torch threads) of what it
+    took to choose its settings or train its network, and of its reconstruction of the test split."""
+    def read(name: str) -> dict:
+        path = timing / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    def of(record: dict, key: str, arm: str | None = None):
+        value = record.get(key)
+        return value.get(arm) if isinstance(value, dict) else value
+
+    base = baseline_view(cfg)
+    rows = ["", "## Cost of every arm: core-seconds (wall × threads), setting or training + test-split reconstruction",
+            "", "Selection: the tune stage's share of the solver (both protocols' searches together: one cost for the "
+            "tuned and the held-out arm); training: the network's Phase E run (the gridsize-1 network: the baseline "
+            "view's, once per dose); reconstruction: the arm's own run on the test split (inference for the networks; "
+            "refinement plus its last inference for pinn_refined).", "",
+            "| dose | view | " + " | ".join(a for a in ARMS if a != FLOOR) + " |",
+            "|---:|---|" + "---|" * (len(ARMS) - 1)]
+    for dose in cfg.study.doses:
+        for view in cfg.study.views:
+            tag = view_tag(dose, view)
+            tune, infer, refine = read(f"tune-{tag}.json"), read(f"infer-{tag}.json"), read(f"refine-{tag}.json")
+            own, gs1 = read(f"train-{tag}.json"), read(f"train-{view_tag(dose, base)}.json") if base else {}
+            train_cost = lambda t: (t["train_seconds"] * t["threads"]) if t else None  # noqa: E731
+            infer_threads = infer.get("threads", 1)
+            cost = {
+                "pinn": (train_cost(own), _mul(of(infer, "inference_seconds", "pinn"), infer_threads)),
+                "pinn_gs1": (train_cost(gs1), _mul(of(infer, "inference_seconds", "pinn_gs1"), infer_threads)),
+                REFINED_ARM: (train_cost(own), _mul(_add(refine.get("refine_seconds"), refine.get("inference_seconds")),
+                                                    refine.get("threads", 1))),
+            }
+            for arm in ITERATIVE_ARMS:
+                record = read(f"{_phase_f_stage(arm)}-{tag}.json")
+                run = _mul(of(record, "reconstruct_seconds", arm), record.get("threads", 1))
+                share = None if arm == "ptychi" else _mul(
+                    tune.get("ptychi_seconds" if arm.startswith("ptychi") else "gradient_seconds"), tune.get("threads", 1))
+                cost[arm] = (share, run)
+            cells = []
+            for arm in ARMS:
+                if arm == FLOOR:
+                    continue
+                if arm not in arms(cfg, view):
+                    cells.append("–")
+                    continue
+                first, second = cost.get(arm, (None, None))
+                cells.append("–" if second is None else (f"{second:.0f}" if first is None else
+                                                        f"{first:.0f} + {second:.0f} = {first + second:.0f}"))
+            rows.append(f"| {dose:g} | {view} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def _mul(value, factor):
+    return None if value is None else value * factor
+
+
+def _add(a, b):
+    return None if a is None or b is None else a + b
 
 
 def _phase_f_stage(arm: str) -> str:
