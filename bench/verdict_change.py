@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 MEASURES = ("phase_pearson_r", "phase_detail_r", "phase_frc50_resolution_px", "amplitude_pearson_r")
-ARMS = ("pinn", "pinn_gs1", "pinn_refined", "ptychi", "ptychi_tuned", "gradient", "blank")
+ARMS = ("pinn", "pinn_gs1", "pinn_refined", "ptychi", "ptychi_tuned", "ptychi_heldout", "gradient", "gradient_heldout",
+        "blank")
 
 
 def table(text: str) -> dict:

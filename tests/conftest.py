@@ -42,9 +42,11 @@ def tiny_params() -> dict:
     p["refine"].update(steps={"baseline": 4, "dense": 6, "sparse": 4}, batch_size=4)
     p["measured"]["epochs"] = 1  # the measured star's network: one epoch of 3 steps
     p["compare"]["detail_sigma_px"] = 3.0  # the tiny test region is about 50 rows high: 2σ from its edges
-    p["replicate"].update(doses=[100000], seeds=1)  # one other seed of every arm in the dense cell at 1e5
-    p["tune"].update(ptychi_grid=p["tune"]["ptychi_grid"][1:3], gradient_checkpoints=[3, 6],
-                     ptychi_epochs={"baseline": [2, 4], "dense": [2, 4], "sparse": [2, 4]})
+    p["replicate"].update(doses=[100000], seeds=1, noise_redraws=1)  # one other seed and one noise redraw of every
+                                                                      # arm in the dense cell at 1e5
+    p["tune"]["ptychi_search"].update(trials=3, startup_trials=2, prune_after=1)  # 3 trials per protocol
+    p["tune"].update(gradient_checkpoints=[3, 6],  # the last checkpoint: the configured epochs (reconstruct.epochs)
+                     ptychi_epochs={"baseline": [5, 10], "dense": [3, 6], "sparse": [3, 6]})
     return p
 
 
@@ -102,7 +104,7 @@ def tiny_views(tiny_cfg, tiny_simulated, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_iterative(tiny_cfg, tiny_views, tmp_path_factory):
-    """The selection and Phase F's three iterative arms of the tiny dense view at dose 1e5:
+    """The selection and Phase F's five iterative arms of the tiny dense view at dose 1e5:
     (Phase F folder of <arm>.npz, tuning JSON, train-only view folder). The tune stage runs on a
     copy of the view that holds no test file: it cannot have read one."""
     import shutil
@@ -117,11 +119,14 @@ def tiny_iterative(tiny_cfg, tiny_views, tmp_path_factory):
     tuning = out / "tuning.json"
     tune.run(tiny_cfg, 100000, "dense", train_only, tuning, out / "tune-timing.json", progress=False)
     rec = out / "reconstruct"
-    for arm in ("ptychi", "ptychi_tuned"):
-        reconstruct.run(tiny_cfg, 100000, "dense", tiny_views["dense"], rec / f"{arm}.npz", out / f"{arm}.json",
-                        out / f"{arm}-timing.json", arm=arm, tuning=tuning, progress=False)
+    reconstruct.run(tiny_cfg, 100000, "dense", tiny_views["dense"], rec / "ptychi.npz", out / "ptychi.json",
+                    out / "ptychi-timing.json", arm="ptychi", progress=False)
+    reconstruct.run(tiny_cfg, 100000, "dense", tiny_views["dense"], rec / "ptychi_tuned.npz", out / "ptychi_tuned.json",
+                    out / "ptychi_tuned-timing.json", arm="ptychi_tuned", tuning=tuning,
+                    heldout_out=rec / "ptychi_heldout.npz", heldout_report=out / "ptychi_heldout.json", progress=False)
     gradient.run(tiny_cfg, 100000, "dense", tiny_views["dense"], tuning, rec / "gradient.npz", out / "gradient.json",
-                 out / "gradient-timing.json", progress=False)
+                 out / "gradient-timing.json", heldout_out=rec / "gradient_heldout.npz",
+                 heldout_report=out / "gradient_heldout.json", progress=False)
     return rec, tuning, train_only
 
 

@@ -215,13 +215,13 @@ def test_pty_chi_refuses_a_typo_in_its_settings(dense_view, tmp_path):
 def test_the_tune_stage_refuses_a_negative_regulariser(dense_view, tmp_path):
     root, _ = dense_view
     params = tiny_params()
-    params["tune"]["ptychi_grid"][0]["tv_weight"] = -10
+    params["tune"]["ptychi_search"]["tv_weight"] = [-10, 3]
     bad = write_params(tmp_path / "params.yaml", params)
     kept = [_previous(tmp_path / "tuning.json")]
     result = cli("--no-progress", "tune", "--params", bad, "--dose", 100000, "--view", "dense", "--view-dir",
                  root / "view", "--report", tmp_path / "tuning.json",
                  "--timing", tmp_path / "t.json", cwd=tmp_path)
-    _assert_refused(result, "tune.ptychi_grid[0].tv_weight must be 0 or more", *kept)
+    _assert_refused(result, "tune.ptychi_search.tv_weight[0] must be positive", *kept)
 
 
 def test_the_tuned_arms_need_a_selection(dense_view, tmp_path):
@@ -252,7 +252,7 @@ def test_compare_refuses_a_pickled_pty_chi_file(dense_view, tmp_path):
     root, params = dense_view
     inferred = _previous(tmp_path / "inferred.npz")  # never read: the pickled file is refused first
     iterative = tmp_path / "reconstruct"
-    for arm in ("ptychi_tuned", "gradient", "pinn_refined"):
+    for arm in ("ptychi_tuned", "ptychi_heldout", "gradient", "gradient_heldout", "pinn_refined"):
         _previous(iterative / f"{arm}.npz")
     np.savez(iterative / "ptychi.npz", object=np.array([{"payload": 1}], dtype=object), cost=np.ones(2),
              _metadata=np.array("{}"))

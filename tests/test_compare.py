@@ -19,7 +19,8 @@ from ptychostudy.refine import run as refine_run
 from ptychostudy.train import run as train_run
 
 
-ALL_ARMS = ["pinn", "pinn_refined", "pinn_gs1", "ptychi", "ptychi_tuned", "gradient", "blank"]
+ALL_ARMS = ["pinn", "pinn_refined", "pinn_gs1", "ptychi", "ptychi_tuned", "ptychi_heldout", "gradient", "gradient_heldout",
+            "blank"]
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_every_arm_metric_and_region_is_in_the_tidy_csv(cell, tiny_cfg, tiny_vie
     # refinement's fixed beforehand
     assert "original study" in saved["stored"]["ptychi"]["settings"]["chosen_by"]
     assert "nothing selected" in saved["stored"]["pinn_refined"]["settings"]["chosen_by"]
-    for arm in ("ptychi_tuned", "gradient"):
+    for arm in ("ptychi_tuned", "ptychi_heldout", "gradient", "gradient_heldout"):
         assert "selected on the train split" in saved["stored"][arm]["settings"]["chosen_by"]
     # the floor: a blank object has no amplitude structure (r 0, no registration) and a phase whose only
     # correlation with the truth is the fitted offset and ramp

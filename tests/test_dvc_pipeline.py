@@ -66,14 +66,15 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo, first):
     # Phases F and G: every cell of every view with its arms, and the study's tables and plots
     for dose in (100000,):
         for view in ("baseline", "dense", "sparse"):
-            for arm in ("ptychi", "ptychi_tuned", "gradient", "pinn_refined"):
+            for arm in ("ptychi", "ptychi_tuned", "ptychi_heldout", "gradient", "gradient_heldout", "pinn_refined"):
                 assert (work / f"data/reconstruct/dose_{dose}/{view}/{arm}.npz").is_file()
             assert (work / f"reports/tuning/dose_{dose}-{view}.json").is_file()
             record = json.loads((work / f"reports/compare/dose_{dose}-{view}/comparison.json").read_text())
             if not record["skipped"]:
-                assert record["arms"][-4:] == ["ptychi", "ptychi_tuned", "gradient", "blank"]
+                assert record["arms"][-6:] == ["ptychi", "ptychi_tuned", "ptychi_heldout", "gradient",
+                                               "gradient_heldout", "blank"]
                 assert "pinn_refined" in record["arms"]  # every view refines its own network
-                assert (len(record["arms"]) == 7) == (view != "baseline")
+                assert (len(record["arms"]) == 9) == (view != "baseline")
                 assert (work / f"reports/compare/dose_{dose}-{view}/comparison.png").is_file()
     # ptychodus product files: every arm with an object, the object and positions as the study has them
     from ptychostudy.stored import read_reconstruction
@@ -83,7 +84,7 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo, first):
     for dose in (100000,):
         index = json.loads((work / f"data/products/dose_{dose}/dense/products.json").read_text())
         assert set(index["files"]) == {f"{a}.h5" for a in ("pinn", "pinn_refined", "pinn_gs1", "ptychi", "ptychi_tuned",
-                                                           "gradient")}
+                                                           "ptychi_heldout", "gradient", "gradient_heldout")}
         test = read_npz(work / f"data/views/dose_{dose}/dense/test.npz", "view")
         for name in index["files"]:
             product = read_product(work / f"data/products/dose_{dose}/dense/{name}")
@@ -99,24 +100,25 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo, first):
     # the final loss and the bundle's size (every metric of every cell is in study_metrics.csv)
     for dose_metrics in metrics.values():
         for view, cell in dose_metrics.items():
-            assert set(cell) <= {"pinn", "pinn_refined", "pinn_gs1", "ptychi", "ptychi_tuned", "gradient", "blank",
-                                 "train"}, cell
-            assert {"blank", "ptychi_tuned", "gradient", "pinn_refined"} <= set(cell), cell
+            assert set(cell) <= {"pinn", "pinn_refined", "pinn_gs1", "ptychi", "ptychi_tuned", "ptychi_heldout", "gradient",
+                                 "gradient_heldout", "blank", "train"}, cell
+            assert {"blank", "ptychi_tuned", "ptychi_heldout", "gradient", "gradient_heldout", "pinn_refined"} <= set(cell), cell
             assert set(cell["train"]) == {"final_loss", "bundle_bytes"}
-            for arm in set(cell) - {"train"}:
-                assert set(cell[arm]) - {"phase_r_seeds", "phase_r_seed_sd"} == {"phase_r", "phase_frc50_px", "phase_detail_r", "amplitude_r"}
+            for arm in set(cell) - {"train"}:  # an FRC that never crossed has no number (absent, never 1 px)
+                assert set(cell[arm]) - {"phase_r_seeds", "phase_r_seed_sd", "phase_frc50_px"} == {
+                    "phase_r", "phase_detail_r", "amplitude_r"}
     assert "ptychi" in metrics["dose_100000"]["baseline"]
-    # the seed-to-seed spread of the replicated cell (tiny profile: dense at 1e5, one other seed): every arm
+    # the spread of the replicated cell (tiny profile: dense at 1e5, one other seed, one noise redraw): every arm
     replicated = json.loads((work / "reports/replicate/dose_100000-dense.json").read_text())
-    assert set(replicated["arms"]) == {"pinn", "ptychi", "ptychi_tuned", "gradient"}
+    assert set(replicated["arms"]) == {"pinn", "pinn_refined", "ptychi", "ptychi_tuned", "gradient"}
     for arm in replicated["arms"]:
-        assert metrics["dose_100000"]["dense"][arm]["phase_r_seeds"] == 2
+        assert metrics["dose_100000"]["dense"][arm]["phase_r_seeds"] == 3
     assert not (work / "reports/replicate/dose_100000-sparse.json").exists()  # replicate.views: dense only
     summary = (work / "reports/summary.md").read_text()
     assert "## Phase G" in summary and "## Conclusion" in summary and "figures/metrics_vs_dose.png" in summary
     assert "| floor |" in summary and "skill" in summary  # every headline measure beside its floor
     assert "## Selection (tune stage)" in summary and "tuned iterative" in summary
-    assert "## Seed-to-seed spread (replicate stage)" in summary and "measured (replicate stage, 2 seeds)" in summary
+    assert "## Seed-to-seed spread (replicate stage)" in summary and "measured (replicate stage, 3 runs" in summary
     header = (work / "reports/plots/phase_pearson_r.csv").read_text().splitlines()[0].split(",")
     plotted = yaml.safe_load((work / "dvc.yaml").read_text())["plots"]
     for entry in plotted:

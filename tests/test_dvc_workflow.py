@@ -53,15 +53,17 @@ def test_what_each_params_section_touches(repo):
         ("train", "learning_rate", 0.0015, {f"train@{c}" for c in cells} | spread | {"measured_pinn"}),
         ("infer", "stitch_fraction", 0.4,  # the infer stage; the comparison and products read its objects
          {f"{s}@{c}" for c in cells for s in ("infer", "refine")} | spread | {"measured_pinn"}),
-        ("reconstruct", "momentum", 0.3, {f"reconstruct@{c}" for c in cells} | spread),
+        # the configured setting is the tune stage's first trial: its keys reach the searches too
+        ("reconstruct", "momentum", 0.5, {f"{s}@{c}" for c in cells for s in ("reconstruct", "tune")} | spread),
         ("gradient", "learning_rate", 0.04, {f"{s}@{c}" for c in cells for s in ("tune", "gradient")} | spread),
         ("gradient", "threads", 2, {f"gradient@{c}" for c in cells} | spread),  # the tune stage runs on tune.threads
         ("tune", "threads", 2, {f"tune@{c}" for c in cells}),
-        ("refine", "learning_rate", 0.002, {f"refine@{c}" for c in cells}),
-        ("refine", "steps", {"baseline": 4, "dense": 3, "sparse": 4}, {"refine@100000-dense"}),
+        ("refine", "learning_rate", 0.002, {f"refine@{c}" for c in cells} | spread),  # the replicates refine too
+        ("refine", "steps", {"baseline": 4, "dense": 3, "sparse": 4}, {"refine@100000-dense"} | spread),
         ("compare", "frc_taper", 0.2, {f"{s}@{c}" for c in cells for s in ("compare", "refine")} | spread
          | {"measured_compare"}),
         ("replicate", "seeds", 2, spread | {"summarize"}),
+        ("replicate", "noise_redraws", 2, spread | {"summarize"}),
         ("measured", "epochs", 2, {"measured_pinn"}),
         ("measured", "batch_size", 32, {"measured_ptychi@A", "measured_ptychi@B"}),
     ):

@@ -35,9 +35,9 @@ def test_identical_images_score_perfectly():
         assert s[q]["ssim"] == pytest.approx(1.0, abs=1e-9)
         assert s[q]["ms_ssim"] == pytest.approx(1.0, abs=1e-9)
         assert s[q]["pearson_r"] == pytest.approx(1.0, abs=1e-12)
-        # the FRC never falls below either threshold: Nyquist, a half-period of 1 px
-        assert s[q]["frc50_cycles_per_px"] == 0.5 and s[q]["frc50_resolution_px"] == 1.0
-        assert s[q]["frc1_7_cycles_per_px"] == 0.5
+        # the FRC never falls below either threshold: "never crossed" (NaN), not a number such as 1 px
+        assert math.isnan(s[q]["frc50_cycles_per_px"]) and math.isnan(s[q]["frc50_resolution_px"])
+        assert math.isnan(s[q]["frc1_7_cycles_per_px"])
     assert s["phase"]["spread_ratio"] == pytest.approx(1.0)
 
 
@@ -74,6 +74,7 @@ class _Settings:  # the compare section's scoring keys
     ms_ssim_sigma = 1.0
     frc_taper = 0.1
     detail_sigma_px = 8.0
+    frc_smooth_rings = 5
 
 
 SETTINGS = _Settings()
@@ -169,14 +170,44 @@ def test_frc_of_a_blurred_noisy_copy_crosses_where_theory_says():
     for threshold in (0.5, 1 / 7):
         g = sigma_n * threshold / math.sqrt(1 - threshold**2)
         expected = math.sqrt(math.log(1 / g) / (2 * math.pi**2 * sigma_b**2))
-        assert M.frc_crossing(freqs, curve, threshold) == pytest.approx(expected, abs=0.015)
+        assert M.frc_crossing(freqs, curve, threshold, smooth=5) == pytest.approx(expected, abs=0.015)
 
 
 def test_frc_crossing_interpolates_linearly():
     freqs = np.array([0.1, 0.2, 0.3])
     assert M.frc_crossing(freqs, np.array([0.9, 0.7, 0.3]), 0.5) == pytest.approx(0.25)
-    assert M.frc_crossing(freqs, np.array([0.9, 0.8, 0.6]), 0.5) == 0.5  # never crosses: Nyquist
+    assert math.isnan(M.frc_crossing(freqs, np.array([0.9, 0.8, 0.6]), 0.5))  # never crosses: no resolution
     assert M.frc_crossing(freqs, np.array([0.2, 0.1, 0.0]), 0.5) == pytest.approx(0.0625)  # from FRC(0) = 1
+
+
+def test_frc_reads_the_last_crossing_of_the_smoothed_curve():
+    """A curve that dips below ½ at one ring and recovers (what made the first crossing jump between seeds)
+    is read at its last fall, and smoothing over rings removes the one-ring dip; a curve still above ½ at
+    Nyquist never crossed."""
+    freqs = np.arange(1, 21) / 40.0
+    curve = np.linspace(0.95, 0.2, 20)
+    curve[3] = 0.45  # one noisy ring
+    raw_first = 0.1  # where the first-crossing rule would stop
+    last = M.frc_crossing(freqs, curve, 0.5)
+    assert last > 2 * raw_first and last == pytest.approx(M.frc_crossing(freqs, np.linspace(0.95, 0.2, 20), 0.5))
+    smoothed = M.frc_crossing(freqs, curve, 0.5, smooth=5)
+    assert abs(smoothed - last) < 0.03
+    rising = curve.copy()
+    rising[-3:] = 0.8
+    assert math.isnan(M.frc_crossing(freqs, rising, 0.5))
+    assert np.allclose(M.smooth_rings(np.ones(7), 5), 1.0) and M.smooth_rings(np.arange(5.0), 1).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_a_blank_objects_phase_detail_is_zero_on_a_thin_region():
+    """The floor: a blank object aligned to the truth is a phase plane; its detail r is 0 (a ramp has no
+    detail), also where the region is thin and the blur reaches its edge (the sparse view's test region)."""
+    shape = (60, 120)
+    truth = _structured(shape)
+    mask = np.zeros(shape, dtype=bool)
+    mask[10:45, 5:115] = True
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    plane = np.exp(1j * (0.3 + 0.02 * yy - 0.015 * xx))
+    assert M.score(plane, truth, mask, 0.0, 0.1, detail_sigma=6.0)["phase"]["detail_r"] == 0.0
 
 
 def test_a_constant_reconstruction_is_flagged_as_collapsed():
@@ -214,3 +245,26 @@ def test_scores_are_restricted_to_the_region():
     assert s["amplitude"]["ssim"] == pytest.approx(1.0) and s["phase"]["pearson_r"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="empty"):
         M.score(recon, truth, np.zeros_like(mask), 1.0, 0.1)
+
+
+def test_ssim_and_registration_agree_with_scikit_image():
+    """The hand-written SSIM (7×7 uniform window, sample covariance) equals scikit-image's structural_similarity
+    with the same window on a whole image, and the registration finds the shift scikit-image's
+    phase_cross_correlation finds (both sub-pixel, 1/50 px), with the opposite sign (skimage: the shift of the
+    moving image; ours: the correction to apply)."""
+    from skimage.metrics import structural_similarity
+    from skimage.registration import phase_cross_correlation
+
+    truth = np.abs(_structured((96, 96), seed=4))
+    other = M.gaussian_blur(truth, 1.2) + 0.05 * RNG.standard_normal(truth.shape)
+    data_range = float(truth.max() - truth.min())
+    theirs = structural_similarity(other, truth, win_size=7, data_range=data_range, gaussian_weights=False,
+                                   use_sample_covariance=True)
+    assert M.ssim(other, truth, _everywhere(truth.shape), data_range) == pytest.approx(theirs, abs=1e-10)
+    image = np.abs(_structured((128, 128), seed=6))
+    for shift in ((1.3, -0.7), (-2.26, 0.5), (0.0, 3.1)):
+        moved = M.fourier_shift(image, *shift)
+        ours = M.register(moved, image, _everywhere(image.shape), max_shift=4)
+        found, _, _ = phase_cross_correlation(image, moved, upsample_factor=50)
+        assert np.allclose(ours, -np.asarray(shift), atol=0.06), (ours, shift)
+        assert np.allclose(ours, found, atol=0.06), (ours, found)

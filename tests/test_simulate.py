@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ptychostudy import physics
+from ptychostudy import forward, physics
 from ptychostudy.base import prepare_base
 from ptychostudy.dataset import metadata, read_dataset
 from ptychostudy.simulate import SPLITS, simulate_dose, split_geometry, touched_range
@@ -107,14 +107,14 @@ def test_every_forward_model_faces_a_measured_mismatch(tiny_cfg, tiny_simulated)
 
     folder, facts = tiny_simulated
     report = facts["model_mismatch"]
-    assert set(report) == set(mismatch.FORWARD_MODELS)
+    assert set(report) == set(forward.FORWARD_MODELS)
     errors = {entry["forward_model"]: entry["relative_error"] for entry in report.values()}
     assert set(errors) == {"physics", "ptychi"}
     assert min(errors.values()) > 1e-3 and max(errors.values()) < 10 * min(errors.values()), errors
     assert all(entry["noise_units"] > 0 for entry in report.values())
     split = Split.read(folder / "patched_test.npz", 1, require_groups=False)
     counts = split.amplitude.double().numpy() ** 2
-    for predict in mismatch.PREDICTORS.values():
+    for predict in forward.PREDICTORS.values():
         predicted = predict(split, split.truth)
         assert predicted.shape == counts.shape and np.isfinite(predicted).all()
         # the model predicts the noisy counts about as well as their Poisson noise allows, not exactly
@@ -137,11 +137,11 @@ def test_ptychi_forward_path_equals_physics_at_whole_pixels(tiny_simulated):
     height, width = split.truth.shape
     split = replace(split, truth=split.truth[: height - height % 2, : width - width % 2])
     whole = replace(split, positions=np.round(split.positions))
-    ours = mismatch.physics_prediction(whole, whole.truth)
-    theirs = mismatch.ptychi_prediction(whole, whole.truth)
+    ours = forward.physics_prediction(whole, whole.truth)
+    theirs = forward.ptychi_prediction(whole, whole.truth)
     assert np.linalg.norm(theirs - ours) / np.linalg.norm(ours) < 1e-5
-    off = mismatch.ptychi_prediction(split, split.truth)
-    assert np.linalg.norm(off - mismatch.physics_prediction(split, split.truth)) / np.linalg.norm(ours) > 1e-3
+    off = forward.ptychi_prediction(split, split.truth)
+    assert np.linalg.norm(off - forward.physics_prediction(split, split.truth)) / np.linalg.norm(ours) > 1e-3
 
 
 def test_each_split_file_holds_only_its_own_regions_truth(tiny_cfg, tiny_base, tiny_simulated):
@@ -168,7 +168,7 @@ def test_each_split_file_holds_only_its_own_regions_truth(tiny_cfg, tiny_base, t
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     readers = [name for name, stage in stages.items()
                if "data/prepared/base.npz" in (stage.get("do", stage).get("deps") or [])]
-    assert readers == ["simulate"]
+    assert readers == ["simulate", "replicate"]  # replicate only simulates again (its noise redraws), as simulate does
 
 
 def test_guard_band_no_object_row_in_both_splits(tiny_cfg, tiny_simulated):

@@ -44,7 +44,7 @@ def test_the_level_is_the_measured_spread_of_both_arms_when_it_exceeds_the_cross
     cfg, folder = reports
     called, why = summary.level(summary._spread(cfg, folder, _table(OWN)))
     assert called == pytest.approx((0.36 - 0.27) + (0.951 - 0.949))
-    assert "pinn" in why and "gradient" in why and "3 seeds" in why
+    assert "pinn" in why and "gradient" in why and "3 runs" in why
 
 
 def test_without_replicates_the_level_is_the_cross_cpu_move_and_says_so():

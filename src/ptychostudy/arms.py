@@ -6,7 +6,9 @@ from ptychostudy.layout import ITERATIVE_ARMS, REFINED_ARM
 
 NETWORK_ARMS = ("pinn", "pinn_gs1")  # trained on the train split only: they never saw the test patterns
 REFINED = (REFINED_ARM,)  # the view's network fine-tuned on the test split's own patterns (no truth): it saw them
-TUNED_ITERATIVE = ("ptychi_tuned", "gradient")  # settings selected on the train split (the tune stage)
+TUNED_ITERATIVE = ("ptychi_tuned", "gradient")  # settings selected on the train split's truth (calibration protocol)
+HELDOUT_ITERATIVE = ("ptychi_heldout", "gradient_heldout")  # the same solvers selected without truth (held-out NLL)
+PROTOCOL_PAIRS = {"pty-chi": ("ptychi_tuned", "ptychi_heldout"), "gradient solver": ("gradient", "gradient_heldout")}
 FLOOR = "blank"  # the floor: a blank object (all ones), scored like every arm
 ARMS = ("pinn", REFINED_ARM, "pinn_gs1") + ITERATIVE_ARMS + (FLOOR,)  # in the order every table lists them
 LABELS = {
@@ -14,8 +16,10 @@ LABELS = {
     REFINED_ARM: "PINN refined on the test split's own patterns (self-supervised, no truth; it saw the test patterns)",
     "pinn_gs1": "PINN gridsize 1 (baseline network)",
     "ptychi": "pty-chi LSQML as the original study configured it (Gaussian noise model, no regulariser)",
-    "ptychi_tuned": "pty-chi LSQML tuned on the train split (noise model, TV weight, momentum, epochs)",
-    "gradient": "Poisson-likelihood gradient solver, coarse-to-fine object (stop tuned on the train split)",
+    "ptychi_tuned": "pty-chi LSQML tuned on the train split's truth (calibration: noise model, TV weight, momentum, epochs)",
+    "ptychi_heldout": "pty-chi LSQML tuned without truth (held-out train patterns' Poisson NLL)",
+    "gradient": "Poisson-likelihood gradient solver, coarse-to-fine object (stop chosen on the train split's truth)",
+    "gradient_heldout": "the gradient solver stopped where the held-out train patterns' Poisson NLL is lowest (no truth)",
     "blank": "floor: blank object (all ones)",
 }
 

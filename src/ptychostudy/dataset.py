@@ -13,7 +13,7 @@ the comparison (Phase G) read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -194,6 +194,13 @@ class Split:
     @property
     def patterns(self) -> int:
         return int(self.amplitude.shape[0])
+
+    def positions_subset(self, index: np.ndarray) -> "Split":
+        """The patterns ``index`` alone, each its own group (the iterative solvers read positions, not groups);
+        truth, probe and scale unchanged."""
+        index = np.asarray(index, dtype=np.int64)
+        return replace(self, amplitude=self.amplitude[torch.from_numpy(index)], positions=self.positions[index],
+                       groups=np.arange(len(index), dtype=np.int64)[:, None])
 
     def offsets(self, groups: np.ndarray) -> torch.Tensor:
         """(B, C, 2) member positions relative to their group's mean position."""

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ptychostudy import layout, stage
+from ptychostudy import StudyError, layout, stage
 from ptychostudy.dataset import Split
-from ptychostudy.gradient_solver import ARM, read_selection, schedule, setup, solve
+from ptychostudy.gradient_solver import ARM, position, read_selection, schedule, setup, solve
 from ptychostudy.io import derive_seed, sha256_file, write_json
 from ptychostudy.params import Params
 from ptychostudy.params import load as load_params
@@ -31,60 +31,88 @@ from ptychostudy.params.study import StudyParams
 from ptychostudy.stored import write_reconstruction
 
 SPLIT = "test"
-def run(cfg: Params, dose, view: str, view_dir, tuning, out, report, timing, *, progress: bool = True) -> dict:
+HELDOUT_ARM = "gradient_heldout"  # the stop the no-calibration protocol picked (held-out likelihood, no truth)
+
+
+def _skipped(paths: dict, record: dict) -> dict:
+    for arm, (out, report) in paths.items():
+        rec = {**record, "arm": arm}
+        write_reconstruction(out, np.zeros((0, 0)), np.zeros(0), rec)
+        write_json(report, rec)
+    return {**record, "arms": list(paths)}
+
+
+def run(cfg: Params, dose, view: str, view_dir, tuning, out, report, timing, *, heldout_out=None, heldout_report=None,
+        progress: bool = True) -> dict:
+    """Both gradient arms of one cell from one run: the solver stops at the later of the two protocols' stops
+    and the earlier one's object is taken on the way (the same object a run stopping there gives)."""
     # load: every input read and checked first
     dose = cfg.dose(dose)
     definition = cfg.view(view)
-    out, report, timing = map(Path, (out, report, timing))
+    paths = {ARM: (Path(out), Path(report))}
+    if (heldout_out is None) != (heldout_report is None):
+        raise StudyError("gradient: --heldout-out and --heldout-report go together (the arm gradient_heldout)")
+    if heldout_out is not None:
+        paths[HELDOUT_ARM] = (Path(heldout_out), Path(heldout_report))
+    timing = Path(timing)
     summary = layout.read_view_summary(view_dir, dose, view)
     g = cfg.gradient
-    record = {"dose": dose, "view": view, "phase": "F", "arm": ARM, "split": SPLIT,
+    record = {"dose": dose, "view": view, "phase": "F", "split": SPLIT,
               "solver": "Poisson-likelihood gradient descent (Adam), coarse-to-fine object"}
     if summary["skipped"]:
         record.update(skipped=True, reason=summary["reason"])
-        write_reconstruction(out, np.zeros((0, 0)), np.zeros(0), record)
-        write_json(report, record)
-        return record
-    stop = read_selection(tuning, dose, view)
-    plan = schedule(g, stop)
+        return _skipped(paths, record)
+    stops = {arm: read_selection(tuning, dose, view, arm) for arm in paths}
+    at = {arm: position(g, stop) for arm, stop in stops.items()}
+    last = max(paths, key=lambda arm: at[arm])
+    plan = schedule(g, stops[last])
     data_path = layout.view_file(view_dir, SPLIT)
     split = Split.read(data_path, 1, require_groups=definition.gridsize > 1)
     # compute
     setup(g.threads)
+    objects, seconds = {}, {}
     start = time.perf_counter()
-    obj, cost = solve(split, g, plan, derive_seed(g.seed, dose, view), progress=progress, desc=f"gradient dose {dose} {view}")
-    seconds = time.perf_counter() - start
+
+    def checkpoint(level, step, obj):
+        for arm, stop in stops.items():
+            if arm != last and (level, step) == stop:
+                objects[arm] = obj
+                seconds[arm] = time.perf_counter() - start
+
+    earlier = sorted({stop[1] for arm, stop in stops.items() if arm != last})
+    obj, cost = solve(split, g, plan, derive_seed(g.seed, dose, view), progress=progress, desc=f"gradient dose {dose} {view}",
+                      checkpoints=earlier, on_checkpoint=checkpoint)
+    objects[last], seconds[last] = obj, time.perf_counter() - start
     # write
-    record.update(
-        skipped=False,
-        data={"path": str(data_path), "sha256": sha256_file(data_path)},
-        positions=split.patterns,
-        plan=[list(p) for p in plan],
-        steps=len(cost),
-        settings={"learning_rate": g.learning_rate, "batch": g.batch, "seed": g.seed, "threads": g.threads,
-                  "chosen_by": f"{tuning}: level and step selected on the train split",
-                  "tuning_sha256": sha256_file(tuning)},
-        cost_first=float(cost[0]),
-        cost_final=float(cost[-1]),
-        object_shape=list(obj.shape),
-    )
-    write_reconstruction(out, obj, cost, record)
-    write_json(report, record)
-    write_json(timing, {"dose": dose, "view": view, "arm": ARM, "reconstruct_seconds": seconds, "steps": len(cost),
-                        "positions": split.patterns, "threads": g.threads, "torch": torch.__version__})
-    return {**record, "seconds": seconds}
+    record.update(skipped=False, data={"path": str(data_path), "sha256": sha256_file(data_path)}, positions=split.patterns)
+    for arm, (arm_out, arm_report) in paths.items():
+        steps = at[arm]
+        rec = {**record, "arm": arm, "plan": [list(p) for p in schedule(g, stops[arm])], "steps": steps,
+               "settings": {"learning_rate": g.learning_rate, "batch": g.batch, "seed": g.seed, "threads": g.threads,
+                            "chosen_by": f"{tuning}: level and step selected on the train split "
+                                         f"({'calibration: train truth' if arm == ARM else 'no calibration: held-out NLL'})",
+                            "tuning_sha256": sha256_file(tuning)},
+               "shared_run": f"one solver run for {', '.join(paths)}; this arm's object after {steps} of its {len(cost)} steps",
+               "cost_first": float(cost[0]), "cost_final": float(cost[steps - 1]), "object_shape": list(objects[arm].shape)}
+        write_reconstruction(arm_out, objects[arm], cost[:steps], rec)
+        write_json(arm_report, rec)
+    write_json(timing, {"dose": dose, "view": view, "arms": list(paths), "reconstruct_seconds": seconds,
+                        "steps": {arm: at[arm] for arm in paths}, "positions": split.patterns, "threads": g.threads,
+                        "torch": torch.__version__})
+    return {**record, "arms": list(paths), "plans": {arm: schedule(g, stops[arm]) for arm in paths}, "seconds": seconds}
 
 
 def cli(args) -> None:
     """``ptychostudy gradient``: one cell, then its headline on stdout."""
-    r = run(load_params(args.params, GradientParams, StudyParams), args.dose, args.view, args.view_dir, args.tuning, args.out, args.report,
-            args.timing, progress=not args.no_progress)
+    r = run(load_params(args.params, GradientParams, StudyParams), args.dose, args.view, args.view_dir, args.tuning, args.out,
+            args.report, args.timing, heldout_out=args.heldout_out, heldout_report=args.heldout_report,
+            progress=not args.no_progress)
     if r["skipped"]:
         print(f"gradient dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
-    else:
-        plan = ", ".join(f"{steps} steps at {factor} px/sample" for factor, steps in r["plan"])
-        print(f"gradient dose {r['dose']} {r['view']}: {r['positions']} positions, {plan} in {r['seconds']:.1f} s, "
-              f"Poisson NLL {r['cost_first']:.4g} -> {r['cost_final']:.4g} -> {args.out}")
+        return
+    for arm, plan in r["plans"].items():
+        steps = ", ".join(f"{n} steps at {factor} px/sample" for factor, n in plan)
+        print(f"{arm} dose {r['dose']} {r['view']}: {r['positions']} positions, {steps} ({r['seconds'][arm]:.1f} s)")
 
 
 def build_parser(prog: str = "python -m ptychostudy.gradient") -> argparse.ArgumentParser:
@@ -92,11 +120,15 @@ def build_parser(prog: str = "python -m ptychostudy.gradient") -> argparse.Argum
                        description="Phase F's classical gradient reference (arm gradient): Adam on the Poisson "
                        "likelihood of the counts under the study's forward model, the object (log-amplitude and phase) "
                        "on a coarse grid refined level by level (gradient.levels), stopping at the level and step the "
-                       "tune stage selected on the train split (--tuning). Writes the object and its cost per step "
+                       "tune stage selected on the train split (--tuning; with --heldout-out also the no-calibration "
+                       "protocol's stop, from the same run). Writes the object and its cost per step "
                        "(.npz, no pickle), a record (JSON) and a timing file.")
     stage.add_cell(p, "folder with test.npz and view.json")
     p.add_argument("--tuning", type=Path, required=True, help="the tune stage's selection (JSON)")
     stage.add_outputs(p)
+    p.add_argument("--heldout-out", type=Path, help="the arm gradient_heldout's reconstruction .npz (the no-calibration "
+                   "protocol's stop, taken from the same run)")
+    p.add_argument("--heldout-report", type=Path, help="the arm gradient_heldout's record (JSON)")
     return p
 
 

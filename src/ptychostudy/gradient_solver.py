@@ -16,7 +16,8 @@ from ptychostudy.io import read_json
 from ptychostudy.optim import Adam
 from ptychostudy.params.gradient import GradientParams
 
-ARM = "gradient"  # the arm's name, and its key in the tune stage's selection
+ARM = "gradient"  # the arm's name (the calibration protocol's stop), and its key in the tune stage's selection
+PICKS = {"gradient": "selected", "gradient_heldout": "selected_heldout"}  # arm -> its protocol's pick (tune.py)
 EPS = 1e-6  # added to λ inside the logarithm (counts are whole numbers; λ of a dark pixel can reach 0)
 
 
@@ -39,6 +40,11 @@ def schedule(settings: GradientParams, stop: tuple[int, int] | None = None) -> l
     if stop is not None:
         raise StudyError(f"gradient: the selected level {stop[0]} is not in gradient.levels {list(settings.levels)}")
     return plan
+
+
+def position(settings: GradientParams, stop: tuple[int, int]) -> int:
+    """How many steps into the full schedule the stop (level, steps) lies."""
+    return sum(steps for _, steps in schedule(settings, stop))
 
 
 def poisson_nll(expected: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -99,12 +105,12 @@ def setup(threads: int) -> None:
     torch.use_deterministic_algorithms(True)
 
 
-def read_selection(path, dose: int, view: str) -> tuple[int, int]:
-    """(level, steps) the tune stage selected for this cell."""
+def read_selection(path, dose: int, view: str, arm: str = ARM) -> tuple[int, int]:
+    """(level, steps) the tune stage selected for this cell under ``arm``'s protocol."""
     record = read_json(path, "tuning selection", hint="run the tune stage first")
     if record.get("dose") != dose or record.get("view") != view or record.get("split") != "train":
         raise StudyError(f"{path}: not a train-split selection for dose {dose}, view {view}")
-    selected = record.get(ARM, {}).get("selected")
+    selected = record.get(ARM, {}).get(PICKS[arm])
     if not isinstance(selected, dict):
-        raise StudyError(f"{path}: holds no selection for the gradient solver")
+        raise StudyError(f"{path}: holds no selection {PICKS[arm]!r} for the gradient solver")
     return int(selected["level"]), int(selected["steps"])

@@ -14,7 +14,8 @@ from ptychostudy import StudyError
 SPLITS = ("train", "test")
 VIEW_SUMMARY = "view.json"  # Phase D: the view's measured facts, or why it was skipped
 BUNDLE = "wts.h5.zip"  # Phase E: one trained network
-ITERATIVE_ARMS = ("ptychi", "ptychi_tuned", "gradient")  # Phase F: one file <arm>.npz per cell (object, cost)
+ITERATIVE_ARMS = ("ptychi", "ptychi_tuned", "ptychi_heldout", "gradient", "gradient_heldout")  # Phase F: one file
+                  # <arm>.npz per cell (object, cost); *_heldout: the no-calibration protocol's picks (tune.py)
 REFINED_ARM = "pinn_refined"  # the view's network refined on the test patterns (refine.py): <arm>.npz beside them
 STORED_ARMS = ITERATIVE_ARMS + (REFINED_ARM,)  # the arms whose object Phase G reads from data/reconstruct
 TUNING = Path("reports/tuning")  # the tune stage's selection, one JSON per cell

@@ -5,6 +5,7 @@ second reconstruction in the place of the truth, a table and a figure."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,6 +46,10 @@ PAIR_NOTES = {
 }
 
 
+
+def _px(value) -> str:
+    """A resolution in px, or "never crossed" (NaN, or null once read from JSON)."""
+    return "never crossed" if value is None or not math.isfinite(value) else f"{value:.2f} px"
 
 
 def _headline(scores: dict) -> dict:
@@ -92,14 +97,12 @@ def run_compare(cfg: Params, data_path, ptychi_dir, pinn, out_dir, *, progress: 
     return record
 
 
-
-
 def table(record: dict) -> str:
     """The agreement table (markdown), computed from the scores."""
     lines = ["| pair | phase r | phase FRC½ (px) | phase FRC 1/7 (px) | amplitude r | what it measures |",
              "|---|---:|---:|---:|---:|---|"]
     for name, s in record["pairs"].items():
-        lines.append(f"| {name} | {s['phase_r']:.3f} | {s['phase_frc50_px']:.2f} | {s['phase_frc1_7_px']:.2f} | "
+        lines.append(f"| {name} | {s['phase_r']:.3f} | {_px(s['phase_frc50_px'])} | {_px(s['phase_frc1_7_px'])} | "
                      f"{s['amplitude_r']:.3f} | {s['note']} |")
     d = record["data"]
     return (f"# The measured Siemens star: agreement without a truth\n\n{d['patterns']} measured patterns, detector "
@@ -136,7 +139,7 @@ def measured_figure(images: dict, probe: np.ndarray, region: np.ndarray, curves:
     ax = axes[1, 2]
     for name, (freqs, curve) in curves.items():
         s = record["pairs"][name]
-        ax.plot(freqs, curve, label=f"{name} (FRC½ {s['phase_frc50_px']:.1f} px)")
+        ax.plot(freqs, curve, label=f"{name} (FRC½ {_px(s['phase_frc50_px'])})")
     ax.axhline(0.5, color="k", lw=0.6, ls=":")
     ax.set_xlabel("cycles per object pixel")
     ax.set_ylabel("phase FRC")
@@ -156,7 +159,7 @@ def cli(args) -> None:
     progress = not args.no_progress
     r = run_compare(cfg, args.data, args.ptychi_dir, args.pinn, args.out_dir, progress=progress)
     for name, s in r["pairs"].items():
-        print(f"{name}: phase r {s['phase_r']:.3f}, phase FRC½ {s['phase_frc50_px']:.2f} px")
+        print(f"{name}: phase r {s['phase_r']:.3f}, phase FRC½ {_px(s['phase_frc50_px'])}")
 
 
 def build_parser(prog: str = "python -m ptychostudy.measured_compare") -> argparse.ArgumentParser:

@@ -29,9 +29,10 @@ Metrics (``score``), each computed on amplitude and on phase inside a boolean re
   never is. data range: the larger of the two images' ranges.
 * FRC: Fourier ring correlation of the region's bounding box (pixels outside the region
   set to the image's mean inside it, mean removed, Tukey taper), rings of width
-  1/min(H, W) cycles per pixel up to 0.5; the first crossing of each threshold (0.5 and
-  1/7), linearly interpolated, in cycles per pixel and as a half-period resolution in
-  pixels (1/(2f): 1 px at Nyquist). A curve that never crosses reports Nyquist.
+  1/min(H, W) cycles per pixel up to 0.5, averaged over ``compare.frc_smooth_rings`` neighbouring
+  rings; the last crossing of each threshold (0.5 and 1/7), linearly interpolated, in cycles per
+  pixel and as a half-period resolution in pixels (1/(2f): 1 px at Nyquist). A curve that never
+  falls below the threshold for good reports NaN ("never crossed"; null in JSON), never a number.
 * Pearson r and the phase spread ratio (std of the phase / std of the true phase).
 """
 
@@ -295,25 +296,54 @@ def frc_curve(a: np.ndarray, b: np.ndarray, mask: np.ndarray, taper: float) -> t
     return np.arange(1, rings + 1) * step, curve
 
 
-def frc_crossing(freqs: np.ndarray, curve: np.ndarray, threshold: float) -> float:
-    """Frequency (cycles/px) where the FRC first falls below ``threshold``, linearly
-    interpolated; FRC(0) is taken as 1. Nyquist (0.5) when it never falls below."""
-    f_prev, c_prev = 0.0, 1.0
-    for f, c in zip(freqs, curve):
-        if c < threshold:
-            return float(f_prev + (c_prev - threshold) / (c_prev - c) * (f - f_prev))
-        f_prev, c_prev = f, c
-    return 0.5
+def smooth_rings(curve: np.ndarray, rings: int) -> np.ndarray:
+    """The FRC averaged over a window of ``rings`` neighbouring rings (fewer at the ends)."""
+    if rings <= 1:
+        return np.asarray(curve, dtype=np.float64)
+    half = rings // 2
+    padded = np.concatenate([[0.0], np.cumsum(curve, dtype=np.float64)])
+    lo = np.clip(np.arange(len(curve)) - half, 0, len(curve))
+    hi = np.clip(np.arange(len(curve)) + half + 1, 0, len(curve))
+    return (padded[hi] - padded[lo]) / (hi - lo)
+
+
+def frc_crossing(freqs: np.ndarray, curve: np.ndarray, threshold: float, smooth: int = 1) -> float:
+    """Frequency (cycles/px) where the FRC, averaged over ``smooth`` neighbouring rings, falls below
+    ``threshold`` for the last time, linearly interpolated; FRC(0) is taken as 1. NaN when it never falls below
+    or is above the threshold again at Nyquist ("never crossed": no resolution can be read from it).
+
+    The last crossing of the smoothed curve, not the first of the raw one: a noisy curve dips below ½ at some
+    low ring and rises again, and the first crossing then jumps between seeds (3.0 px in one, 17.3 px in another)."""
+    c = smooth_rings(curve, smooth)
+    if c[-1] >= threshold:
+        return math.nan
+    f_prev, c_prev, found = 0.0, 1.0, math.nan
+    for f, value in zip(freqs, c):
+        if value < threshold <= c_prev:
+            found = float(f_prev + (c_prev - threshold) / (c_prev - value) * (f - f_prev))
+        f_prev, c_prev = f, value
+    return found
 
 
 def _phase_unit(phase: np.ndarray) -> np.ndarray:
     return (phase + np.pi) / (2 * np.pi)
 
 
+def _without_plane(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``image`` minus its least-squares plane a + b·y + c·x over ``mask``."""
+    rows, cols = np.nonzero(mask)
+    design = np.stack([np.ones(rows.size), rows, cols], axis=1).astype(np.float64)
+    coef = np.linalg.lstsq(design, np.asarray(image, dtype=np.float64)[mask], rcond=None)[0]
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    return np.asarray(image, dtype=np.float64) - (coef[0] + coef[1] * yy + coef[2] * xx)
+
+
 def detail(image: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-    """The fine detail of ``image``: the image minus its Gaussian blur of ``sigma`` px (the pixels outside
-    ``mask`` filled with the mean inside first). Trust it only inside ``detail_region``."""
-    filled = _filled(image, mask)
+    """The fine detail of ``image``: the image, less its plane over ``mask`` (a ramp has no detail, and the filled
+    border would otherwise turn it into some), minus its Gaussian blur of ``sigma`` px (the pixels outside ``mask``
+    filled with the mean inside first). Trust it only inside ``detail_region``. A blank object's aligned phase is
+    a plane: its detail is zero and its detail r 0."""
+    filled = _filled(_without_plane(image, mask), mask)
     return filled - gaussian_blur(filled, sigma)
 
 
@@ -330,7 +360,7 @@ def detail_region(mask: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def score(aligned: np.ndarray, truth: np.ndarray, mask: np.ndarray, ms_ssim_sigma: float | None,
-          frc_taper: float | None, *, full: bool = True, detail_sigma: float | None = None) -> dict:
+          frc_taper: float | None, *, full: bool = True, detail_sigma: float | None = None, frc_smooth: int = 1) -> dict:
     """{quantity: {metric: value}} for amplitude and phase inside ``mask``.
 
     ``full=False`` computes the pixel metrics only (MAE, MSE, PSNR, Pearson r, spread ratio):
@@ -371,9 +401,9 @@ def score(aligned: np.ndarray, truth: np.ndarray, mask: np.ndarray, ms_ssim_sigm
         if full:
             freqs, curve = frc_curve(rec, tru, mask, frc_taper)
             for name, threshold in FRC_THRESHOLDS.items():
-                f = frc_crossing(freqs, curve, threshold)
+                f = frc_crossing(freqs, curve, threshold, frc_smooth)
                 metrics[f"{name}_cycles_per_px"] = f
-                metrics[f"{name}_resolution_px"] = 1.0 / (2.0 * f)
+                metrics[f"{name}_resolution_px"] = 1.0 / (2.0 * f)  # NaN: never crossed
         if quantity == "phase":
             metrics["spread_ratio"] = float(r.std() / t.std()) if t.std() > 0 else 0.0
             if full and detail_sigma is not None:
@@ -410,5 +440,6 @@ def score_arm(recon: np.ndarray, truth: np.ndarray, masks: dict[str, np.ndarray]
         aligned[part] = align(recon, truth, masks[part])
         scores[part] = score(aligned[part], truth, masks[part], settings.ms_ssim_sigma if full else None,
                              settings.frc_taper if full else None, full=full,
-                             detail_sigma=settings.detail_sigma_px if full else None)
+                             detail_sigma=settings.detail_sigma_px if full else None,
+                             frc_smooth=settings.frc_smooth_rings if full else 1)
     return ArmScore(scores, aligned, shift)

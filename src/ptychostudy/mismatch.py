@@ -1,46 +1,15 @@
 """How well each arm's own forward model predicts the simulator's noise-free intensities from the scored
 truth (the simulate stage reports it: key ``model_mismatch``).
 
-Our arms (the networks' physics head, their refinement and the gradient solver) predict through
-physics.py (bilinear patches on the study's grid); pty-chi's arms through pty-chi's own forward path
-(object cut at the rounded position, probe Fourier-shifted by the remainder). The simulator (simulator.py)
+Each arm predicts through its own forward model (forward.py). The simulator (simulator.py)
 is finer than both, so neither is exact; the error sets a floor below which no arm can fit the data.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from ptychostudy import physics
-from ptychostudy.dataset import Split
-
-FORWARD_MODELS = {  # arm -> the forward model it reconstructs with
-    "pinn": "physics", "pinn_refined": "physics", "gradient": "physics",
-    "ptychi": "ptychi", "ptychi_tuned": "ptychi",
-}
-
-
-def physics_prediction(split: Split, truth: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """(n, N, N) float64 expected counts of ``split``'s patterns through physics.py."""
-    obj = torch.from_numpy(np.asarray(truth, dtype=np.complex128))
-    probe = split.probe.to(torch.complex128)
-    n = probe.shape[-1]
-    out = []
-    for start in range(0, split.patterns, chunk):
-        pos = torch.from_numpy(split.positions[start : start + chunk])
-        patches = physics.extract_patches(obj, physics.top_left(pos[:, 0], n), physics.top_left(pos[:, 1], n), n)
-        out.append(physics.expected_intensity(probe, patches, split.intensity_scale).numpy())
-    return np.concatenate(out)
-
-
-def ptychi_prediction(split: Split, truth: np.ndarray) -> np.ndarray:
-    from ptychostudy.ptychi_solver import predicted_counts  # pty-chi loads only here
-
-    return predicted_counts(split, truth)
-
-
-PREDICTORS = {"physics": physics_prediction, "ptychi": ptychi_prediction}
+from ptychostudy.forward import FORWARD_MODELS, PREDICTORS
 
 
 def measure(pairs, truth: np.ndarray) -> dict:

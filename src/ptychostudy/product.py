@@ -145,8 +145,8 @@ COMMENT = ("ptychostudy, a synthetic study: diffraction simulated from a real pr
            "in object pixels and photons per pattern. Arm: {label}. Dose {dose} photons per pattern, view {view}, "
            "test split. Loss: {loss}.")
 LOSS = {"pinn": "training loss per epoch (Poisson deviance)", "pinn_gs1": "training loss per epoch (Poisson deviance)",
-        "ptychi": "pty-chi cost per epoch", "ptychi_tuned": "pty-chi cost per epoch",
-        "gradient": "Poisson negative log-likelihood per step",
+        "ptychi": "pty-chi cost per epoch", "ptychi_tuned": "pty-chi cost per epoch", "ptychi_heldout": "pty-chi cost per epoch",
+        "gradient": "Poisson negative log-likelihood per step", "gradient_heldout": "Poisson negative log-likelihood per step",
         "pinn_refined": "refinement loss per step on the test patterns (Poisson deviance)"}
 
 

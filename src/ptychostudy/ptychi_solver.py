@@ -1,4 +1,4 @@
-"""pty-chi LSQML as the study runs it (arms ``ptychi`` and ``ptychi_tuned``): the task built from a split, the
+"""pty-chi LSQML as the study runs it (arms ``ptychi``, ``ptychi_tuned`` and ``ptychi_heldout``): the task built from a split, the
 run, and the settings of each arm. Used by Phase F (reconstruct.py), the selection (tune.py), the replicates
 (replicate.py) and the measured data (measured.py)."""
 
@@ -77,10 +77,12 @@ def ptychi_probe(split: Split) -> np.ndarray:
     return (split.intensity_scale * split.probe.numpy().astype(np.complex128) / size).astype(np.complex64)[None, None]
 
 
-def origin(shape: tuple[int, int]) -> tuple[list[float], float, float]:
-    """(pty-chi's position origin, y offset, x offset) that put its object on our grid."""
-    height, width = shape
-    return [height / 2 - 0.5, width / 2 - 0.5], height / 2, width / 2
+def origin(shape: tuple[int, int]) -> tuple[list[float], int, int]:
+    """(pty-chi's position origin, y offset, x offset) that put its object on our grid: positions handed over as
+    ``c − offset`` (whole-pixel offsets, so that pty-chi's rounding of a position falls where ours does on odd
+    sides too) and the origin half a pixel before the offset (pty-chi cuts from p − (N − 1)/2, we from c − N/2)."""
+    dy, dx = shape[0] // 2, shape[1] // 2
+    return [dy - 0.5, dx - 0.5], dy, dx
 
 
 def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int, *, refine_probe: bool = False,
@@ -126,7 +128,7 @@ def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int, *
         o.probe_options.step_size = 1
     o.probe_position_options.optimizable = False
     counts = split.amplitude.double() ** 2
-    return PtychographyTask(
+    task = PtychographyTask(
         o,
         diffraction_data=counts.to(torch.float32),
         object_data=(torch.ones((1, *shape), dtype=torch.complex64) if initial_object is None
@@ -135,6 +137,19 @@ def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int, *
         probe_position_x_px=torch.from_numpy(split.positions[:, 1] - dx),
         probe_position_y_px=torch.from_numpy(split.positions[:, 0] - dy),
     )
+    seed_batches(task, seed)
+    return task
+
+
+def seed_batches(task, seed: int) -> None:
+    """Make the random batches follow ``seed``: pty-chi's data loader shuffles with a generator of its own,
+    created unseeded (``torch.Generator()``), so its random-batch order was the same whatever the seed (the
+    configured arm's replicates were identical). Compact batches (momentum > 0) draw from the global generator,
+    which ``random_seed`` seeds."""
+    loader = getattr(task.reconstructor, "dataloader", None)
+    generator = getattr(loader, "generator", None)
+    if generator is not None:
+        generator.manual_seed(seed)
 
 
 def predicted_counts(split: Split, obj: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -175,8 +190,12 @@ def reconstruct(setting, batch_size: int, split: Split, epochs: int, seed: int, 
     return np.asarray(obj, dtype=np.complex64), cost, probe.astype(np.complex64)
 
 
-def read_selection(path, dose: int, view: str, solver: str) -> dict:
-    """The tune stage's selection for one solver of one cell (written by ``tune.run``)."""
+PICKS = {"ptychi_tuned": "selected", "ptychi_heldout": "selected_heldout"}  # arm -> its protocol's pick (tune.py)
+
+
+def read_selection(path, dose: int, view: str, solver: str, pick: str = "selected") -> dict:
+    """The tune stage's selection for one solver of one cell (written by ``tune.run``): ``pick`` "selected"
+    (the calibration protocol) or "selected_heldout" (no calibration)."""
     record = read_json(path, "tuning selection", hint="run the tune stage first")
     if record.get("dose") != dose or record.get("view") != view:
         raise StudyError(f"{path}: holds the selection of dose {record.get('dose')}, view {record.get('view')}, "
@@ -185,9 +204,9 @@ def read_selection(path, dose: int, view: str, solver: str) -> dict:
         raise StudyError(f"{path}: a selection must be made on the train split, this one says {record.get('split')!r}")
     if record.get("skipped"):
         return {}
-    selected = record.get(solver, {}).get("selected")
+    selected = record.get(solver, {}).get(pick)
     if not isinstance(selected, dict):
-        raise StudyError(f"{path}: holds no selection for {solver}")
+        raise StudyError(f"{path}: holds no selection {pick!r} for {solver}")
     return selected
 
 
@@ -197,12 +216,15 @@ def settings_of(cfg: Params, arm: str, dose: int, view: str, tuning) -> tuple[Pt
         r = cfg.reconstruct
         setting = PtychiSetting(noise_model=r.noise_model, tv_weight=0.0, momentum=r.momentum)
         return setting, r.epochs[view], {"chosen_by": "params.yaml reconstruct.* (the original study's configuration)"}
+    if arm not in PICKS:
+        raise StudyError(f"unknown pty-chi arm {arm!r}; choose one of ptychi, {', '.join(PICKS)}")
     if tuning is None:
-        raise StudyError("the ptychi_tuned arm needs --tuning (the tune stage's selection)")
-    selected = read_selection(tuning, dose, view, "ptychi")
+        raise StudyError(f"the {arm} arm needs --tuning (the tune stage's selection)")
+    selected = read_selection(tuning, dose, view, "ptychi", PICKS[arm])
     if not selected:
         raise StudyError(f"{tuning}: the tune stage skipped dose {dose}, view {view}, but the view has data; rerun it")
     setting = PtychiSetting(noise_model=selected["noise_model"], tv_weight=float(selected["tv_weight"]),
                             momentum=float(selected["momentum"]))
-    return setting, int(selected["epochs"]), {"chosen_by": f"{tuning}: selected on the train split",
+    protocol = "calibration: train truth" if arm == "ptychi_tuned" else "no calibration: held-out patterns' NLL"
+    return setting, int(selected["epochs"]), {"chosen_by": f"{tuning}: selected on the train split ({protocol})",
                                               "tuning_sha256": sha256_file(tuning)}

@@ -1,10 +1,12 @@
-"""Phase F (``reconstruct``): pty-chi's LSQML on each view's test split, in two arms.
+"""Phase F (``reconstruct``): pty-chi's LSQML on each view's test split, in three arms.
 
 * ``ptychi`` — as the original study configured it (``reconstruct.*``: Gaussian noise model, no
   regulariser): a reference point.
 * ``ptychi_tuned`` — the noise model, total-variation weight, momentum and epochs the tune stage
-  selected on the view's *train* split (``reports/tuning``); batch size, seed and threads from
-  ``reconstruct.*``.
+  selected on the view's *train* split (``reports/tuning``) under the calibration protocol (the train
+  region's truth); batch size, seed and threads from ``reconstruct.*``.
+* ``ptychi_heldout`` — the same under the no-calibration protocol (held-out patterns' likelihood, no
+  truth), written by the same stage: one run serves both where the two picks share a setting.
 
 Same patterns, same known probe and same positions as the networks see; a neutral initial
 object (ones), positions and probe fixed, seeded, a pinned thread count. The object is
@@ -15,7 +17,7 @@ reconstructed directly on the ground truth's pixel grid, so Phase G needs no gue
   probe, N: the pattern side); its predicted counts then equal ``physics.expected_intensity``.
 * pty-chi's Fourier-shift patch extractor cuts the patch centred at index ``p`` from
   ``p − (N − 1)/2``; ours at centre ``c`` from ``c − N/2``. With the position origin
-  ``SPECIFIED`` as (H/2 − ½, W/2 − ½) and positions ``c − (H/2, W/2)``, both cut the same
+  ``SPECIFIED`` as (⌊H/2⌋ − ½, ⌊W/2⌋ − ½) and positions ``c − (⌊H/2⌋, ⌊W/2⌋)``, both cut the same
   pixels. ``tests/test_reconstruct.py`` checks both facts against ``physics``.
 """
 
@@ -40,66 +42,99 @@ from ptychostudy.ptychi_solver import reconstruct, settings_of
 from ptychostudy.stored import write_reconstruction
 
 SPLIT = "test"
-ARMS = ("ptychi", "ptychi_tuned")  # the pty-chi arms of Phase F (layout.ITERATIVE_ARMS lists all)
+ARMS = ("ptychi", "ptychi_tuned", "ptychi_heldout")  # the pty-chi arms of Phase F (layout.ITERATIVE_ARMS lists all)
+
+
+def _record(cfg: Params, arm: str, setting, epochs: int, chosen: dict, cost: np.ndarray, obj: np.ndarray) -> dict:
+    r = cfg.reconstruct
+    return {"arm": arm, "epochs": epochs,
+            "settings": {"noise_model": setting.noise_model, "tv_weight": setting.tv_weight, "momentum": setting.momentum,
+                         "batch_size": r.batch_size, "seed": r.seed, "threads": r.threads, **chosen},
+            "cost_first": float(cost[0]), "cost_final": float(cost[epochs - 1]), "object_shape": list(obj.shape)}
 
 
 def run(cfg: Params, dose, view: str, view_dir, out, report, timing, *, arm: str = "ptychi", tuning=None,
-        progress: bool = True) -> dict:
+        heldout_out=None, heldout_report=None, progress: bool = True) -> dict:
+    """One pty-chi arm of one cell; with ``arm`` ptychi_tuned and ``heldout_out`` also the arm ptychi_heldout (the
+    no-calibration protocol's pick): one run serves both where the picks share a setting (the earlier epoch count's
+    object taken on the way, as a run stopping there gives it)."""
     # load: every input read and checked first
-    if arm not in ARMS:
-        raise StudyError(f"unknown pty-chi arm {arm!r}; choose one of {', '.join(ARMS)}")
+    if arm not in ARMS[:2]:
+        raise StudyError(f"unknown pty-chi arm {arm!r}; choose ptychi or ptychi_tuned (which writes ptychi_heldout too)")
+    if (heldout_out is None) != (heldout_report is None) or (heldout_out is not None and arm != "ptychi_tuned"):
+        raise StudyError("reconstruct: --heldout-out and --heldout-report go together, with --arm ptychi_tuned")
     dose = cfg.dose(dose)
     definition = cfg.view(view)
-    out, report, timing = map(Path, (out, report, timing))
+    paths = {arm: (Path(out), Path(report))}
+    if heldout_out is not None:
+        paths["ptychi_heldout"] = (Path(heldout_out), Path(heldout_report))
+    timing = Path(timing)
     summary = layout.read_view_summary(view_dir, dose, view)
-    record = {"dose": dose, "view": view, "phase": "F", "arm": arm, "split": SPLIT, "solver": "pty-chi LSQML"}
+    record = {"dose": dose, "view": view, "phase": "F", "split": SPLIT, "solver": "pty-chi LSQML"}
     if summary["skipped"]:
         record.update(skipped=True, reason=summary["reason"])
-        write_reconstruction(out, np.zeros((0, 0)), np.zeros(0), record)
-        write_json(report, record)
-        return record
-    setting, epochs, chosen = settings_of(cfg, arm, dose, view, tuning)
+        for name, (arm_out, arm_report) in paths.items():
+            write_reconstruction(arm_out, np.zeros((0, 0)), np.zeros(0), {**record, "arm": name})
+            write_json(arm_report, {**record, "arm": name})
+        return {**record, "arms": list(paths)}
+    settings = {name: settings_of(cfg, name, dose, view, tuning) for name in paths}
     data_path = layout.view_file(view_dir, SPLIT)
     split = Split.read(data_path, 1, require_groups=definition.gridsize > 1)
-    # compute
+    # compute: one run per distinct setting, as long as the longest arm on it
     r = cfg.reconstruct
     torch.set_num_threads(r.threads)
     seed = derive_seed(r.seed, dose, view) % (2**31)
-    start = time.perf_counter()
-    obj, cost, _ = reconstruct(setting, r.batch_size, split, epochs, seed, progress=progress,
-                            desc=f"{arm} dose {dose} {view}")
-    seconds = time.perf_counter() - start
+    results, seconds = {}, {}
+    for setting in dict.fromkeys(s for s, _, _ in settings.values()):
+        names = [name for name, (s, _, _) in settings.items() if s == setting]
+        epochs = max(settings[name][1] for name in names)
+        start = time.perf_counter()
+        taken = {}
+
+        def checkpoint(epoch, obj, names=names, taken=taken, start=start):
+            for name in names:
+                if settings[name][1] == epoch:
+                    taken[name] = obj
+                    seconds[name] = time.perf_counter() - start
+
+        obj, cost, _ = reconstruct(setting, r.batch_size, split, epochs, seed, progress=progress,
+                                   desc=f"{'/'.join(names)} dose {dose} {view}",
+                                   checkpoints=sorted({settings[name][1] for name in names}), on_checkpoint=checkpoint)
+        for name in names:
+            results[name] = (taken.get(name, obj), cost)
+            seconds.setdefault(name, time.perf_counter() - start)
     # write
-    record.update(
-        skipped=False,
-        ptychi_version=importlib.metadata.version("ptychi"),
-        data={"path": str(data_path), "sha256": sha256_file(data_path)},
-        positions=split.patterns,
-        epochs=epochs,
-        settings={"noise_model": setting.noise_model, "tv_weight": setting.tv_weight, "momentum": setting.momentum,
-                  "batch_size": r.batch_size, "seed": r.seed, "threads": r.threads, **chosen},
-        cost_first=float(cost[0]),
-        cost_final=float(cost[-1]),
-        object_shape=list(obj.shape),
-    )
-    write_reconstruction(out, obj, cost, record)
-    write_json(report, record)
-    write_json(timing, {"dose": dose, "view": view, "arm": arm, "reconstruct_seconds": seconds, "epochs": epochs,
-                        "positions": record["positions"], "threads": r.threads, "torch": torch.__version__})
-    return {**record, "seconds": seconds}
+    record.update(skipped=False, ptychi_version=importlib.metadata.version("ptychi"),
+                  data={"path": str(data_path), "sha256": sha256_file(data_path)}, positions=split.patterns)
+    for name, (arm_out, arm_report) in paths.items():
+        setting, epochs, chosen = settings[name]
+        obj, cost = results[name]
+        shared = [other for other in paths if other != name and settings[other][0] == setting]
+        rec = {**record, **_record(cfg, name, setting, epochs, chosen, cost, obj)}
+        if shared:
+            rec["shared_run"] = f"one LSQML run for {', '.join(sorted([name, *shared]))} (the same setting)"
+        write_reconstruction(arm_out, obj, cost[:epochs], rec)
+        write_json(arm_report, rec)
+    write_json(timing, {"dose": dose, "view": view, "arms": list(paths), "reconstruct_seconds": seconds,
+                        "epochs": {name: settings[name][1] for name in paths}, "positions": split.patterns,
+                        "threads": r.threads, "torch": torch.__version__})
+    return {**record, "arms": list(paths), "records": {name: {**_record(cfg, name, *settings[name], *results[name][::-1])}
+                                                       for name in paths}, "seconds": seconds}
 
 
 def cli(args) -> None:
-    """``ptychostudy reconstruct``: one arm of one cell, then its headline on stdout."""
-    r = run(load_params(args.params, ReconstructParams), args.dose, args.view, args.view_dir, args.out, args.report, args.timing,
-            arm=args.arm, tuning=args.tuning, progress=not args.no_progress)
+    """``ptychostudy reconstruct``: one arm of one cell (two with --heldout-out), then a headline each on stdout."""
+    r = run(load_params(args.params, ReconstructParams), args.dose, args.view, args.view_dir, args.out, args.report,
+            args.timing, arm=args.arm, tuning=args.tuning, heldout_out=args.heldout_out, heldout_report=args.heldout_report,
+            progress=not args.no_progress)
     if r["skipped"]:
-        print(f"reconstruct {r['arm']} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
-    else:
-        s = r["settings"]
-        print(f"reconstruct {r['arm']} dose {r['dose']} {r['view']}: {r['positions']} positions, {r['epochs']} LSQML "
-              f"epochs ({s['noise_model']}, TV {s['tv_weight']:g}, momentum {s['momentum']:g}) in {r['seconds']:.1f} s, "
-              f"cost {r['cost_first']:.4g} -> {r['cost_final']:.4g} -> {args.out}")
+        print(f"reconstruct {', '.join(r['arms'])} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
+        return
+    for name, rec in r["records"].items():
+        s = rec["settings"]
+        print(f"reconstruct {name} dose {r['dose']} {r['view']}: {r['positions']} positions, {rec['epochs']} LSQML "
+              f"epochs ({s['noise_model']}, TV {s['tv_weight']:g}, momentum {s['momentum']:g}) in {r['seconds'][name]:.1f} s, "
+              f"cost {rec['cost_first']:.4g} -> {rec['cost_final']:.4g}")
 
 
 def build_parser(prog: str = "python -m ptychostudy.reconstruct") -> argparse.ArgumentParser:
@@ -108,12 +143,16 @@ def build_parser(prog: str = "python -m ptychostudy.reconstruct") -> argparse.Ar
                        "initial object ones, the known probe, positions fixed, seeded, reconstruct.threads threads, the "
                        "object on the ground truth's pixel grid. --arm ptychi: as the original study configured it "
                        "(reconstruct.*); --arm ptychi_tuned: noise model, TV weight, momentum and epochs from --tuning "
-                       "(the tune stage's selection on the train split). Writes the object and its cost per epoch "
+                       "(the tune stage's calibration pick on the train split; with --heldout-out also ptychi_heldout, "
+                       "the no-calibration pick). Writes the object and its cost per epoch "
                        "(.npz, no pickle), a record (JSON) and a timing file.")
     stage.add_cell(p, "folder with test.npz and view.json")
     p.add_argument("--arm", choices=("ptychi", "ptychi_tuned"), default="ptychi", help="which pty-chi arm (default: ptychi)")
     p.add_argument("--tuning", type=Path, help="the tune stage's selection (JSON; required by --arm ptychi_tuned)")
     stage.add_outputs(p)
+    p.add_argument("--heldout-out", type=Path, help="with --arm ptychi_tuned: the arm ptychi_heldout's reconstruction "
+                   "(the no-calibration protocol's pick; one run serves both where the picks share a setting)")
+    p.add_argument("--heldout-report", type=Path, help="the arm ptychi_heldout's record (JSON)")
     return p
 
 

@@ -71,17 +71,19 @@ def load(cfg: Params, dose, view: str, view_dir, bundle):
 
 
 def refine(cfg: Params, dose: int, view: str, split: Split, loaded, *, progress: bool = True,
-           on_checkpoint=None) -> tuple[np.ndarray, np.ndarray, list[dict], float]:
+           on_checkpoint=None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray, list[dict], float]:
     """Fine-tune ``loaded``'s network on ``split``'s patterns (no truth is read here).
 
     Returns (final object, loss per step, checkpoints [{steps, seconds, inference_seconds, loss}],
     refinement seconds). ``on_checkpoint(steps, canvas)`` receives each checkpoint's stitched object.
+    ``seed`` (batch order) defaults to the arm's own, derived from ``refine.seed`` (the replicates pass others).
     """
     r, i = cfg.refine, cfg.infer
     device = setup_torch(r.threads, r.accelerator)
     total = r.steps[view]
     marks = checkpoint_steps(cfg, view)
-    trainer = Trainer(cfg, split, loaded.model.arch, derive_seed(r.seed, dose, view), device, net=loaded.model)
+    seed = derive_seed(r.seed, dose, view) if seed is None else seed
+    trainer = Trainer(cfg, split, loaded.model.arch, seed, device, net=loaded.model)
     trainer.net.train()
     opt = trainer.optimizer(r.learning_rate)
     sched = cosine_schedule(opt, total, r.learning_rate, r.learning_rate_final)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def comparison_figure(record: dict, truth: np.ndarray, aligned: dict, masks: dic
             ax.set_title(f"{textwrap.fill(label, TITLE_CHARS)}\n{quantity}" if row == 0 else quantity, fontsize=8)
             if name != "truth":
                 s = record["scores"][name]["featured"][quantity]
-                ax.set_xlabel(f"SSIM {s['ssim']:.3f}  r {s['pearson_r']:.3f}  FRC½ {s['frc50_resolution_px']:.1f} px", fontsize=7)
+                frc = s["frc50_resolution_px"]
+                frc = "never crossed" if frc is None or not math.isfinite(frc) else f"{frc:.1f} px"
+                ax.set_xlabel(f"SSIM {s['ssim']:.3f}  r {s['pearson_r']:.3f}  FRC½ {frc}", fontsize=7)
     fig.suptitle(
         f"Phase G, dose {record['dose']:g}, view {record['view']}: test split, featured region "
         f"({record['region_pixels']['featured']} px); registered, phase offset+ramp removed, mean amplitude matched",
@@ -54,7 +57,7 @@ def dose_figure(table: list[dict], metrics: list[tuple[str, str]], path: Path, p
     spread = spread or {}
     lines = sorted({(row["model"], row["view"]) for row in table})
     styles = {"pinn": ("-", "o"), "pinn_refined": ("-", "*"), "pinn_gs1": ("--", "o"), "ptychi": (":", "o"), "ptychi_tuned": (":", "s"),
-              "gradient": (":", "^"), "blank": ("-.", "o")}
+              "ptychi_heldout": (":", "D"), "gradient": (":", "^"), "gradient_heldout": (":", "v"), "blank": ("-.", "o")}
     colours = {view: f"C{i}" for i, view in enumerate(sorted({v for _, v in lines}))}
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     for ax, (metric, title) in zip(axes[0], metrics):

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from ptychostudy import StudyError, layout, stage
-from ptychostudy.arms import ARMS, FLOOR, NETWORK_ARMS, REFINED, TUNED_ITERATIVE, arms
+from ptychostudy.arms import ARMS, FLOOR, NETWORK_ARMS, PROTOCOL_PAIRS, REFINED, TUNED_ITERATIVE, arms, baseline_view
 from ptychostudy.io import sha256_file, write_json, write_text
 from ptychostudy.layout import ITERATIVE_ARMS, REFINED_ARM, SPLITS, dose_tag
 from ptychostudy.layout import cell_tag as view_tag
@@ -39,9 +39,7 @@ def _read(path: Path) -> dict:
 def _mismatch_lines(sims: dict) -> list[str]:
     """Each forward model's error in predicting the simulator's noise-free counts from the truth (simulate reports)."""
     first = next(iter(sims.values()))
-    factor = first.get("simulation", {}).get("fine_factor")
-    if "model_mismatch" not in first:
-        return []
+    factor = first["simulation"]["fine_factor"]
     models: dict[str, list[str]] = {}
     for arm, entry in first["model_mismatch"].items():
         models.setdefault(entry["forward_model"], []).append(arm)
@@ -52,10 +50,10 @@ def _mismatch_lines(sims: dict) -> list[str]:
              "(above 1, model error rather than noise limits how well the data can be fitted):", "",
              "| forward model | arms | relative error | " + " | ".join(f"error/noise at {d:g}" for d in sims) + " |",
              "|---|---|---:|" + "---:|" * len(sims)]
-    for model, arms in models.items():
-        entry = first["model_mismatch"][arms[0]]
-        units = " | ".join(f"{sim['model_mismatch'][arms[0]]['noise_units']:.3g}" for sim in sims.values())
-        lines.append(f"| {model} | {', '.join(arms)} | {entry['relative_error']:.3g} | {units} |")
+    for model, names in models.items():
+        entry = first["model_mismatch"][names[0]]
+        units = " | ".join(f"{sim['model_mismatch'][names[0]]['noise_units']:.3g}" for sim in sims.values())
+        lines.append(f"| {model} | {', '.join(names)} | {entry['relative_error']:.3g} | {units} |")
     return lines
 
 
@@ -222,20 +220,25 @@ def _timing_table(cfg: Params, timing: Path) -> None:
     rows += [
         "## Selection, Phases F and G: wall time per cell (s)",
         "",
-        "| dose | view | tune (train split) | ptychi | ptychi_tuned | gradient | network inference | gridsize-1 network inference | refinement (pinn_refined) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| dose | view | tune (train split) | " + " | ".join(ITERATIVE_ARMS) + " | network inference "
+        "| gridsize-1 network inference | refinement (pinn_refined) |",
+        "|---:|---|---:|" + "---:|" * len(ITERATIVE_ARMS) + "---:|---:|---:|",
+        "",
+        "(Arms that share a stage share its run where their settings agree: the time is until each arm's own stop.)",
+        "",
     ]
 
-    def seconds(name: str, key: str):
+    def seconds(name: str, key: str, arm: str | None = None):
         path = timing / name
-        return json.loads(path.read_text(encoding="utf-8"))[key] if path.is_file() else None
+        value = json.loads(path.read_text(encoding="utf-8"))[key] if path.is_file() else None
+        return value.get(arm) if isinstance(value, dict) and arm is not None else value  # a stage of two arms
 
     for dose in cfg.study.doses:
         for view in cfg.study.views:
             tag = view_tag(dose, view)
             g = seconds(f"infer-{tag}.json", "inference_seconds") or {}
             rows.append(f"| {dose:g} | {view} | {_fmt(seconds(f'tune-{tag}.json', 'tune_seconds'), '.1f')} | "
-                        + " | ".join(_fmt(seconds(f"{_phase_f_stage(arm)}-{tag}.json", "reconstruct_seconds"), ".1f")
+                        + " | ".join(_fmt(seconds(f"{_phase_f_stage(arm)}-{tag}.json", "reconstruct_seconds", arm), ".1f")
                                      for arm in ITERATIVE_ARMS)
                         + f" | {_fmt(g.get('pinn'), '.2f')} | {_fmt(g.get('pinn_gs1'), '.2f')} "
                         f"| {_fmt(seconds(f'refine-{tag}.json', 'refine_seconds'), '.1f')} |")
@@ -248,12 +251,75 @@ def _timing_table(cfg: Params, timing: Path) -> None:
                 rows.append(f"| {dose:g} | {view} | " + ", ".join(
                     f"{p['steps']}: {p['seconds'] + p['inference_seconds']:.1f} s → {p['phase_pearson_r']:.3f}"
                     for p in curve) + " |")
+    rows += _cost_rows(cfg, timing)
     write_text(timing / "summary.md", "# Wall times (this machine, last run)\n\n## Phase E: training\n\n" + "\n".join(rows) + "\n")
+
+
+def _cost_rows(cfg: Params, timing: Path) -> list[str]:
+    """Every arm's cost on an equal footing: core-seconds (wall seconds × the stage's torch threads) of what it
+    took to choose its settings or train its network, and of its reconstruction of the test split."""
+    def read(name: str) -> dict:
+        path = timing / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    def of(record: dict, key: str, arm: str | None = None):
+        value = record.get(key)
+        return value.get(arm) if isinstance(value, dict) else value
+
+    base = baseline_view(cfg)
+    rows = ["", "## Cost of every arm: core-seconds (wall × threads), setting or training + test-split reconstruction",
+            "", "Selection: the tune stage's share of the solver (both protocols' searches together: one cost for the "
+            "tuned and the held-out arm); training: the network's Phase E run (the gridsize-1 network: the baseline "
+            "view's, once per dose); reconstruction: the arm's own run on the test split (inference for the networks; "
+            "refinement plus its last inference for pinn_refined).", "",
+            "| dose | view | " + " | ".join(a for a in ARMS if a != FLOOR) + " |",
+            "|---:|---|" + "---|" * (len(ARMS) - 1)]
+    for dose in cfg.study.doses:
+        for view in cfg.study.views:
+            tag = view_tag(dose, view)
+            tune, infer, refine = read(f"tune-{tag}.json"), read(f"infer-{tag}.json"), read(f"refine-{tag}.json")
+            own, gs1 = read(f"train-{tag}.json"), read(f"train-{view_tag(dose, base)}.json") if base else {}
+            train_cost = lambda t: (t["train_seconds"] * t["threads"]) if t else None  # noqa: E731
+            infer_threads = infer.get("threads", 1)
+            cost = {
+                "pinn": (train_cost(own), _mul(of(infer, "inference_seconds", "pinn"), infer_threads)),
+                "pinn_gs1": (train_cost(gs1), _mul(of(infer, "inference_seconds", "pinn_gs1"), infer_threads)),
+                REFINED_ARM: (train_cost(own), _mul(_add(refine.get("refine_seconds"), refine.get("inference_seconds")),
+                                                    refine.get("threads", 1))),
+            }
+            for arm in ITERATIVE_ARMS:
+                record = read(f"{_phase_f_stage(arm)}-{tag}.json")
+                run = _mul(of(record, "reconstruct_seconds", arm), record.get("threads", 1))
+                share = None if arm == "ptychi" else _mul(
+                    tune.get("ptychi_seconds" if arm.startswith("ptychi") else "gradient_seconds"), tune.get("threads", 1))
+                cost[arm] = (share, run)
+            cells = []
+            for arm in ARMS:
+                if arm == FLOOR:
+                    continue
+                if arm not in arms(cfg, view):
+                    cells.append("–")
+                    continue
+                first, second = cost.get(arm, (None, None))
+                cells.append("–" if second is None else (f"{second:.0f}" if first is None else
+                                                        f"{first:.0f} + {second:.0f} = {first + second:.0f}"))
+            rows.append(f"| {dose:g} | {view} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def _mul(value, factor):
+    return None if value is None else value * factor
+
+
+def _add(a, b):
+    return None if a is None or b is None else a + b
 
 
 def _phase_f_stage(arm: str) -> str:
     """The timing-file prefix of a Phase F arm (its stage name, and the arm for the pty-chi stages)."""
-    return "gradient" if arm == "gradient" else f"reconstruct-{arm}"
+    if arm.startswith("gradient"):
+        return "gradient"
+    return "reconstruct-ptychi_tuned" if arm == "ptychi_heldout" else f"reconstruct-{arm}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -309,32 +375,45 @@ METRICS_JSON = (  # (metrics.json key, study_metrics.csv metric): per cell and a
 
 def _settings_text(arm: str, rec: dict) -> str:
     s = rec.get("settings", {})
-    if arm == "gradient":
+    if arm.startswith("gradient"):
         return ", ".join(f"{steps} steps at {factor} px/sample" for factor, steps in rec["plan"])
     return f"{s['noise_model']}, TV {s['tv_weight']:g}, momentum {s['momentum']:g}, {rec['epochs']} epochs"
 
 
+def _pick_text(solver: str, pick: dict) -> str:
+    if solver == "ptychi":
+        return f"{pick['setting']}, {pick['epochs']} epochs"
+    return f"stop after {pick['steps']} steps at {pick['level']} px/sample"
+
+
 def _tuning_lines(cfg: Params, tuning_reports: Path) -> list[str]:
-    """The tune stage's selections (train split), beside the floor on the same split."""
+    """The tune stage's picks under both protocols (train split), beside the configured setting and the floor."""
     lines = [
         "",
-        "## Selection (tune stage): the tuned arms' settings, chosen on each view's train split",
+        "## Selection (tune stage): the tuned arms' settings, chosen on each view's train split, two protocols",
         "",
-        "Criterion: phase Pearson r in the featured region of the view's **train** split against its own truth "
-        "(the test split is never read; every score: `reports/tuning/dose_<dose>-<view>.json` and `.png`).",
+        "Every fit leaves a fixed random part of the train positions out. *Calibration* (arms ptychi_tuned, gradient) "
+        "picks the candidate with the highest phase Pearson r against the train region's truth (a known sample); "
+        "*no calibration* (ptychi_heldout, gradient_heldout) the one whose reconstruction predicts the held-out "
+        "patterns best (lowest Poisson NLL, the solver's own forward model; no truth). pty-chi: one Optuna search per "
+        "protocol, the configured setting its first trial. The test split is never read; every trial and score: "
+        "`reports/tuning/dose_<dose>-<view>.json` and `.png`.",
         "",
-        "| dose | view | ptychi_tuned selected | train phase r | gradient selected | train phase r | floor (train) |",
-        "|---:|---|---|---:|---|---:|---:|",
+        "| dose | view | solver | calibration pick | train phase r | no-calibration pick | train phase r | agree "
+        "| configured (train phase r) | floor (train) |",
+        "|---:|---|---|---|---:|---|---:|---|---:|---:|",
     ]
     for dose in cfg.study.doses:
         for view in cfg.study.views:
             rec = _read(Path(tuning_reports) / f"{view_tag(dose, view)}.json")
             if rec.get("skipped"):
                 continue
-            p, g = rec["ptychi"]["selected"], rec["gradient"]["selected"]
-            lines.append(f"| {dose:g} | {view} | {p['setting']}, {p['epochs']} epochs | {p['phase_r']:.3f} | "
-                         f"stop after {g['steps']} steps at {g['level']} px/sample | {g['phase_r']:.3f} | "
-                         f"{rec['floor_phase_r']:.3f} |")
+            for solver in ("ptychi", "gradient"):
+                c, h = rec[solver]["selected"], rec[solver]["selected_heldout"]
+                configured = rec[solver].get("configured")
+                lines.append(f"| {dose:g} | {view} | {solver} | {_pick_text(solver, c)} | {c['phase_r']:.3f} "
+                             f"| {_pick_text(solver, h)} | {h['phase_r']:.3f} | {'yes' if rec['agree'][solver] else 'no'} "
+                             f"| {_fmt(configured and configured['phase_r'], '.3f')} | {rec['floor_phase_r']:.3f} |")
     return lines
 
 
@@ -351,12 +430,17 @@ def _spread(cfg: Params, replicate_reports: Path, table: list[dict]) -> dict:
                 own = {m: _value(table, dose, view, arm, m) for m in SPREAD_MEASURES}
                 if any(v is None for v in own.values()):
                     continue
-                found[(dose, view, arm)] = {m: [own[m]] + [row[m] for row in rows] for m in SPREAD_MEASURES}
+                found[(dose, view, arm)] = {m: [own[m]] + [math.nan if row[m] is None else row[m] for row in rows]
+                                            for m in SPREAD_MEASURES}  # null in JSON: an FRC that never crossed
     return found
 
 
 def _stats(values: list[float]) -> dict[str, float]:
-    """Mean, sample standard deviation (0 for one value) and range (max − min) of one arm's seeds."""
+    """Mean, sample standard deviation (0 for one value) and range (max − min) of one arm's seeds, over the seeds
+    with a value (an FRC that never crossed has none); NaN where no seed has one."""
+    values = [v for v in values if math.isfinite(v)]
+    if not values:
+        return {"mean": math.nan, "sd": math.nan, "range": math.nan}
     return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
             "range": max(values) - min(values)}
 
@@ -372,8 +456,8 @@ def level(spread: dict) -> tuple[float, str]:
         return CROSS_CPU, (f"one training run per cell moves by up to {CROSS_CPU} between two CPU kinds (README, "
                            "\"Determinism and safety\"); the seed-to-seed spread was not measured")
     measured = net[0] + it[0]
-    why = (f"the largest seed-to-seed range of phase r measured (replicate stage, {len(next(iter(spread.values()))['phase_pearson_r'])} "
-           f"seeds) is {net[0]:.3f} for a network ({net[1][2]}, dose {net[1][0]:g}, {net[1][1]}) and {it[0]:.3f} for an "
+    why = (f"the largest range of phase r measured (replicate stage, {len(next(iter(spread.values()))['phase_pearson_r'])} "
+           f"runs: other seeds and Poisson redraws of the test counts) is {net[0]:.3f} for a network ({net[1][2]}, dose {net[1][0]:g}, {net[1][1]}) and {it[0]:.3f} for an "
            f"iterative arm ({it[1][2]}, dose {it[1][0]:g}, {it[1][1]}): together {measured:.3f}; one training run moves by "
            f"up to {CROSS_CPU} between two CPU kinds")
     return max(measured, CROSS_CPU), why
@@ -407,7 +491,8 @@ def _refine_lines(cfg: Params, reconstruct_reports: Path, table: list[dict]) -> 
             found = True
             curve = rec["curve"]
             along = ", ".join(f"{p['steps']}: {p['phase_pearson_r']:.3f}" for p in curve)
-            frc = f"{_number('_px', curve[0]['phase_frc50_resolution_px'])} → {_number('_px', curve[-1]['phase_frc50_resolution_px'])}"
+            frc = " → ".join(_number("frc_px", math.nan if p["phase_frc50_resolution_px"] is None
+                                     else p["phase_frc50_resolution_px"]) for p in (curve[0], curve[-1]))
             lines.append(f"| {dose:g} | {view} | {rec['steps']} | {along} | {frc} "
                          f"| {_number('r', _value(table, dose, view, 'ptychi_tuned', 'phase_pearson_r'))} "
                          f"| {_number('r', _value(table, dose, view, FLOOR, 'phase_pearson_r'))} |")
@@ -421,9 +506,11 @@ def _spread_lines(spread: dict) -> list[str]:
         "",
         "## Seed-to-seed spread (replicate stage)",
         "",
-        "Each arm of these cells rerun with other seeds (the network retrained: weights and batch order; pty-chi: its "
-        "batch clustering; the gradient solver: its batches), scored on the test split exactly as Phase G scores; the "
-        "first value is the pipeline's own run (the Phase G table). Nothing is selected from these numbers "
+        "Each arm of these cells rerun with other seeds (the network retrained: weights and batch order, and refined "
+        "again; pty-chi: its batches; the gradient solver: its batches) and on the test patterns' counts drawn again "
+        "(a new Poisson seed: Phase E's network, its refinement and every solver with its own seed), scored on the "
+        "test split exactly as Phase G scores; the first value is the pipeline's own run (the Phase G table), then "
+        "the other seeds, then the redraws. Nothing is selected from these numbers "
         "(`reports/replicate/dose_<dose>-<view>.json`).",
         "",
         "| dose | view | arm | seeds | phase r (each seed) | mean ± sd | range | phase FRC½ res. (px), range | amp r, range |",
@@ -433,7 +520,8 @@ def _spread_lines(spread: dict) -> list[str]:
         r, st = values["phase_pearson_r"], _stats(values["phase_pearson_r"])
         frc, amp = values["phase_frc50_resolution_px"], values["amplitude_pearson_r"]
         lines.append(f"| {dose:g} | {view} | {arm} | {len(r)} | " + ", ".join(f"{v:.3f}" for v in r)
-                     + f" | {st['mean']:.3f} ± {st['sd']:.3f} | {st['range']:.3f} | {min(frc):.1f}–{max(frc):.1f} "
+                     + f" | {st['mean']:.3f} ± {st['sd']:.3f} | {st['range']:.3f} | "
+                     + ", ".join(_number("frc_px", v) for v in frc) + " "
                      f"| {min(amp):.3f}–{max(amp):.3f} |")
     if not spread:
         lines.append("| – | – | – | – | not measured | | | | |")
@@ -462,11 +550,14 @@ def _study(cfg: Params, reconstruct_reports: Path, tuning_reports: Path, compare
         "network, pinn_gs1 = the gridsize-1 (baseline) network applied to the same patterns, ptychi = pty-chi LSQML "
         "with the original study's options (Gaussian noise model, no regulariser, no momentum, 100 epochs; the "
         "batch size is the tuned arm's), ptychi_tuned = pty-chi LSQML with the settings selected on the train "
-        "split, gradient = the Poisson-likelihood gradient solver (coarse-to-fine object, stop selected on the train "
-        "split). "
+        "split's truth (calibration), ptychi_heldout = the same search selected by the held-out patterns' likelihood "
+        "(no truth), gradient = the Poisson-likelihood gradient solver (coarse-to-fine object, stop selected on the "
+        "train split's truth), gradient_heldout = its stop selected by the held-out likelihood. "
         f"Each measure stands beside its **floor**: the score of a blank object (all ones, arm `{FLOOR}`) in "
         "the same cell and region, aligned the same way; an arm's skill is its distance from the floor. "
-        "FRC½ res. = half-period resolution at the FRC 0.5 crossing (1 px = Nyquist; smaller is better). Every "
+        "FRC½ res. = half-period resolution where the FRC (averaged over `compare.frc_smooth_rings` rings) last falls "
+        "below 0.5 (1 px = Nyquist; smaller is better; \"never crossed\": above 0.5 up to Nyquist, no resolution "
+        "read). Every "
         "metric, both regions (featured and the whole scanned region) and the 1/7 threshold: "
         "`reports/study_metrics.csv` and `reports/compare/dose_<dose>-<view>/comparison_metrics.csv`.",
         "",
@@ -519,7 +610,7 @@ def _study(cfg: Params, reconstruct_reports: Path, tuning_reports: Path, compare
             for column in columns:
                 model, view = column.split("-", 1)
                 value = _value(table, dose, view, model, metric)
-                cells.append("" if value is None else f"{value:.6g}")
+                cells.append("" if value is None or not math.isfinite(value) else f"{value:.6g}")
             lines.append(f"{dose}," + ",".join(cells))
         write_text(out_dir / PLOTS_DIR / f"{metric}.csv", "\n".join(lines) + "\n")
     study_figures.dose_figure(table, [(m, PLOT_TITLES[m]) for m in PLOTTED], out_dir / FIGURE, spread={
@@ -530,19 +621,28 @@ def _study(cfg: Params, reconstruct_reports: Path, tuning_reports: Path, compare
         "",
         "*Featured region of the test split. Solid: the view's gridsize-2 network; solid with stars: the view's network "
         "refined on the test patterns (pinn_refined); dashed: the gridsize-1 network; "
-        "dotted: pty-chi as configured; dotted with squares: pty-chi tuned; dotted with triangles: the gradient "
-        "solver; dash-dot: the floor (a blank object). Colour: the view. Bars: lowest to highest over the seeds of the "
+        "dotted: pty-chi as configured; dotted with squares: pty-chi tuned (calibration), with diamonds: pty-chi tuned "
+        "without truth (held-out NLL); dotted with triangles: the gradient solver (calibration), with downward "
+        "triangles: its no-calibration stop; dash-dot: the floor (a blank object). Colour: the view. Bars: lowest to highest over the seeds of the "
         "replicate stage (the cells of `replicate.*`). Per-cell images: "
         "`reports/compare/dose_<dose>-<view>/comparison.png`.*",
     ]
     for dose in cfg.study.doses:  # a skipped cell leaves no empty entry in metrics.json
         metrics[dose_tag(dose)] = {v: e for v, e in metrics[dose_tag(dose)].items() if e}
-    return table, lines, _conclusion(cfg, table, level(spread))
+    agree = {}
+    for dose in cfg.study.doses:
+        for view in cfg.study.views:
+            rec = _read(Path(tuning_reports) / f"{view_tag(dose, view)}.json")
+            if not rec.get("skipped"):
+                agree[(dose, view)] = rec["agree"]
+    return table, lines, _conclusion(cfg, table, level(spread), spread, agree)
 
 
 def _number(metric: str, value) -> str:
     if value is None:
         return "–"
+    if not math.isfinite(value):
+        return "never crossed" if "frc" in metric else "–"
     return f"{value:.1f}" if metric.endswith("_px") else f"{value:.3f}"
 
 
@@ -566,7 +666,72 @@ def _best_skill(cfg: Params, table, dose, models) -> tuple[float, float, float, 
     return max(found) if found else None
 
 
-def _conclusion(cfg: Params, table: list[dict], called: tuple[float, str] = (CROSS_CPU, "")) -> list[str]:
+def _verdict(gap: float, threshold: float) -> str:
+    return "ahead of" if gap > threshold else ("level with" if abs(gap) <= threshold else "behind")
+
+
+def _cell_level(spread: dict, dose, view: str, a: str, b: str, called: tuple[float, str]) -> tuple[float, str]:
+    """The difference of phase r called level when comparing arms ``a`` and ``b`` in one cell: where the cell was
+    replicated, both arms' own seed-to-seed ranges added (their difference moves by both), at least the cross-CPU
+    move; elsewhere the study-wide level."""
+    ra, rb = spread.get((dose, view, a)), spread.get((dose, view, b))
+    if ra and rb:
+        measured = _stats(ra["phase_pearson_r"])["range"] + _stats(rb["phase_pearson_r"])["range"]
+        return max(measured, CROSS_CPU), "this cell's seed ranges"
+    return called[0], "study-wide level"
+
+
+def _cell_verdict(table: list[dict], spread: dict, dose, view: str, called: tuple[float, str]) -> str | None:
+    """One cell: the view's network and its refinement against pty-chi tuned and against the gradient solver,
+    each compared separately (no best over views or solvers)."""
+    def r(model):
+        pair = _phase_r_and_floor(table, dose, view, model)
+        return None if pair is None else pair[0]
+
+    net = "pinn" if r("pinn") is not None else "pinn_gs1"
+    solvers = [(arm, r(arm)) for arm in ("ptychi_tuned", "gradient") if r(arm) is not None]
+    if r(net) is None or not solvers:
+        return None
+    parts = []
+    for model in (net, REFINED_ARM):
+        if r(model) is None:
+            continue
+        against = []
+        for arm, value in solvers:
+            threshold, why = _cell_level(spread, dose, view, model, arm, called)
+            verdict = _verdict(r(model) - value, threshold)
+            against.append(f"{verdict} {arm} (r {value:.3f})" + ("" if verdict == "level with" else
+                                                                f" by {abs(r(model) - value):.3f}")
+                           + f" [level ≤ {threshold:.3f}, {why}]")
+        parts.append(f"{model} (r {r(model):.3f}) is " + " and ".join(against))
+    return f"- {dose:g} photons/pattern, {view} view: " + "; ".join(parts) + "."
+
+
+def _protocol_verdict(cfg: Params, table: list[dict], agree: dict) -> list[str]:
+    """Per solver: in how many cells the two protocols picked the same, and what going without calibration
+    costs on the test split (phase r of the no-calibration arm minus the calibration arm's)."""
+    out = []
+    for solver, (calibrated, heldout) in PROTOCOL_PAIRS.items():
+        gaps, same = [], 0
+        for dose in cfg.study.doses:
+            for view in cfg.study.views:
+                a, b = (_phase_r_and_floor(table, dose, view, arm) for arm in (calibrated, heldout))
+                if a is None or b is None:
+                    continue
+                gaps.append((b[0] - a[0], dose, view))
+                same += bool(agree.get((dose, view), {}).get("ptychi" if solver == "pty-chi" else "gradient"))
+        if not gaps:
+            continue
+        worst = min(gaps)
+        out.append(f"- Without calibration ({heldout}: held-out patterns' likelihood, no truth) against with it "
+                   f"({calibrated}: train truth), {solver}: the same pick in {same} of {len(gaps)} cells; test phase r "
+                   f"differs by {sum(g for g, _, _ in gaps) / len(gaps):+.3f} on average (from {worst[0]:+.3f} at "
+                   f"{worst[1]:g}, {worst[2]} to {max(gaps)[0]:+.3f} at {max(gaps)[1]:g}, {max(gaps)[2]}).")
+    return out
+
+
+def _conclusion(cfg: Params, table: list[dict], called: tuple[float, str] = (CROSS_CPU, ""), spread: dict | None = None,
+                agree: dict | None = None) -> list[str]:
     """Plain sentences built from the measured numbers (nothing here is written by hand): each arm's
     phase r beside the floor's (a blank object scored the same way), and its skill above it."""
     if not table:
@@ -594,28 +759,11 @@ def _conclusion(cfg: Params, table: list[dict], called: tuple[float, str] = (CRO
         if parts:
             out.append(f"- **{view}** view, {top:g} photons/pattern: " + "; ".join(parts) + ".")
     for dose in sorted(doses, reverse=True):
-        net = _best_skill(cfg, table, dose, NETWORK_ARMS)
-        tuned = _best_skill(cfg, table, dose, TUNED_ITERATIVE)
-        configured = _best_skill(cfg, table, dose, ("ptychi",))
-        if tuned is None or net is None:
-            continue
-        gap = tuned[0] - net[0]
-        verdict = "ahead of" if gap > called[0] else ("level with" if abs(gap) <= called[0] else "behind")
-        text = (f"- At {dose:g} photons/pattern the largest network skill above the floor (phase r) is {net[0]:+.2f} "
-                f"({net[3]}, {net[4]} view, r {net[1]:.2f}) and the best tuned iterative arm's is {tuned[0]:+.2f} "
-                f"({tuned[3]}, {tuned[4]} view, r {tuned[1]:.2f}): the tuned iterative arms are {verdict} the networks"
-                + (f" by {abs(gap):.2f}" if verdict != "level with" else ""))
-        if configured is not None:
-            text += (f"; pty-chi as configured reaches {configured[0]:+.2f} ({configured[4]} view, "
-                     f"r {configured[1]:.2f})")
-        refined = _best_skill(cfg, table, dose, REFINED)
-        if refined is not None:
-            gap = tuned[0] - refined[0]
-            verdict = "ahead of" if gap > called[0] else ("level with" if abs(gap) <= called[0] else "behind")
-            text += (f". Refined on the test split's own patterns ({REFINED_ARM}, which saw them), the network's skill "
-                     f"is {refined[0]:+.2f} ({refined[4]} view, r {refined[1]:.2f}): the tuned iterative arms are "
-                     f"{verdict} it" + (f" by {abs(gap):.2f}" if verdict != "level with" else ""))
-        out.append(text + ".")
+        for view in cfg.study.views:
+            line = _cell_verdict(table, spread or {}, dose, view, called)
+            if line:
+                out.append(line)
+    out += _protocol_verdict(cfg, table, agree or {})
     out.append(f"- Differences of {called[0]:.3f} phase r or less are called level: {called[1]}.")
     out.append("- Skill = phase r minus the floor's phase r in the same cell (a blank object: with the phase offset "
                "and ramp fitted, a flat phase already correlates with this object's phase). A phase spread ratio "

@@ -15,6 +15,7 @@ class CompareParams(Section):
     max_shift_px: float = key("largest registration shift searched (px)", min=0, max=1000)
     ms_ssim_sigma: float = key("Gaussian pre-smoothing of the amplitude before MS-SSIM (0 = off)", min=0, max=100)
     frc_taper: float = key("Tukey taper of each side before the FRC's FFT (fraction of the side)")
+    frc_smooth_rings: int = key("rings the FRC is averaged over before its last crossing is read", min=1, max=101)
     detail_sigma_px: float = key("phase detail r: the phase minus its Gaussian blur of this σ (px)", gt=0, max=1000)
 
     def check(self, p) -> None:

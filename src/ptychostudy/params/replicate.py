@@ -15,7 +15,8 @@ class ReplicateParams(Section):
 
     doses: tuple[int, ...] = key("positive photon counts (cells: every dose here × every view here)", kind="dose")
     views: tuple[str, ...] = key("view names", kind="name")
-    seeds: int = key("extra runs of every arm per cell", min=1, max=100)
+    seeds: int = key("extra runs of every arm per cell with other seeds", min=1, max=100)
+    noise_redraws: int = key("extra runs of every arm per cell on the test counts drawn again", min=0, max=100)
 
     def check(self, p) -> None:
         for dose in self.doses:
