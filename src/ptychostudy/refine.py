@@ -16,6 +16,7 @@ write (object file beside Phase F's, record with the curve, timing).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -129,8 +130,9 @@ def run(cfg: Params, dose, view: str, view_dir, bundle, out, report, timing, *, 
 
     def score(steps: int, canvas: np.ndarray) -> None:  # the curve: measured with the truth, never selected on
         s = score_arm(canvas, split.truth, masks, cfg.compare, ("featured",)).scores["featured"]
+        frc = s["phase"]["frc50_resolution_px"]
         scores[steps] = {"phase_pearson_r": s["phase"]["pearson_r"],
-                         "phase_frc50_resolution_px": s["phase"]["frc50_resolution_px"],
+                         "phase_frc50_resolution_px": frc if math.isfinite(frc) else None,  # None: never crossed
                          "amplitude_pearson_r": s["amplitude"]["pearson_r"]}
 
     obj, losses, points, seconds = refine(cfg, dose, view, split, loaded, progress=progress, on_checkpoint=score)
