@@ -457,8 +457,9 @@ def level(spread: dict) -> tuple[float, str]:
     the largest seed-to-seed range of a network arm plus that of an iterative arm where measured (the
     difference of two arms can move by both), whichever is larger; and a sentence saying which."""
     ranges = {key: _stats(v["phase_pearson_r"])["range"] for key, v in spread.items()}
-    net = max(((r, k) for k, r in ranges.items() if k[2] in NETWORK_ARMS), default=None)
-    it = max(((r, k) for k, r in ranges.items() if k[2] not in NETWORK_ARMS), default=None)
+    networks = NETWORK_ARMS + REFINED  # the refined network is a network, not an iterative arm
+    net = max(((r, k) for k, r in ranges.items() if k[2] in networks), default=None)
+    it = max(((r, k) for k, r in ranges.items() if k[2] not in networks), default=None)
     if net is None or it is None:
         return CROSS_CPU, (f"one training run per cell moves by up to {CROSS_CPU} between two CPU kinds (README, "
                            "\"Determinism and safety\"); the seed-to-seed spread was not measured")
