@@ -100,7 +100,7 @@ def _from_scratch_killed_and_resumed(work: Path, env: dict) -> dict:
 def _build(folder: Path) -> None:
     work = folder / "study"
     work.mkdir(parents=True)
-    for name in ("dvc.yaml", ".gitignore", "requirements.lock.txt", "requirements.nodeps.txt"):
+    for name in ("dvc.yaml", ".gitignore", "requirements.lock.txt", "requirements.nodeps.txt", "Makefile"):
         shutil.copy(ROOT / name, work / name)
     shutil.copytree(ROOT / "data" / "base", work / "data" / "base")
     shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -108,7 +108,7 @@ def _build(folder: Path) -> None:
     env = env_for(folder)
     run(["git", "init", "-q", "-b", "main"], work, env)
     dvc("init", "-q", cwd=work, env=env)
-    dvc("config", "core.analytics", "false", cwd=work, env=env)
+    shutil.copy(ROOT / ".dvc" / "config", work / ".dvc" / "config")  # the project's DVC settings (plots.out_dir, ...)
     run(["git", "add", "-A"], work, env)
     run(["git", "commit", "-qm", "tiny study"], work, env)
     first = _from_scratch_killed_and_resumed(work, env)

@@ -62,7 +62,13 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo, first):
     assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
     metrics = json.loads((work / "reports/metrics.json").read_text())
     shown = dvc("metrics", "show", cwd=work, env=env).stdout
-    assert "dose_100000.dense.pinn.phase_r" in shown and "dose_100000.baseline.train.final_loss" in shown
+    # one row per cell and one for the measured star, a column per arm: it fits a screen
+    assert "reports/metrics/dose_100000-dense.json" in shown and "reports/measured/metrics.json" in shown
+    assert max(map(len, shown.splitlines())) <= 200, shown
+    header = shown.splitlines()[0].split()
+    assert {"pinn", "ptychi_tuned", "ptychi_heldout", "gradient", "blank"} <= set(header), header
+    row = json.loads((work / "reports/metrics/dose_100000-dense.json").read_text())
+    assert row == {arm: values["phase_r"] for arm, values in metrics["dose_100000"]["dense"].items() if "phase_r" in values}
     # Phases F and G: every cell of every view with its arms, and the study's tables and plots
     for dose in (100000,):
         for view in ("baseline", "dense", "sparse"):
@@ -122,10 +128,15 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo, first):
     header = (work / "reports/plots/phase_pearson_r.csv").read_text().splitlines()[0].split(",")
     plotted = yaml.safe_load((work / "dvc.yaml").read_text())["plots"]
     for entry in plotted:
+        if isinstance(entry, str):  # an image: the PNG rendering of the same numbers
+            assert entry.endswith(".png") and (work / entry).is_file()
+            continue
         (path, spec), = entry.items()
         assert header == ["dose"] + spec["y"], path
-    html = dvc("plots", "show", "-o", str(work.parent / "plots-html"), cwd=work, env=env)
-    assert html.returncode == 0 and (work.parent / "plots-html" / "index.html").is_file()
+    html = dvc("plots", "show", cwd=work, env=env)  # into .dvc/tmp/plots (.dvc/config): no folder in the work tree
+    page = work / ".dvc/tmp/plots/index.html"
+    assert html.returncode == 0 and page.is_file() and not (work / "dvc_plots").exists()
+    assert '<img src="static/' in page.read_text()  # readable offline: the PNG beside the Vega charts
     lock = (work / "dvc.lock").read_text()
     assert "data/simulated/dose_100000/patched_train.npz" in lock and "md5:" in lock
     # the measured Siemens star: pty-chi per half, the network, the agreement report, all in dvc.lock
@@ -134,7 +145,9 @@ def test_repro_runs_every_stage_and_leaves_status_clean(repo, first):
         assert (work / path).is_file() and path in lock, path
     measured = json.loads((work / "reports/measured/measured.json").read_text())
     assert measured["pairs"]["ptychi_A_vs_ptychi_B"]["phase_r"] > measured["pairs"]["blank_vs_ptychi_B"]["phase_r"]
-    assert "reports/measured/measured.json" in shown  # a metrics file of its own (`dvc metrics show`)
+    assert json.loads((work / "reports/measured/metrics.json").read_text()) == {  # its `dvc metrics show` row
+        "ptychi": measured["pairs"]["ptychi_A_vs_ptychi_B"]["phase_r"], "pinn": measured["pairs"]["pinn_B_vs_ptychi_B"]["phase_r"],
+        "blank": measured["pairs"]["blank_vs_ptychi_B"]["phase_r"]}
 
 
 def test_every_bundle_is_locked_and_listed_with_its_sha256(repo):

@@ -145,8 +145,8 @@ def test_dry_lists_only_what_would_run(tmp_path):
     assert after.returncode == 0 and "0 of 1 stages would run" in after.stdout and "hello  threads" not in after.stdout
 
 
-def test_the_readme_shows_the_shipped_cluster_config():
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_show_the_shipped_cluster_config():
+    readme = (ROOT / "docs/scaleout.md").read_text()
     shipped = (ROOT / "profiles/scaleout-slurm.yaml").read_text()
     body = "".join(line + "\n" for line in shipped.splitlines() if not line.startswith("#"))
     assert f"```yaml\n{body}```" in readme

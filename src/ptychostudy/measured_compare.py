@@ -37,6 +37,8 @@ PAIRS = {  # name -> (reconstruction, reference): the agreement scored in measur
     "pinn_A_vs_ptychi_A": ("pinn_A", "ptychi_A"),
     "blank_vs_ptychi_B": ("blank", "ptychi_B"),
 }
+METRIC_PAIRS = {  # arm -> its pair in the DVC metrics row (the columns of the study's per-cell rows)
+    "ptychi": "ptychi_A_vs_ptychi_B", "pinn": "pinn_B_vs_ptychi_B", "blank": "blank_vs_ptychi_B"}
 PAIR_NOTES = {
     "ptychi_A_vs_ptychi_B": "pty-chi on two independent halves of the scan (the data's own FRC)",
     "pinn_B_vs_ptychi_B": "the network and pty-chi on the same patterns (half B)",
@@ -60,7 +62,7 @@ def _headline(scores: dict) -> dict:
 
 
 
-def run_compare(cfg: Params, data_path, ptychi_dir, pinn, out_dir, *, progress: bool = True) -> dict:
+def run_compare(cfg: Params, data_path, ptychi_dir, pinn, out_dir, *, metrics=None, progress: bool = True) -> dict:
     """``measured_compare``: agreement of the reconstructions (``PAIRS``), a figure, a table."""
     data = load(cfg, data_path)
     ptychi_dir, out_dir = Path(ptychi_dir), Path(out_dir)
@@ -90,6 +92,8 @@ def run_compare(cfg: Params, data_path, ptychi_dir, pinn, out_dir, *, progress: 
               "scoring": "metrics.score_arm with the second reconstruction in the place of the truth (registration, "
                          "phase offset and ramp, mean amplitude); FRC½ as a half-period resolution in object pixels"}
     write_json(out_dir / "measured.json", record)
+    if metrics is not None:  # the DVC metrics row: each arm's phase r against the other half's pty-chi
+        write_json(metrics, {arm: scored[pair]["phase_r"] for arm, pair in METRIC_PAIRS.items()})
     write_text(out_dir / "measured.md", table(record))
     write_text(out_dir / "frc.csv", "pair,cycles_per_px,phase_frc\n" + "".join(
         f"{name},{f:.6g},{c:.6g}\n" for name, (freqs, curve) in curves.items() for f, c in zip(freqs, curve)))
@@ -157,7 +161,7 @@ def cli(args) -> None:
     """``ptychostudy measured-compare``."""
     cfg = load_params(args.params, MeasuredParams, CompareParams)
     progress = not args.no_progress
-    r = run_compare(cfg, args.data, args.ptychi_dir, args.pinn, args.out_dir, progress=progress)
+    r = run_compare(cfg, args.data, args.ptychi_dir, args.pinn, args.out_dir, metrics=args.metrics, progress=progress)
     for name, s in r["pairs"].items():
         print(f"{name}: phase r {s['phase_r']:.3f}, phase FRC½ {_px(s['phase_frc50_px'])}")
 
@@ -172,6 +176,8 @@ def build_parser(prog: str = "python -m ptychostudy.measured_compare") -> argpar
     p.add_argument("--ptychi-dir", type=Path, required=True, help="folder of ptychi_A.npz and ptychi_B.npz")
     p.add_argument("--pinn", type=Path, required=True, help="measured-pinn's objects (.npz)")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for measured.json, measured.md, frc.csv, measured.png")
+    p.add_argument("--metrics", type=Path, help="the DVC metrics row to write (JSON: phase r of pty-chi A against B, "
+                   "of the network on B against pty-chi B, and of a blank object)")
     return p
 
 

@@ -5,8 +5,9 @@ dose or view removed from the design cannot leak stale numbers into the summary.
 
 Outputs: ``summary.md`` (the status line, every result table and the conclusion, all computed
 here: README links to it and copies no number), ``metrics.json`` (the headline numbers only,
-nested dose → view → arm, for ``dvc metrics show/diff`` and ``dvc exp show``; every metric of
-every cell is in ``study_metrics.csv``), the training manifest, the skip list, the DVC plots
+nested dose → view → arm; every metric of every cell is in ``study_metrics.csv``), the DVC metrics
+``metrics/dose_<d>-<view>.json`` (each arm's phase r: one row per cell in ``dvc metrics show``, columns
+the arms), the training manifest, the skip list, the DVC plots
 and the metrics-vs-dose figure.
 """
 
@@ -133,6 +134,11 @@ def summarize(
         "",
     ]
     write_json(out_dir / "metrics.json", metrics)
+    for dose in cfg.study.doses:  # the DVC metrics: one row per cell, one column per arm (phase r); a skipped cell: {}
+        for view in cfg.study.views:
+            cell = metrics[dose_tag(dose)].get(view, {})
+            write_json(out_dir / METRICS_DIR / f"{view_tag(dose, view)}.json",
+                       {arm: values["phase_r"] for arm, values in cell.items() if "phase_r" in values})
     write_json(out_dir / "skip_summary.json", skips)
     write_json(out_dir / "training_manifest.json", {"artifact_dir": str(models), "jobs": jobs, "skipped": skips})
     write_text(out_dir / "summary.md", "\n".join(head + lines))
@@ -343,6 +349,7 @@ SSIM_NOTE = (
 CROSS_CPU = 0.035  # phase r: one training run's test score moved this much between two CPU kinds (measured)
 SPREAD_MEASURES = ("phase_pearson_r", "phase_frc50_resolution_px", "amplitude_pearson_r")  # the replicate stage's
 PLOTS_DIR = "plots"
+METRICS_DIR = "metrics"  # reports/metrics/dose_<d>-<view>.json: the DVC metrics (`dvc metrics show`: one row per cell)
 FIGURE = "figures/metrics_vs_dose.png"
 
 

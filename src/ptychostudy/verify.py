@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -101,15 +102,35 @@ def verify(lock_path="dvc.lock", manifest_path="reports/training_manifest.json",
     return len(paths), problems
 
 
+def remotes(root: Path = Path(".")) -> list[str]:
+    """The DVC remotes configured for this project (``.dvc/config`` and ``.dvc/config.local``)."""
+    names = []
+    for name in ("config", "config.local"):
+        path = root / ".dvc" / name
+        if path.is_file():
+            names += re.findall(r'^\[\s*[\'"]?remote\s+"([^"]+)"', path.read_text(encoding="utf-8"), flags=re.M)
+    return list(dict.fromkeys(names))
+
+
+def what_to_run(all_missing: bool, names: list[str]) -> str:
+    """One sentence: what makes the missing bundles appear."""
+    where = "no bundle is here yet (a fresh clone?)" if all_missing else "some bundles are not here"
+    if names:
+        return (f"{where}: run `dvc pull` to fetch them from the DVC remote {', '.join(names)}, or `make study` to "
+                "pull what it holds and compute the rest")
+    return (f"{where}: run `make study` to compute them (no DVC remote is configured; docs/dvc.md shows how to add "
+            "one that holds them, then `dvc pull`)")
+
+
 def cli(args) -> None:
     """``ptychostudy verify``: print each problem and a count; exit 1 on any."""
     checked, problems = verify(args.lock, args.manifest, args.models)
     for line in problems:
         print(line)
     print(f"verify: {checked} bundles, {len(problems)} problem{'s' if len(problems) != 1 else ''}")
-    if any(line.startswith("missing:") for line in problems):
-        print("verify: the bundles are DVC outputs, not in git: `dvc pull` fetches them from the project's DVC remote "
-              "(`dvc remote list`), `dvc repro` or `ptychostudy run` makes them")
+    missing = sum(line.startswith("missing:") for line in problems)
+    if missing:
+        print("verify: " + what_to_run(missing == checked, remotes()))
     if problems:
         raise CheckFailed
 
