@@ -115,7 +115,10 @@ def test_the_study_plots_name_the_columns_the_summary_writes():
     from ptychostudy.summary import PLOTS_DIR, PLOTTED, plot_columns
 
     columns = plot_columns(load_config(ROOT / "params.yaml"))
-    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    entries = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    images = [p for p in entries if isinstance(p, str)]  # the PNG renderings (readable offline)
+    assert images == ["reports/figures/metrics_vs_dose.png"]
+    plots = [p for p in entries if not isinstance(p, str)]
     assert sorted(next(iter(p)) for p in plots) == sorted(f"reports/{PLOTS_DIR}/{m}.csv" for m in PLOTTED)
     for entry in plots:
         (_, spec), = entry.items()
