@@ -129,17 +129,28 @@ def test_bad_params_fail_the_repro_and_keep_previous_outputs(repo):
     assert json.loads(dvc("status", "--json", cwd=work, env=env).stdout) == {}
 
 
-def test_push_then_pull_on_a_fresh_clone_restores_every_artefact(repo, tmp_path):
-    """Remote round trip: push to a folder remote, clone, pull; byte-identical, nothing runs, verify passes."""
-    work, env = repo
+def _push_to_a_folder_remote(work, env, tmp_path):
+    """The study's outputs pushed to a new folder remote (the default remote `store`); the remote's path."""
     remote = tmp_path / "remote"
     dvc("remote", "add", "-d", "-f", "store", str(remote), cwd=work, env=env)
     run(["git", "add", "-A"], work, env)
     run(["git", "commit", "-qm", "remote", "--allow-empty"], work, env)
     dvc("push", cwd=work, env=env)
+    return remote
+
+
+def _clone(work, env, tmp_path):
+    """A fresh git clone of the study and its environment (a DVC site cache of its own)."""
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
-    clone_env = {**env, "DVC_SITE_CACHE_DIR": str(tmp_path / "clone-site-cache")}
+    return clone, {**env, "DVC_SITE_CACHE_DIR": str(tmp_path / "clone-site-cache")}
+
+
+def test_push_then_pull_on_a_fresh_clone_restores_every_artefact(repo, tmp_path):
+    """Remote round trip: push to a folder remote, clone, pull; byte-identical, nothing runs, verify passes."""
+    work, env = repo
+    _push_to_a_folder_remote(work, env, tmp_path)
+    clone, clone_env = _clone(work, env, tmp_path)
     assert not list((clone / "data/models").rglob("wts.h5.zip"))  # git brings DVC's .gitignore files only
     missing = verify(clone, clone_env)
     assert missing.returncode == 1 and "missing: data/models/dose_100000/dense/wts.h5.zip" in missing.stdout
@@ -170,17 +181,11 @@ def test_make_study_pulls_what_the_remote_holds_and_computes_the_rest(repo, tmp_
     reconstruction, taken out of the remote, and what reads it); verify passes and nothing stays stale. The
     recipe runs as written in the Makefile (`make -o install`: the test's environment stands in for .venv)."""
     work, env = repo
-    remote = tmp_path / "remote"
-    dvc("remote", "add", "-d", "-f", "store", str(remote), cwd=work, env=env)
-    run(["git", "add", "-A"], work, env)
-    run(["git", "commit", "-qm", "remote", "--allow-empty"], work, env)
-    dvc("push", cwd=work, env=env)
+    remote = _push_to_a_folder_remote(work, env, tmp_path)
     gone = "data/reconstruct/dose_100000/sparse/ptychi.npz"
     md5 = lock_outs(work)[gone]
     (remote / "files" / "md5" / md5[:2] / md5[2:]).unlink()  # the remote lacks this one output
-    clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
-    clone_env = {**env, "DVC_SITE_CACHE_DIR": str(tmp_path / "clone-site-cache")}
+    clone, clone_env = _clone(work, env, tmp_path)
     fresh = verify(clone, clone_env)
     assert fresh.returncode == 1 and "run `dvc pull` to fetch them from the DVC remote store" in fresh.stdout
     made = run(["make", "-o", "install", "study"], clone, clone_env)
