@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 
-.PHONY: study study-serial test install bench determinism
+.PHONY: study study-serial demo test install bench determinism
 install: $(VENV)/.installed
 
 # pty-chi is installed without its declared dependencies: they would pull torchvision (a CUDA build
@@ -16,8 +16,15 @@ install: $(VENV)/.installed
 # torchvision is served by ptychostudy/torchvision_shim.py.
 NODEPS := requirements.nodeps.txt
 
+# Where torch comes from (docs/install.md): empty = the package index pip is configured with. On a machine whose
+# index is the public PyPI, its Linux `torch==2.13.0` is the CUDA build (several GB of nvidia-* packages); the
+# CPU-only build the lock was made with: `make install TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu`.
+TORCH_INDEX_URL ?=
+TORCH_PIN := $(shell grep -m1 '^torch==' requirements.lock.txt)
+
 $(VENV)/.installed: pyproject.toml requirements.lock.txt requirements.nodeps.txt requirements.scaleout.txt requirements.test.txt
 	$(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_INDEX_URL),$(BIN)/pip install --disable-pip-version-check -q --index-url $(TORCH_INDEX_URL) "$(TORCH_PIN)")
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.lock.txt
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.scaleout.txt
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.test.txt
@@ -38,6 +45,10 @@ study-serial: install
 	dvc repro
 	ptychostudy verify
 	dvc status
+
+# the quick run: every stage on profiles/tiny.yaml in a new scratch workspace (a few minutes; prints where it is)
+demo: install
+	ptychostudy demo
 
 # two workers, one test module each at a time: the end-to-end module (real dvc, stage processes) beside the rest
 test: install

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
@@ -27,27 +26,10 @@ def default_params() -> dict:
 
 
 def tiny_params() -> dict:
-    """The default design shrunk: unzoomed object, 64 positions per split, two doses."""
-    p = copy.deepcopy(default_params())
-    p["study"]["doses"] = [1000, 100000]
-    p["base"]["object_zoom"] = 1
-    p["simulate"]["positions_per_split"] = 64
-    p["views"]["min_positions"] = 8
-    p["train"].update(
-        epochs={"baseline": 2, "dense": 2, "sparse": 1}, steps_per_epoch=3, batch_size=4, filters=4, eval_patterns=32
-    )
-    p["reconstruct"]["epochs"] = {"baseline": 10, "dense": 6, "sparse": 6}
-    p["reconstruct"]["batch_size"] = 16
-    p["gradient"].update(levels=[4, 2], steps_per_level=6, batch=32)
-    p["refine"].update(steps={"baseline": 4, "dense": 6, "sparse": 4}, batch_size=4)
-    p["measured"]["epochs"] = 1  # the measured star's network: one epoch of 3 steps
-    p["compare"]["detail_sigma_px"] = 3.0  # the tiny test region is about 50 rows high: 2σ from its edges
-    p["replicate"].update(doses=[100000], seeds=1, noise_redraws=1)  # one other seed and one noise redraw of every
-                                                                      # arm in the dense cell at 1e5
-    p["tune"]["ptychi_search"].update(trials=3, startup_trials=2, prune_after=1)  # 3 trials per protocol
-    p["tune"].update(gradient_checkpoints=[3, 6],  # the last checkpoint: the configured epochs (reconstruct.epochs)
-                     ptychi_epochs={"baseline": [5, 10], "dense": [3, 6], "sparse": [3, 6]})
-    return p
+    """The tests' design: params.yaml with the tiny profile's keys (profiles/tiny.yaml, the one `make demo` runs)."""
+    from ptychostudy.demo import profile_params
+
+    return profile_params(ROOT / "profiles" / "tiny.yaml", ROOT / "params.yaml")
 
 
 @pytest.fixture

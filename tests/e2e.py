@@ -22,7 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from conftest import ROOT, tiny_params as unit_params, write_params
+from conftest import ROOT, tiny_params as unit_params
+from ptychostudy.demo import make_workspace
 
 
 def tiny_params() -> dict:
@@ -99,18 +100,8 @@ def _from_scratch_killed_and_resumed(work: Path, env: dict) -> dict:
 
 def _build(folder: Path) -> None:
     work = folder / "study"
-    work.mkdir(parents=True)
-    for name in ("dvc.yaml", ".gitignore", "requirements.lock.txt", "requirements.nodeps.txt", "Makefile"):
-        shutil.copy(ROOT / name, work / name)
-    shutil.copytree(ROOT / "data" / "base", work / "data" / "base")
-    shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    write_params(work / "params.yaml", tiny_params())
     env = env_for(folder)
-    run(["git", "init", "-q", "-b", "main"], work, env)
-    dvc("init", "-q", cwd=work, env=env)
-    shutil.copy(ROOT / ".dvc" / "config", work / ".dvc" / "config")  # the project's DVC settings (plots.out_dir, ...)
-    run(["git", "add", "-A"], work, env)
-    run(["git", "commit", "-qm", "tiny study"], work, env)
+    make_workspace(work, tiny_params(), env, ROOT)  # the workspace `make demo` runs in
     first = _from_scratch_killed_and_resumed(work, env)
     (folder / "first-run.json").write_text(json.dumps(first))
 

@@ -47,6 +47,9 @@ def test_what_each_params_section_touches(repo):
     work, env = repo
     run(["git", "add", "-A"], work, env)
     run(["git", "commit", "-qm", "results", "--allow-empty"], work, env)
+    from ptychostudy import reruns
+
+    pipeline = reruns.stages(work)  # docs/reruns.md's computation, checked here against `dvc status` as well
     cells = {f"100000-{v}" for v in ("baseline", "dense", "sparse")}
     spread = {"replicate@100000-dense"}  # the replicated cell reruns whatever arm a key reaches
     for section, key, value, stages in (
@@ -71,7 +74,10 @@ def test_what_each_params_section_touches(repo):
         params[section][key] = value
         write_params(work / "params.yaml", params)
         try:
-            assert status_stages(work, env) == stages, (section, key)
+            leaves = [f"{section}.{key}.{k}" for k, v in value.items() if v != params_default(section, key)[k]] \
+                if isinstance(value, dict) else [f"{section}.{key}"]  # what DVC compares: the declared leaves
+            computed = set().union(*(reruns.stale_for_key(pipeline, leaf) for leaf in leaves))
+            assert status_stages(work, env) == stages == computed, (section, key)
             if not isinstance(value, dict) and section != "train":
                 continue  # `dvc params diff` names a scalar key alike for every section: shown for train's
             diff = dvc("params", "diff", cwd=work, env=env).stdout
@@ -80,6 +86,62 @@ def test_what_each_params_section_touches(repo):
             assert all(f"{section}.{k}" in diff and str(v) in diff for k, v in changed.items()), diff
         finally:
             write_params(work / "params.yaml", tiny_params())
+    assert status_stages(work, env) == set()
+
+
+def _changed(value):
+    """Another value of a params key's type (`dvc status` compares values; no stage runs to validate it)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, list):
+        return value + value[-1:]
+    return f"{value}x"
+
+
+def test_the_computed_rerun_table_agrees_with_dvc_status_for_the_other_sections_a_template_key_and_files(repo):
+    """docs/reruns.md's stale sets (`ptychostudy reruns`, from DVC's index) against real `dvc status`, beside the
+    sections the test above covers: the first plain key of the other params sections, a key dvc.yaml interpolates,
+    and edits of four input files."""
+    from ptychostudy import reruns
+
+    work, env = repo
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-qm", "results", "--allow-empty"], work, env)
+    pipeline = reruns.stages(work)
+    params = tiny_params()
+    for section in ("base", "simulate", "views", "product"):
+        key = reruns.leaf_keys({section: params[section]})[0]
+        edited = tiny_params()
+        tree = edited
+        *parents, last = key.split(".")
+        for part in parents:
+            tree = tree[part]
+        tree[last] = _changed(tree[last])
+        write_params(work / "params.yaml", edited)
+        try:
+            predicted = reruns.stale_for_key(pipeline, key)
+            assert predicted and status_stages(work, env) == predicted, key
+        finally:
+            write_params(work / "params.yaml", tiny_params())
+    edited = tiny_params()
+    edited["measured"]["network_view"] = "baseline"
+    write_params(work / "params.yaml", edited)
+    try:
+        predicted, _, _ = reruns.stale_after_template_edit(work, pipeline, "measured.network_view", "baseline")
+        assert status_stages(work, env) == predicted == {"measured_pinn"}
+    finally:
+        write_params(work / "params.yaml", tiny_params())
+    for path in ("src/ptychostudy/metrics.py", "src/ptychostudy/model.py", "src/ptychostudy/tune.py",
+                 "data/base/siemens_star/siemens-star-small.npz.bz2"):
+        old = (work / path).read_bytes()
+        (work / path).write_bytes(old + b"\n# an edit\n")
+        try:
+            predicted = reruns.stale_for_file(pipeline, path)
+            assert predicted and status_stages(work, env) == predicted, path
+        finally:
+            (work / path).write_bytes(old)
     assert status_stages(work, env) == set()
 
 

@@ -34,6 +34,8 @@ COMMANDS = {  # command -> (module whose main(argv, prog) serves it, words put b
     "check-bundle": ("ptychostudy.check", ["bundle"], "load trained bundles (wts.h5.zip) safely and describe them"),
     "check-data": ("ptychostudy.check", ["data"], "validate .npz files against the data contract"),
     "run": ("ptychostudy.scaleout", [], "the pipeline's stale stages, several at a time (here, SLURM or PBS)"),
+    "demo": ("ptychostudy.demo", [], "the quick run: the whole pipeline on profiles/tiny.yaml in a scratch workspace"),
+    "reruns": ("ptychostudy.reruns", [], "what a change of each params key or file reruns, computed (docs/reruns.md)"),
     "dag": ("ptychostudy.dag", [], "the pipeline's picture, one box per kind of stage (docs/pipeline.md)"),
 }
 
