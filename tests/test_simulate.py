@@ -102,7 +102,6 @@ def test_the_simulator_agrees_with_physics_where_both_are_exact():
 def test_every_forward_model_faces_a_measured_mismatch(tiny_cfg, tiny_simulated):
     """The simulate report's model mismatch: every arm has one, physics.py's (ours) and pty-chi's both well
     above rounding and within 10× of each other; recomputed here from the files with each model's own path."""
-    from ptychostudy import mismatch
     from ptychostudy.dataset import Split
 
     folder, facts = tiny_simulated
@@ -129,7 +128,6 @@ def test_ptychi_forward_path_equals_physics_at_whole_pixels(tiny_simulated):
     pty-chi's frame sits half a pixel off ours, so the tiny profile's train split is cut to 226 rows here."""
     from dataclasses import replace
 
-    from ptychostudy import mismatch
     from ptychostudy.dataset import Split
 
     folder, _ = tiny_simulated
