@@ -60,7 +60,7 @@ def test_the_replicate_stage_depends_on_what_its_arms_run():
     train = {k for k in stages["train"]["params"] if not k.startswith(("train.eval_", "compare."))}
     assert train <= listed, sorted(train - listed)
     assert {"reconstruct", "gradient", "compare", "replicate.seeds", "infer.stitch_fraction", "infer.phase_sync"} <= listed
-    assert "reports/tuning/dose_${item.dose}-${item.view}.json" in stages["replicate"]["deps"]
+    assert "reports/tuning/${item.object}/dose_${item.dose}-${item.view}.json" in stages["replicate"]["deps"]
 
 
 def test_training_stages_depend_on_every_train_key():
@@ -76,8 +76,8 @@ def test_training_stages_depend_on_every_train_key():
     expected |= {f"train.{name}.${{item.view}}" for name in per_view}
     # the per-epoch scores come from the one scoring path: its region and registration keys
     expected |= {"compare.scanned_threshold", "compare.max_shift_px"}
-    assert expected == listed - {"base"}, sorted(expected ^ (listed - {"base"}))
-    assert "base" in listed
+    assert expected == listed - {"base.patch_size"}, sorted(expected ^ (listed - {"base.patch_size"}))
+    assert "base.patch_size" in listed  # not the whole base section: another object's definition never retrains
     assert not any(key == "infer" or key.startswith("infer.") for key in listed)  # the comparison's stitching never retrains
 
 
@@ -106,20 +106,25 @@ def test_reconstruct_and_compare_stages_depend_on_their_keys():
     # train.augment: refinement steps through Trainer, which turns the frames as training does
     assert expected | {"refine.steps.${item.view}", "infer.stitch_fraction", "infer.phase_sync", "infer.batch",
                        "compare", "train.augment"} == refine, sorted(refine ^ expected)
-    assert set(stages["compare"]["params"]) == {"compare"}  # Phase G reads the infer stage's objects
-    assert set(stages["infer"]["params"]) == {"infer"}
+    # Phase G reads the infer stage's objects; study.subsets says whether a cell has the gridsize-1 network's arm
+    assert set(stages["compare"]["params"]) == {"compare", "study.subsets"}
+    assert set(stages["infer"]["params"]) == {"infer", "study.subsets"}
 
 
 def test_the_study_plots_name_the_columns_the_summary_writes():
     from ptychostudy.config import load_config
     from ptychostudy.summary import PLOTS_DIR, PLOTTED, plot_columns
 
-    columns = plot_columns(load_config(ROOT / "params.yaml"))
+    from ptychostudy.summary import figure_path, object_cfg
+
+    cfg = load_config(ROOT / "params.yaml")
     entries = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
-    images = [p for p in entries if isinstance(p, str)]  # the PNG renderings (readable offline)
-    assert images == ["reports/figures/metrics_vs_dose.png"]
-    plots = [p for p in entries if not isinstance(p, str)]
-    assert sorted(next(iter(p)) for p in plots) == sorted(f"reports/{PLOTS_DIR}/{m}.csv" for m in PLOTTED)
-    for entry in plots:
-        (_, spec), = entry.items()
-        assert spec["x"] == "dose" and spec["y"] == columns
+    images = [p for p in entries if isinstance(p, str)]  # the PNG renderings (readable offline), one per object
+    assert images == [f"reports/{figure_path(obj)}" for obj in cfg.study.objects]
+    plots = {next(iter(p)): next(iter(p.values())) for p in entries if not isinstance(p, str)}
+    assert sorted(plots) == sorted(f"reports/{PLOTS_DIR}/{obj}/{m}.csv" for obj in cfg.study.objects for m in PLOTTED)
+    for obj in cfg.study.objects:  # an object's columns: the arms of the views it runs (the star: dense, no gridsize 1)
+        columns = plot_columns(object_cfg(cfg, obj), obj)
+        for m in PLOTTED:
+            spec = plots[f"reports/{PLOTS_DIR}/{obj}/{m}.csv"]
+            assert spec["x"] == "dose" and spec["y"] == columns

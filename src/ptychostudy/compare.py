@@ -67,11 +67,11 @@ def _csv(scored: dict) -> str:
     return "".join(rows)
 
 
-def run(cfg: Params, dose, view: str, view_dir, inferred, reconstructions, out_dir) -> dict:
-    cell = load_cell(cfg, dose, view, view_dir, inferred, reconstructions)
+def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, reconstructions, out_dir) -> dict:
+    cell = load_cell(cfg, obj, dose, view, view_dir, inferred, reconstructions)
     out_dir = Path(out_dir)
     csv_path, json_path, png_path = (out_dir / n for n in (layout.COMPARISON_CSV, layout.COMPARISON_JSON, layout.COMPARISON_PNG))
-    record = {"dose": cell.dose, "view": cell.view, "phase": "G", "split": "test"}
+    record = {"object": cell.obj, "dose": cell.dose, "view": cell.view, "phase": "G", "split": "test"}
     if cell.summary["skipped"]:
         record.update(skipped=True, reason=cell.summary["reason"], arms=[])
         write_text(csv_path, CSV_HEADER)
@@ -103,18 +103,18 @@ def run(cfg: Params, dose, view: str, view_dir, inferred, reconstructions, out_d
 
 def headline(record: dict) -> str:
     if record.get("skipped"):
-        return f"compare dose {record['dose']} {record['view']}: SKIPPED ({record['reason']})"
+        return f"compare {record['object']} dose {record['dose']} {record['view']}: SKIPPED ({record['reason']})"
     parts = []
     for name in record["arms"]:
         f = record["scores"][name]["featured"]
         parts.append(f"{name} phase SSIM {f['phase']['ssim']:.3f} r {f['phase']['pearson_r']:.3f} / "
                      f"amplitude SSIM {f['amplitude']['ssim']:.3f}")
-    return f"compare dose {record['dose']} {record['view']} (featured region): " + "; ".join(parts)
+    return f"compare {record['object']} dose {record['dose']} {record['view']} (featured region): " + "; ".join(parts)
 
 
 def cli(args) -> None:
     """``ptychostudy compare``: one cell, then its headline on stdout."""
-    record = run(load_params(args.params, StudyParams, CompareParams), args.dose, args.view, args.view_dir, args.inferred,
+    record = run(load_params(args.params, StudyParams, CompareParams), args.obj, args.dose, args.view, args.view_dir, args.inferred,
                  args.reconstructions, args.out_dir)
     print(headline(record))
 
