@@ -90,7 +90,7 @@ for key, value in (("simulate.seed", "seven"), ("train.learning_rate", "fast"), 
                    ("views.definitions", []), ("study", []), ("train", "fast"), ("measured.crop", 64.5),
                    ("train.learning_rate", float("nan")), ("train.learning_rate", float("inf"))):
     PARAMS_CASES.append((f"{key} = {value!r}", lambda p, k=key, v=value: _set(p, k, v), key.split(".")[0]))
-for key in ("simulate.seed", "train.epochs", "views", "measured", "study.doses", "compare.frc_taper"):
+for key in ("simulate.seed", "train.epochs", "views", "measured", "study.doses", "compare.frc_apodization_px"):
     PARAMS_CASES.append((f"{key} missing", lambda p, k=key: _pop(p, k), "missing key"))
 for key in ("simulate.sede", "train.learnig_rate", "extra", "views.definitions.dense.shape", "infer.stitch"):
     PARAMS_CASES.append((f"unknown {key}", lambda p, k=key: _set(p, k, 1), "unknown key"))

@@ -25,13 +25,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from ptychostudy import layout, stage, study_figures
 from ptychostudy.arms import LABELS as ARM_LABELS
 from ptychostudy.cell import Cell
 from ptychostudy.cell import load as load_cell
-from ptychostudy.io import sha256_file, write_json, write_text
+from ptychostudy.io import finite, sha256_file, write_json, write_text
 from ptychostudy.metrics import PARTS, regions, score_arm
 from ptychostudy.params import Params
 from ptychostudy.params import load as load_params
@@ -39,13 +38,6 @@ from ptychostudy.params.compare import CompareParams
 from ptychostudy.params.study import StudyParams
 
 CSV_HEADER = "model,metric,part,value\n"
-
-
-def _finite(value):
-    """JSON has no infinity: a perfect score's PSNR (MSE 0) is stored as null."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value if not isinstance(value, float) or np.isfinite(value) else None
 
 
 def compute(cfg: Params, cell: Cell):
@@ -92,7 +84,7 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, reconstructi
         stored={name: {"settings": meta.get("settings"), "epochs": meta.get("epochs"), "plan": meta.get("plan"),
                        "steps": meta.get("steps"), "cost_final": meta.get("cost_final")}
                 for name, (_, _, meta) in cell.stored.items()},
-        scores=_finite({n: r.scores for n, r in scored.items()}),
+        scores=finite({n: r.scores for n, r in scored.items()}),  # JSON has no infinity or NaN: null
     )
     write_text(csv_path, _csv(scored))
     write_json(json_path, record)

@@ -106,6 +106,7 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, out, report, timing, *
     # write
     record.update(skipped=False, ptychi_version=importlib.metadata.version("ptychi"),
                   data={"path": str(data_path), "sha256": sha256_file(data_path)}, positions=split.patterns)
+    written = {}
     for name, (arm_out, arm_report) in paths.items():
         setting, epochs, chosen = settings[name]
         recon, cost = results[name]
@@ -115,11 +116,11 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, out, report, timing, *
             rec["shared_run"] = f"one LSQML run for {', '.join(sorted([name, *shared]))} (the same setting)"
         write_reconstruction(arm_out, recon, cost[:epochs], rec)
         write_json(arm_report, rec)
+        written[name] = rec
     write_json(timing, {"object": obj, "dose": dose, "view": view, "arms": list(paths), "reconstruct_seconds": seconds,
                         "epochs": {name: settings[name][1] for name in paths}, "positions": split.patterns,
                         "threads": r.threads, "torch": torch.__version__})
-    return {**record, "arms": list(paths), "records": {name: {**_record(cfg, name, *settings[name], *results[name][::-1])}
-                                                       for name in paths}, "seconds": seconds}
+    return {**record, "arms": list(paths), "records": written, "seconds": seconds}
 
 
 def cli(args) -> None:

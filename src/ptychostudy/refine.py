@@ -16,7 +16,6 @@ write (object file beside Phase F's, record with the curve, timing).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -133,7 +132,7 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, bundle, out, report, t
         s = score_arm(canvas, split.truth, masks, cfg.compare, ("featured",)).scores["featured"]
         frc = s["phase"]["frc50_resolution_px"]
         scores[steps] = {"phase_pearson_r": s["phase"]["pearson_r"],
-                         "phase_frc50_resolution_px": frc if math.isfinite(frc) else None,  # None: never crossed
+                         "phase_frc50_resolution_px": frc,  # NaN (null in the record): never crossed
                          "amplitude_pearson_r": s["amplitude"]["pearson_r"]}
 
     recon, losses, points, seconds = refine(cfg, dose, view, split, loaded, progress=progress, on_checkpoint=score)

@@ -96,6 +96,11 @@ def summarize(
             out_dir)
         metrics[obj] = o_metrics
         skips += [{"object": obj, **s} for s in o_skips]
+        for dose in cfg.study.doses:  # the cells study.subsets leaves out: skipped at the views stage, saying why
+            for view in cfg.study.views:
+                if not cfg.study.runs(obj, dose, view):
+                    reason = _read(Path(view_reports) / obj / f"{view_tag(dose, view)}.json")["reason"]
+                    skips.append({"object": obj, "dose": dose, "view": view, "phase": "D", "reason": reason})
         jobs += [{"object": obj, **j} for j in o_jobs]
         table += [{"object": obj, **r} for r in o_table]
         heads += [f"### {obj}", "", "**Status:** " + status_line(ocfg, o_table, o_skips), "", *conclusion, ""]
