@@ -37,6 +37,20 @@ def test_simulate_writes_where_layout_says():
     assert _args(stage)["--report"] == layout.report_path("simulate", OBJ, DOSE).as_posix()
 
 
+def test_the_base_stage_writes_one_prepared_file_per_defined_object():
+    """Its outputs are files, not the folder (data/prepared/.gitignore is git's), one per object params.yaml defines."""
+    from ptychostudy.config import load_config
+
+    cfg = load_config(ROOT / "params.yaml")
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["base"]
+    defined = [*cfg.base.object_files, *cfg.base.object_patterns]
+    assert _outs(stage) == {layout.prepared_path(o).as_posix() for o in defined}
+    assert set(cfg.study.objects) <= set(defined)
+    args = shlex.split(stage["cmd"])
+    files = dict(args[i + 1].split("=", 1) for i, w in enumerate(args) if w == "--object-file")
+    assert set(files) == set(cfg.base.object_files) and all(f in stage["deps"] for f in files.values())
+
+
 def test_views_train_reconstruct_and_compare_use_layout_paths():
     view_dir = layout.view_dir(OBJ, DOSE, VIEW).as_posix()
     views = _stage("views")

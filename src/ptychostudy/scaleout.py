@@ -494,7 +494,10 @@ def _run(root: Path, cfg: ScaleoutConfig, targets, *, force: bool, single_item: 
                     _say(f"  FAILED {j.name}  {j.seconds:.0f} s: {j.reason}; log: {j.log}\n{_tail(j.log)}")
     finally:
         for future in running:
-            future.cancel()
+            try:
+                future.cancel()
+            except NotImplementedError:  # a running Parsl app cannot be cancelled: cleanup below stops its workers
+                pass
         parsl.dfk().cleanup()
         parsl.clear()
     counts = {s: sum(j.state == s for j in jobs) for s in ("recorded", "unchanged", "failed", "skipped")}
