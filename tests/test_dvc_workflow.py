@@ -237,7 +237,7 @@ def test_push_then_pull_on_a_fresh_clone_restores_every_artefact(repo, tmp_path)
     dvc("artifacts", "get", str(work), "pinn-run1084-100000-dense", "-o", str(got), cwd=tmp_path, env=clone_env)
     assert got.read_bytes() == (work / "data/models/run1084/dose_100000/dense/wts.h5.zip").read_bytes()
     ok = verify(clone, clone_env)
-    assert ok.returncode == 0 and "3 bundles, 0 problems" in ok.stdout, ok.stdout
+    assert ok.returncode == 0 and "6 bundles, 0 problems" in ok.stdout, ok.stdout
 
 
 def test_make_study_pulls_what_the_remote_holds_and_computes_the_rest(repo, tmp_path):
