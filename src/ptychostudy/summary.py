@@ -256,6 +256,18 @@ def _fmt(value, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _timing_file(timing: Path, name: str) -> dict:
+    """One timing file's record; {} where that stage has not run on this machine (wall times are not tracked)."""
+    path = timing / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _field(record: dict, key: str, arm: str | None = None):
+    """A timing record's value; for a stage of two arms (a mapping by arm), the given arm's."""
+    value = record.get(key)
+    return value.get(arm) if isinstance(value, dict) and arm is not None else value
+
+
 def _timing_rows(cfg: Params, obj: str, timing: Path) -> list[str]:
     """One object's wall times (measurements, not reproducible: beside the tracked outputs, never in them)."""
     rows = [
@@ -267,9 +279,8 @@ def _timing_rows(cfg: Params, obj: str, timing: Path) -> list[str]:
     total = 0.0
     for dose in cfg.study.doses:
         for view in cfg.study.views:
-            path = timing / f"train-{obj}-{view_tag(dose, view)}.json"
-            if path.is_file():
-                t = json.loads(path.read_text(encoding="utf-8"))
+            t = _timing_file(timing, f"train-{obj}-{view_tag(dose, view)}.json")
+            if t:
                 total += t["train_seconds"]
                 rows.append(f"| {dose:g} | {view} | {t['train_seconds']:.1f} | {t['ms_per_step']:.0f} | {t['threads']} | {t['accelerator']} |")
     rows.append(f"\nTotal training wall time: {total:.1f} s\n")
@@ -285,9 +296,7 @@ def _timing_rows(cfg: Params, obj: str, timing: Path) -> list[str]:
     ]
 
     def seconds(name: str, key: str, arm: str | None = None):
-        path = timing / name
-        value = json.loads(path.read_text(encoding="utf-8"))[key] if path.is_file() else None
-        return value.get(arm) if isinstance(value, dict) and arm is not None else value  # a stage of two arms
+        return _field(_timing_file(timing, name), key, arm)
 
     for dose in cfg.study.doses:
         for view in cfg.study.views:
@@ -314,13 +323,9 @@ def _cost_rows(cfg: Params, obj: str, timing: Path) -> list[str]:
     """Every arm's cost on an equal footing: core-seconds (wall seconds × the stage's torch threads) of what it
     took to choose its settings or train its network, and of its reconstruction of the test split."""
     def read(name: str) -> dict:
-        path = timing / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        return _timing_file(timing, name)
 
-    def of(record: dict, key: str, arm: str | None = None):
-        value = record.get(key)
-        return value.get(arm) if isinstance(value, dict) else value
-
+    of = _field
     base = baseline_view(cfg, obj)
     rows = ["", "## Cost of every arm: core-seconds (wall × threads), setting or training + test-split reconstruction",
             "", "Selection: the tune stage's share of the solver (both protocols' searches together: one cost for the "
