@@ -51,23 +51,32 @@ def page() -> str:
     return HEADER + mermaid(dot)
 
 
-def cli(args) -> None:
-    text = page()
+def publish(args, text: str, stale: str, written: str) -> None:
+    """Write a generated page (``args.page``), or with ``args.check`` only compare it: exit 1 with ``stale`` when it
+    differs. The generated pages' one command line (``ptychostudy dag``, ``ptychostudy reruns``)."""
     if args.check:
         current = args.page.read_text(encoding="utf-8") if args.page.is_file() else ""
         if current != text:
-            raise CheckFailed(f"{args.page} is not the current pipeline: run `ptychostudy dag`")
+            raise CheckFailed(f"{args.page} {stale}")
         print(f"{args.page}: current")
         return
     args.page.write_text(text, encoding="utf-8")
-    print(f"the pipeline's picture -> {args.page}")
+    print(f"{written} -> {args.page}")
+
+
+def page_parser(prog: str, doc: str, default: Path) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    p.add_argument("--page", type=Path, default=default, help=f"the Markdown page to write (default {default})")
+    p.add_argument("--check", action="store_true", help="only compare the page with the pipeline (exit 1 if stale)")
+    return p
+
+
+def cli(args) -> None:
+    publish(args, page(), "is not the current pipeline: run `ptychostudy dag`", "the pipeline's picture")
 
 
 def build_parser(prog: str = "python -m ptychostudy.dag") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("--page", type=Path, default=PAGE, help=f"the Markdown page to write (default {PAGE})")
-    p.add_argument("--check", action="store_true", help="only compare the page with the pipeline (exit 1 if stale)")
-    return p
+    return page_parser(prog, __doc__, PAGE)
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.dag") -> int:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from ptychostudy import CheckFailed, stage
+from ptychostudy import stage
+from ptychostudy.dag import page_parser, publish
 
 PAGE = Path("docs/reruns.md")
 HEADER = """# What a change reruns
@@ -201,22 +202,11 @@ def page(root: str | Path = ".") -> str:
 
 
 def cli(args) -> None:
-    text = page(".")
-    if args.check:
-        current = args.page.read_text(encoding="utf-8") if args.page.is_file() else ""
-        if current != text:
-            raise CheckFailed(f"{args.page} is not what the pipeline reruns now: run `ptychostudy reruns`")
-        print(f"{args.page}: current")
-        return
-    args.page.write_text(text, encoding="utf-8")
-    print(f"what each change reruns -> {args.page}")
+    publish(args, page("."), "is not what the pipeline reruns now: run `ptychostudy reruns`", "what each change reruns")
 
 
 def build_parser(prog: str = "python -m ptychostudy.reruns") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("--page", type=Path, default=PAGE, help=f"the Markdown page to write (default {PAGE})")
-    p.add_argument("--check", action="store_true", help="only compare the page with the pipeline (exit 1 if stale)")
-    return p
+    return page_parser(prog, __doc__, PAGE)
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m ptychostudy.reruns") -> int:
