@@ -70,10 +70,10 @@ def prepare(work: Path) -> None:
     params["reconstruct"]["momentum"] = RECONSTRUCT_MOMENTUM
     path = work / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
-    ptychostudy("base", "--params", str(path), "--probe", str(PROBE), "--object", str(OBJECT), "--out", "base.npz", cwd=work)
-    ptychostudy("simulate", "--params", str(path), "--dose", str(DOSE), "--base", "base.npz", "--out-dir", "sim",
+    ptychostudy("base", "--params", str(path), "--probe", str(PROBE), "--object-file", f"run1084={OBJECT}", "--out-dir", ".", cwd=work)
+    ptychostudy("simulate", "--params", str(path), "--object", "run1084", "--dose", str(DOSE), "--base", "run1084.npz", "--out-dir", "sim",
                 "--report", "sim.json", "--figure", "sim.png", cwd=work)
-    ptychostudy("views", "--params", str(path), "--dose", str(DOSE), "--view", VIEW, "--sim-dir", "sim",
+    ptychostudy("views", "--params", str(path), "--object", "run1084", "--dose", str(DOSE), "--view", VIEW, "--sim-dir", "sim",
                 "--out-dir", "view", "--report", "view-report.json", "--figure", "view.png", cwd=work)
 
 
@@ -82,7 +82,7 @@ def run_dir(work: Path, kind: str, k: int) -> Path:
     command line, and so every path a record holds, is the same in each run."""
     folder = work / kind / str(k)
     folder.mkdir(parents=True)
-    for name in ("params.yaml", "base.npz", "view"):
+    for name in ("params.yaml", "run1084.npz", "view"):
         (folder / name).symlink_to(work / name)
     return folder
 
@@ -93,14 +93,14 @@ def digests(folder: Path) -> dict[str, str]:
 
 def run_simulate(work: Path, k: int) -> dict[str, str]:
     d = run_dir(work, "simulate", k)
-    ptychostudy("simulate", "--params", "params.yaml", "--dose", str(DOSE), "--base", "base.npz", "--out-dir", "out",
+    ptychostudy("simulate", "--params", "params.yaml", "--object", "run1084", "--dose", str(DOSE), "--base", "run1084.npz", "--out-dir", "out",
                 "--report", "out/facts.json", "--figure", "out/figure.png", cwd=d)
     return digests(d)
 
 
 def run_train(work: Path, k: int) -> dict[str, str]:
     d = run_dir(work, "train", k)
-    ptychostudy("train", "--params", "params.yaml", "--dose", str(DOSE), "--view", VIEW, "--view-dir", "view",
+    ptychostudy("train", "--params", "params.yaml", "--object", "run1084", "--dose", str(DOSE), "--view", VIEW, "--view-dir", "view",
                 "--bundle", "out/wts.h5.zip", "--report", "out/record.json", "--history", "out/history.csv",
                 "--figure", "out/figure.png", "--timing", "timing.json", cwd=d)
     return digests(d)
@@ -108,7 +108,7 @@ def run_train(work: Path, k: int) -> dict[str, str]:
 
 def run_reconstruct(work: Path, k: int) -> dict[str, str]:
     d = run_dir(work, "reconstruct", k)
-    ptychostudy("reconstruct", "--params", "params.yaml", "--arm", "ptychi", "--dose", str(DOSE), "--view", VIEW,
+    ptychostudy("reconstruct", "--params", "params.yaml", "--arm", "ptychi", "--object", "run1084", "--dose", str(DOSE), "--view", VIEW,
                 "--view-dir", "view", "--out", "out/ptychi.npz", "--report", "out/record.json", "--timing", "timing.json",
                 cwd=d)
     return digests(d)

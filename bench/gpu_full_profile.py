@@ -45,6 +45,7 @@ import ptychostudy  # noqa: E402,F401  (first: the numerical pins, as in every s
 import yaml  # noqa: E402
 
 from ptychostudy import layout  # noqa: E402
+from ptychostudy.demo import profile_params  # noqa: E402
 from ptychostudy.params.train import architecture
 from ptychostudy.base import prepare_base  # noqa: E402
 from ptychostudy.config import config_from_dict  # noqa: E402
@@ -67,7 +68,7 @@ def log(*args) -> None:
 
 
 def profile(doses, **train) -> dict:
-    raw = cut_to_doses(yaml.safe_load((ROOT / PROFILE).read_text()), doses)
+    raw = cut_to_doses(profile_params(ROOT / PROFILE, ROOT / "params.yaml"), doses)  # a profile: keys that differ
     raw["simulate"]["threads"] = min(16, os.cpu_count() or 1)  # Phase C's speed only (not timed here)
     raw["train"].update(accelerator=ACCELERATOR, **train)
     return raw
@@ -76,7 +77,7 @@ def profile(doses, **train) -> dict:
 def train(params: Path, dose: int, view_dir: Path, out: Path, log_path: Path, timeout: float | None):
     """One ``ptychostudy train`` process; (return code or None when stopped at the deadline, seconds)."""
     out.mkdir(parents=True, exist_ok=True)
-    args = [sys.executable, "-m", "ptychostudy", "train", "--params", str(params), "--dose", str(dose),
+    args = [sys.executable, "-m", "ptychostudy", "train", "--params", str(params), "--object", "run1084", "--dose", str(dose),
             "--view", VIEW, "--view-dir", str(view_dir), "--bundle", str(out / "wts.h5.zip"),
             "--report", str(out / "report.json"), "--history", str(out / "history.csv"),
             "--timing", str(out / "timing.json"), "--figure", str(out / "figure.png")]
@@ -288,7 +289,7 @@ def main(argv=None) -> int:
     full_params.write_text(yaml.safe_dump(profile(CHECK_DOSES, **cut), sort_keys=False))
     cfg = config_from_dict(profile(CHECK_DOSES))
     t = time.perf_counter()
-    base = prepare_base(cfg, PROBE, OBJECT)
+    base = prepare_base(cfg, PROBE, "run1084", OBJECT)
     result["seconds"]["base"] = time.perf_counter() - t
     view_dirs = {}
 
@@ -297,7 +298,7 @@ def main(argv=None) -> int:
         sim = a.work / f"sim-{dose}"
         simulate_dose(cfg, base, dose, sim, a.work / f"sim-{dose}.json", a.work / f"sim-{dose}.png", progress=False)
         view_dir = a.work / f"view-{dose}"
-        facts = build_view(cfg, dose, VIEW, sim, view_dir, a.work / f"view-{dose}.json", a.work / f"view-{dose}.png",
+        facts = build_view(cfg, "run1084", dose, VIEW, sim, view_dir, a.work / f"view-{dose}.json", a.work / f"view-{dose}.png",
                            progress=False)
         result["seconds"][f"data_{dose}"] = time.perf_counter() - t
         result.setdefault("view_groups", {})[str(dose)] = {s: facts[s]["groups"] for s in layout.SPLITS}
@@ -393,10 +394,10 @@ def stages_check(a) -> int:
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = config_from_dict(raw)
     start = time.perf_counter()
-    base = prepare_base(cfg, PROBE, OBJECT)
+    base = prepare_base(cfg, PROBE, "run1084", OBJECT)
     sim, view_dir = a.work / "sim", a.work / "view"
     simulate_dose(cfg, base, dose, sim, a.work / "sim.json", a.work / "sim.png", progress=False)
-    build_view(cfg, dose, VIEW, sim, view_dir, a.work / "view.json", a.work / "view.png", progress=False)
+    build_view(cfg, "run1084", dose, VIEW, sim, view_dir, a.work / "view.json", a.work / "view.png", progress=False)
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     result = {"machine": {"gpu": torch.cuda.get_device_name() if ACCELERATOR == "cuda" else None,
                           "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")},
@@ -425,7 +426,7 @@ def stages_check(a) -> int:
         out = a.work / f"refine-{attempt}"
         out.mkdir()
         proc = subprocess.run([sys.executable, "-m", "ptychostudy", "--no-progress", "refine", "--params", str(params),
-                               "--dose", str(dose), "--view", VIEW, "--view-dir", str(view_dir), "--bundle", str(bundle),
+                               "--object", "run1084", "--dose", str(dose), "--view", VIEW, "--view-dir", str(view_dir), "--bundle", str(bundle),
                                "--out", str(out / "pinn_refined.npz"), "--report", str(out / "report.json"),
                                "--timing", str(out / "timing.json")], capture_output=True, text=True, env=env)
         runs.append({"rc": proc.returncode, "digest": sha256_file(out / "pinn_refined.npz") if proc.returncode == 0 else None})

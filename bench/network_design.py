@@ -131,7 +131,7 @@ def main(argv=None) -> int:
 
     device = setup_torch(args.threads, "cpu")
     gridsize = cfg.view(args.view).gridsize
-    train = Split.read(layout.view_file(layout.view_dir(args.dose, args.view, ROOT), "train"), gridsize)
+    train = Split.read(layout.view_file(layout.view_dir("run1084", args.dose, args.view, ROOT), "train"), gridsize)
     band_start = split_geometry(train.truth.shape, cfg.base.patch_size, cfg.simulate.guard_band_px,
                                 cfg.simulate.split_axis).band_start
     fit, val = train, rotated_validation(train, band_start, args.dose, cfg.simulate.seed)

@@ -54,7 +54,7 @@ def trace(dose: int, view: str, steps: int, threads: int | None) -> list[dict]:
     cfg = load_config(ROOT / "params.yaml")
     t = cfg.train
     device = setup_torch(t.threads if threads is None else threads, "cpu")
-    split = Split.read(layout.view_file(layout.view_dir(dose, view, ROOT), "train"), cfg.view(view).gridsize)
+    split = Split.read(layout.view_file(layout.view_dir("run1084", dose, view, ROOT), "train"), cfg.view(view).gridsize)
     trainer = Trainer(cfg, split, architecture(cfg, view, dose), derive_seed(t.seed, dose, view), device)
     opt = trainer.optimizer()
     batches = iter(list(trainer.device_batches(steps, t.batch_size, steps)))  # made before the trace starts

@@ -55,7 +55,7 @@ def main() -> int:
     device = setup_torch(t.threads if a.threads is None else a.threads, "cpu")
     import torch
 
-    split = Split.read(layout.view_file(layout.view_dir(a.dose, a.view, ROOT), "train"), cfg.view(a.view).gridsize)
+    split = Split.read(layout.view_file(layout.view_dir("run1084", a.dose, a.view, ROOT), "train"), cfg.view(a.view).gridsize)
     trainer = Trainer(cfg, split, architecture(cfg, a.view, a.dose), derive_seed(t.seed, a.dose, a.view), device)
     opt = trainer.optimizer()
     batches = trainer.device_batches(a.warmup + a.steps, t.batch_size, t.steps_per_epoch)

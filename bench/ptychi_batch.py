@@ -46,10 +46,10 @@ def one_run(dose: int, view: str, arm: str, batch: int) -> dict:
     """One arm on one cell's train split at one batch size; its train phase r (a fresh process per run)."""
     cfg = load_config(ROOT / "params.yaml")
     torch.set_num_threads(cfg.reconstruct.threads)
-    split = Split.read(layout.view_file(layout.view_dir(dose, view, ROOT), SPLIT), 1,
+    split = Split.read(layout.view_file(layout.view_dir("run1084", dose, view, ROOT), SPLIT), 1,
                        require_groups=cfg.view(view).gridsize > 1)
     # the arm's setting and epochs as its Phase F stage takes them (the tuned arm's: the tune stage's selection)
-    setting, epochs, _ = settings_of(cfg, arm, dose, view, layout.tuning_path(dose, view, ROOT))
+    setting, epochs, _ = settings_of(cfg, arm, dose, view, layout.tuning_path("run1084", dose, view, ROOT))
     seed = derive_seed(cfg.reconstruct.seed, dose, view, SPLIT) % (2**31)  # the tune stage's seed
     start = time.perf_counter()
     obj, _, _ = reconstruct(setting, batch, split, epochs, seed, progress=False)

@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ptychostudy import layout, physics  # noqa: E402
+from ptychostudy.demo import profile_params  # noqa: E402
 from ptychostudy.params.train import architecture
 from ptychostudy.base import prepare_base  # noqa: E402
 from ptychostudy.bundle import load_bundle  # noqa: E402
@@ -100,7 +101,7 @@ def simulation_rate(cfg, positions_per_split: int, threads: int, workdir: Path) 
     raw["simulate"]["positions_per_split"] = positions_per_split
     raw["simulate"]["threads"] = threads
     c = config_from_dict(raw)
-    base = prepare_base(c, PROBE, OBJECT)
+    base = prepare_base(c, PROBE, "run1084", OBJECT)
     out = workdir / f"sim-{positions_per_split}-{threads}"
     _, seconds = timed(simulate_dose, c, base, 100000, out, out / "r.json", out / "f.png", progress=False)
     return {"patterns": 2 * positions_per_split, "seconds": seconds, "patterns_per_s": 2 * positions_per_split / seconds}
@@ -110,7 +111,7 @@ def simulation_core(cfg, n_patterns: int, threads: int) -> dict:
     """Seconds of each piece of Phase C's per-pattern work, in chunks as simulate_dose does them
     (the same public functions the stage calls)."""
     torch.set_num_threads(threads)
-    base = prepare_base(cfg, PROBE, OBJECT)
+    base = prepare_base(cfg, PROBE, "run1084", OBJECT)
     pos = scan_positions(cfg, base.obj.shape)["train"][:n_patterns]
     probe = torch.from_numpy(base.probe.astype(np.complex128))
     rng = np.random.default_rng(0)
@@ -158,7 +159,7 @@ def sgemm_rate(threads: int, size: int = 2048) -> float:
 
 
 def load_split(dose: int, view: str, part: str, gridsize: int) -> Split:
-    path = layout.view_file(layout.view_dir(dose, view, ROOT), part)
+    path = layout.view_file(layout.view_dir("run1084", dose, view, ROOT), part)
     if not path.is_file():
         raise SystemExit(f"{path} is missing: run `dvc repro` (or `dvc pull`) before the benchmarks")
     return Split.read(path, gridsize)
@@ -213,8 +214,8 @@ def peak_memory_of_training(cfg, view: str, workdir: Path, steps: int = 20) -> d
 
     params.write_text(yaml.safe_dump(raw))
     out = workdir / f"mem-{view}"
-    cmd = [sys.executable, "-m", "ptychostudy", "--no-progress", "train", "--params", str(params), "--dose", "100000",
-           "--view", view, "--view-dir", str(layout.view_dir(100000, view, ROOT)), "--bundle", str(out / "wts.h5.zip"),
+    cmd = [sys.executable, "-m", "ptychostudy", "--no-progress", "train", "--params", str(params), "--object", "run1084", "--dose", "100000",
+           "--view", view, "--view-dir", str(layout.view_dir("run1084", 100000, view, ROOT)), "--bundle", str(out / "wts.h5.zip"),
            "--report", str(out / "r.json"), "--history", str(out / "h.csv"), "--timing", str(out / "t.json"),
            "--figure", str(out / "f.png")]
     return {"view": view, "steps": steps, "peak_rss_mb": train_child(cmd[3:], out)}
@@ -259,7 +260,7 @@ def bench_inference(cfg) -> dict:
     for view in cfg.study.views:
         gs = cfg.view(view).gridsize
         split = load_split(100000, view, "test", gs)
-        loaded = load_bundle(layout.bundle_path(ROOT / layout.MODELS, 100000, view))
+        loaded = load_bundle(layout.bundle_path(ROOT / layout.MODELS, "run1084", 100000, view))
         _, seconds = reconstruct_split(loaded, split, cfg.infer, torch.device("cpu"))
         n = split.patterns
         out[view] = {"gridsize": gs, "patterns": n, "seconds": seconds, "patterns_per_s": n / seconds}
@@ -311,8 +312,8 @@ def gradient_curve(cfg, split: Split, stop: tuple[int, int], seed: int = 5) -> l
 def refine_curve(cfg, dose: int, view: str) -> list[dict]:
     """The refinement arm (refine.py, the stage's own function and settings) on the view's test split: at each
     checkpoint, the refinement steps' seconds so far plus that checkpoint's inference (scoring excluded)."""
-    view_dir = layout.view_dir(dose, view, ROOT)
-    _, _, split, loaded = refine.load(cfg, dose, view, view_dir, layout.bundle_path(ROOT / layout.MODELS, dose, view))
+    view_dir = layout.view_dir("run1084", dose, view, ROOT)
+    _, _, split, loaded = refine.load(cfg, "run1084", dose, view, view_dir, layout.bundle_path(ROOT / layout.MODELS, "run1084", dose, view))
     rows = []
     _, _, points, _ = refine.refine(cfg, dose, view, split, loaded, progress=False,
                                     on_checkpoint=lambda steps, canvas: rows.append(
@@ -346,12 +347,12 @@ def bench_network_vs_iterative(cfg, view: str, out_png: Path) -> dict:
         gs = cfg.view(view).gridsize
         split = load_split(dose, view, "test", 1)
         torch.set_num_threads(cfg.infer.threads)
-        recon, infer_s = reconstruct_split(load_bundle(layout.bundle_path(ROOT / layout.MODELS, dose, view)),
+        recon, infer_s = reconstruct_split(load_bundle(layout.bundle_path(ROOT / layout.MODELS, "run1084", dose, view)),
                                            load_split(dose, view, "test", gs), cfg.infer, torch.device("cpu"))
         net = featured_scores(cfg, recon, split)
-        train_file = timing_dir / f"train-{layout.cell_tag(dose, view)}.json"
+        train_file = layout.timing_path("train", "run1084", dose, view, ROOT)
         train_s = json.loads(train_file.read_text())["train_seconds"] if train_file.is_file() else None
-        tuning = layout.tuning_path(dose, view, ROOT)
+        tuning = layout.tuning_path("run1084", dose, view, ROOT)
         chosen = read_selection(tuning, dose, view, "ptychi")
         setting = PtychiSetting(chosen["noise_model"], float(chosen["tv_weight"]), float(chosen["momentum"]))
         last = int(chosen["epochs"])
@@ -426,7 +427,7 @@ def bench_full_profile(workdir: Path, view: str = "dense", dose: int = 100000, e
     import yaml
 
     log(f"10. the full profile's cell dose {dose:g} × {view} on the CPU ({epochs} epochs of {steps} steps)")
-    raw = cut_to_doses(yaml.safe_load((ROOT / "profiles/full.yaml").read_text()), [dose])
+    raw = cut_to_doses(profile_params(ROOT / "profiles/full.yaml", ROOT / "params.yaml"), [dose])
     full_steps = raw["train"]["epochs"][view] * raw["train"]["steps_per_epoch"]  # the profile's own length
     raw["train"].update(accelerator="cpu", steps_per_epoch=steps, epochs={v: epochs for v in raw["train"]["epochs"]})
     cfg = config_from_dict(raw)
@@ -439,7 +440,7 @@ def bench_full_profile(workdir: Path, view: str = "dense", dose: int = 100000, e
     _, view_s = timed(build_view, cfg, dose, view, sim_dir, view_dir, workdir / "full-view.json",
                       workdir / "full-view.png", progress=False)
     facts = json.loads((workdir / "full-view.json").read_text())
-    args = ["--no-progress", "train", "--params", str(params), "--dose", str(dose), "--view", view, "--view-dir",
+    args = ["--no-progress", "train", "--params", str(params), "--object", "run1084", "--dose", str(dose), "--view", view, "--view-dir",
             str(view_dir), "--bundle", str(out / "wts.h5.zip"), "--report", str(out / "r.json"), "--history",
             str(out / "h.csv"), "--timing", str(out / "t.json"), "--figure", str(out / "f.png")]
     peak_mb, train_s = timed(train_child, args, out)
@@ -509,7 +510,7 @@ def bench_scaling(cfg, workdir: Path) -> dict:
             sim = simulation_rate(cfg, size, threads, workdir)
             sim_dir = workdir / f"sim-{size}-{threads}"
             view_dir = workdir / f"view-{size}-{threads}"
-            build_view(cfg, 100000, "dense", sim_dir, view_dir, view_dir / "v.json", view_dir / "v.png", progress=False)
+            build_view(cfg, "run1084", 100000, "dense", sim_dir, view_dir, view_dir / "v.json", view_dir / "v.png", progress=False)
             train_split = Split.read(layout.view_file(view_dir, "train"), 2)
             test_split = Split.read(layout.view_file(view_dir, "test"), 1, require_groups=True)
             tcfg = cfg.replace(train=dataclasses.replace(cfg.train, threads=threads))

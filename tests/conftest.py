@@ -51,7 +51,7 @@ def tiny_cfg():
 def tiny_base(tiny_cfg):
     from ptychostudy.base import prepare_base
 
-    return prepare_base(tiny_cfg, PROBE, OBJECT)
+    return prepare_base(tiny_cfg, PROBE, "run1084", OBJECT)
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +79,7 @@ def tiny_views(tiny_cfg, tiny_simulated, tmp_path_factory):
     folders = {}
     for view in ("baseline", "dense", "sparse"):
         folder = out / view
-        build_view(tiny_cfg, 100000, view, sim_dir, folder, out / f"{view}.json", out / f"{view}.png", progress=False)
+        build_view(tiny_cfg, "run1084", 100000, view, sim_dir, folder, out / f"{view}.json", out / f"{view}.png", progress=False)
         folders[view] = folder
     return folders
 
@@ -99,14 +99,14 @@ def tiny_iterative(tiny_cfg, tiny_views, tmp_path_factory):
     for name in ("train.npz", "view.json"):
         shutil.copy(tiny_views["dense"] / name, train_only / name)
     tuning = out / "tuning.json"
-    tune.run(tiny_cfg, 100000, "dense", train_only, tuning, out / "tune-timing.json", progress=False)
+    tune.run(tiny_cfg, "run1084", 100000, "dense", train_only, tuning, out / "tune-timing.json", progress=False)
     rec = out / "reconstruct"
-    reconstruct.run(tiny_cfg, 100000, "dense", tiny_views["dense"], rec / "ptychi.npz", out / "ptychi.json",
+    reconstruct.run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], rec / "ptychi.npz", out / "ptychi.json",
                     out / "ptychi-timing.json", arm="ptychi", progress=False)
-    reconstruct.run(tiny_cfg, 100000, "dense", tiny_views["dense"], rec / "ptychi_tuned.npz", out / "ptychi_tuned.json",
+    reconstruct.run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], rec / "ptychi_tuned.npz", out / "ptychi_tuned.json",
                     out / "ptychi_tuned-timing.json", arm="ptychi_tuned", tuning=tuning,
                     heldout_out=rec / "ptychi_heldout.npz", heldout_report=out / "ptychi_heldout.json", progress=False)
-    gradient.run(tiny_cfg, 100000, "dense", tiny_views["dense"], tuning, rec / "gradient.npz", out / "gradient.json",
+    gradient.run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], tuning, rec / "gradient.npz", out / "gradient.json",
                  out / "gradient-timing.json", heldout_out=rec / "gradient_heldout.npz",
                  heldout_report=out / "gradient_heldout.json", progress=False)
     return rec, tuning, train_only

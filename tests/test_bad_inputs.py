@@ -60,8 +60,8 @@ def test_bad_params(case, tmp_path):
     mutate(params)
     bad = write_params(tmp_path / "params.yaml", params)
     _assert_refused(cli("check-params", "--params", bad, cwd=tmp_path), message)
-    out = _previous(tmp_path / "prepared" / "base.npz")
-    result = cli("base", "--params", bad, "--probe", PROBE, "--object", OBJECT, "--out", out, cwd=tmp_path)
+    out = _previous(tmp_path / "prepared" / "run1084.npz")
+    result = cli("base", "--params", bad, "--probe", PROBE, "--object-file", f"run1084={OBJECT}", "--out-dir", out.parent, cwd=tmp_path)
     if read_by_base:
         _assert_refused(result, message, out)
     else:
@@ -103,11 +103,14 @@ def test_bad_base_data(case, tmp_path):
     np.savez(broken, **arrays)
     params = default_params()
     if fix_sha:  # the file is the one params.yaml names: the content check must catch it
-        params["base"][f"{which}_sha256"] = _sha(broken)
+        if which == "probe":
+            params["base"]["probe_sha256"] = _sha(broken)
+        else:
+            params["base"]["object_files"]["run1084"]["sha256"] = _sha(broken)
     bad = write_params(tmp_path / "params.yaml", params)
     probe, obj = (broken, OBJECT) if which == "probe" else (PROBE, broken)
-    out = _previous(tmp_path / "prepared" / "base.npz")
-    result = cli("base", "--params", bad, "--probe", probe, "--object", obj, "--out", out, cwd=tmp_path)
+    out = _previous(tmp_path / "prepared" / "run1084.npz")
+    result = cli("base", "--params", bad, "--probe", probe, "--object-file", f"run1084={obj}", "--out-dir", out.parent, cwd=tmp_path)
     _assert_refused(result, message, out)
 
 
@@ -121,8 +124,8 @@ def simulated(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("sim")
     params = write_params(root / "params.yaml", tiny())
-    assert cli("base", "--params", params, "--probe", PROBE, "--object", OBJECT, "--out", root / "base.npz", cwd=root).returncode == 0
-    result = cli("--no-progress", "simulate", "--params", params, "--dose", 100000, "--base", root / "base.npz",
+    assert cli("base", "--params", params, "--probe", PROBE, "--object-file", f"run1084={OBJECT}", "--out-dir", root, cwd=root).returncode == 0
+    result = cli("--no-progress", "simulate", "--params", params, "--object", "run1084", "--dose", 100000, "--base", root / "run1084.npz",
                  "--out-dir", root / "dose_100000", "--report", root / "sim.json", "--figure", root / "sim.png", cwd=root)
     assert result.returncode == 0, result.stderr
     return root
@@ -154,7 +157,7 @@ def test_bad_simulated_files(case, simulated, tmp_path):
     params = write_params(tmp_path / "params.yaml", tiny_params())
     out = tmp_path / "views"
     kept = [_previous(out / "train.npz"), _previous(tmp_path / "view.json")]
-    result = cli("--no-progress", "views", "--params", params, "--dose", 100000, "--view", "dense", "--sim-dir", sim_dir,
+    result = cli("--no-progress", "views", "--params", params, "--object", "run1084", "--dose", 100000, "--view", "dense", "--sim-dir", sim_dir,
                  "--out-dir", out, "--report", tmp_path / "view.json", "--figure", tmp_path / "view.png", cwd=tmp_path)
     _assert_refused(result, NPZ[case][1], *kept)
 
@@ -162,7 +165,7 @@ def test_bad_simulated_files(case, simulated, tmp_path):
 def test_a_gridsize_2_view_without_groups_is_refused_by_training(simulated, tmp_path):
     params = write_params(tmp_path / "params.yaml", tiny_params())
     view = tmp_path / "view"
-    result = cli("--no-progress", "views", "--params", params, "--dose", 100000, "--view", "dense",
+    result = cli("--no-progress", "views", "--params", params, "--object", "run1084", "--dose", 100000, "--view", "dense",
                  "--sim-dir", simulated / "dose_100000", "--out-dir", view, "--report", tmp_path / "v.json",
                  "--figure", tmp_path / "v.png", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -172,7 +175,7 @@ def test_a_gridsize_2_view_without_groups_is_refused_by_training(simulated, tmp_
     np.savez(view / "train.npz", **arrays)
     outs = tmp_path / "models"
     kept = [_previous(outs / "wts.h5.zip"), _previous(outs / "r.json")]
-    result = cli("--no-progress", "train", "--params", params, "--dose", 100000, "--view", "dense", "--view-dir", view,
+    result = cli("--no-progress", "train", "--params", params, "--object", "run1084", "--dose", 100000, "--view", "dense", "--view-dir", view,
                  "--bundle", outs / "wts.h5.zip", "--report", outs / "r.json", "--history", outs / "h.csv",
                  "--timing", outs / "t.json", "--shown", outs / "f.npz", cwd=tmp_path)
     _assert_refused(result, "missing key 'groups'", *kept)
@@ -185,7 +188,7 @@ def test_a_gridsize_2_view_without_groups_is_refused_by_training(simulated, tmp_
 def dense_view(simulated, tmp_path_factory):
     root = tmp_path_factory.mktemp("fg")
     params = write_params(root / "params.yaml", tiny_params())
-    result = cli("--no-progress", "views", "--params", params, "--dose", 100000, "--view", "dense",
+    result = cli("--no-progress", "views", "--params", params, "--object", "run1084", "--dose", 100000, "--view", "dense",
                  "--sim-dir", simulated / "dose_100000", "--out-dir", root / "view", "--report", root / "v.json",
                  "--figure", root / "v.png", cwd=root)
     assert result.returncode == 0, result.stderr
@@ -195,7 +198,7 @@ def dense_view(simulated, tmp_path_factory):
 def _compare(root, params, tmp_path, iterative, inferred):
     out = tmp_path / "cell"
     kept = [_previous(out / "comparison_metrics.csv"), _previous(out / "comparison.json")]
-    result = cli("--no-progress", "compare", "--params", params, "--dose", 100000, "--view", "dense", "--view-dir",
+    result = cli("--no-progress", "compare", "--params", params, "--object", "run1084", "--dose", 100000, "--view", "dense", "--view-dir",
                  root / "view", "--inferred", inferred, "--reconstructions", iterative, "--out-dir", out, cwd=tmp_path)
     return result, kept
 
@@ -206,7 +209,7 @@ def test_pty_chi_refuses_a_typo_in_its_settings(dense_view, tmp_path):
     params["reconstruct"]["nosie_model"] = params["reconstruct"].pop("noise_model")
     bad = write_params(tmp_path / "params.yaml", params)
     kept = [_previous(tmp_path / "ptychi.npz"), _previous(tmp_path / "r.json")]
-    result = cli("--no-progress", "reconstruct", "--params", bad, "--dose", 100000, "--view", "dense", "--view-dir",
+    result = cli("--no-progress", "reconstruct", "--params", bad, "--object", "run1084", "--dose", 100000, "--view", "dense", "--view-dir",
                  root / "view", "--out", tmp_path / "ptychi.npz", "--report", tmp_path / "r.json",
                  "--timing", tmp_path / "t.json", cwd=tmp_path)
     _assert_refused(result, "unknown key reconstruct.nosie_model", *kept)
@@ -218,7 +221,7 @@ def test_the_tune_stage_refuses_a_negative_regulariser(dense_view, tmp_path):
     params["tune"]["ptychi_search"]["tv_weight"] = [-10, 3]
     bad = write_params(tmp_path / "params.yaml", params)
     kept = [_previous(tmp_path / "tuning.json")]
-    result = cli("--no-progress", "tune", "--params", bad, "--dose", 100000, "--view", "dense", "--view-dir",
+    result = cli("--no-progress", "tune", "--params", bad, "--object", "run1084", "--dose", 100000, "--view", "dense", "--view-dir",
                  root / "view", "--report", tmp_path / "tuning.json",
                  "--timing", tmp_path / "t.json", cwd=tmp_path)
     _assert_refused(result, "tune.ptychi_search.tv_weight[0] must be positive", *kept)
@@ -227,7 +230,7 @@ def test_the_tune_stage_refuses_a_negative_regulariser(dense_view, tmp_path):
 def test_the_tuned_arms_need_a_selection(dense_view, tmp_path):
     root, params = dense_view
     kept = [_previous(tmp_path / "gradient.npz"), _previous(tmp_path / "r.json")]
-    result = cli("--no-progress", "gradient", "--params", params, "--dose", 100000, "--view", "dense", "--view-dir",
+    result = cli("--no-progress", "gradient", "--params", params, "--object", "run1084", "--dose", 100000, "--view", "dense", "--view-dir",
                  root / "view", "--tuning", tmp_path / "none.json", "--out", tmp_path / "gradient.npz", "--report",
                  tmp_path / "r.json", "--timing", tmp_path / "t.json", cwd=tmp_path)
     _assert_refused(result, "run the tune stage first", *kept)
@@ -236,7 +239,7 @@ def test_the_tuned_arms_need_a_selection(dense_view, tmp_path):
 def test_infer_names_a_missing_network(dense_view, tmp_path):
     root, params = dense_view
     kept = [_previous(tmp_path / "inferred.npz")]
-    result = cli("--no-progress", "infer", "--params", params, "--dose", 100000, "--view", "dense", "--view-dir",
+    result = cli("--no-progress", "infer", "--params", params, "--object", "run1084", "--dose", 100000, "--view", "dense", "--view-dir",
                  root / "view", "--models", tmp_path / "no-models", "--out", tmp_path / "inferred.npz",
                  "--timing", tmp_path / "t.json", cwd=tmp_path)
     _assert_refused(result, "needed for the pinn arm", *kept)

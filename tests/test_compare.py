@@ -32,26 +32,29 @@ def cell(tiny_cfg, tiny_views, tiny_iterative, tmp_path_factory):
     out = tmp_path_factory.mktemp("cell")
     models = out / "models"
     for view in ("baseline", "dense"):
-        train_run(tiny_cfg, 100000, view, tiny_views[view], bundle_path(models, 100000, view),
+        train_run(tiny_cfg, "run1084", 100000, view, tiny_views[view], bundle_path(models, "run1084", 100000, view),
                   out / f"{view}.json", out / f"{view}.csv", out / f"{view}-timing.json", out / f"{view}-shown.npz",
                   progress=False)
     rec = shutil.copytree(tiny_iterative[0], out / "reconstruct")
-    refine_run(tiny_cfg, 100000, "dense", tiny_views["dense"], bundle_path(models, 100000, "dense"),
+    refine_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], bundle_path(models, "run1084", 100000, "dense"),
                rec / "pinn_refined.npz", out / "refine.json", out / "refine-timing.json", progress=False)
     inferred = out / "inferred.npz"
-    infer_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, inferred, out / "infer-timing.json", progress=False)
+    infer_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], models, inferred, out / "infer-timing.json", progress=False)
     return out, inferred, rec
 
 
 def test_arms_of_each_view(tiny_cfg):
-    assert baseline_view(tiny_cfg) == "baseline"
-    assert arms(tiny_cfg, "dense") == ALL_ARMS
-    assert arms(tiny_cfg, "baseline") == ALL_ARMS[1:]
+    assert baseline_view(tiny_cfg, "run1084") == "baseline"
+    assert arms(tiny_cfg, "run1084", "dense") == ALL_ARMS
+    assert arms(tiny_cfg, "run1084", "baseline") == ALL_ARMS[1:]
+    # an object whose subset holds no gridsize-1 view (the tiny profile's star: dense only) has no gridsize-1 arm
+    assert baseline_view(tiny_cfg, "siemens_star") is None
+    assert arms(tiny_cfg, "siemens_star", "dense") == [a for a in ALL_ARMS if a != "pinn_gs1"]
 
 
 def test_every_arm_metric_and_region_is_in_the_tidy_csv(cell, tiny_cfg, tiny_views):
     out, inferred, rec = cell
-    record = compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], inferred, rec, out / "g")
+    record = compare_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, rec, out / "g")
     with open(out / "g" / "comparison_metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert set(rows[0]) == {"model", "metric", "part", "value"}
@@ -95,7 +98,7 @@ def test_training_and_the_comparison_score_alike(cell, tiny_cfg, tiny_views):
     out, inferred, rec = cell
     assert tiny_cfg.train.eval_stitch_fraction == tiny_cfg.infer.stitch_fraction
     assert tiny_cfg.train.eval_phase_sync == tiny_cfg.infer.phase_sync
-    record = compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], inferred, rec, out / "same")
+    record = compare_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, rec, out / "same")
     logged = json.loads((out / "dense.json").read_text())["scores"]["test"]
     pinn = record["scores"]["pinn"]["featured"]
     assert logged["phase_r"] == pinn["phase"]["pearson_r"]
@@ -106,7 +109,7 @@ def test_training_and_the_comparison_score_alike(cell, tiny_cfg, tiny_views):
 def test_the_comparison_is_deterministic(cell, tiny_cfg, tiny_views):
     out, inferred, rec = cell
     for attempt in ("a", "b"):
-        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], inferred, rec, out / attempt)
+        compare_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, rec, out / attempt)
     for name in ("comparison_metrics.csv", "comparison.json", "comparison.png"):
         assert (out / "a" / name).read_bytes() == (out / "b" / name).read_bytes(), name
 
@@ -116,17 +119,17 @@ def test_missing_inputs_are_named(cell, tiny_cfg, tiny_views, tmp_path):
 
     out, inferred, rec = cell
     with pytest.raises(StudyError, match="none.npz \\(needed for the inferred arms\\)"):
-        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], tmp_path / "none.npz", rec,
+        compare_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], tmp_path / "none.npz", rec,
                     tmp_path / "g")
     partial = tmp_path / "partial"
     shutil.copytree(rec, partial)
     (partial / "ptychi_tuned.npz").unlink()
     with pytest.raises(StudyError, match="ptychi_tuned arm"):
-        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], inferred, partial, tmp_path / "g")
+        compare_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, partial, tmp_path / "g")
     assert not (tmp_path / "g").exists()  # nothing half-written
     # an object of another data set (wrong grid) is refused
     from ptychostudy.stored import write_reconstruction
 
     write_reconstruction(partial / "ptychi_tuned.npz", np.ones((8, 8)), np.ones(2), {"skipped": False})
     with pytest.raises(StudyError, match="holds no"):
-        compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], inferred, partial, tmp_path / "g")
+        compare_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, partial, tmp_path / "g")

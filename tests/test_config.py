@@ -21,7 +21,10 @@ def test_shipped_params_are_valid():
 
 
 def test_full_profile_is_valid_and_differs_only_in_sizes():
-    full = load_config(ROOT / "profiles" / "full.yaml")
+    from ptychostudy.config import config_from_dict
+    from ptychostudy.demo import profile_params
+
+    full = config_from_dict(profile_params(ROOT / "profiles" / "full.yaml", ROOT / "params.yaml"))
     default = load_config(ROOT / "params.yaml")
     assert full.base.patch_size == 128 and full.base.probe_zoom == 2
     assert 2 * full.simulate.positions_per_split == 10304
@@ -71,7 +74,7 @@ BAD = [
     ("simulate.split_axis", "z", "simulate.split_axis must be one of y, x"),
     ("simulate.guard_band_px", 10, "at least the patch size"),
     ("views.probe_power_fraction", 1.5, "must lie in (0, 1)"),
-    ("base.object_zoom", 0, "base.object_zoom must be 1 or more"),
+    ("base.object_files.run1084.zoom", 0, "base.object_files.run1084.zoom must be 1 or more"),
     ("base.probe_sha256", "abc", "64 lowercase hex digits"),
     ("views.definitions.dense.gridsize", 0, "gridsize must be 1 or more"),
     ("views.definitions.dense.shape", "square", "unknown key views.definitions.dense.shape"),
@@ -154,7 +157,7 @@ def test_patch_size_must_match_probe(tmp_path):
     params["train"]["canvas"] = {"baseline": 128, "dense": 160, "sparse": 256}
     cfg = config_from_dict(params)  # the probe is only known once its file is read
     with pytest.raises(ConfigError, match=r"base.patch_size = 128 disagrees with the probe: a 64×64 probe zoomed 1× is 64 px"):
-        prepare_base(cfg, PROBE, OBJECT)
+        prepare_base(cfg, PROBE, "run1084", OBJECT)
 
 
 def test_a_dose_must_be_written_as_an_integer():
@@ -196,8 +199,8 @@ def test_cli_rejects_bad_params_with_exit_2_and_writes_nothing(tmp_path):
     params = default_params()
     params["simulate"]["sed"] = 1
     bad = write_params(tmp_path / "params.yaml", params)
-    out = tmp_path / "prepared" / "base.npz"
-    result = _cli("base", "--params", bad, "--probe", PROBE, "--object", OBJECT, "--out", out, cwd=tmp_path)
+    out = tmp_path / "prepared" / "run1084.npz"
+    result = _cli("base", "--params", bad, "--probe", PROBE, "--object-file", f"run1084={OBJECT}", "--out-dir", out.parent, cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown key simulate.sed" in result.stderr
     assert "Traceback" not in result.stderr
@@ -209,8 +212,8 @@ def test_cli_patch_size_mismatch_exit_2(tmp_path):
     params["base"]["patch_size"] = 32
     params["train"]["canvas"]["baseline"] = 32
     bad = write_params(tmp_path / "params.yaml", params)
-    out = tmp_path / "base.npz"
-    result = _cli("base", "--params", bad, "--probe", PROBE, "--object", OBJECT, "--out", out, cwd=tmp_path)
+    out = tmp_path / "run1084.npz"
+    result = _cli("base", "--params", bad, "--probe", PROBE, "--object-file", f"run1084={OBJECT}", "--out-dir", out.parent, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "base.patch_size = 32 disagrees with the probe" in result.stderr
     assert not out.exists()

@@ -43,13 +43,23 @@ def test_recorded_params_match_params_yaml():
 def test_every_stage_of_the_design_is_locked():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     stages = set(_lock()["stages"])
+    study = params["study"]
     expected = {"base", "summarize", "measured_ptychi@A", "measured_ptychi@B", "measured_pinn", "measured_compare"}
-    expected |= {f"simulate@{d}" for d in params["study"]["doses"]}
+    expected |= {f"simulate@{o}-{d}" for o in study["objects"] for d in study["doses"]}
     for stage in ("views", "train", "tune", "reconstruct", "reconstruct_tuned", "gradient", "refine", "compare"):  # per cell
-        expected |= {f"{stage}@{d}-{v}" for d in params["study"]["doses"] for v in params["study"]["views"]}
+        expected |= {f"{stage}@{o}-{d}-{v}" for o in study["objects"] for d in study["doses"] for v in study["views"]}
     assert expected <= stages, sorted(expected - stages)
-    replicated = {f"replicate@{d}-{v}" for d in params["replicate"]["doses"] for v in params["replicate"]["views"]}
+    rep = params["replicate"]
+    replicated = {f"replicate@{o}-{d}-{v}" for o in rep["objects"] for d in rep["doses"] for v in rep["views"]}
     assert replicated <= stages, sorted(replicated - stages)
+
+
+def test_dvc_lock_holds_no_stage_that_dvc_yaml_no_longer_defines():
+    """`ptychostudy run` drops such entries (a renamed stage's old name); `verify` would read their bundles."""
+    from dvc.repo import Repo
+
+    defined = {s.addressing for s in Repo(str(ROOT)).index.stages}
+    assert set(_lock()["stages"]) <= defined, sorted(set(_lock()["stages"]) - defined)[:5]
 
 
 def test_the_replicate_stage_depends_on_what_its_arms_run():
@@ -60,7 +70,7 @@ def test_the_replicate_stage_depends_on_what_its_arms_run():
     train = {k for k in stages["train"]["params"] if not k.startswith(("train.eval_", "compare."))}
     assert train <= listed, sorted(train - listed)
     assert {"reconstruct", "gradient", "compare", "replicate.seeds", "infer.stitch_fraction", "infer.phase_sync"} <= listed
-    assert "reports/tuning/dose_${item.dose}-${item.view}.json" in stages["replicate"]["deps"]
+    assert "reports/tuning/${item.object}/dose_${item.dose}-${item.view}.json" in stages["replicate"]["deps"]
 
 
 def test_training_stages_depend_on_every_train_key():
@@ -76,8 +86,8 @@ def test_training_stages_depend_on_every_train_key():
     expected |= {f"train.{name}.${{item.view}}" for name in per_view}
     # the per-epoch scores come from the one scoring path: its region and registration keys
     expected |= {"compare.scanned_threshold", "compare.max_shift_px"}
-    assert expected == listed - {"base"}, sorted(expected ^ (listed - {"base"}))
-    assert "base" in listed
+    assert expected == listed - {"base.patch_size"}, sorted(expected ^ (listed - {"base.patch_size"}))
+    assert "base.patch_size" in listed  # not the whole base section: another object's definition never retrains
     assert not any(key == "infer" or key.startswith("infer.") for key in listed)  # the comparison's stitching never retrains
 
 
@@ -106,20 +116,25 @@ def test_reconstruct_and_compare_stages_depend_on_their_keys():
     # train.augment: refinement steps through Trainer, which turns the frames as training does
     assert expected | {"refine.steps.${item.view}", "infer.stitch_fraction", "infer.phase_sync", "infer.batch",
                        "compare", "train.augment"} == refine, sorted(refine ^ expected)
-    assert set(stages["compare"]["params"]) == {"compare"}  # Phase G reads the infer stage's objects
-    assert set(stages["infer"]["params"]) == {"infer"}
+    # Phase G reads the infer stage's objects; study.subsets says whether a cell has the gridsize-1 network's arm
+    assert set(stages["compare"]["params"]) == {"compare", "study.subsets"}
+    assert set(stages["infer"]["params"]) == {"infer", "study.subsets"}
 
 
 def test_the_study_plots_name_the_columns_the_summary_writes():
     from ptychostudy.config import load_config
     from ptychostudy.summary import PLOTS_DIR, PLOTTED, plot_columns
 
-    columns = plot_columns(load_config(ROOT / "params.yaml"))
+    from ptychostudy.summary import figure_path, object_cfg
+
+    cfg = load_config(ROOT / "params.yaml")
     entries = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
-    images = [p for p in entries if isinstance(p, str)]  # the PNG renderings (readable offline)
-    assert images == ["reports/figures/metrics_vs_dose.png"]
-    plots = [p for p in entries if not isinstance(p, str)]
-    assert sorted(next(iter(p)) for p in plots) == sorted(f"reports/{PLOTS_DIR}/{m}.csv" for m in PLOTTED)
-    for entry in plots:
-        (_, spec), = entry.items()
-        assert spec["x"] == "dose" and spec["y"] == columns
+    images = [p for p in entries if isinstance(p, str)]  # the PNG renderings (readable offline), one per object
+    assert images == [f"reports/{figure_path(obj)}" for obj in cfg.study.objects]
+    plots = {next(iter(p)): next(iter(p.values())) for p in entries if not isinstance(p, str)}
+    assert sorted(plots) == sorted(f"reports/{PLOTS_DIR}/{obj}/{m}.csv" for obj in cfg.study.objects for m in PLOTTED)
+    for obj in cfg.study.objects:  # an object's columns: the arms of the views it runs (the star: dense, no gridsize 1)
+        columns = plot_columns(object_cfg(cfg, obj), obj)
+        for m in PLOTTED:
+            spec = plots[f"reports/{PLOTS_DIR}/{obj}/{m}.csv"]
+            assert spec["x"] == "dose" and spec["y"] == columns

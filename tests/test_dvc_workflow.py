@@ -50,8 +50,8 @@ def test_what_each_params_section_touches(repo):
     from ptychostudy import reruns
 
     pipeline = reruns.stages(work)  # docs/reruns.md's computation, checked here against `dvc status` as well
-    cells = {f"100000-{v}" for v in ("baseline", "dense", "sparse")}
-    spread = {"replicate@100000-dense"}  # the replicated cell reruns whatever arm a key reaches
+    cells = {f"{o}-100000-{v}" for o in ("run1084", "siemens_star") for v in ("baseline", "dense", "sparse")}
+    spread = {"replicate@run1084-100000-dense"}  # the replicated cell reruns whatever arm a key reaches
     for section, key, value, stages in (
         ("train", "learning_rate", 0.0015, {f"train@{c}" for c in cells} | spread | {"measured_pinn"}),
         ("infer", "stitch_fraction", 0.4,  # the infer stage; the comparison and products read its objects
@@ -62,8 +62,9 @@ def test_what_each_params_section_touches(repo):
         ("gradient", "threads", 2, {f"gradient@{c}" for c in cells} | spread),  # the tune stage runs on tune.threads
         ("tune", "threads", 2, {f"tune@{c}" for c in cells}),
         ("refine", "learning_rate", 0.002, {f"refine@{c}" for c in cells} | spread),  # the replicates refine too
-        ("refine", "steps", {"baseline": 4, "dense": 3, "sparse": 4}, {"refine@100000-dense"} | spread),
-        ("compare", "frc_taper", 0.2, {f"{s}@{c}" for c in cells for s in ("compare", "refine")} | spread
+        ("refine", "steps", {"baseline": 4, "dense": 3, "sparse": 4},
+         {"refine@run1084-100000-dense", "refine@siemens_star-100000-dense"} | spread),
+        ("compare", "frc_apodization_px", 3.0, {f"{s}@{c}" for c in cells for s in ("compare", "refine")} | spread
          | {"measured_compare"}),
         ("replicate", "seeds", 2, spread | {"summarize"}),
         ("replicate", "noise_redraws", 2, spread | {"summarize"}),
@@ -158,27 +159,28 @@ def test_an_experiment_reruns_only_the_stages_its_params_reach(repo):
         result = dvc("exp", "run", "-S", "train.epochs.dense=1", cwd=work, env=env)
         ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
         lock = (work / "dvc.lock").read_bytes()
-        forced = dvc("repro", "-f", "-s", "--no-run-cache", "train@100000-sparse", cwd=work, env=env)
-        assert "Running stage 'train@100000-sparse'" in forced.stdout
+        forced = dvc("repro", "-f", "-s", "--no-run-cache", "train@run1084-100000-sparse", cwd=work, env=env)
+        assert "Running stage 'train@run1084-100000-sparse'" in forced.stdout
         assert (work / "dvc.lock").read_bytes() == lock
     finally:
         run(["git", "checkout", "--", "."], work, env)  # the experiment is kept by `dvc exp`, not in the workspace
         dvc("checkout", cwd=work, env=env)
-    assert ran == {"train@100000-dense", "train_figure@100000-dense", "refine@100000-dense", "infer@100000-dense",
-                   "compare@100000-dense", "product@100000-dense", "replicate@100000-dense", "summarize"}, ran
+    cell = {f"{s}@{o}-100000-dense" for o in ("run1084", "siemens_star")  # the dense view of both objects
+            for s in ("train", "train_figure", "refine", "infer", "compare", "product")}
+    assert ran == cell | {"replicate@run1084-100000-dense", "summarize"}, ran
     assert status_stages(work, env) == set()
 
 
 def test_bad_params_fail_the_repro_and_keep_previous_outputs(repo):
     work, env = repo
-    target = work / "data/simulated/dose_100000/patched_train.npz"
+    target = work / "data/simulated/run1084/dose_100000/patched_train.npz"
     before = target.read_bytes()
     params = tiny_params()
     params["simulate"]["seed"] = 7
     params["simulate"]["sede"] = 7
     write_params(work / "params.yaml", params)
     try:
-        result = dvc("repro", "simulate@100000", cwd=work, env=env, check=False)
+        result = dvc("repro", "simulate@run1084-100000", cwd=work, env=env, check=False)
         assert result.returncode != 0
         assert "unknown key simulate.sede" in result.stderr + result.stdout
     finally:
@@ -215,7 +217,7 @@ def test_push_then_pull_on_a_fresh_clone_restores_every_artefact(repo, tmp_path)
     clone, clone_env = _clone(work, env, tmp_path)
     assert not list((clone / "data/models").rglob("wts.h5.zip"))  # git brings DVC's .gitignore files only
     missing = verify(clone, clone_env)
-    assert missing.returncode == 1 and "missing: data/models/dose_100000/dense/wts.h5.zip" in missing.stdout
+    assert missing.returncode == 1 and "missing: data/models/run1084/dose_100000/dense/wts.h5.zip" in missing.stdout
     dvc("pull", cwd=clone, env=clone_env)
     outs = lock_outs(work)
     for path, md5 in outs.items():
@@ -229,13 +231,13 @@ def test_push_then_pull_on_a_fresh_clone_restores_every_artefact(repo, tmp_path)
     assert "Running stage" not in result.stdout
     # a model fetched by its artifact name (dvc.yaml's artifacts block) and registered version (a GTO tag, as
     # `gto register` writes it), from the repository and its remote
-    run(["git", "tag", "-a", "pinn-100000-dense@v0.1.0", "-m", "Registering artifact pinn-100000-dense version v0.1.0"],
+    run(["git", "tag", "-a", "pinn-run1084-100000-dense@v0.1.0", "-m", "Registering artifact pinn-run1084-100000-dense version v0.1.0"],
          work, env)
     got = tmp_path / "fetched" / "wts.h5.zip"
-    dvc("artifacts", "get", str(work), "pinn-100000-dense", "-o", str(got), cwd=tmp_path, env=clone_env)
-    assert got.read_bytes() == (work / "data/models/dose_100000/dense/wts.h5.zip").read_bytes()
+    dvc("artifacts", "get", str(work), "pinn-run1084-100000-dense", "-o", str(got), cwd=tmp_path, env=clone_env)
+    assert got.read_bytes() == (work / "data/models/run1084/dose_100000/dense/wts.h5.zip").read_bytes()
     ok = verify(clone, clone_env)
-    assert ok.returncode == 0 and "3 bundles, 0 problems" in ok.stdout, ok.stdout
+    assert ok.returncode == 0 and "6 bundles, 0 problems" in ok.stdout, ok.stdout
 
 
 def test_make_study_pulls_what_the_remote_holds_and_computes_the_rest(repo, tmp_path):
@@ -244,7 +246,7 @@ def test_make_study_pulls_what_the_remote_holds_and_computes_the_rest(repo, tmp_
     recipe runs as written in the Makefile (`make -o install`: the test's environment stands in for .venv)."""
     work, env = repo
     remote = _push_to_a_folder_remote(work, env, tmp_path)
-    gone = "data/reconstruct/dose_100000/sparse/ptychi.npz"
+    gone = "data/reconstruct/run1084/dose_100000/sparse/ptychi.npz"
     md5 = lock_outs(work)[gone]
     (remote / "files" / "md5" / md5[:2] / md5[2:]).unlink()  # the remote lacks this one output
     clone, clone_env = _clone(work, env, tmp_path)
@@ -253,7 +255,7 @@ def test_make_study_pulls_what_the_remote_holds_and_computes_the_rest(repo, tmp_
     made = run(["make", "-o", "install", "study"], clone, clone_env)
     assert "pulling what the DVC remote holds" in made.stdout
     ran = started(made.stdout)
-    assert "reconstruct@100000-sparse" in ran and not any(name.startswith(("train@", "tune@", "simulate@")) for name in ran), ran
+    assert "reconstruct@run1084-100000-sparse" in ran and not any(name.startswith(("train@", "tune@", "simulate@")) for name in ran), ran
     assert (clone / gone).read_bytes() == (work / gone).read_bytes()
     assert json.loads(dvc("status", "--json", cwd=clone, env=clone_env).stdout) == {}
     assert "0 problems" in made.stdout

@@ -90,7 +90,7 @@ for key, value in (("simulate.seed", "seven"), ("train.learning_rate", "fast"), 
                    ("views.definitions", []), ("study", []), ("train", "fast"), ("measured.crop", 64.5),
                    ("train.learning_rate", float("nan")), ("train.learning_rate", float("inf"))):
     PARAMS_CASES.append((f"{key} = {value!r}", lambda p, k=key, v=value: _set(p, k, v), key.split(".")[0]))
-for key in ("simulate.seed", "train.epochs", "views", "measured", "study.doses", "compare.frc_taper"):
+for key in ("simulate.seed", "train.epochs", "views", "measured", "study.doses", "compare.frc_apodization_px"):
     PARAMS_CASES.append((f"{key} missing", lambda p, k=key: _pop(p, k), "missing key"))
 for key in ("simulate.sede", "train.learnig_rate", "extra", "views.definitions.dense.shape", "infer.stitch"):
     PARAMS_CASES.append((f"unknown {key}", lambda p, k=key: _set(p, k, 1), "unknown key"))
@@ -487,7 +487,7 @@ def test_no_accepted_params_put_a_foreign_character_into_a_stage_command(tmp_pat
     (tmp_path / ".dvc" / "config").write_text("[core]\n    no_scm = true\n")
     stages = Repo(str(tmp_path)).index.stages
     views = [s for s in stages if s.name.startswith("views@")]
-    assert {s.name.split("-", 1)[1] for s in views} == {"baseline", "dense", *accepted}
+    assert {s.name.rsplit("-", 1)[1] for s in views} == {"baseline", "dense", *accepted}
     for stage in stages:
         words = stage.cmd.split()
         for flag in ("--view", "--dose", "--half"):

@@ -29,7 +29,7 @@ def _everywhere(shape):
 def test_identical_images_score_perfectly():
     truth = _structured()
     mask = _everywhere(truth.shape)
-    s = M.score(truth, truth, mask, ms_ssim_sigma=1.0, frc_taper=0.1)
+    s = M.score(truth, truth, mask, ms_ssim_sigma=1.0, frc_apodization=2.0)
     for q in M.QUANTITIES:
         assert s[q]["mae"] == 0 and s[q]["mse"] == 0 and math.isinf(s[q]["psnr"])
         assert s[q]["ssim"] == pytest.approx(1.0, abs=1e-9)
@@ -72,7 +72,7 @@ def test_psnr_and_errors_of_a_known_offset():
 class _Settings:  # the compare section's scoring keys
     max_shift_px = 4.0
     ms_ssim_sigma = 1.0
-    frc_taper = 0.1
+    frc_apodization_px = 2.0
     detail_sigma_px = 8.0
     frc_smooth_rings = 5
 
@@ -140,7 +140,7 @@ def test_pure_noise_scores_near_zero():
     mask = _everywhere(shape)
     assert abs(M.pearson(a.ravel(), b.ravel())) < 0.05
     assert abs(M.ssim(a, b, mask, data_range=b.max() - b.min())) < 0.05
-    freqs, curve = M.frc_curve(a, b, mask, taper=0.0)
+    freqs, curve = M.frc_curve(a, b, mask, apodization=2.0)
     assert M.frc_crossing(freqs, curve, 0.5) < 2.0 / 128  # below threshold from the first ring
     assert np.abs(curve[10:]).mean() < 0.1
 
@@ -166,11 +166,37 @@ def test_frc_of_a_blurred_noisy_copy_crosses_where_theory_says():
     signal = RNG.standard_normal(shape)
     sigma_b, sigma_n = 1.5, 0.3
     copy = M.gaussian_blur(signal, sigma_b) + sigma_n * RNG.standard_normal(shape)
-    freqs, curve = M.frc_curve(copy, signal, _everywhere(shape), taper=0.0)
+    freqs, curve = M.frc_curve(copy, signal, _everywhere(shape), apodization=2.0)
     for threshold in (0.5, 1 / 7):
         g = sigma_n * threshold / math.sqrt(1 - threshold**2)
         expected = math.sqrt(math.log(1 / g) / (2 * math.pi**2 * sigma_b**2))
         assert M.frc_crossing(freqs, curve, threshold, smooth=5) == pytest.approx(expected, abs=0.015)
+
+
+def test_a_plane_has_no_resolution_against_the_real_object_inside_an_irregular_region():
+    """The FRC apodized inside the region (metrics.frc_window): a blank object's aligned phase (a plane) shares no ring
+    with the real object's phase, however irregular the region's outline. The former rule (the region's box filled
+    with its mean, a Tukey taper of 0.1 of each side) put the outline and the taper's edges in both images: here its
+    curve reached 0.25 at high frequencies (in the study, with the scans' own outlines, above 0.5 up to Nyquist: 41 of
+    78 values "never crossed", a blank object's among them)."""
+    from conftest import OBJECT
+    from ptychostudy.npz import read_npz
+    from ptychostudy.resample import fourier_zoom
+
+    truth = fourier_zoom(read_npz(OBJECT, "object")["objectGuess"].astype(complex), 2)
+    y, x = np.mgrid[: truth.shape[0], : truth.shape[1]]
+    mask = (y >= 278) & (y < 378) & (x >= 74) & (x < 380)  # the test split's featured box of the study
+    mask &= y >= 278 + 12 * (1 + np.sin(x / 9.0)) / 2  # a wavy scanned edge along the top, as a scan's outline
+    blank = M.align(np.ones_like(truth), truth, mask)
+    freqs, curve = M.frc_curve(np.angle(blank), np.angle(truth), mask, apodization=2.0)
+    assert np.abs(M.smooth_rings(curve, 5)[5:]).max() < 0.1
+    assert 1 / (2 * M.frc_crossing(freqs, curve, 0.5, 5)) > 20  # no resolution worth the name
+    # a noisy copy of the truth still reads a resolution (a crossing, not "never crossed")
+    copy = np.angle(truth) + 0.05 * RNG.standard_normal(truth.shape)
+    freqs, curve = M.frc_curve(copy, np.angle(truth), mask, apodization=2.0)
+    assert np.isfinite(M.frc_crossing(freqs, curve, 0.5, 5))
+    window = M.frc_window(mask, 2.0)
+    assert window[~mask].max() < 0.05 and window[mask].max() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_frc_crossing_interpolates_linearly():

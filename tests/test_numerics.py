@@ -88,7 +88,7 @@ def test_the_wait_policy_changes_no_bit_of_a_trained_bundle(tiny_views, tmp_path
             out = tmp_path / policy
             env = unpinned_env(OMP_WAIT_POLICY=policy)
             subprocess.run([sys.executable, "-m", "ptychostudy.train", "--no-progress", "--params", "params.yaml",
-                            "--dose", "100000", "--view", "dense", "--view-dir", str(tiny_views["dense"]),
+                            "--object", "run1084", "--dose", "100000", "--view", "dense", "--view-dir", str(tiny_views["dense"]),
                             "--bundle", f"{policy}/wts.h5.zip", "--report", f"{policy}/r.json", "--history",
                             f"{policy}/h.csv", "--timing", f"{policy}/t.json", "--shown", f"{policy}/f.npz"],
                            cwd=tmp_path, env=env, check=True, capture_output=True)

@@ -64,7 +64,7 @@ def reconstructed(tiny_cfg, tiny_views, tmp_path_factory):
     runs = []
     for attempt in range(2):
         out = tmp_path_factory.mktemp(f"ptychi{attempt}")
-        record = reconstruct_run(tiny_cfg, 100000, "baseline", tiny_views["baseline"], out / "ptychi.npz",
+        record = reconstruct_run(tiny_cfg, "run1084", 100000, "baseline", tiny_views["baseline"], out / "ptychi.npz",
                                  out / "record.json", out / "timing.json", progress=False)
         runs.append((out, record))
     return runs

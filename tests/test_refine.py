@@ -23,13 +23,13 @@ def trained(tiny_cfg, tiny_views, tmp_path_factory):
     out = tmp_path_factory.mktemp("refine")
     models = out / "models"
     for view in ("baseline", "dense"):
-        train_run(tiny_cfg, 100000, view, tiny_views[view], bundle_path(models, 100000, view), out / f"{view}.json",
+        train_run(tiny_cfg, "run1084", 100000, view, tiny_views[view], bundle_path(models, "run1084", 100000, view), out / f"{view}.json",
                   out / f"{view}.csv", out / f"{view}-t.json", out / f"{view}-shown.npz", progress=False)
     return out, models
 
 
 def _run(tiny_cfg, tiny_views, models, out, name, view="dense", bundle_view=None):
-    return refine_run(tiny_cfg, 100000, view, tiny_views[view], bundle_path(models, 100000, bundle_view or view),
+    return refine_run(tiny_cfg, "run1084", 100000, view, tiny_views[view], bundle_path(models, "run1084", 100000, bundle_view or view),
                       out / f"{name}.npz", out / f"{name}.json", out / f"{name}-timing.json", progress=False)
 
 
@@ -65,8 +65,8 @@ def test_step_zero_is_the_trained_network_as_phase_g_scores_it(trained, tiny_cfg
     rec = shutil.copytree(tiny_iterative[0], tmp_path / "rec")
     shutil.copy(out / "c.npz", rec / "pinn_refined.npz")
     inferred = tmp_path / "inferred.npz"
-    infer_run(tiny_cfg, 100000, "dense", tiny_views["dense"], models, inferred, tmp_path / "i.json", progress=False)
-    compared = compare_run(tiny_cfg, 100000, "dense", tiny_views["dense"], inferred, rec, tmp_path / "g")
+    infer_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], models, inferred, tmp_path / "i.json", progress=False)
+    compared = compare_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, rec, tmp_path / "g")
     featured = {arm: compared["scores"][arm]["featured"] for arm in ("pinn", "pinn_refined")}
     assert record["curve"][0]["phase_pearson_r"] == featured["pinn"]["phase"]["pearson_r"]
     assert record["curve"][0]["phase_frc50_resolution_px"] == featured["pinn"]["phase"]["frc50_resolution_px"]
@@ -76,16 +76,16 @@ def test_step_zero_is_the_trained_network_as_phase_g_scores_it(trained, tiny_cfg
 def test_the_truth_is_never_read_while_refining(trained, tiny_cfg, tiny_views):
     """The same object whatever the test split's truth holds: only its patterns are trained on."""
     _, models = trained
-    dose, _, split, loaded = load(tiny_cfg, 100000, "dense", tiny_views["dense"], bundle_path(models, 100000, "dense"))
+    dose, _, split, loaded = load(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], bundle_path(models, "run1084", 100000, "dense"))
     obj, losses, _, _ = refine(tiny_cfg, dose, "dense", split, loaded, progress=False)
     rng = np.random.default_rng(0)
     garbage = (rng.standard_normal(split.truth.shape) + 1j * rng.standard_normal(split.truth.shape)).astype(split.truth.dtype)
-    _, _, split2, loaded2 = load(tiny_cfg, 100000, "dense", tiny_views["dense"], bundle_path(models, 100000, "dense"))
+    _, _, split2, loaded2 = load(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], bundle_path(models, "run1084", 100000, "dense"))
     obj2, losses2, _, _ = refine(tiny_cfg, dose, "dense", dataclasses.replace(split2, truth=garbage), loaded2,
                                  progress=False)
     assert np.array_equal(obj, obj2) and np.array_equal(losses, losses2)
     # and the refinement really trains: the weights moved, and so did the object
-    _, _, split3, loaded3 = load(tiny_cfg, 100000, "dense", tiny_views["dense"], bundle_path(models, 100000, "dense"))
+    _, _, split3, loaded3 = load(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], bundle_path(models, "run1084", 100000, "dense"))
     zero = tiny_cfg.replace(refine=dataclasses.replace(tiny_cfg.refine, checkpoints=(0.0, 1.0)))
     before = [p.detach().clone() for p in loaded3.model.parameters()]
     refine(zero, dose, "dense", split3, loaded3, progress=False)
@@ -94,7 +94,7 @@ def test_the_truth_is_never_read_while_refining(trained, tiny_cfg, tiny_views):
 
 def test_a_network_of_another_view_is_refused_and_nothing_written(trained, tiny_cfg, tiny_views):
     out, models = trained
-    with pytest.raises(StudyError, match="not of dose 100000, view dense"):
+    with pytest.raises(StudyError, match="view baseline, not of run1084, dose 100000, view dense"):
         _run(tiny_cfg, tiny_views, models, out, "wrong", view="dense", bundle_view="baseline")
     assert not (out / "wrong.npz").exists() and not (out / "wrong.json").exists()
 

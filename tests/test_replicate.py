@@ -24,12 +24,12 @@ def replicated(tiny_cfg, tiny_base, tiny_views, tiny_iterative, tmp_path_factory
     cfg = tiny_cfg
     _, tuning, _ = tiny_iterative
     out = tmp_path_factory.mktemp("replicate")
-    train.run(cfg, 100000, "dense", tiny_views["dense"], out / "wts.h5.zip", out / "r.json", out / "h.csv",
+    train.run(cfg, "run1084", 100000, "dense", tiny_views["dense"], out / "wts.h5.zip", out / "r.json", out / "h.csv",
               out / "t.json", out / "f.npz", progress=False)
     write_base(tiny_base, out / "base.npz")
     reports = []
     for name in ("first", "again"):
-        replicate.run(cfg, 100000, "dense", tiny_views["dense"], tuning, out / "wts.h5.zip", out / "base.npz",
+        replicate.run(cfg, "run1084", 100000, "dense", tiny_views["dense"], tuning, out / "wts.h5.zip", out / "base.npz",
                       out / f"{name}.json", out / f"{name}-timing.json", progress=False)
         reports.append(out / f"{name}.json")
     return cfg, reports, out
@@ -75,7 +75,7 @@ def test_a_noise_redraw_is_another_draw_of_the_same_expected_counts(tiny_cfg, ti
 def test_the_network_replicate_is_phase_e_training_and_phase_g_inference(tiny_cfg, tiny_views, tmp_path):
     """With Phase E's own seed the replicate path gives the very object Phase G infers from the bundle."""
     cfg, view, folder = tiny_cfg, "dense", tiny_views["dense"]
-    train.run(cfg, 100000, view, folder, tmp_path / "wts.h5.zip", tmp_path / "r.json", tmp_path / "h.csv",
+    train.run(cfg, "run1084", 100000, view, folder, tmp_path / "wts.h5.zip", tmp_path / "r.json", tmp_path / "h.csv",
               tmp_path / "t.json", tmp_path / "f.npz", progress=False)
     gridsize = cfg.view(view).gridsize
     train_split, test_groups = Split.read(folder / "train.npz", gridsize), Split.read(folder / "test.npz", gridsize)

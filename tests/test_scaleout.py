@@ -55,7 +55,7 @@ def test_the_plan_is_dvc_repros_order_with_each_stages_threads():
     assert threads["reconstruct"] == params["reconstruct"]["threads"]
     assert threads["tune"] == params["tune"]["threads"]  # pty-chi and gradient runs alike: a single-threaded stage
     assert threads["refine"] == params["refine"]["threads"]
-    assert next(j for j in jobs if j.name == "train@1000-dense").upstream == {"views@1000-dense"}
+    assert next(j for j in jobs if j.name == "train@run1084-1000-dense").upstream == {"views@run1084-1000-dense"}
 
 
 def test_ptychostudy_run_is_the_driver_with_its_own_help_and_errors(tmp_path):

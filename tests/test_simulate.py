@@ -16,8 +16,8 @@ def test_base_zoom_is_band_limited_and_keeps_the_real_samples(cfg, params):
     from ptychostudy.config import config_from_dict
     from ptychostudy.npz import read_npz
 
-    params["base"]["object_zoom"] = 2
-    base2 = prepare_base(config_from_dict(params), PROBE, OBJECT)
+    params["base"]["object_files"]["run1084"]["zoom"] = 2
+    base2 = prepare_base(config_from_dict(params), PROBE, "run1084", OBJECT)
     raw = read_npz(OBJECT, "object")["objectGuess"]
     assert base2.obj.shape == (454, 452)
     assert np.abs(base2.obj[::2, ::2] - raw).max() < 1e-5  # every second sample is the real array's own
@@ -165,7 +165,7 @@ def test_each_split_file_holds_only_its_own_regions_truth(tiny_cfg, tiny_base, t
     assert not kept["train"] & kept["test"]
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     readers = [name for name, stage in stages.items()
-               if "data/prepared/base.npz" in (stage.get("do", stage).get("deps") or [])]
+               if "data/prepared/${item.object}.npz" in (stage.get("do", stage).get("deps") or [])]
     assert readers == ["simulate", "replicate"]  # replicate only simulates again (its noise redraws), as simulate does
 
 

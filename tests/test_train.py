@@ -38,7 +38,7 @@ def trained(tiny_cfg, tiny_views, tmp_path_factory):
     for attempt in range(2):
         out = tmp_path_factory.mktemp(f"train{attempt}")
         record = train_run(
-            tiny_cfg, 100000, "dense", tiny_views["dense"], out / "dose_100000/dense/wts.h5.zip",
+            tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], out / "run1084/dose_100000/dense/wts.h5.zip",
             out / "record.json", out / "history.csv", out / "timing.json", out / "shown.npz", progress=False,
         )
         runs.append((out, record))
@@ -47,7 +47,7 @@ def trained(tiny_cfg, tiny_views, tmp_path_factory):
 
 def test_training_is_bit_reproducible(trained):
     (a, ra), (b, rb) = trained
-    assert (a / "dose_100000/dense/wts.h5.zip").read_bytes() == (b / "dose_100000/dense/wts.h5.zip").read_bytes()
+    assert (a / "run1084/dose_100000/dense/wts.h5.zip").read_bytes() == (b / "run1084/dose_100000/dense/wts.h5.zip").read_bytes()
     assert ra["bundle"]["sha256"] == rb["bundle"]["sha256"]
     assert (a / "history.csv").read_bytes() == (b / "history.csv").read_bytes()
     assert (a / "record.json").read_bytes() == (b / "record.json").read_bytes()
@@ -67,7 +67,7 @@ def test_training_is_bit_reproducible(trained):
 def test_job_record_history_and_timing(trained, tiny_cfg):
     out, record = trained[0]
     assert record["steps"] == tiny_cfg.train.epochs["dense"] * tiny_cfg.train.steps_per_epoch
-    assert record["bundle"]["path"] == "dose_100000/dense/wts.h5.zip"
+    assert record["bundle"]["path"] == "run1084/dose_100000/dense/wts.h5.zip"  # object/dose/view under the models folder
     assert len(record["bundle"]["sha256"]) == 64
     lines = (out / "history.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,loss,train_amplitude_r")
@@ -85,10 +85,10 @@ def test_scoring_every_epoch_leaves_the_network_unchanged(trained, tiny_cfg, tin
     out, record = trained[0]
     assert tiny_cfg.train.eval_every == 0 and tiny_cfg.train.epochs["dense"] == 2
     cfg = tiny_cfg.replace(train=dataclasses.replace(tiny_cfg.train, eval_every=1))
-    every = train_run(cfg, 100000, "dense", tiny_views["dense"], tmp_path / "dose_100000/dense/wts.h5.zip",
+    every = train_run(cfg, "run1084", 100000, "dense", tiny_views["dense"], tmp_path / "run1084/dose_100000/dense/wts.h5.zip",
                       tmp_path / "r.json", tmp_path / "h.csv", tmp_path / "t.json", tmp_path / "f.npz", progress=False)
-    weights, description = read_bundle(tmp_path / "dose_100000/dense/wts.h5.zip")
-    first, first_description = read_bundle(out / "dose_100000/dense/wts.h5.zip")
+    weights, description = read_bundle(tmp_path / "run1084/dose_100000/dense/wts.h5.zip")
+    first, first_description = read_bundle(out / "run1084/dose_100000/dense/wts.h5.zip")
     assert weights.keys() == first.keys() and all(np.array_equal(weights[k], first[k]) for k in weights)
     assert description["params"]["train"]["eval_every"] == 1 and first_description["params"]["train"]["eval_every"] == 0
     assert every["scores"] == record["scores"]
@@ -100,7 +100,7 @@ def test_scoring_every_epoch_leaves_the_network_unchanged(trained, tiny_cfg, tin
 
 def test_loaded_bundle_reproduces_the_models_output(trained, tiny_views):
     out, _ = trained[0]
-    loaded = load_bundle(out / "dose_100000/dense/wts.h5.zip")
+    loaded = load_bundle(out / "run1084/dose_100000/dense/wts.h5.zip")
     assert loaded.model.arch.channels == 4
     data = read_dataset(tiny_views["dense"] / "test.npz", require_groups=True)
     split = Split.from_arrays(data, 2)
@@ -108,11 +108,11 @@ def test_loaded_bundle_reproduces_the_models_output(trained, tiny_views):
     offsets = split.offsets(split.groups[:3])
     with torch.no_grad():
         first = loaded.model(amp, offsets)
-        again = load_bundle(out / "dose_100000/dense/wts.h5.zip").model(amp, offsets)
+        again = load_bundle(out / "run1084/dose_100000/dense/wts.h5.zip").model(amp, offsets)
     assert first.shape == (3, 4, 64, 64) and first.dtype == torch.complex64
     assert torch.equal(first, again)
     # the same weights loaded by hand into a fresh network give the same numbers
-    weights, description = read_bundle(out / "dose_100000/dense/wts.h5.zip")
+    weights, description = read_bundle(out / "run1084/dose_100000/dense/wts.h5.zip")
     probe = torch.view_as_complex(torch.from_numpy(weights.pop(PROBE_WEIGHT)))
     fresh = Reconstructor(Architecture(**description["architecture"]), probe, description["intensity_scale"], description["input_scale"])
     fresh.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
@@ -148,7 +148,7 @@ def _tamper(src, dst, *, weights=None, description=None):
 )
 def test_load_bundle_refuses_inconsistent_bundles(trained, tmp_path, change, message):
     out, _ = trained[0]
-    bad = _tamper(out / "dose_100000/dense/wts.h5.zip", tmp_path / "bad.zip", **change)
+    bad = _tamper(out / "run1084/dose_100000/dense/wts.h5.zip", tmp_path / "bad.zip", **change)
     with pytest.raises(BundleError, match=message):
         load_bundle(bad)
 
@@ -157,7 +157,7 @@ def test_a_skipped_job_leaves_a_bundle_that_says_why(tiny_cfg, tiny_views, tmp_p
     folder = tmp_path / "view"
     folder.mkdir()
     (folder / "view.json").write_text(json.dumps({"skipped": True, "reason": "only 3 positions"}))
-    record = train_run(tiny_cfg, 100000, "sparse", folder, tmp_path / "wts.h5.zip", tmp_path / "r.json",
+    record = train_run(tiny_cfg, "run1084", 100000, "sparse", folder, tmp_path / "wts.h5.zip", tmp_path / "r.json",
                        tmp_path / "h.csv", tmp_path / "t.json", tmp_path / "f.npz", progress=False)
     assert record["skipped"] and (tmp_path / "wts.h5.zip").is_file()
     with pytest.raises(BundleError, match="skipped \\(only 3 positions\\)"):
@@ -205,7 +205,7 @@ def test_common_frame_places_and_cuts_members_at_their_offsets(tiny_simulated):
 def test_a_network_sees_one_object_per_group(trained, tiny_views):
     """The overlap constraint by construction: where two members' patches overlap, they agree."""
     out, _ = trained[0]
-    model = load_bundle(out / "dose_100000/dense/wts.h5.zip").model
+    model = load_bundle(out / "run1084/dose_100000/dense/wts.h5.zip").model
     split = Split.from_arrays(read_dataset(tiny_views["dense"] / "test.npz", require_groups=True), 2)
     groups = split.groups[:2]
     offsets = split.offsets(groups)
@@ -270,7 +270,7 @@ def test_a_short_training_does_not_collapse(tiny_cfg, tiny_views, tmp_path):
     cfg = tiny_cfg.replace(train=dataclasses.replace(tiny_cfg.train, filters=8, steps_per_epoch=40, batch_size=8,
                                             eval_patterns=64, epochs={**tiny_cfg.train.epochs, "baseline": 3})
     )
-    record = train_run(cfg, 100000, "baseline", tiny_views["baseline"], tmp_path / "wts.h5.zip", tmp_path / "r.json",
+    record = train_run(cfg, "run1084", 100000, "baseline", tiny_views["baseline"], tmp_path / "wts.h5.zip", tmp_path / "r.json",
                        tmp_path / "h.csv", tmp_path / "t.json", tmp_path / "f.npz", progress=False)
     assert record["scores"]["train"]["amplitude_r"] > 0.5, record["scores"]
 

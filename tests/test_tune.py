@@ -111,7 +111,8 @@ def test_the_tune_stage_depends_on_no_test_file():
     """What DVC knows: every tune stage reads the view's train file and summary, never the view folder."""
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["tune"]
     data = [d for d in stage["deps"] if d.startswith("data/")]
-    assert data == ["data/views/dose_${item.dose}/${item.view}/train.npz", "data/views/dose_${item.dose}/${item.view}/view.json"]
+    assert data == ["data/views/${item.object}/dose_${item.dose}/${item.view}/train.npz",
+                    "data/views/${item.object}/dose_${item.dose}/${item.view}/view.json"]
     assert not any("test" in d for d in stage["deps"])
 
 
@@ -145,17 +146,17 @@ def test_one_run_serves_both_arms_and_equals_separate_runs(tiny_cfg, tiny_views,
     rec, tuning, _ = tiny_iterative
     record = json.loads(tuning.read_text())
     view = tiny_views["dense"]
-    reconstruct.run(tiny_cfg, 100000, "dense", view, tmp_path / "alone.npz", tmp_path / "alone.json", tmp_path / "t.json",
+    reconstruct.run(tiny_cfg, "run1084", 100000, "dense", view, tmp_path / "alone.npz", tmp_path / "alone.json", tmp_path / "t.json",
                     arm="ptychi_tuned", tuning=tuning, progress=False)
     alone, _, _ = read_reconstruction(tmp_path / "alone.npz")
     assert np.array_equal(alone, read_reconstruction(rec / "ptychi_tuned.npz")[0])
     if record["agree"]["ptychi"]:
         assert "shared_run" in json.loads((rec.parent / "ptychi_heldout.json").read_text())
-    gradient_stage.run(tiny_cfg, 100000, "dense", view, tuning, tmp_path / "g.npz", tmp_path / "g.json", tmp_path / "gt.json",
+    gradient_stage.run(tiny_cfg, "run1084", 100000, "dense", view, tuning, tmp_path / "g.npz", tmp_path / "g.json", tmp_path / "gt.json",
                        progress=False)
     assert np.array_equal(read_reconstruction(tmp_path / "g.npz")[0], read_reconstruction(rec / "gradient.npz")[0])
     with pytest.raises(StudyError, match="go together"):
-        gradient_stage.run(tiny_cfg, 100000, "dense", view, tuning, tmp_path / "g.npz", tmp_path / "g.json",
+        gradient_stage.run(tiny_cfg, "run1084", 100000, "dense", view, tuning, tmp_path / "g.npz", tmp_path / "g.json",
                            tmp_path / "gt.json", heldout_out=tmp_path / "h.npz", progress=False)
 
 

@@ -63,7 +63,7 @@ def views_of(tiny_cfg, tiny_simulated, tmp_path):
     folder, _ = tiny_simulated
 
     def build(view, cfg=tiny_cfg):
-        return build_view(cfg, 100000, view, folder, tmp_path / view, tmp_path / f"{view}.json", tmp_path / f"{view}.png", progress=False)
+        return build_view(cfg, "run1084", 100000, view, folder, tmp_path / view, tmp_path / f"{view}.json", tmp_path / f"{view}.png", progress=False)
 
     return build
 
@@ -118,8 +118,8 @@ def test_view_selection_is_the_same_for_every_dose(tiny_cfg, tiny_base, tiny_sim
 
     folder, _ = tiny_simulated
     simulate_dose(tiny_cfg, tiny_base, 1000, tmp_path / "low", tmp_path / "r.json", tmp_path / "f.png", progress=False)
-    a = build_view(tiny_cfg, 1000, "dense", tmp_path / "low", tmp_path / "a", tmp_path / "a.json", tmp_path / "a.png", progress=False)
-    b = build_view(tiny_cfg, 100000, "dense", folder, tmp_path / "b", tmp_path / "b.json", tmp_path / "b.png", progress=False)
+    a = build_view(tiny_cfg, "run1084", 1000, "dense", tmp_path / "low", tmp_path / "a", tmp_path / "a.json", tmp_path / "a.png", progress=False)
+    b = build_view(tiny_cfg, "run1084", 100000, "dense", folder, tmp_path / "b", tmp_path / "b.json", tmp_path / "b.png", progress=False)
     ga = read_dataset(tmp_path / "a" / "train.npz")["scan_index"]
     gb = read_dataset(tmp_path / "b" / "train.npz")["scan_index"]
     assert np.array_equal(ga, gb) and a["train"]["groups"] == b["train"]["groups"]

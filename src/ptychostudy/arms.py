@@ -24,17 +24,18 @@ LABELS = {
 }
 
 
-def baseline_view(cfg) -> str | None:
-    """The first view of the study with gridsize 1: its network is the gridsize-1 arm of every cell."""
-    return next((v for v in cfg.study.views if cfg.view(v).gridsize == 1), None)
+def baseline_view(cfg, obj: str) -> str | None:
+    """The first view an object runs on with gridsize 1: its network is the gridsize-1 arm of the object's cells
+    (none where the object's subset holds no such view)."""
+    return next((v for v in cfg.study.object_views(obj) if cfg.view(v).gridsize == 1), None)
 
 
-def arms(cfg, view: str) -> list[str]:
+def arms(cfg, obj: str, view: str) -> list[str]:
     """The arms of one cell: the view's own network (gridsize > 1 only), that network refined on the test
-    patterns (every view: the baseline view's own network is the gridsize-1 one), the gridsize-1 network,
-    the iterative arms, and the floor."""
+    patterns (every view: the baseline view's own network is the gridsize-1 one), the gridsize-1 network (where
+    the object runs a gridsize-1 view), the iterative arms, and the floor."""
     names = ["pinn"] if cfg.view(view).gridsize > 1 else []
     names.append(REFINED_ARM)
-    if baseline_view(cfg) is not None:
+    if baseline_view(cfg, obj) is not None:
         names.append("pinn_gs1")
     return names + list(ITERATIVE_ARMS) + [FLOOR]

@@ -1,4 +1,4 @@
-"""One dose × view cell's objects, as Phase G scores them and the product files hold them: the networks' test-split
+"""One object × dose × view cell's objects, as Phase G scores them and the product files hold them: the networks' test-split
 objects (the infer stage's file), the stored arms' objects (Phase F, and the refined network's) and the floor.
 Read once, checked first (compare.py and product.py both read cells through here)."""
 
@@ -21,6 +21,7 @@ from ptychostudy.stored import read_reconstruction
 class Cell:
     """One cell's inputs, read and checked before any work."""
 
+    obj: str
     dose: int
     view: str
     summary: dict  # the view's view.json
@@ -38,22 +39,23 @@ class Cell:
         return {name: objects[name] for name in self.arms}
 
 
-def read_inferred(path, dose: int, view: str) -> tuple[dict[str, np.ndarray], dict]:
+def read_inferred(path, obj: str, dose: int, view: str) -> tuple[dict[str, np.ndarray], dict]:
     """The infer stage's file of one cell: (network arm -> object, record)."""
     arrays = read_npz(path, "network inference (infer stage)", hint="run its infer stage first")
     record = read_metadata(arrays, str(path))
-    if record.get("dose") != dose or record.get("view") != view:
-        raise StudyError(f"{path}: holds dose {record.get('dose')}, view {record.get('view')}, not dose {dose}, view {view}")
+    if (record.get("object"), record.get("dose"), record.get("view")) != (obj, dose, view):
+        raise StudyError(f"{path}: holds {record.get('object')}, dose {record.get('dose')}, view {record.get('view')}, "
+                         f"not {obj}, dose {dose}, view {view}")
     return {name: arrays[name] for name in record.get("arms", [])}, record
 
 
-def load(cfg: Params, dose, view: str, view_dir, inferred, reconstructions) -> Cell:
-    dose = cfg.dose(dose)
+def load(cfg: Params, obj: str, dose, view: str, view_dir, inferred, reconstructions) -> Cell:
+    obj, dose = cfg.object(obj), cfg.dose(dose)
     definition = cfg.view(view)
     summary = layout.read_view_summary(view_dir, dose, view)
     if summary["skipped"]:
-        return Cell(dose, view, summary, [], {}, None, {}, {})
-    names = arms(cfg, view)
+        return Cell(obj, dose, view, summary, [], {}, None, {}, {})
+    names = arms(cfg, obj, view)
     paths = {"data": layout.view_file(view_dir, "test")}
     if any(name in NETWORK_ARMS for name in names):
         paths["inferred"] = Path(inferred)
@@ -68,15 +70,15 @@ def load(cfg: Params, dose, view: str, view_dir, inferred, reconstructions) -> C
     truth = test.truth
     stored = {}
     for name in stored_arms:
-        obj, loss, meta = read_reconstruction(paths[name])
-        if meta.get("skipped") or obj.shape != truth.shape:
+        recon, loss, meta = read_reconstruction(paths[name])
+        if meta.get("skipped") or recon.shape != truth.shape:
             raise StudyError(f"{paths[name]}: holds no {truth.shape[0]}×{truth.shape[1]} object for dose {dose}, view {view}")
-        stored[name] = (obj, loss, meta)
+        stored[name] = (recon, loss, meta)
     networks = {}
     if "inferred" in paths:
-        networks, _ = read_inferred(paths["inferred"], dose, view)
+        networks, _ = read_inferred(paths["inferred"], obj, dose, view)
         for name in (n for n in names if n in NETWORK_ARMS):
             if name not in networks or networks[name].shape != truth.shape:
                 raise StudyError(f"{paths['inferred']}: holds no {truth.shape[0]}×{truth.shape[1]} object of the {name} arm")
-    return Cell(dose, view, summary, names, paths, test,
+    return Cell(obj, dose, view, summary, names, paths, test,
                 {name: networks[name] for name in names if name in NETWORK_ARMS}, stored)

@@ -25,13 +25,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from ptychostudy import layout, stage, study_figures
 from ptychostudy.arms import LABELS as ARM_LABELS
 from ptychostudy.cell import Cell
 from ptychostudy.cell import load as load_cell
-from ptychostudy.io import sha256_file, write_json, write_text
+from ptychostudy.io import finite, sha256_file, write_json, write_text
 from ptychostudy.metrics import PARTS, regions, score_arm
 from ptychostudy.params import Params
 from ptychostudy.params import load as load_params
@@ -39,13 +38,6 @@ from ptychostudy.params.compare import CompareParams
 from ptychostudy.params.study import StudyParams
 
 CSV_HEADER = "model,metric,part,value\n"
-
-
-def _finite(value):
-    """JSON has no infinity: a perfect score's PSNR (MSE 0) is stored as null."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value if not isinstance(value, float) or np.isfinite(value) else None
 
 
 def compute(cfg: Params, cell: Cell):
@@ -67,11 +59,11 @@ def _csv(scored: dict) -> str:
     return "".join(rows)
 
 
-def run(cfg: Params, dose, view: str, view_dir, inferred, reconstructions, out_dir) -> dict:
-    cell = load_cell(cfg, dose, view, view_dir, inferred, reconstructions)
+def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, reconstructions, out_dir) -> dict:
+    cell = load_cell(cfg, obj, dose, view, view_dir, inferred, reconstructions)
     out_dir = Path(out_dir)
     csv_path, json_path, png_path = (out_dir / n for n in (layout.COMPARISON_CSV, layout.COMPARISON_JSON, layout.COMPARISON_PNG))
-    record = {"dose": cell.dose, "view": cell.view, "phase": "G", "split": "test"}
+    record = {"object": cell.obj, "dose": cell.dose, "view": cell.view, "phase": "G", "split": "test"}
     if cell.summary["skipped"]:
         record.update(skipped=True, reason=cell.summary["reason"], arms=[])
         write_text(csv_path, CSV_HEADER)
@@ -92,7 +84,7 @@ def run(cfg: Params, dose, view: str, view_dir, inferred, reconstructions, out_d
         stored={name: {"settings": meta.get("settings"), "epochs": meta.get("epochs"), "plan": meta.get("plan"),
                        "steps": meta.get("steps"), "cost_final": meta.get("cost_final")}
                 for name, (_, _, meta) in cell.stored.items()},
-        scores=_finite({n: r.scores for n, r in scored.items()}),
+        scores=finite({n: r.scores for n, r in scored.items()}),  # JSON has no infinity or NaN: null
     )
     write_text(csv_path, _csv(scored))
     write_json(json_path, record)
@@ -103,18 +95,18 @@ def run(cfg: Params, dose, view: str, view_dir, inferred, reconstructions, out_d
 
 def headline(record: dict) -> str:
     if record.get("skipped"):
-        return f"compare dose {record['dose']} {record['view']}: SKIPPED ({record['reason']})"
+        return f"compare {record['object']} dose {record['dose']} {record['view']}: SKIPPED ({record['reason']})"
     parts = []
     for name in record["arms"]:
         f = record["scores"][name]["featured"]
         parts.append(f"{name} phase SSIM {f['phase']['ssim']:.3f} r {f['phase']['pearson_r']:.3f} / "
                      f"amplitude SSIM {f['amplitude']['ssim']:.3f}")
-    return f"compare dose {record['dose']} {record['view']} (featured region): " + "; ".join(parts)
+    return f"compare {record['object']} dose {record['dose']} {record['view']} (featured region): " + "; ".join(parts)
 
 
 def cli(args) -> None:
     """``ptychostudy compare``: one cell, then its headline on stdout."""
-    record = run(load_params(args.params, StudyParams, CompareParams), args.dose, args.view, args.view_dir, args.inferred,
+    record = run(load_params(args.params, StudyParams, CompareParams), args.obj, args.dose, args.view, args.view_dir, args.inferred,
                  args.reconstructions, args.out_dir)
     print(headline(record))
 

@@ -44,6 +44,8 @@ def config_from_dict(raw: Any) -> Params:
     check_keys(raw, list(SECTIONS), "params.yaml")
     cfg = from_dict(raw, *SECTIONS.values())
     check_stitch(cfg.infer.stitch_fraction, "infer.stitch_fraction", cfg.train.support)
+    for name in cfg.study.objects:  # study (every stage) does not read base: the rule between the two is here
+        cfg.base.object_kind(name)
     return cfg
 
 

@@ -19,7 +19,7 @@ from ptychostudy import CheckFailed, StudyError, stage
 PAGE = Path("docs/pipeline.md")
 HEADER = """# The pipeline
 
-One box per kind of stage (each runs once per dose, dose × view or half of the measured scan, as `dvc.yaml`
+One box per kind of stage (each runs once per object × dose, cell or half of the measured scan, as `dvc.yaml`
 says); an arrow: a stage reads what the other writes. Drawn from `dvc dag --dot` by `ptychostudy dag` (a test
 checks that this page is current). `dvc dag` draws every stage.
 

@@ -51,7 +51,7 @@ def simulation_figure(base, positions: dict, examples: dict, geometry, facts: di
         fig.colorbar(im, ax=ax, fraction=0.046, label="log10(1 + counts)")
         ax.set_title(f"{split} pattern 0: {counts.sum():.0f} counts")
     fig.suptitle(
-        f"Phase C, dose {facts['dose']:g} photons/pattern: measured mean {facts['mean_counts_per_pattern']:.1f} "
+        f"Phase C, {facts['object']}, dose {facts['dose']:g} photons/pattern: measured mean {facts['mean_counts_per_pattern']:.1f} "
         f"counts per pattern, scale s = {facts['scale']:.4g}"
     )
     fig.tight_layout()
@@ -72,7 +72,7 @@ def view_figure(summary: dict, data: dict, kept: dict, path: Path) -> None:
             for cx, cy in zip(x, y):
                 ax.add_patch(plt.Circle((cx, cy), radius, fill=False, lw=0.4, color=SPLIT_COLOURS[split], alpha=0.6))
     title = (
-        f"view {summary['view']} (gridsize {summary['gridsize']}), dose {summary['dose']:g}: "
+        f"{summary['object']}, view {summary['view']} (gridsize {summary['gridsize']}), dose {summary['dose']:g}: "
         f"D = {summary['probe_diameter_px']:.1f} px, S = {summary['min_spacing_px']:.1f} px"
     )
     if summary["skipped"]:
@@ -87,6 +87,6 @@ def skipped_figure(record: dict, path: Path) -> None:
     """A declared figure of a skipped job says so, instead of being missing."""
     fig, ax = plt.subplots(figsize=(6, 2))
     ax.axis("off")
-    ax.text(0.5, 0.5, f"dose {record['dose']:g}, view {record['view']}: SKIPPED\n{record['reason']}",
+    ax.text(0.5, 0.5, f"{record.get('object', '')} dose {record['dose']:g}, view {record['view']}: SKIPPED\n{record['reason']}",
             ha="center", va="center", wrap=True)
     _save(fig, path, dpi=70)

@@ -42,12 +42,12 @@ def _skipped(paths: dict, record: dict) -> dict:
     return {**record, "arms": list(paths)}
 
 
-def run(cfg: Params, dose, view: str, view_dir, tuning, out, report, timing, *, heldout_out=None, heldout_report=None,
+def run(cfg: Params, obj: str, dose, view: str, view_dir, tuning, out, report, timing, *, heldout_out=None, heldout_report=None,
         progress: bool = True) -> dict:
     """Both gradient arms of one cell from one run: the solver stops at the later of the two protocols' stops
     and the earlier one's object is taken on the way (the same object a run stopping there gives)."""
     # load: every input read and checked first
-    dose = cfg.dose(dose)
+    obj, dose = cfg.object(obj), cfg.dose(dose)
     definition = cfg.view(view)
     paths = {ARM: (Path(out), Path(report))}
     if (heldout_out is None) != (heldout_report is None):
@@ -57,7 +57,7 @@ def run(cfg: Params, dose, view: str, view_dir, tuning, out, report, timing, *, 
     timing = Path(timing)
     summary = layout.read_view_summary(view_dir, dose, view)
     g = cfg.gradient
-    record = {"dose": dose, "view": view, "phase": "F", "split": SPLIT,
+    record = {"object": obj, "dose": dose, "view": view, "phase": "F", "split": SPLIT,
               "solver": "Poisson-likelihood gradient descent (Adam), coarse-to-fine object"}
     if summary["skipped"]:
         record.update(skipped=True, reason=summary["reason"])
@@ -80,9 +80,9 @@ def run(cfg: Params, dose, view: str, view_dir, tuning, out, report, timing, *, 
                 seconds[arm] = time.perf_counter() - start
 
     earlier = sorted({stop[1] for arm, stop in stops.items() if arm != last})
-    obj, cost = solve(split, g, plan, derive_seed(g.seed, dose, view), progress=progress, desc=f"gradient dose {dose} {view}",
-                      checkpoints=earlier, on_checkpoint=checkpoint)
-    objects[last], seconds[last] = obj, time.perf_counter() - start
+    recon, cost = solve(split, g, plan, derive_seed(g.seed, dose, view), progress=progress,
+                        desc=f"gradient {obj} dose {dose} {view}", checkpoints=earlier, on_checkpoint=checkpoint)
+    objects[last], seconds[last] = recon, time.perf_counter() - start
     # write
     record.update(skipped=False, data={"path": str(data_path), "sha256": sha256_file(data_path)}, positions=split.patterns)
     for arm, (arm_out, arm_report) in paths.items():
@@ -96,7 +96,7 @@ def run(cfg: Params, dose, view: str, view_dir, tuning, out, report, timing, *, 
                "cost_first": float(cost[0]), "cost_final": float(cost[steps - 1]), "object_shape": list(objects[arm].shape)}
         write_reconstruction(arm_out, objects[arm], cost[:steps], rec)
         write_json(arm_report, rec)
-    write_json(timing, {"dose": dose, "view": view, "arms": list(paths), "reconstruct_seconds": seconds,
+    write_json(timing, {"object": obj, "dose": dose, "view": view, "arms": list(paths), "reconstruct_seconds": seconds,
                         "steps": {arm: at[arm] for arm in paths}, "positions": split.patterns, "threads": g.threads,
                         "torch": torch.__version__})
     return {**record, "arms": list(paths), "plans": {arm: schedule(g, stops[arm]) for arm in paths}, "seconds": seconds}
@@ -104,15 +104,15 @@ def run(cfg: Params, dose, view: str, view_dir, tuning, out, report, timing, *, 
 
 def cli(args) -> None:
     """``ptychostudy gradient``: one cell, then its headline on stdout."""
-    r = run(load_params(args.params, GradientParams, StudyParams), args.dose, args.view, args.view_dir, args.tuning, args.out,
+    r = run(load_params(args.params, GradientParams, StudyParams), args.obj, args.dose, args.view, args.view_dir, args.tuning, args.out,
             args.report, args.timing, heldout_out=args.heldout_out, heldout_report=args.heldout_report,
             progress=not args.no_progress)
     if r["skipped"]:
-        print(f"gradient dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
+        print(f"gradient {r['object']} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
         return
     for arm, plan in r["plans"].items():
         steps = ", ".join(f"{n} steps at {factor} px/sample" for factor, n in plan)
-        print(f"{arm} dose {r['dose']} {r['view']}: {r['positions']} positions, {steps} ({r['seconds'][arm]:.1f} s)")
+        print(f"{arm} {r['object']} dose {r['dose']} {r['view']}: {r['positions']} positions, {steps} ({r['seconds'][arm]:.1f} s)")
 
 
 def build_parser(prog: str = "python -m ptychostudy.gradient") -> argparse.ArgumentParser:

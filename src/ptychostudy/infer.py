@@ -32,23 +32,23 @@ from ptychostudy.params.study import StudyParams
 SPLIT = "test"
 
 
-def run(cfg: Params, dose, view: str, view_dir, models, out, timing, *, progress: bool = True) -> dict:
+def run(cfg: Params, obj: str, dose, view: str, view_dir, models, out, timing, *, progress: bool = True) -> dict:
     # load: the view's test split and the cell's networks, all checked first
-    dose = cfg.dose(dose)
+    obj, dose = cfg.object(obj), cfg.dose(dose)
     definition = cfg.view(view)
     out, timing = Path(out), Path(timing)
     summary = layout.read_view_summary(view_dir, dose, view)
-    record = {"dose": dose, "view": view, "split": SPLIT}
+    record = {"object": obj, "dose": dose, "view": view, "split": SPLIT}
     if summary["skipped"]:
         record.update(skipped=True, reason=summary["reason"], arms=[])
         write_npz(out, {"_metadata": json_array(record)})
         return record
-    names = [name for name in arms(cfg, view) if name in NETWORK_ARMS]
+    names = [name for name in arms(cfg, obj, view) if name in NETWORK_ARMS]
     paths = {"data": layout.view_file(view_dir, SPLIT)}
     if "pinn" in names:
-        paths["pinn"] = layout.bundle_path(models, dose, view)
+        paths["pinn"] = layout.bundle_path(models, obj, dose, view)
     if "pinn_gs1" in names:
-        paths["pinn_gs1"] = layout.bundle_path(models, dose, baseline_view(cfg))
+        paths["pinn_gs1"] = layout.bundle_path(models, obj, dose, baseline_view(cfg, obj))
     missing = [f"{path} (needed for the {name} arm)" for name, path in paths.items() if not Path(path).is_file()]
     if missing:
         raise StudyError("missing input: " + "; ".join(missing) + "; run the earlier stages first")
@@ -61,7 +61,7 @@ def run(cfg: Params, dose, view: str, view_dir, models, out, timing, *, progress
     device = setup_torch(cfg.infer.threads, cfg.infer.accelerator)
     objects, seconds = {}, {}
     patterns = splits["pinn_gs1"].patterns
-    bar = tqdm(total=patterns * len(networks), desc=f"infer dose {dose} {view}", unit="pattern", disable=not progress)
+    bar = tqdm(total=patterns * len(networks), desc=f"infer {obj} dose {dose} {view}", unit="pattern", disable=not progress)
     for name, loaded in networks.items():
         objects[name], seconds[name] = reconstruct_split(loaded, splits[name], cfg.infer, device, bar)
     bar.close()
@@ -70,19 +70,19 @@ def run(cfg: Params, dose, view: str, view_dir, models, out, timing, *, progress
                   inputs={k: {"path": str(p), "sha256": sha256_file(p)} for k, p in paths.items()})
     write_npz(out, {**{name: np.asarray(obj, dtype=np.complex64) for name, obj in objects.items()},
                     "_metadata": json_array(record)})
-    write_json(timing, {"dose": dose, "view": view, "inference_seconds": seconds, "patterns": patterns,
+    write_json(timing, {"object": obj, "dose": dose, "view": view, "inference_seconds": seconds, "patterns": patterns,
                         "threads": cfg.infer.threads, "torch": torch.__version__})
     return {**record, "inference_seconds": seconds}
 
 
 def cli(args) -> None:
     """``ptychostudy infer``: one cell's network objects, then one line."""
-    r = run(load_params(args.params, StudyParams, InferParams), args.dose, args.view, args.view_dir, args.models,
+    r = run(load_params(args.params, StudyParams, InferParams), args.obj, args.dose, args.view, args.view_dir, args.models,
             args.out, args.timing, progress=not args.no_progress)
     if r["skipped"]:
-        print(f"infer dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
+        print(f"infer {r['object']} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
     else:
-        print(f"infer dose {r['dose']} {r['view']}: " + ", ".join(
+        print(f"infer {r['object']} dose {r['dose']} {r['view']}: " + ", ".join(
             f"{name} {s:.1f} s" for name, s in r["inference_seconds"].items()) + f" for {r['patterns']} patterns -> {args.out}")
 
 

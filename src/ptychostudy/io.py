@@ -42,21 +42,21 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def _finite(obj):
+def finite(obj):
     """``obj`` with every non-finite float as None: a quantity that does not exist (an FRC that never crossed)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [finite(v) for v in obj]
     return obj
 
 
 def json_text(obj) -> str:
     """Canonical JSON text: sorted keys, two-space indent, trailing newline; NaN and infinities as null (JSON has
     no such numbers)."""
-    return json.dumps(_finite(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    return json.dumps(finite(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -43,9 +43,19 @@ def dose_tag(dose: int) -> str:
     return f"dose_{dose}"
 
 
-def cell_tag(dose: int, view: str) -> str:
-    """``dose_<dose>-<view>``: the report name of one dose × view cell."""
-    return f"{dose_tag(dose)}-{view}"
+def cell_name(obj: str, dose: int, view: str) -> str:
+    """``<object>-dose_<dose>-<view>``: one cell in a flat name (timing files, figures' titles)."""
+    return f"{obj}-{dose_tag(dose)}-{view}"
+
+
+def cell_tag(obj: str, dose: int, view: str) -> str:
+    """``<object>/dose_<dose>-<view>``: the report name of one object × dose × view cell (a folder per object)."""
+    return f"{obj}/{dose_tag(dose)}-{view}"
+
+
+def prepared_path(obj: str, root: str | Path = ".") -> Path:
+    """The base stage's file of one object: the object on the study's grid, the unit-power probe, their facts."""
+    return Path(root) / PREPARED / f"{obj}.npz"
 
 
 def simulated_file(sim_dir: str | Path, split: str) -> Path:
@@ -53,12 +63,12 @@ def simulated_file(sim_dir: str | Path, split: str) -> Path:
     return Path(sim_dir) / f"patched_{split}.npz"
 
 
-def simulated_dir(dose: int, root: str | Path = ".") -> Path:
-    return Path(root) / SIMULATED / dose_tag(dose)
+def simulated_dir(obj: str, dose: int, root: str | Path = ".") -> Path:
+    return Path(root) / SIMULATED / obj / dose_tag(dose)
 
 
-def view_dir(dose: int, view: str, root: str | Path = ".") -> Path:
-    return Path(root) / VIEWS / dose_tag(dose) / view
+def view_dir(obj: str, dose: int, view: str, root: str | Path = ".") -> Path:
+    return Path(root) / VIEWS / obj / dose_tag(dose) / view
 
 
 def view_file(directory: str | Path, split: str) -> Path:
@@ -66,24 +76,24 @@ def view_file(directory: str | Path, split: str) -> Path:
     return Path(directory) / f"{split}.npz"
 
 
-def bundle_path(models: str | Path, dose: int, view: str) -> Path:
+def bundle_path(models: str | Path, obj: str, dose: int, view: str) -> Path:
     """Phase E: the bundle of one job under an artefact folder (``data/models``)."""
-    return Path(models) / dose_tag(dose) / view / BUNDLE
+    return Path(models) / obj / dose_tag(dose) / view / BUNDLE
 
 
-def train_shown_path(dose: int, view: str, root: str | Path = ".") -> Path:
+def train_shown_path(obj: str, dose: int, view: str, root: str | Path = ".") -> Path:
     """Phase E: what one job's training figure shows (``train.write_shown``)."""
-    return Path(root) / TRAIN_SHOWN / dose_tag(dose) / f"{view}.npz"
+    return Path(root) / TRAIN_SHOWN / obj / dose_tag(dose) / f"{view}.npz"
 
 
-def inferred_path(dose: int, view: str, root: str | Path = ".") -> Path:
+def inferred_path(obj: str, dose: int, view: str, root: str | Path = ".") -> Path:
     """The infer stage's file of one cell: the networks' stitched test-split objects."""
-    return Path(root) / INFERRED / dose_tag(dose) / f"{view}.npz"
+    return Path(root) / INFERRED / obj / dose_tag(dose) / f"{view}.npz"
 
 
-def reconstruction_dir(dose: int, view: str, root: str | Path = ".") -> Path:
+def reconstruction_dir(obj: str, dose: int, view: str, root: str | Path = ".") -> Path:
     """Phase F's folder of one cell: one ``<arm>.npz`` per iterative arm, and the refined network's."""
-    return Path(root) / RECONSTRUCTED / dose_tag(dose) / view
+    return Path(root) / RECONSTRUCTED / obj / dose_tag(dose) / view
 
 
 def reconstruction_file(directory: str | Path, arm: str) -> Path:
@@ -92,13 +102,13 @@ def reconstruction_file(directory: str | Path, arm: str) -> Path:
     return Path(directory) / f"{arm}.npz"
 
 
-def reconstruction_path(dose: int, view: str, arm: str, root: str | Path = ".") -> Path:
-    return reconstruction_file(reconstruction_dir(dose, view, root), arm)
+def reconstruction_path(obj: str, dose: int, view: str, arm: str, root: str | Path = ".") -> Path:
+    return reconstruction_file(reconstruction_dir(obj, dose, view, root), arm)
 
 
-def product_dir(dose: int, view: str, root: str | Path = ".") -> Path:
+def product_dir(obj: str, dose: int, view: str, root: str | Path = ".") -> Path:
     """The ptychodus product files of one cell (module product.py)."""
-    return Path(root) / PRODUCTS / dose_tag(dose) / view
+    return Path(root) / PRODUCTS / obj / dose_tag(dose) / view
 
 
 def product_file(directory: str | Path, arm: str) -> Path:
@@ -116,20 +126,26 @@ def measured_pinn_file(root: str | Path = ".") -> Path:
     return Path(root) / MEASURED / "pinn.npz"
 
 
-def tuning_path(dose: int, view: str, root: str | Path = ".") -> Path:
+def tuning_path(obj: str, dose: int, view: str, root: str | Path = ".") -> Path:
     """The tune stage's selection (and the scores it rests on) for one cell."""
-    return Path(root) / TUNING / f"{cell_tag(dose, view)}.json"
+    return Path(root) / TUNING / f"{cell_tag(obj, dose, view)}.json"
 
 
-def report_path(kind: str, dose: int, view: str | None = None, suffix: str = ".json", root: str | Path = ".") -> Path:
-    """``reports/<kind>/dose_<d>[-<view>]<suffix>``: the per-stage reports."""
-    name = dose_tag(dose) if view is None else cell_tag(dose, view)
-    return Path(root) / REPORTS / kind / f"{name}{suffix}"
+def report_path(kind: str, obj: str, dose: int, view: str | None = None, suffix: str = ".json",
+                root: str | Path = ".") -> Path:
+    """``reports/<kind>/<object>/dose_<d>[-<view>]<suffix>``: the per-stage reports."""
+    name = dose_tag(dose) if view is None else f"{dose_tag(dose)}-{view}"
+    return Path(root) / REPORTS / kind / obj / f"{name}{suffix}"
 
 
-def compare_dir(reports: str | Path, dose: int, view: str) -> Path:
+def timing_path(kind: str, obj: str, dose: int, view: str, root: str | Path = ".") -> Path:
+    """``reports/timing/<kind>-<object>-dose_<d>-<view>.json``: one stage's wall time (not tracked)."""
+    return Path(root) / REPORTS / "timing" / f"{kind}-{cell_name(obj, dose, view)}.json"
+
+
+def compare_dir(reports: str | Path, obj: str, dose: int, view: str) -> Path:
     """Phase G's folder of one cell under a reports folder (``reports/compare``)."""
-    return Path(reports) / cell_tag(dose, view)
+    return Path(reports) / obj / f"{dose_tag(dose)}-{view}"
 
 
 def read_view_summary(directory: str | Path, dose: int, view: str) -> dict:

@@ -86,7 +86,7 @@ def run_compare(cfg: Params, data_path, ptychi_dir, pinn, out_dir, *, metrics=No
         result = score_arm(images[moving], images[reference], masks, cfg.compare, ("scanned",))
         scored[name] = {**_headline(result.scores["scanned"]), "shift_px": list(result.shift), "note": PAIR_NOTES[name]}
         curves[name] = frc_curve(np.angle(result.aligned["scanned"]), np.angle(images[reference]), scanned,
-                                 cfg.compare.frc_taper)
+                                 cfg.compare.frc_apodization_px)
     record = {"data": {"path": str(data_path), "sha256": cfg.measured.data_sha256, **data.facts},
               "region": {"name": "scanned by both halves", "pixels": int(scanned.sum())}, "pairs": scored,
               "scoring": "metrics.score_arm with the second reconstruction in the place of the truth (registration, "

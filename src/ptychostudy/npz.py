@@ -21,7 +21,7 @@ from typing import Mapping
 import numpy as np
 
 from ptychostudy import StudyError
-from ptychostudy.io import write_bytes
+from ptychostudy.io import finite, write_bytes
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 ZIP_FILE_MODE = 0o100644 << 16  # regular file, rw-r--r--
@@ -62,8 +62,9 @@ def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None
 
 
 def json_array(obj) -> np.ndarray:
-    """A JSON document as a 0-d unicode array: loads with ``allow_pickle=False``."""
-    return np.array(json.dumps(obj, sort_keys=True, allow_nan=False))
+    """A JSON document as a 0-d unicode array: loads with ``allow_pickle=False``. Non-finite floats are written as
+    null, as ``io.json_text`` writes them (a quantity that does not exist, such as an FRC that never crossed)."""
+    return np.array(json.dumps(finite(obj), sort_keys=True, allow_nan=False))
 
 
 MAX_MEMBER_BYTES = 16 << 30  # an array of an .npz the study reads: far above any study file (full profile: 0.7 GiB)

@@ -140,7 +140,7 @@ def read_loss(path: str | Path) -> np.ndarray:
     return values
 
 
-COMMENT = ("ptychostudy, a synthetic study: diffraction simulated from a real probe and object. The physical scales "
+COMMENT = ("ptychostudy, a synthetic study: diffraction simulated from a real probe and an object ({obj}). The physical scales "
            "here (photon energy, distance, pixel sizes) are nominal (params product.*); the study itself is computed "
            "in object pixels and photons per pattern. Arm: {label}. Dose {dose} photons per pattern, view {view}, "
            "test split. Loss: {loss}.")
@@ -150,18 +150,18 @@ LOSS = {"pinn": "training loss per epoch (Poisson deviance)", "pinn_gs1": "train
         "pinn_refined": "refinement loss per step on the test patterns (Poisson deviance)"}
 
 
-def run(cfg: Params, dose, view: str, view_dir, inferred, reconstructions, train_reports, out_dir) -> dict:
-    cell = load_cell(cfg, dose, view, view_dir, inferred, reconstructions)
+def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, reconstructions, train_reports, out_dir) -> dict:
+    cell = load_cell(cfg, obj, dose, view, view_dir, inferred, reconstructions)
     out_dir = Path(out_dir)
-    record = {"dose": cell.dose, "view": cell.view, "nominal": True, "object_pixel_m": object_pixel_m(cfg)}
+    record = {"object": cell.obj, "dose": cell.dose, "view": cell.view, "nominal": True, "object_pixel_m": object_pixel_m(cfg)}
     if cell.summary["skipped"]:
         return _publish(out_dir, {**record, "skipped": True, "reason": cell.summary["reason"], "files": {}}, {})
     arms = [a for a in cell.arms if a != FLOOR]
     losses = {a: cell.stored[a][1] for a in arms if a in cell.stored}  # read once, by cell.load
     for arm in arms:
         if arm in cell.inferred:
-            trained_view = view if arm == "pinn" else baseline_view(cfg)
-            losses[arm] = read_loss(Path(train_reports) / f"{layout.cell_tag(cell.dose, trained_view)}.csv")
+            trained_view = view if arm == "pinn" else baseline_view(cfg, cell.obj)
+            losses[arm] = read_loss(Path(train_reports) / f"{layout.cell_tag(cell.obj, cell.dose, trained_view)}.csv")
     objects = cell.objects()
     test = cell.test
     pixel = record["object_pixel_m"]
@@ -169,8 +169,8 @@ def run(cfg: Params, dose, view: str, view_dir, inferred, reconstructions, train
     for arm in arms:
         files[layout.product_file(".", arm).name] = product_bytes(
             obj=objects[arm], probe=test.probe.numpy(), positions=test.positions, pixel_m=pixel, cfg=cfg,
-            name=f"{arm} dose {cell.dose} {cell.view}", photon_count=cell.dose, loss=losses[arm],
-            comments=COMMENT.format(label=LABELS[arm], dose=cell.dose, view=cell.view, loss=LOSS[arm]))
+            name=f"{arm} {cell.obj} dose {cell.dose} {cell.view}", photon_count=cell.dose, loss=losses[arm],
+            comments=COMMENT.format(obj=cell.obj, label=LABELS[arm], dose=cell.dose, view=cell.view, loss=LOSS[arm]))
     return _publish(out_dir, {**record, "skipped": False, "arms": arms}, files)
 
 
@@ -194,12 +194,12 @@ def _publish(out_dir: Path, record: dict, files: dict[str, bytes]) -> dict:
 
 def cli(args) -> None:
     """``ptychostudy product``: one cell's product files, then one line naming them."""
-    record = run(load_params(args.params, StudyParams, BaseParams, ProductParams), args.dose, args.view, args.view_dir,
+    record = run(load_params(args.params, StudyParams, BaseParams, ProductParams), args.obj, args.dose, args.view, args.view_dir,
                  args.inferred, args.reconstructions, args.train_reports, args.out_dir)
     if record["skipped"]:
-        print(f"product dose {record['dose']} {record['view']}: SKIPPED ({record['reason']})")
+        print(f"product {record['object']} dose {record['dose']} {record['view']}: SKIPPED ({record['reason']})")
     else:
-        print(f"product dose {record['dose']} {record['view']}: {', '.join(record['files'])} in {args.out_dir} "
+        print(f"product {record['object']} dose {record['dose']} {record['view']}: {', '.join(record['files'])} in {args.out_dir} "
               f"(object pixel {record['object_pixel_m'] * 1e9:.1f} nm, nominal)")
 
 

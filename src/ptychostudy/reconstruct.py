@@ -53,7 +53,7 @@ def _record(cfg: Params, arm: str, setting, epochs: int, chosen: dict, cost: np.
             "cost_first": float(cost[0]), "cost_final": float(cost[epochs - 1]), "object_shape": list(obj.shape)}
 
 
-def run(cfg: Params, dose, view: str, view_dir, out, report, timing, *, arm: str = "ptychi", tuning=None,
+def run(cfg: Params, obj: str, dose, view: str, view_dir, out, report, timing, *, arm: str = "ptychi", tuning=None,
         heldout_out=None, heldout_report=None, progress: bool = True) -> dict:
     """One pty-chi arm of one cell; with ``arm`` ptychi_tuned and ``heldout_out`` also the arm ptychi_heldout (the
     no-calibration protocol's pick): one run serves both where the picks share a setting (the earlier epoch count's
@@ -63,14 +63,14 @@ def run(cfg: Params, dose, view: str, view_dir, out, report, timing, *, arm: str
         raise StudyError(f"unknown pty-chi arm {arm!r}; choose ptychi or ptychi_tuned (which writes ptychi_heldout too)")
     if (heldout_out is None) != (heldout_report is None) or (heldout_out is not None and arm != "ptychi_tuned"):
         raise StudyError("reconstruct: --heldout-out and --heldout-report go together, with --arm ptychi_tuned")
-    dose = cfg.dose(dose)
+    obj, dose = cfg.object(obj), cfg.dose(dose)
     definition = cfg.view(view)
     paths = {arm: (Path(out), Path(report))}
     if heldout_out is not None:
         paths["ptychi_heldout"] = (Path(heldout_out), Path(heldout_report))
     timing = Path(timing)
     summary = layout.read_view_summary(view_dir, dose, view)
-    record = {"dose": dose, "view": view, "phase": "F", "split": SPLIT, "solver": "pty-chi LSQML"}
+    record = {"object": obj, "dose": dose, "view": view, "phase": "F", "split": SPLIT, "solver": "pty-chi LSQML"}
     if summary["skipped"]:
         record.update(skipped=True, reason=summary["reason"])
         for name, (arm_out, arm_report) in paths.items():
@@ -97,42 +97,43 @@ def run(cfg: Params, dose, view: str, view_dir, out, report, timing, *, arm: str
                     taken[name] = obj
                     seconds[name] = time.perf_counter() - start
 
-        obj, cost, _ = reconstruct(setting, r.batch_size, split, epochs, seed, progress=progress,
-                                   desc=f"{'/'.join(names)} dose {dose} {view}",
+        recon, cost, _ = reconstruct(setting, r.batch_size, split, epochs, seed, progress=progress,
+                                   desc=f"{'/'.join(names)} {obj} dose {dose} {view}",
                                    checkpoints=sorted({settings[name][1] for name in names}), on_checkpoint=checkpoint)
         for name in names:
-            results[name] = (taken.get(name, obj), cost)
+            results[name] = (taken.get(name, recon), cost)
             seconds.setdefault(name, time.perf_counter() - start)
     # write
     record.update(skipped=False, ptychi_version=importlib.metadata.version("ptychi"),
                   data={"path": str(data_path), "sha256": sha256_file(data_path)}, positions=split.patterns)
+    written = {}
     for name, (arm_out, arm_report) in paths.items():
         setting, epochs, chosen = settings[name]
-        obj, cost = results[name]
+        recon, cost = results[name]
         shared = [other for other in paths if other != name and settings[other][0] == setting]
-        rec = {**record, **_record(cfg, name, setting, epochs, chosen, cost, obj)}
+        rec = {**record, **_record(cfg, name, setting, epochs, chosen, cost, recon)}
         if shared:
             rec["shared_run"] = f"one LSQML run for {', '.join(sorted([name, *shared]))} (the same setting)"
-        write_reconstruction(arm_out, obj, cost[:epochs], rec)
+        write_reconstruction(arm_out, recon, cost[:epochs], rec)
         write_json(arm_report, rec)
-    write_json(timing, {"dose": dose, "view": view, "arms": list(paths), "reconstruct_seconds": seconds,
+        written[name] = rec
+    write_json(timing, {"object": obj, "dose": dose, "view": view, "arms": list(paths), "reconstruct_seconds": seconds,
                         "epochs": {name: settings[name][1] for name in paths}, "positions": split.patterns,
                         "threads": r.threads, "torch": torch.__version__})
-    return {**record, "arms": list(paths), "records": {name: {**_record(cfg, name, *settings[name], *results[name][::-1])}
-                                                       for name in paths}, "seconds": seconds}
+    return {**record, "arms": list(paths), "records": written, "seconds": seconds}
 
 
 def cli(args) -> None:
     """``ptychostudy reconstruct``: one arm of one cell (two with --heldout-out), then a headline each on stdout."""
-    r = run(load_params(args.params, ReconstructParams), args.dose, args.view, args.view_dir, args.out, args.report,
+    r = run(load_params(args.params, ReconstructParams), args.obj, args.dose, args.view, args.view_dir, args.out, args.report,
             args.timing, arm=args.arm, tuning=args.tuning, heldout_out=args.heldout_out, heldout_report=args.heldout_report,
             progress=not args.no_progress)
     if r["skipped"]:
-        print(f"reconstruct {', '.join(r['arms'])} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
+        print(f"reconstruct {', '.join(r['arms'])} {r['object']} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
         return
     for name, rec in r["records"].items():
         s = rec["settings"]
-        print(f"reconstruct {name} dose {r['dose']} {r['view']}: {r['positions']} positions, {rec['epochs']} LSQML "
+        print(f"reconstruct {name} {r['object']} dose {r['dose']} {r['view']}: {r['positions']} positions, {rec['epochs']} LSQML "
               f"epochs ({s['noise_model']}, TV {s['tv_weight']:g}, momentum {s['momentum']:g}) in {r['seconds'][name]:.1f} s, "
               f"cost {rec['cost_first']:.4g} -> {rec['cost_final']:.4g}")
 

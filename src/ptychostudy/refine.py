@@ -16,7 +16,6 @@ write (object file beside Phase F's, record with the curve, timing).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -50,9 +49,9 @@ def checkpoint_steps(cfg: Params, view: str) -> list[int]:
     return sorted({round(f * steps) for f in cfg.refine.checkpoints})
 
 
-def load(cfg: Params, dose, view: str, view_dir, bundle):
+def load(cfg: Params, obj: str, dose, view: str, view_dir, bundle):
     """(dose, view summary, test split with the view's groups, loaded bundle or None if skipped)."""
-    dose = cfg.dose(dose)
+    obj, dose = cfg.object(obj), cfg.dose(dose)
     gridsize = cfg.view(view).gridsize
     summary = layout.read_view_summary(view_dir, dose, view)
     if summary["skipped"]:
@@ -60,9 +59,9 @@ def load(cfg: Params, dose, view: str, view_dir, bundle):
     split = Split.read(layout.view_file(view_dir, SPLIT), gridsize, require_groups=gridsize > 1)
     loaded = load_bundle(bundle)
     d = loaded.description
-    if d.get("dose") != dose or d.get("view") != view:
-        raise StudyError(f"{bundle}: the network of dose {d.get('dose')}, view {d.get('view')}, not of dose {dose}, "
-                         f"view {view}")
+    if (d.get("object"), d.get("dose"), d.get("view")) != (obj, dose, view):
+        raise StudyError(f"{bundle}: the network of {d.get('object')}, dose {d.get('dose')}, view {d.get('view')}, not "
+                         f"of {obj}, dose {dose}, view {view}")
     require_channels(loaded.model, split, str(bundle))
     if not np.isclose(loaded.intensity_scale, split.intensity_scale, rtol=1e-6) or not torch.allclose(
             loaded.probe, split.probe, rtol=1e-5, atol=1e-7):
@@ -113,11 +112,12 @@ def refine(cfg: Params, dose: int, view: str, split: Split, loaded, *, progress:
     return canvas, np.asarray(losses, dtype=np.float64), points, spent
 
 
-def run(cfg: Params, dose, view: str, view_dir, bundle, out, report, timing, *, progress: bool = True) -> dict:
-    dose, summary, split, loaded = load(cfg, dose, view, view_dir, bundle)
+def run(cfg: Params, obj: str, dose, view: str, view_dir, bundle, out, report, timing, *, progress: bool = True) -> dict:
+    dose, summary, split, loaded = load(cfg, obj, dose, view, view_dir, bundle)
+    obj = cfg.object(obj)
     out, report, timing = map(Path, (out, report, timing))
     r = cfg.refine
-    record = {"dose": dose, "view": view, "phase": "F", "arm": ARM, "split": SPLIT,
+    record = {"object": obj, "dose": dose, "view": view, "phase": "F", "arm": ARM, "split": SPLIT,
               "solver": "the view's trained network fine-tuned self-supervised (Poisson deviance through the physics) "
                         "on the test split's own patterns; their truth is never read"}
     if summary["skipped"]:
@@ -132,10 +132,10 @@ def run(cfg: Params, dose, view: str, view_dir, bundle, out, report, timing, *, 
         s = score_arm(canvas, split.truth, masks, cfg.compare, ("featured",)).scores["featured"]
         frc = s["phase"]["frc50_resolution_px"]
         scores[steps] = {"phase_pearson_r": s["phase"]["pearson_r"],
-                         "phase_frc50_resolution_px": frc if math.isfinite(frc) else None,  # None: never crossed
+                         "phase_frc50_resolution_px": frc,  # NaN (null in the record): never crossed
                          "amplitude_pearson_r": s["amplitude"]["pearson_r"]}
 
-    obj, losses, points, seconds = refine(cfg, dose, view, split, loaded, progress=progress, on_checkpoint=score)
+    recon, losses, points, seconds = refine(cfg, dose, view, split, loaded, progress=progress, on_checkpoint=score)
     # the tracked record holds what is reproducible (scores by step); the wall times go to the timing file
     curve = [{"steps": p["steps"], "loss": p["loss"], **scores[p["steps"]]} for p in points]
     data_path = layout.view_file(view_dir, SPLIT)
@@ -151,11 +151,11 @@ def run(cfg: Params, dose, view: str, view_dir, bundle, out, report, timing, *, 
                                "from scores"},
         cost_first=float(losses[0]), cost_final=float(losses[-1]),
         curve=curve,
-        object_shape=list(obj.shape),
+        object_shape=list(recon.shape),
     )
-    write_reconstruction(out, obj, losses, record)
+    write_reconstruction(out, recon, losses, record)
     write_json(report, record)
-    write_json(timing, {"dose": dose, "view": view, "arm": ARM, "refine_seconds": seconds,
+    write_json(timing, {"object": obj, "dose": dose, "view": view, "arm": ARM, "refine_seconds": seconds,
                         "inference_seconds": points[-1]["inference_seconds"],
                         "ms_per_step": 1000 * seconds / max(len(losses), 1), "steps": len(losses),
                         "curve": [{"steps": p["steps"], "seconds": p["seconds"],
@@ -167,13 +167,13 @@ def run(cfg: Params, dose, view: str, view_dir, bundle, out, report, timing, *, 
 
 def cli(args) -> None:
     """``ptychostudy refine``: one cell, then its curve on stdout."""
-    r = run(load_params(args.params, RefineParams, TrainParams, InferParams, CompareParams), args.dose, args.view, args.view_dir, args.bundle, args.out, args.report,
+    r = run(load_params(args.params, RefineParams, TrainParams, InferParams, CompareParams), args.obj, args.dose, args.view, args.view_dir, args.bundle, args.out, args.report,
             args.timing, progress=not args.no_progress)
     if r["skipped"]:
-        print(f"refine dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
+        print(f"refine {r['object']} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
         return
     points = "; ".join(f"{p['steps']} steps r {p['phase_pearson_r']:.3f}" for p in r["curve"])
-    print(f"refine dose {r['dose']} {r['view']}: {r['positions']} test patterns, loss {r['cost_first']:.4g} -> "
+    print(f"refine {r['object']} dose {r['dose']} {r['view']}: {r['positions']} test patterns, loss {r['cost_first']:.4g} -> "
           f"{r['cost_final']:.4g} in {r['seconds']:.1f} s; phase r (featured): {points} -> {args.out}")
 
 

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from dataclasses import replace
 from types import SimpleNamespace
 
-from ptychostudy import gradient_solver, layout, physics, ptychi_solver, refine, stage
+from ptychostudy import StudyError, gradient_solver, layout, physics, ptychi_solver, refine, stage
 from ptychostudy.bundle import load_bundle
 from ptychostudy.dataset import Split, read_dataset
 from ptychostudy.prepared import read_base
@@ -119,13 +119,13 @@ def _refined(cfg: Params, dose: int, view: str, split: Split, net: torch.nn.Modu
     return obj
 
 
-def run(cfg: Params, dose, view: str, view_dir, tuning, bundle, base, report, timing, *, progress: bool = True) -> dict:
+def run(cfg: Params, obj: str, dose, view: str, view_dir, tuning, bundle, base, report, timing, *, progress: bool = True) -> dict:
     # load: every input read and checked first
-    dose = cfg.dose(dose)
+    obj, dose = cfg.object(obj), cfg.dose(dose)
     definition = cfg.view(view)
     report, timing = Path(report), Path(timing)
     summary = layout.read_view_summary(view_dir, dose, view)
-    record = {"dose": dose, "view": view, "split": SPLIT, "seeds": cfg.replicate.seeds,
+    record = {"object": obj, "dose": dose, "view": view, "split": SPLIT, "seeds": cfg.replicate.seeds,
               "noise_redraws": cfg.replicate.noise_redraws, "measures": [name for name, _, _ in MEASURES]}
     if summary["skipped"]:
         record.update(skipped=True, reason=summary["reason"], arms={})
@@ -140,6 +140,8 @@ def run(cfg: Params, dose, view: str, view_dir, tuning, bundle, base, report, ti
     plan = gradient_solver.schedule(cfg.gradient, gradient_solver.read_selection(tuning, dose, view))
     load_bundle(bundle)  # checked up front; each use loads a fresh copy (refinement changes the network)
     prepared = read_base(base)
+    if prepared.metadata.get("object") != obj:
+        raise StudyError(f"{base}: the prepared base of {prepared.metadata.get('object')!r}, not of {obj!r}")
     masks = regions(test, cfg.compare.scanned_threshold)
 
     # compute
@@ -202,7 +204,7 @@ def run(cfg: Params, dose, view: str, view_dir, tuning, bundle, base, report, ti
         arms=scores,
     )
     write_json(report, record)
-    write_json(timing, {"dose": dose, "view": view, "seconds": seconds, "threads": {"train": t.threads,
+    write_json(timing, {"object": obj, "dose": dose, "view": view, "seconds": seconds, "threads": {"train": t.threads,
                         "ptychi": r.threads, "gradient": g.threads, "refine": cfg.refine.threads},
                         "torch": torch.__version__})
     return {**record, "seconds": seconds}
@@ -212,13 +214,13 @@ def cli(args) -> None:
     """``ptychostudy replicate``: one cell, then each arm's replicate phase r on stdout."""
     r = run(load_params(args.params, ReplicateParams, TrainParams, GradientParams, ReconstructParams, InferParams,
                         CompareParams, RefineParams, SimulateParams),
-            args.dose, args.view, args.view_dir, args.tuning, args.bundle, args.base, args.report, args.timing,
+            args.obj, args.dose, args.view, args.view_dir, args.tuning, args.bundle, args.base, args.report, args.timing,
             progress=not args.no_progress)
     if r["skipped"]:
-        print(f"replicate dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
+        print(f"replicate {r['object']} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
         return
     parts = [f"{arm} phase r " + ", ".join(f"{row['phase_pearson_r']:.3f}" for row in rows) for arm, rows in r["arms"].items()]
-    print(f"replicate dose {r['dose']} {r['view']} ({r['seeds']} other seeds, test split, featured region): " + "; ".join(parts))
+    print(f"replicate {r['object']} dose {r['dose']} {r['view']} ({r['seeds']} other seeds, test split, featured region): " + "; ".join(parts))
 
 
 def build_parser(prog: str = "python -m ptychostudy.replicate") -> argparse.ArgumentParser:
@@ -234,7 +236,7 @@ def build_parser(prog: str = "python -m ptychostudy.replicate") -> argparse.Argu
     p.add_argument("--tuning", type=Path, required=True, help="the tune stage's selection (JSON) of this cell")
     p.add_argument("--bundle", type=Path, required=True, help="Phase E's network of this cell (wts.h5.zip): the noise "
                    "redraws' network")
-    p.add_argument("--base", type=Path, required=True, help="the prepared base (data/prepared/base.npz): the noise "
+    p.add_argument("--base", type=Path, required=True, help="the prepared base of the object (data/prepared/<object>.npz): the noise "
                    "redraws are simulated from it as Phase C simulates")
     p.add_argument("--report", type=Path, required=True, help="scores of every replicate (JSON) to write")
     p.add_argument("--timing", type=Path, required=True, help="wall times (JSON) to write; kept out of DVC")

@@ -29,9 +29,11 @@ HEADER = """# What a change reruns
 Computed by `ptychostudy reruns` from `dvc.yaml` and `params.yaml` with DVC's own index (a test checks that this
 page is current, and checks the stale sets against real `dvc status` on the tiny profile). For an edit of a
 params key or of a file: **stale at once** is what `dvc status` lists (stages whose declared params or
-dependency files changed); **then downstream** is what `dvc repro` reruns after them because it reads their
-outputs (in this study a rerun stage writes other bytes, so these rerun too). Keys and files with the same
-effect share a row; `×n` counts the stages of one kind (one per dose, per dose × view, ...).
+dependency files changed); **then downstream** is what reads their outputs, which `dvc repro` reruns after them
+where those outputs come out different — at most these: a stale stage that writes the same bytes again (the views
+of an object a `study.subsets` edit does not touch; run1084's prepared base when the star's pattern changes) stops
+the chain there. Keys and files with the same effect share a row; `×n` counts the stages of one kind (one per
+object × dose, per object × dose × view, ...).
 
 The default design has {total} stages.
 

@@ -66,7 +66,7 @@ def split_geometry(shape: tuple[int, int], patch: int, guard: int, axis_name: st
         if not hi > lo:
             raise StudyError(
                 f"no room for {name} positions: a {shape[0]}×{shape[1]} object with {patch}-px patches and a "
-                f"{guard}-px guard band along {axis_name}; raise base.object_zoom or lower simulate.guard_band_px"
+                f"{guard}-px guard band along {axis_name}; make the object larger or lower simulate.guard_band_px"
             )
     return SplitGeometry(axis, band_start, band_stop, train, test, across)
 
@@ -108,7 +108,7 @@ def own_truth(obj: np.ndarray, axis: int, first: int, last: int) -> np.ndarray:
 def simulate_dose(
     cfg: Params, base: Base, dose: int, out_dir: Path, report: Path, figure: Path, *, progress: bool = True
 ) -> dict:
-    """Write ``out_dir/patched_{train,test}.npz`` and the measured facts to ``report``."""
+    """Write ``out_dir/patched_{train,test}.npz`` and the measured facts to ``report`` (the object: the base's)."""
     torch.set_num_threads(cfg.simulate.threads)
     n, factor = cfg.base.patch_size, cfg.simulate.fine_factor
     if base.probe.shape != (n, n):
@@ -128,10 +128,12 @@ def simulate_dose(
     mean_power = float(np.concatenate([u.sum(axis=(1, 2)) for u in unit.values()]).mean())
     scale = physics.dose_scale(mean_power, dose)
 
-    facts = {"dose": dose, "scale": scale, "patch_size": n, "mean_far_field_power": mean_power,
+    facts = {"object": base.metadata["object"], "dose": dose,
+             "phase_power_above_1_16": base.metadata["phase_power_above_1_16"], "scale": scale, "patch_size": n, "mean_far_field_power": mean_power,
              "simulation": {"fine_factor": factor, "grid": f"{factor}× finer than the study's pixel",
-                            "object": "trigonometric (DFT) interpolation of the base object, itself the band-limited "
-                                      "interpolant of the real array", "positions": "continuous",
+                            "object": "trigonometric (DFT) interpolation of the base object (itself the band-limited "
+                                      "interpolant of the real array, or a pattern band-limited to the study's grid)",
+                            "positions": "continuous",
                             "far_field": f"central {n}×{n} of the {n * factor}-point far field (band −N/2…N/2−1)"}}
     geometry = split_geometry(base.obj.shape, n, cfg.simulate.guard_band_px, cfg.simulate.split_axis)
     axis_index = 1 if geometry.axis == 0 else 0  # column of (x, y) along the split axis
@@ -154,6 +156,7 @@ def simulate_dose(
         meta = {
             "phase": "C",
             "split": split,
+            "object": base.metadata["object"],
             "dose": dose,
             "intensity_scale": scale,
             "expected_counts": f"|F_ortho(intensity_scale · probe · object)|², simulated {factor}× finer than the "
@@ -165,7 +168,7 @@ def simulate_dose(
                                                                      last + TRUTH_MARGIN],
             "featured_region": base.metadata["featured_region"],
             "base": base.metadata,
-            "params": {"base": as_dict(cfg.base), "simulate": as_dict(cfg.simulate)},
+            "params": {"base": {"patch_size": n}, "simulate": as_dict(cfg.simulate)},  # what simulate declares
         }
         arrays = build_arrays(
             diffraction=amplitudes,
@@ -204,16 +207,18 @@ def simulate_dose(
     return facts
 
 
-def run(cfg: Params, base_path, dose, out_dir, report, figure, *, progress: bool = True) -> dict:
+def run(cfg: Params, base_path, obj: str, dose, out_dir, report, figure, *, progress: bool = True) -> dict:
     base = read_base(Path(base_path))
+    if base.metadata.get("object") != cfg.object(obj):
+        raise StudyError(f"{base_path} holds the object {base.metadata.get('object')!r}, not {obj!r}")
     return simulate_dose(cfg, base, cfg.dose(dose), Path(out_dir), Path(report), Path(figure), progress=progress)
 
 
 def cli(args) -> None:
     """``ptychostudy simulate``: one dose, then its facts on stdout."""
-    facts = run(load_params(args.params, StudyParams, BaseParams, SimulateParams), args.base, args.dose, args.out_dir, args.report, args.figure,
+    facts = run(load_params(args.params, StudyParams, BaseParams, SimulateParams), args.base, args.obj, args.dose, args.out_dir, args.report, args.figure,
                 progress=not args.no_progress)
-    print(f"dose {facts['dose']}: mean {facts['mean_counts_per_pattern']:.1f} counts/pattern, "
+    print(f"{facts['object']}, dose {facts['dose']}: mean {facts['mean_counts_per_pattern']:.1f} counts/pattern, "
           f"{facts['train']['positions']} train + {facts['test']['positions']} test positions -> {args.out_dir}")
 
 

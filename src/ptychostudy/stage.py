@@ -27,9 +27,14 @@ def add_params(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="the study design (default: params.yaml)")
 
 
+def add_object(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--object", required=True, dest="obj", help="an object listed in study.objects")
+
+
 def add_dose_stage(p: argparse.ArgumentParser, out_dir_help: str, report_help: str) -> None:
-    """Arguments shared by the per-dose stages: params, dose, output folder, report, figure."""
+    """Arguments shared by the per-dose stages: params, object, dose, output folder, report, figure."""
     add_params(p)
+    add_object(p)
     p.add_argument("--dose", required=True, help="photons per pattern; must be one of study.doses")
     p.add_argument("--out-dir", type=Path, required=True, help=out_dir_help)
     p.add_argument("--report", type=Path, required=True, help=report_help)
@@ -37,8 +42,9 @@ def add_dose_stage(p: argparse.ArgumentParser, out_dir_help: str, report_help: s
 
 
 def add_cell(p: argparse.ArgumentParser, view_dir_help: str) -> None:
-    """Arguments shared by the per-cell stages: params, dose, view, view folder."""
+    """Arguments shared by the per-cell stages: params, object, dose, view, view folder."""
     add_params(p)
+    add_object(p)
     p.add_argument("--dose", required=True, help="photons per pattern; must be one of study.doses")
     p.add_argument("--view", required=True, help="a view listed in study.views")
     p.add_argument("--view-dir", type=Path, required=True, help=view_dir_help)

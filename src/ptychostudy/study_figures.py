@@ -42,7 +42,7 @@ def comparison_figure(record: dict, truth: np.ndarray, aligned: dict, masks: dic
                 frc = "never crossed" if frc is None or not math.isfinite(frc) else f"{frc:.1f} px"
                 ax.set_xlabel(f"SSIM {s['ssim']:.3f}  r {s['pearson_r']:.3f}  FRC½ {frc}", fontsize=7)
     fig.suptitle(
-        f"Phase G, dose {record['dose']:g}, view {record['view']}: test split, featured region "
+        f"Phase G, {record['object']}, dose {record['dose']:g}, view {record['view']}: test split, featured region "
         f"({record['region_pixels']['featured']} px); registered, phase offset+ramp removed, mean amplitude matched",
         fontsize=9,
     )

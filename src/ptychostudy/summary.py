@@ -14,6 +14,7 @@ and the metrics-vs-dose figure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -24,11 +25,24 @@ from ptychostudy import StudyError, layout, stage
 from ptychostudy.arms import ARMS, FLOOR, NETWORK_ARMS, PROTOCOL_PAIRS, REFINED, TUNED_ITERATIVE, arms, baseline_view
 from ptychostudy.io import sha256_file, write_json, write_text
 from ptychostudy.layout import ITERATIVE_ARMS, REFINED_ARM, SPLITS, dose_tag
-from ptychostudy.layout import cell_tag as view_tag
 from ptychostudy.params import Params
 from ptychostudy.params import load as load_params
 from ptychostudy.params.replicate import ReplicateParams
 from ptychostudy.params.study import StudyParams
+
+
+def view_tag(dose: int, view: str) -> str:
+    """``dose_<d>-<view>``: a cell's file name inside its object's folder of a report kind."""
+    return f"{dose_tag(dose)}-{view}"
+
+
+def object_cfg(cfg: Params, obj: str) -> Params:
+    """The design as one object sees it: its own doses and views (study.subsets), the replicated cells only if
+    replicate.objects lists it. Every table of the object's part of the summary is built from it."""
+    study = dataclasses.replace(cfg.study, objects=(obj,), doses=cfg.study.object_doses(obj),
+                                views=cfg.study.object_views(obj), subsets={})
+    replicate = cfg.replicate if obj in cfg.replicate.objects else dataclasses.replace(cfg.replicate, doses=(), views=())
+    return cfg.replace(study=study, replicate=replicate)
 
 
 def _read(path: Path) -> dict:
@@ -71,6 +85,60 @@ def summarize(
     timing: Path,
     replicate_reports: Path,
 ) -> dict:
+    """The metrics stage: one part per object (its cells: study.subsets), then what spans them."""
+    out_dir = Path(out_dir)
+    metrics, skips, jobs, table, parts, heads = {}, [], [], [], [], []
+    for obj in cfg.study.objects:
+        ocfg = object_cfg(cfg, obj)
+        o_metrics, o_skips, o_jobs, o_table, o_lines, conclusion = _summarize_object(
+            ocfg, obj, Path(simulate_reports) / obj, Path(view_reports) / obj, Path(train_reports) / obj, Path(models),
+            Path(reconstruct_reports), Path(tuning_reports) / obj, Path(compare_reports), Path(replicate_reports) / obj,
+            out_dir)
+        metrics[obj] = o_metrics
+        skips += [{"object": obj, **s} for s in o_skips]
+        for dose in cfg.study.doses:  # the cells study.subsets leaves out: skipped at the views stage, saying why
+            for view in cfg.study.views:
+                if not cfg.study.runs(obj, dose, view):
+                    reason = _read(Path(view_reports) / obj / f"{view_tag(dose, view)}.json")["reason"]
+                    skips.append({"object": obj, "dose": dose, "view": view, "phase": "D", "reason": reason})
+        jobs += [{"object": obj, **j} for j in o_jobs]
+        table += [{"object": obj, **r} for r in o_table]
+        heads += [f"### {obj}", "", "**Status:** " + status_line(ocfg, o_table, o_skips), "", *conclusion, ""]
+        parts += [f"# {obj}", "", *o_lines, ""]
+    lines = ["## Skipped cells", ""]
+    lines += [f"- {s['object']}, dose {s['dose']:g}, {s['view']} (phase {s['phase']}): {s['reason']}" for s in skips] or ["None."]
+    lines.append("")
+    head = [
+        "# Study summary",
+        "",
+        "Written by the metrics stage (`ptychostudy summarize`) from the per-stage reports: every number here is "
+        "computed, none is typed by hand. One part per object (" + ", ".join(cfg.study.objects) + "); an object "
+        "runs on the cells study.subsets gives it.",
+        "",
+        "## Conclusion per object (computed from the Phase G tables below)",
+        "",
+        *heads,
+    ]
+    write_json(out_dir / "metrics.json", metrics)
+    write_text(out_dir / "study_metrics.csv", "object,dose,view,model,metric,part,value\n" + "".join(
+        f"{r['object']},{r['dose']},{r['view']},{r['model']},{r['metric']},{r['part']},{r['value']:.6g}\n" for r in table))
+    write_json(out_dir / "skip_summary.json", skips)
+    write_json(out_dir / "training_manifest.json", {"artifact_dir": str(models), "jobs": jobs, "skipped": skips})
+    write_text(out_dir / "summary.md", "\n".join(head + lines + parts))
+    if Path(timing).is_dir():
+        rows = []
+        for obj in cfg.study.objects:
+            rows += [f"# {obj}", "", *_timing_rows(object_cfg(cfg, obj), obj, Path(timing)), ""]
+        write_text(Path(timing) / "summary.md", "# Wall times (this machine, last run)\n\n" + "\n".join(rows) + "\n")
+    return metrics
+
+
+def _summarize_object(cfg: Params, obj: str, simulate_reports: Path, view_reports: Path, train_reports: Path,
+                      models: Path, reconstruct_reports: Path, tuning_reports: Path, compare_reports: Path,
+                      replicate_reports: Path, out_dir: Path):
+    """One object's part: (metrics, skips, manifest jobs, tidy rows, summary lines, conclusion). ``cfg`` is the
+    object's own design (``object_cfg``); the report folders are the object's, except reconstruct_reports and
+    compare_reports (an arm's folder, then the object's) and models (the artefact root)."""
     metrics: dict = {}
     skips = []
     lines = [
@@ -79,13 +147,16 @@ def summarize(
         "| dose (photons/pattern) | measured mean counts/pattern | scale s | train positions | test positions | guard band (untouched rows) |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
-    sims = {dose: _read(Path(simulate_reports) / f"{dose_tag(dose)}.json") for dose in cfg.study.doses}
+    sims = {dose: _read(simulate_reports / f"{dose_tag(dose)}.json") for dose in cfg.study.doses}
     for dose, sim in sims.items():
         metrics[dose_tag(dose)] = {view: {} for view in cfg.study.views}
         lines.append(
             f"| {dose:g} | {sim['mean_counts_per_pattern']:.1f} | {sim['scale']:.4g} | {sim['train']['positions']} "
             f"| {sim['test']['positions']} | {sim['guard_band_untouched']} |"
         )
+    first = next(iter(sims.values()))
+    lines += ["", f"The object's phase holds {first['phase_power_above_1_16']:.1%} of its power above 1/16 cycles per "
+              "pixel (its featured region, the mean removed): the fine detail phase r weighs little."]
     lines += _mismatch_lines(sims)
     lines += [
         "",
@@ -99,7 +170,7 @@ def summarize(
     ]
     for dose in cfg.study.doses:
         for view in cfg.study.views:
-            summary = _read(Path(view_reports) / f"{view_tag(dose, view)}.json")
+            summary = _read(view_reports / f"{view_tag(dose, view)}.json")
             for split in SPLITS:
                 facts = summary[split]
                 lines.append(
@@ -111,40 +182,17 @@ def summarize(
                 )
             if summary["skipped"]:
                 skips.append({"dose": dose, "view": view, "phase": "D", "reason": summary["reason"]})
-    jobs, train_lines = _training(cfg, Path(train_reports), metrics, skips, Path(models))
+    jobs, train_lines = _training(cfg, obj, train_reports, metrics, skips, models)
     lines += train_lines
-    out_dir = Path(out_dir)
-    table, study_lines, conclusion = _study(cfg, Path(reconstruct_reports), Path(tuning_reports), Path(compare_reports),
-                                            Path(replicate_reports), metrics, skips, out_dir)
+    table, study_lines, conclusion = _study(cfg, obj, reconstruct_reports, tuning_reports, compare_reports,
+                                            replicate_reports, metrics, skips, out_dir)
     lines += study_lines
-    lines += ["", "## Skipped views", ""]
-    lines += [f"- dose {s['dose']:g}, {s['view']} (phase {s['phase']}): {s['reason']}" for s in skips] or ["None."]
-    lines.append("")
-    head = [
-        "# Study summary",
-        "",
-        "Written by the metrics stage (`ptychostudy summarize`) from the per-stage reports: every number here is "
-        "computed, none is typed by hand.",
-        "",
-        "**Status:** " + status_line(cfg, table, skips),
-        "",
-        "## Conclusion (computed from the Phase G table below)",
-        "",
-        *conclusion,
-        "",
-    ]
-    write_json(out_dir / "metrics.json", metrics)
     for dose in cfg.study.doses:  # the DVC metrics: one row per cell, one column per arm (phase r); a skipped cell: {}
         for view in cfg.study.views:
             cell = metrics[dose_tag(dose)].get(view, {})
-            write_json(out_dir / METRICS_DIR / f"{view_tag(dose, view)}.json",
+            write_json(out_dir / METRICS_DIR / obj / f"{view_tag(dose, view)}.json",
                        {arm: values["phase_r"] for arm, values in cell.items() if "phase_r" in values})
-    write_json(out_dir / "skip_summary.json", skips)
-    write_json(out_dir / "training_manifest.json", {"artifact_dir": str(models), "jobs": jobs, "skipped": skips})
-    write_text(out_dir / "summary.md", "\n".join(head + lines))
-    if Path(timing).is_dir():
-        _timing_table(cfg, Path(timing))
-    return metrics
+    return metrics, skips, jobs, table, lines, conclusion
 
 
 def _check_bundle(path: Path, facts: dict) -> None:
@@ -158,7 +206,7 @@ def _check_bundle(path: Path, facts: dict) -> None:
         )
 
 
-def _training(cfg: Params, train_reports: Path, metrics: dict, skips: list, models: Path) -> tuple[list, list]:
+def _training(cfg: Params, obj: str, train_reports: Path, metrics: dict, skips: list, models: Path) -> tuple[list, list]:
     """Manifest entries, metrics and summary lines of Phase E (bundles checked against the job records)."""
     jobs = []
     lines = [
@@ -177,7 +225,7 @@ def _training(cfg: Params, train_reports: Path, metrics: dict, skips: list, mode
     for dose in cfg.study.doses:
         for view in cfg.study.views:
             record = _read(train_reports / f"{view_tag(dose, view)}.json")
-            if record.get("dose") != dose or record.get("view") != view:
+            if (record.get("object"), record.get("dose"), record.get("view")) != (obj, dose, view):
                 raise StudyError(f"{train_reports / view_tag(dose, view)}.json describes another job")
             bundle = record["bundle"]
             _check_bundle(models / bundle["path"], bundle)
@@ -208,18 +256,31 @@ def _fmt(value, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-def _timing_table(cfg: Params, timing: Path) -> None:
-    """Wall times (measurements, not reproducible) go beside the tracked outputs, never into them."""
+def _timing_file(timing: Path, name: str) -> dict:
+    """One timing file's record; {} where that stage has not run on this machine (wall times are not tracked)."""
+    path = timing / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _field(record: dict, key: str, arm: str | None = None):
+    """A timing record's value; for a stage of two arms (a mapping by arm), the given arm's."""
+    value = record.get(key)
+    return value.get(arm) if isinstance(value, dict) and arm is not None else value
+
+
+def _timing_rows(cfg: Params, obj: str, timing: Path) -> list[str]:
+    """One object's wall times (measurements, not reproducible: beside the tracked outputs, never in them)."""
     rows = [
+        "## Phase E: training",
+        "",
         "| dose | view | training wall time (s) | ms per step (the scores logged while training included) | threads | accelerator |",
         "|---:|---|---:|---:|---:|---|",
     ]
     total = 0.0
     for dose in cfg.study.doses:
         for view in cfg.study.views:
-            path = timing / f"train-{view_tag(dose, view)}.json"
-            if path.is_file():
-                t = json.loads(path.read_text(encoding="utf-8"))
+            t = _timing_file(timing, f"train-{obj}-{view_tag(dose, view)}.json")
+            if t:
                 total += t["train_seconds"]
                 rows.append(f"| {dose:g} | {view} | {t['train_seconds']:.1f} | {t['ms_per_step']:.0f} | {t['threads']} | {t['accelerator']} |")
     rows.append(f"\nTotal training wall time: {total:.1f} s\n")
@@ -235,13 +296,11 @@ def _timing_table(cfg: Params, timing: Path) -> None:
     ]
 
     def seconds(name: str, key: str, arm: str | None = None):
-        path = timing / name
-        value = json.loads(path.read_text(encoding="utf-8"))[key] if path.is_file() else None
-        return value.get(arm) if isinstance(value, dict) and arm is not None else value  # a stage of two arms
+        return _field(_timing_file(timing, name), key, arm)
 
     for dose in cfg.study.doses:
         for view in cfg.study.views:
-            tag = view_tag(dose, view)
+            tag = f"{obj}-{view_tag(dose, view)}"
             g = seconds(f"infer-{tag}.json", "inference_seconds") or {}
             rows.append(f"| {dose:g} | {view} | {_fmt(seconds(f'tune-{tag}.json', 'tune_seconds'), '.1f')} | "
                         + " | ".join(_fmt(seconds(f"{_phase_f_stage(arm)}-{tag}.json", "reconstruct_seconds", arm), ".1f")
@@ -252,27 +311,22 @@ def _timing_table(cfg: Params, timing: Path) -> None:
              "| dose | view | curve (steps: seconds → phase r) |", "|---:|---|---|"]
     for dose in cfg.study.doses:
         for view in cfg.study.views:
-            curve = seconds(f"refine-{view_tag(dose, view)}.json", "curve")
+            curve = seconds(f"refine-{obj}-{view_tag(dose, view)}.json", "curve")
             if curve:
                 rows.append(f"| {dose:g} | {view} | " + ", ".join(
                     f"{p['steps']}: {p['seconds'] + p['inference_seconds']:.1f} s → {p['phase_pearson_r']:.3f}"
                     for p in curve) + " |")
-    rows += _cost_rows(cfg, timing)
-    write_text(timing / "summary.md", "# Wall times (this machine, last run)\n\n## Phase E: training\n\n" + "\n".join(rows) + "\n")
+    return rows + _cost_rows(cfg, obj, timing)
 
 
-def _cost_rows(cfg: Params, timing: Path) -> list[str]:
+def _cost_rows(cfg: Params, obj: str, timing: Path) -> list[str]:
     """Every arm's cost on an equal footing: core-seconds (wall seconds × the stage's torch threads) of what it
     took to choose its settings or train its network, and of its reconstruction of the test split."""
     def read(name: str) -> dict:
-        path = timing / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        return _timing_file(timing, name)
 
-    def of(record: dict, key: str, arm: str | None = None):
-        value = record.get(key)
-        return value.get(arm) if isinstance(value, dict) else value
-
-    base = baseline_view(cfg)
+    of = _field
+    base = baseline_view(cfg, obj)
     rows = ["", "## Cost of every arm: core-seconds (wall × threads), setting or training + test-split reconstruction",
             "", "Selection: the tune stage's share of the solver (both protocols' searches together: one cost for the "
             "tuned and the held-out arm); training: the network's Phase E run (the gridsize-1 network: the baseline "
@@ -282,9 +336,9 @@ def _cost_rows(cfg: Params, timing: Path) -> list[str]:
             "|---:|---|" + "---|" * (len(ARMS) - 1)]
     for dose in cfg.study.doses:
         for view in cfg.study.views:
-            tag = view_tag(dose, view)
+            tag = f"{obj}-{view_tag(dose, view)}"
             tune, infer, refine = read(f"tune-{tag}.json"), read(f"infer-{tag}.json"), read(f"refine-{tag}.json")
-            own, gs1 = read(f"train-{tag}.json"), read(f"train-{view_tag(dose, base)}.json") if base else {}
+            own, gs1 = read(f"train-{tag}.json"), read(f"train-{obj}-{view_tag(dose, base)}.json") if base else {}
             train_cost = lambda t: (t["train_seconds"] * t["threads"]) if t else None  # noqa: E731
             infer_threads = infer.get("threads", 1)
             cost = {
@@ -303,7 +357,7 @@ def _cost_rows(cfg: Params, timing: Path) -> list[str]:
             for arm in ARMS:
                 if arm == FLOOR:
                     continue
-                if arm not in arms(cfg, view):
+                if arm not in arms(cfg, obj, view):
                     cells.append("–")
                     continue
                 first, second = cost.get(arm, (None, None))
@@ -350,13 +404,19 @@ CROSS_CPU = 0.035  # phase r: one training run's test score moved this much betw
 SPREAD_MEASURES = ("phase_pearson_r", "phase_frc50_resolution_px", "amplitude_pearson_r")  # the replicate stage's
 PLOTS_DIR = "plots"
 METRICS_DIR = "metrics"  # reports/metrics/dose_<d>-<view>.json: the DVC metrics (`dvc metrics show`: one row per cell)
-FIGURE = "figures/metrics_vs_dose.png"
+FIGURES_DIR = "figures"
 
 
-def plot_columns(cfg: Params) -> list[str]:
-    """The lines of each DVC plot: <model>-<view> for every arm of every view."""
+def figure_path(obj: str) -> str:
+    """The metrics-vs-dose figure of one object, relative to the reports folder."""
+    return f"{FIGURES_DIR}/{obj}/metrics_vs_dose.png"
+
+
+def plot_columns(cfg: Params, obj: str) -> list[str]:
+    """The lines of each DVC plot of one object: <model>-<view> for every arm of every view it runs
+    (``cfg``: the object's own design, ``object_cfg``)."""
     return [f"{model}-{view}" for model in ARMS for view in cfg.study.views
-            if model in arms(cfg, view)]
+            if model in arms(cfg, obj, view)]
 
 
 def read_comparison(path: Path) -> list[dict]:
@@ -471,7 +531,7 @@ def level(spread: dict) -> tuple[float, str]:
     return max(measured, CROSS_CPU), why
 
 
-def _refine_lines(cfg: Params, reconstruct_reports: Path, table: list[dict]) -> list[str]:
+def _refine_lines(cfg: Params, obj: str, reconstruct_reports: Path, table: list[dict]) -> list[str]:
     """The refinement arm's curve per cell (scores by step; its wall times are in reports/timing/summary.md)."""
     lines = [
         "",
@@ -490,7 +550,7 @@ def _refine_lines(cfg: Params, reconstruct_reports: Path, table: list[dict]) -> 
     found = False
     for dose in cfg.study.doses:
         for view in cfg.study.views:
-            path = Path(reconstruct_reports) / REFINED_ARM / f"{view_tag(dose, view)}.json"
+            path = Path(reconstruct_reports) / REFINED_ARM / obj / f"{view_tag(dose, view)}.json"
             if not path.is_file():
                 continue
             rec = _read(path)
@@ -536,7 +596,7 @@ def _spread_lines(spread: dict) -> list[str]:
     return lines
 
 
-def _study(cfg: Params, reconstruct_reports: Path, tuning_reports: Path, compare_reports: Path,
+def _study(cfg: Params, obj: str, reconstruct_reports: Path, tuning_reports: Path, compare_reports: Path,
            replicate_reports: Path, metrics: dict, skips: list, out_dir: Path):
     """Selection, Phase F and G tables, the tidy study table, DVC plots, the dose figure and the conclusion."""
     from ptychostudy import study_figures
@@ -567,7 +627,7 @@ def _study(cfg: Params, reconstruct_reports: Path, tuning_reports: Path, compare
         "below 0.5 (1 px = Nyquist; smaller is better; \"never crossed\": above 0.5 up to Nyquist, no resolution "
         "read). Every "
         "metric, both regions (featured and the whole scanned region) and the 1/7 threshold: "
-        "`reports/study_metrics.csv` and `reports/compare/dose_<dose>-<view>/comparison_metrics.csv`.",
+        "`reports/study_metrics.csv` and `reports/compare/<object>/dose_<dose>-<view>/comparison_metrics.csv`.",
         "",
         SSIM_NOTE,
         "",
@@ -578,8 +638,8 @@ def _study(cfg: Params, reconstruct_reports: Path, tuning_reports: Path, compare
     for dose in cfg.study.doses:
         for view in cfg.study.views:
             tag = view_tag(dose, view)
-            recs = {arm: _read(reconstruct_reports / arm / f"{tag}.json") for arm in ITERATIVE_ARMS}
-            comparison = _read(layout.compare_dir(compare_reports, dose, view) / layout.COMPARISON_JSON)
+            recs = {arm: _read(reconstruct_reports / arm / obj / f"{tag}.json") for arm in ITERATIVE_ARMS}
+            comparison = _read(layout.compare_dir(compare_reports, obj, dose, view) / layout.COMPARISON_JSON)
             if comparison["skipped"] or any(rec["skipped"] for rec in recs.values()):
                 if not any(s["dose"] == dose and s["view"] == view for s in skips):
                     reason = next((rec.get("reason", "") for rec in recs.values() if rec["skipped"]), "")
@@ -588,7 +648,7 @@ def _study(cfg: Params, reconstruct_reports: Path, tuning_reports: Path, compare
             for arm, rec in recs.items():
                 f_lines.append(f"| {dose:g} | {view} | {arm} | {rec['positions']} | {_settings_text(arm, rec)} "
                                f"| {rec['cost_first']:.4g} | {rec['cost_final']:.4g} |")
-            rows = read_comparison(layout.compare_dir(compare_reports, dose, view) / layout.COMPARISON_CSV)
+            rows = read_comparison(layout.compare_dir(compare_reports, obj, dose, view) / layout.COMPARISON_CSV)
             table += [{"dose": dose, "view": view, **row} for row in rows]
             cell = metrics[dose_tag(dose)][view]
             featured = {model: {r["metric"]: r["value"] for r in rows if r["model"] == model and r["part"] == "featured"}
@@ -608,9 +668,7 @@ def _study(cfg: Params, reconstruct_reports: Path, tuning_reports: Path, compare
                        "value": _stats(seeds)[stat]} for stat in ("sd", "range")]
         metrics[dose_tag(dose)][view][arm].update(phase_r_seeds=len(values["phase_pearson_r"]),
                                                   phase_r_seed_sd=_stats(values["phase_pearson_r"])["sd"])
-    write_text(out_dir / "study_metrics.csv", "dose,view,model,metric,part,value\n" + "".join(
-        f"{r['dose']},{r['view']},{r['model']},{r['metric']},{r['part']},{r['value']:.6g}\n" for r in table))
-    columns = plot_columns(cfg)
+    columns = plot_columns(cfg, obj)
     for metric in PLOTTED:
         lines = ["dose," + ",".join(columns)]
         for dose in cfg.study.doses:
@@ -620,12 +678,12 @@ def _study(cfg: Params, reconstruct_reports: Path, tuning_reports: Path, compare
                 value = _value(table, dose, view, model, metric)
                 cells.append("" if value is None or not math.isfinite(value) else f"{value:.6g}")
             lines.append(f"{dose}," + ",".join(cells))
-        write_text(out_dir / PLOTS_DIR / f"{metric}.csv", "\n".join(lines) + "\n")
-    study_figures.dose_figure(table, [(m, PLOT_TITLES[m]) for m in PLOTTED], out_dir / FIGURE, spread={
+        write_text(out_dir / PLOTS_DIR / obj / f"{metric}.csv", "\n".join(lines) + "\n")
+    study_figures.dose_figure(table, [(m, PLOT_TITLES[m]) for m in PLOTTED], out_dir / figure_path(obj), spread={
         (arm, view, m, dose): (min(v[m]), max(v[m])) for (dose, view, arm), v in spread.items() for m in PLOTTED})
-    lines = f_lines + g_lines + _refine_lines(cfg, reconstruct_reports, table) + _spread_lines(spread) + [
+    lines = f_lines + g_lines + _refine_lines(cfg, obj, reconstruct_reports, table) + _spread_lines(spread) + [
         "",
-        f"![metrics vs dose]({FIGURE})",
+        f"![metrics vs dose of {obj}]({figure_path(obj)})",
         "",
         "*Featured region of the test split. Solid: the view's gridsize-2 network; solid with stars: the view's network "
         "refined on the test patterns (pinn_refined); dashed: the gridsize-1 network; "
@@ -633,7 +691,7 @@ def _study(cfg: Params, reconstruct_reports: Path, tuning_reports: Path, compare
         "without truth (held-out NLL); dotted with triangles: the gradient solver (calibration), with downward "
         "triangles: its no-calibration stop; dash-dot: the floor (a blank object). Colour: the view. Bars: lowest to highest over the seeds of the "
         "replicate stage (the cells of `replicate.*`). Per-cell images: "
-        "`reports/compare/dose_<dose>-<view>/comparison.png`.*",
+        f"`reports/compare/{obj}/dose_<dose>-<view>/comparison.png`.*",
     ]
     for dose in cfg.study.doses:  # a skipped cell leaves no empty entry in metrics.json
         metrics[dose_tag(dose)] = {v: e for v, e in metrics[dose_tag(dose)].items() if e}

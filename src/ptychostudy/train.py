@@ -53,6 +53,7 @@ def _scoring_subset(split: Split, limit: int, seed: int) -> Split:
 class Job:
     """A training job's inputs, read and checked before any work."""
 
+    obj: str
     dose: int
     view: str
     gridsize: int
@@ -65,13 +66,13 @@ class Job:
         return bool(self.summary["skipped"])
 
 
-def load(cfg: Params, dose, view: str, view_dir) -> Job:
-    dose = cfg.dose(dose)
+def load(cfg: Params, obj: str, dose, view: str, view_dir) -> Job:
+    obj, dose = cfg.object(obj), cfg.dose(dose)
     gridsize = cfg.view(view).gridsize
     summary = layout.read_view_summary(view_dir, dose, view)
     paths = {split: layout.view_file(view_dir, split) for split in layout.SPLITS}
     splits = {} if summary["skipped"] else {split: Split.read(path, gridsize) for split, path in paths.items()}
-    return Job(dose, view, gridsize, summary, paths, splits)
+    return Job(obj, dose, view, gridsize, summary, paths, splits)
 
 
 def compute(cfg: Params, job: Job, *, progress: bool = True):
@@ -82,7 +83,7 @@ def compute(cfg: Params, job: Job, *, progress: bool = True):
     trainer = Trainer(cfg, job.splits["train"], architecture(cfg, job.view, job.dose), seed, device)
     epochs = t.epochs[job.view]
     logged = [(s, _scoring_subset(job.splits[s], t.eval_patterns, derive_seed(seed, s))) for s in layout.SPLITS]
-    bar = tqdm(total=epochs * t.steps_per_epoch, desc=f"train dose {job.dose} {job.view}", unit="step", disable=not progress)
+    bar = tqdm(total=epochs * t.steps_per_epoch, desc=f"train {job.obj} dose {job.dose} {job.view}", unit="step", disable=not progress)
     start = time.perf_counter()
     rows = trainer.fit(epochs, t.steps_per_epoch, evaluate=logged, every=t.eval_every, bar=bar)
     seconds = time.perf_counter() - start
@@ -100,12 +101,13 @@ def _history_csv(rows: list[dict]) -> str:
 
 
 def declared_params(cfg: Params, view: str) -> dict:
-    """The params a bundle records: those its train stage declares in dvc.yaml (``base`` and every ``train``
-    key, of the per-view keys only this view's), so that another view's settings never change its bytes."""
+    """The params a bundle records: those its train stage declares in dvc.yaml (``base.patch_size`` and every
+    ``train`` key, of the per-view keys only this view's), so that another view's settings (or another object's
+    definition) never change its bytes."""
     train = as_dict(cfg.train)
     for name in ("epochs", "canvas"):
         train[name] = {view: train[name][view]}
-    return {"base": as_dict(cfg.base), "train": train}
+    return {"base": {"patch_size": cfg.base.patch_size}, "train": train}
 
 
 def write_shown(path, record: dict, rows: list[dict], shown: dict) -> None:
@@ -126,10 +128,11 @@ def write_shown(path, record: dict, rows: list[dict], shown: dict) -> None:
     write_npz(path, arrays)
 
 
-def run(cfg: Params, dose, view: str, view_dir, bundle, report, history, timing, shown, *, progress: bool = True) -> dict:
-    job = load(cfg, dose, view, view_dir)
+def run(cfg: Params, obj: str, dose, view: str, view_dir, bundle, report, history, timing, shown, *,
+        progress: bool = True) -> dict:
+    job = load(cfg, obj, dose, view, view_dir)
     bundle, report, history, timing, shown = map(Path, (bundle, report, history, timing, shown))
-    record = {"dose": job.dose, "view": job.view, "gridsize": job.gridsize, "phase": "E"}
+    record = {"object": job.obj, "dose": job.dose, "view": job.view, "gridsize": job.gridsize, "phase": "E"}
     if job.skipped:
         record.update(skipped=True, reason=job.summary["reason"])
         write_skip_bundle(bundle, record)
@@ -146,7 +149,7 @@ def run(cfg: Params, dose, view: str, view_dir, bundle, report, history, timing,
     save_model(
         bundle, trainer.net.cpu(), train_split.probe, train_split.intensity_scale,
         {
-            "dose": job.dose, "view": job.view, "gridsize": job.gridsize,
+            "object": job.obj, "dose": job.dose, "view": job.view, "gridsize": job.gridsize,
             "params": declared_params(cfg, job.view),
             "data_sha256": {s: sha256_file(p) for s, p in job.paths.items()},
         },
@@ -165,7 +168,7 @@ def run(cfg: Params, dose, view: str, view_dir, bundle, report, history, timing,
     )
     write_json(report, record)
     write_shown(shown, record, rows, {s: (recon, job.splits[s].truth, mask) for s, (_, recon, mask) in evaluated.items()})
-    facts = {"dose": job.dose, "view": job.view, "train_seconds": seconds,
+    facts = {"object": job.obj, "dose": job.dose, "view": job.view, "train_seconds": seconds,
              "ms_per_step": 1000 * seconds / (epochs * t.steps_per_epoch),
              "threads": t.threads, "accelerator": t.accelerator, "torch": torch.__version__}
     if t.accelerator == "cuda":
@@ -175,19 +178,19 @@ def run(cfg: Params, dose, view: str, view_dir, bundle, report, history, timing,
 
 
 def _bundle_facts(bundle: Path) -> dict:
-    return {"path": "/".join(bundle.parts[-3:]), "sha256": sha256_file(bundle), "bytes": bundle.stat().st_size}
+    return {"path": "/".join(bundle.parts[-4:]), "sha256": sha256_file(bundle), "bytes": bundle.stat().st_size}
 
 
 def cli(args) -> None:
     """``ptychostudy train``: one job, then its headline on stdout."""
-    r = run(load_params(args.params, TrainParams, CompareParams), args.dose, args.view, args.view_dir, args.bundle, args.report, args.history,
+    r = run(load_params(args.params, TrainParams, CompareParams), args.obj, args.dose, args.view, args.view_dir, args.bundle, args.report, args.history,
             args.timing, args.shown, progress=not args.no_progress)
     b = r["bundle"]
     if r["skipped"]:
-        print(f"train dose {r['dose']} {r['view']}: SKIPPED ({r['reason']}); record {args.bundle}")
+        print(f"train {r['object']} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']}); record {args.bundle}")
     else:
         test = r["scores"]["test"]
-        print(f"train dose {r['dose']} {r['view']}: {r['steps']} steps in {r['train_seconds']:.1f} s, final loss "
+        print(f"train {r['object']} dose {r['dose']} {r['view']}: {r['steps']} steps in {r['train_seconds']:.1f} s, final loss "
               f"{r['final_loss']:.4f}; test amplitude r {test['amplitude_r']:.3f}, phase r {test['phase_r']:.3f}, "
               f"phase spread ratio {test['phase_spread_ratio']:.3f}")
     print(f"bundle {args.bundle}  sha256 {b['sha256']}  {b['bytes']} bytes")

@@ -75,7 +75,7 @@ def training_figure(record: dict, history: list[dict], reconstructions: dict, pa
             f"amp r {s['amplitude_r']:.2f}, phase r {s['phase_r']:.2f}, spread {s['phase_spread_ratio']:.2f}", fontsize=8
         )
     fig.suptitle(
-        f"Phase E, dose {record['dose']:g}, view {record['view']} (gridsize {record['gridsize']}): "
+        f"Phase E, {record['object']}, dose {record['dose']:g}, view {record['view']} (gridsize {record['gridsize']}): "
         f"{record['steps']} steps, final loss {record['final_loss']:.3f}; featured region, global phase offset and ramp removed"
     )
     fig.tight_layout()

@@ -195,13 +195,13 @@ def tune_gradient(cfg: Params, fit: Split, dose: int, view: str, evaluate, secon
     return {"grid": rows, **{PROTOCOLS[p][2]: _pick(rows, p) for p in PROTOCOLS}}
 
 
-def run(cfg: Params, dose, view: str, view_dir, report, timing, *, progress: bool = True) -> dict:
+def run(cfg: Params, obj: str, dose, view: str, view_dir, report, timing, *, progress: bool = True) -> dict:
     # load: the train split only
-    dose = cfg.dose(dose)
+    obj, dose = cfg.object(obj), cfg.dose(dose)
     definition = cfg.view(view)
     report, timing = map(Path, (report, timing))
     summary = layout.read_view_summary(view_dir, dose, view)
-    record = {"dose": dose, "view": view, "split": SPLIT, "criterion": CRITERION,
+    record = {"object": obj, "dose": dose, "view": view, "split": SPLIT, "criterion": CRITERION,
               "protocols": {p: {"criterion": k, "arms": {s: ARMS[s][p] for s in ARMS}} for p, (k, _, _) in PROTOCOLS.items()}}
     if summary["skipped"]:
         record.update(skipped=True, reason=summary["reason"])
@@ -229,7 +229,7 @@ def run(cfg: Params, dose, view: str, view_dir, report, timing, *, progress: boo
                   agree={solver: _same(solver, rec) for solver, rec in (("ptychi", ptychi), ("gradient", grad))},
                   ptychi=ptychi, gradient=grad)
     write_json(report, record)
-    write_json(timing, {"dose": dose, "view": view, "tune_seconds": seconds, "ptychi_seconds": ptychi_seconds,
+    write_json(timing, {"object": obj, "dose": dose, "view": view, "tune_seconds": seconds, "ptychi_seconds": ptychi_seconds,
                         "gradient_seconds": seconds - ptychi_seconds, "checkpoint_seconds": row_seconds,
                         "positions": split.patterns, "threads": t.threads, "torch": torch.__version__})
     return {**record, "seconds": seconds}
@@ -252,12 +252,12 @@ def _line(solver: str, rec: dict) -> str:
 
 def cli(args) -> None:
     """``ptychostudy tune``: one cell's selection, then its headline on stdout."""
-    r = run(load_params(args.params, TuneParams, ReconstructParams, CompareParams), args.dose, args.view, args.view_dir,
+    r = run(load_params(args.params, TuneParams, ReconstructParams, CompareParams), args.obj, args.dose, args.view, args.view_dir,
             args.report, args.timing, progress=not args.no_progress)
     if r["skipped"]:
-        print(f"tune dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
+        print(f"tune {r['object']} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
         return
-    print(f"tune dose {r['dose']} {r['view']} (train split, {r['seconds']:.0f} s): {_line('ptychi', r['ptychi'])}; "
+    print(f"tune {r['object']} dose {r['dose']} {r['view']} (train split, {r['seconds']:.0f} s): {_line('ptychi', r['ptychi'])}; "
           f"{_line('gradient', r['gradient'])}; floor {r['floor_phase_r']:.3f} -> {args.report}")
 
 

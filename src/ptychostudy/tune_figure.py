@@ -42,7 +42,7 @@ def tuning_figure(record: dict, path: Path) -> None:
                         mfc="none" if style == "rD" else None)
             if y_key == "phase_r":
                 ax.axhline(record["floor_phase_r"], color="grey", ls="-.", lw=0.8, label="floor (blank object)")
-                ax.set_title(f"{solver}: dose {record['dose']}, {record['view']}", fontsize=9)
+                ax.set_title(f"{solver}: {record['object']}, dose {record['dose']}, {record['view']}", fontsize=9)
             ax.set_ylabel(y_label, fontsize=8)
             ax.grid(alpha=0.3)
             if row_index == 1:

@@ -62,7 +62,7 @@ def _listed_bundles(manifest_path: Path) -> tuple[dict[str, dict], set[str]]:
         manifest = json.loads(_text(manifest_path, "training manifest"))
         root = manifest["artifact_dir"]
         jobs = {f"{root}/{job['bundle']}": job for job in manifest["jobs"]}
-        skipped = {bundle_path(root, s["dose"], s["view"]).as_posix() for s in manifest["skipped"]}
+        skipped = {bundle_path(root, s["object"], s["dose"], s["view"]).as_posix() for s in manifest["skipped"]}
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise StudyError(f"{manifest_path}: not a readable training manifest ({str(exc)[:200]})") from None
     for path, job in jobs.items():

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ptychostudy import figures, physics, stage
+from ptychostudy import StudyError, figures, physics, stage
 from ptychostudy.dataset import build_arrays, metadata, read_dataset, write_dataset
 from ptychostudy.grouping import make_groups, nearest_neighbours  # noqa: F401
 from ptychostudy.io import derive_seed, write_json
@@ -83,17 +83,25 @@ def overlap_facts(points: np.ndarray, diameter: float, neighbours: int) -> dict:
 
 
 def build_view(
-    cfg: Params, dose: int, view: str, sim_dir: Path, out_dir: Path, report: Path, figure: Path, *, progress: bool = True
+    cfg: Params, obj: str, dose: int, view: str, sim_dir: Path, out_dir: Path, report: Path, figure: Path, *,
+    progress: bool = True
 ) -> dict:
+    """One view of one object's data at one dose. A cell the object's subset leaves out (study.subsets) is written
+    as a skipped view, with its reason: its positions, no groups; every later stage does nothing for it."""
     definition = cfg.view(view)
+    excluded = not cfg.study.runs(obj, dose, view)
     v = cfg.views
     data = {split: read_dataset(simulated_file(sim_dir, split)) for split in SPLITS}
+    held = {metadata(arrays).get("object") for arrays in data.values()}
+    if held != {obj}:
+        raise StudyError(f"{sim_dir}: simulated data of {', '.join(map(str, sorted(held, key=str)))}, not of the object {obj!r}")
     probe = data["train"]["probeGuess"]
     diameter = physics.probe_diameter(probe, v.probe_power_fraction)
     spacing = 0.0 if definition.overlap is None else (1.0 - definition.overlap) * diameter
     needed = v.min_positions if definition.group_size == 1 else max(v.min_positions, v.neighbours)
 
     summary = {
+        "object": obj,
         "dose": dose,
         "view": view,
         "gridsize": definition.gridsize,
@@ -107,14 +115,21 @@ def build_view(
         "reason": "",
     }
     kept, groups = {}, {}
-    for split in tqdm(SPLITS, desc=f"view {view} dose {dose}", disable=not progress):
+    if excluded:
+        subset = cfg.study.subsets[obj]
+        summary["skipped"] = True
+        summary["reason"] = (f"not in the study: study.subsets.{obj} runs doses {', '.join(map(str, subset.doses))} × "
+                             f"views {', '.join(subset.views)} only. ")
+    for split in tqdm(SPLITS, desc=f"view {obj} {view} dose {dose}", disable=not progress):
         arrays = data[split]
         points = np.stack([arrays["xcoords"], arrays["ycoords"]], axis=1)
         rng = np.random.default_rng(derive_seed(v.subsample_seed, view, split))
         kept[split] = select_spaced(points, spacing, rng) if definition.overlap is not None else np.arange(len(points))
         facts = overlap_facts(points[kept[split]], diameter, v.neighbours)
         facts["pool_positions"] = int(len(points))
-        if len(kept[split]) < needed:
+        if excluded:
+            facts["groups"] = 0
+        elif len(kept[split]) < needed:
             summary["skipped"] = True
             summary["reason"] += (
                 f"{split}: {len(kept[split])} positions survive a {spacing:.1f}-px minimum spacing, "
@@ -141,6 +156,7 @@ def build_view(
             "source_metadata": metadata(arrays),
             "view": view,
             "split": split,
+            "object": obj,
             "dose": dose,
             "gridsize": definition.gridsize,
             "probe_diameter_px": diameter,
@@ -167,16 +183,16 @@ def build_view(
     return summary
 
 
-def run(cfg: Params, dose, view: str, sim_dir, out_dir, report, figure, *, progress: bool = True) -> dict:
-    return build_view(cfg, cfg.dose(dose), view, Path(sim_dir), Path(out_dir), Path(report), Path(figure), progress=progress)
+def run(cfg: Params, obj: str, dose, view: str, sim_dir, out_dir, report, figure, *, progress: bool = True) -> dict:
+    return build_view(cfg, cfg.object(obj), cfg.dose(dose), view, Path(sim_dir), Path(out_dir), Path(report), Path(figure), progress=progress)
 
 
 def cli(args) -> None:
     """``ptychostudy views``: one view of one dose, then its facts on stdout."""
-    s = run(load_params(args.params, StudyParams, ViewsParams), args.dose, args.view, args.sim_dir, args.out_dir, args.report, args.figure,
+    s = run(load_params(args.params, StudyParams, ViewsParams), args.obj, args.dose, args.view, args.sim_dir, args.out_dir, args.report, args.figure,
             progress=not args.no_progress)
     state = f"SKIPPED ({s['reason']})" if s["skipped"] else "ok"
-    print(f"view {s['view']} dose {s['dose']}: D = {s['probe_diameter_px']:.1f} px, S = {s['min_spacing_px']:.1f} px, "
+    print(f"view {s['view']} of {s['object']} dose {s['dose']}: D = {s['probe_diameter_px']:.1f} px, S = {s['min_spacing_px']:.1f} px, "
           f"train {s['train']['positions']} / test {s['test']['positions']} positions, "
           f"{s['train']['groups']} / {s['test']['groups']} groups: {state}")
 

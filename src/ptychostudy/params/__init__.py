@@ -229,6 +229,12 @@ class Params:
             raise ParamsError(f"dose {dose} is not in study.doses ({', '.join(map(str, self.study.doses))})")
         return dose
 
+    def object(self, name: str) -> str:
+        """``--object`` as an object of the study (needs the ``study`` section)."""
+        if name not in self.study.objects:
+            raise ParamsError(f"object {name!r} is not in study.objects ({', '.join(self.study.objects)})")
+        return name
+
     def view(self, name: str):
         """A view's definition (needs the ``views`` section)."""
         return self.views.view(name)

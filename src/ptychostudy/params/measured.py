@@ -15,7 +15,8 @@ class MeasuredParams(Section):
 
     data_sha256: str = key("SHA-256 of the measured file", kind="sha256")
     crop: int = key("central detector pixels kept (the object pixel grows by the detector side / crop)", max=4096)
-    tuning_dose: int = key("pty-chi's settings: the tune stage's selection of this cell", kind="dose")
+    tuning_object: str = key("pty-chi's settings: the tune stage's selection of this cell: object, ...", kind="name")
+    tuning_dose: int = key("... dose ...", kind="dose")
     tuning_view: str = key("... and this view", kind="name")
     batch_size: int = key("LSQML positions per mini-batch", min=1, max=1_000_000)
     seed: int = key("pty-chi's seed, the network's weights, groups and batch order (derived per use)", min=0)
@@ -24,6 +25,12 @@ class MeasuredParams(Section):
     epochs: int = key("training epochs (of train.steps_per_epoch steps) on half A", min=1, max=100_000)
 
     def check(self, p) -> None:
+        if self.tuning_object not in p.study.objects:
+            raise ParamsError(f"measured.tuning_object {self.tuning_object!r} is not in study.objects "
+                              f"({', '.join(p.study.objects)}): its tuning selection would not exist")
+        if not p.study.runs(self.tuning_object, self.tuning_dose, self.tuning_view):
+            raise ParamsError(f"measured: the tuning cell {self.tuning_object} × {self.tuning_dose} × {self.tuning_view} "
+                              "is not in the study (study.subsets)")
         if self.tuning_dose not in p.study.doses:
             raise ParamsError(f"measured.tuning_dose {self.tuning_dose} is not in study.doses "
                               f"({', '.join(map(str, p.study.doses))}): its tuning selection would not exist")

@@ -13,12 +13,20 @@ class ReplicateParams(Section):
     SECTION = "replicate"
     NEEDS = (StudyParams,)
 
-    doses: tuple[int, ...] = key("positive photon counts (cells: every dose here × every view here)", kind="dose")
+    objects: tuple[str, ...] = key("object names (cells: every object × dose × view here)", kind="name")
+    doses: tuple[int, ...] = key("positive photon counts (cells: every object × dose × view here)", kind="dose")
     views: tuple[str, ...] = key("view names", kind="name")
     seeds: int = key("extra runs of every arm per cell with other seeds", min=1, max=100)
     noise_redraws: int = key("extra runs of every arm per cell on the test counts drawn again", min=0, max=100)
 
     def check(self, p) -> None:
+        for obj in self.objects:
+            if obj not in p.study.objects:
+                raise ParamsError(f"replicate.objects lists {obj!r}, which is not in study.objects ({', '.join(p.study.objects)})")
+            for dose in self.doses:
+                for view in self.views:
+                    if not p.study.runs(obj, dose, view):
+                        raise ParamsError(f"replicate: the cell {obj} × {dose} × {view} is not in the study (study.subsets)")
         for dose in self.doses:
             if dose not in p.study.doses:
                 raise ParamsError(f"replicate.doses lists {dose}, which is not in study.doses "
