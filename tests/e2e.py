@@ -78,10 +78,11 @@ def verify(work: Path, env: dict):
 
 def _from_scratch_killed_and_resumed(work: Path, env: dict) -> dict:
     """The Parsl driver on a repository with nothing computed, two stages at a time: killed (its whole
-    process group, SIGKILL) once it has recorded ten stages, then run again to the end."""
+    process group, SIGKILL) once it has recorded ten stages (written 20 s apart: several per write), then run again
+    to the end."""
     lock = work / "dvc.lock"
     assert not lock.exists()
-    proc = subprocess.Popen(scaleout("--jobs", "2"), cwd=work, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(scaleout("--jobs", "2", "--record-seconds", "20"), cwd=work, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 300

@@ -34,11 +34,10 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -383,44 +382,37 @@ def _record(repo, job: Job) -> None:
 
 
 def _write_lock(repo, recorded: list[Job], prune: set[str] | None = None) -> None:
-    """The dvc.lock entries of ``recorded`` (in dvc repro's order) in one write, as ``Stage.dump`` writes one:
-    DVC's own ``dump_stages``; ``prune``: also drop the entries of stages not in this set (the pipeline's)."""
-    dvcfile_log = logging.getLogger("dvc.dvcfile")  # its "Updating lock file" would follow every stage's "done"
-    level = dvcfile_log.level
-    dvcfile_log.setLevel(logging.WARNING)
-    try:
-        with repo.lock:
-            by_file: dict[str, list] = {}
-            for j in recorded:
-                by_file.setdefault(j.stage.dvcfile.path, []).append(j.stage)
-            for stages in by_file.values():
-                stages[0].dvcfile.dump_stages(stages, update_pipeline=False)
-            if prune is not None:
-                _prune_lock(repo, prune)
-    except Exception as exc:  # DVC's own errors (a lock file it cannot write)
-        names = ", ".join(j.name for j in recorded[:3]) + (" …" if len(recorded) > 3 else "")
-        raise StudyError(f"writing dvc.lock ({names or 'pruning'}) failed: {exc}") from exc
-    finally:
-        dvcfile_log.setLevel(level)
-
-
-def _prune_lock(repo, names: set[str]) -> list[str]:
-    """Drop the dvc.lock entries of stages that are not in ``names``; the dropped names."""
-    from dvc.utils.serialize import modify_yaml
+    """The dvc.lock entries of ``recorded`` (in dvc repro's order) in one write, each as ``Stage.dump`` writes it
+    (DVC's ``to_lockfile`` and its YAML round trip); ``prune``: also drop the entries of stages not in this set
+    (the pipeline's). Atomic: a new file replaces the old one, so that a driver killed while writing leaves the
+    old dvc.lock whole (DVC writes in place)."""
+    from dvc.stage.serialize import to_lockfile
+    from dvc.utils.serialize import parse_yaml_for_update
+    from dvc.utils.serialize._yaml import dumps_yaml
 
     path = Path(repo.root_dir) / "dvc.lock"
-    if not path.is_file():
-        return []
-    with path.open() as fh:  # a quick look (the C loader) before DVC's round-trip rewrite
-        stale = [k for k in (yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}).get("stages", {})
-                 if k not in names]
-    if stale:
-        with modify_yaml(str(path), fs=repo.fs) as data:
-            for k in stale:
+    try:
+        with repo.lock:
+            data = parse_yaml_for_update(path.read_text(encoding="utf-8"), str(path)) if path.is_file() else {}
+            if not data:
+                data.update({"schema": "2.0"})  # first, as DVC writes it
+            data["stages"] = data.get("stages", {})
+            for j in recorded:
+                data["stages"].update(to_lockfile(j.stage))
+            dropped = [k for k in data["stages"] if k not in prune] if prune is not None else []
+            for k in dropped:
                 del data["stages"][k]
-        _say(f"  dvc.lock: dropped {len(stale)} entries of stages dvc.yaml no longer defines "
-             f"({', '.join(stale[:3])}{' …' if len(stale) > 3 else ''})")
-    return stale
+            if not recorded and not dropped:
+                return
+            tmp = path.with_name(path.name + ".ptychostudy-tmp")
+            tmp.write_text(dumps_yaml(data), encoding="utf-8")
+            os.replace(tmp, path)
+    except Exception as exc:  # DVC's own errors (a lock file it cannot read or write)
+        names = ", ".join(j.name for j in recorded[:3]) + (" …" if len(recorded) > 3 else "")
+        raise StudyError(f"writing dvc.lock ({names or 'dropping old entries'}) failed: {exc}") from exc
+    if dropped:
+        _say(f"  dvc.lock: dropped {len(dropped)} entries of stages dvc.yaml no longer defines "
+             f"({', '.join(dropped[:3])}{' …' if len(dropped) > 3 else ''})")
 
 
 def run(root: Path, cfg: ScaleoutConfig, targets: list[str] | None = None, *, force: bool = False,
@@ -573,6 +565,9 @@ def build_parser(prog: str = "python -m ptychostudy.scaleout") -> argparse.Argum
     p.add_argument("-s", "--single-item", action="store_true",
                    help="the targets alone, not the stages they depend on (as dvc repro -s)")
     p.add_argument("--dry", action="store_true", help="list the planned stages, their threads and upstream stages")
+    p.add_argument("--record-seconds", type=float, metavar="S",
+                   help="write finished stages' dvc.lock entries together at most every S seconds (default: the "
+                   "config's record_seconds, 300; 0: after every stage; always when the run ends)")
     p.add_argument("--passive", action="store_true", help="stages' OpenMP threads wait passively: for a machine shared "
                    "with other heavy work (speed only; results never depend on it)")
     return p
@@ -583,6 +578,10 @@ def _drive(argv: list[str] | None, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     config = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     cfg = load_config(config, executor=args.executor, jobs=args.jobs)
+    if args.record_seconds is not None:
+        if args.record_seconds < 0:
+            raise StudyError(f"--record-seconds must be at least 0, not {args.record_seconds}")
+        cfg = replace(cfg, record_seconds=args.record_seconds)
     return run(Path.cwd(), cfg, args.targets, force=args.force, single_item=args.single_item, dry=args.dry, passive=args.passive)
 
 
