@@ -44,7 +44,7 @@ from typing import Any
 import yaml
 
 from ptychostudy import StudyError
-from ptychostudy.io import file_digest
+from ptychostudy.io import file_digest, write_bytes
 from ptychostudy.params import ParamsError as ConfigError
 from ptychostudy.params import listing
 from ptychostudy.params import scalar as _check_scalar
@@ -404,9 +404,7 @@ def _write_lock(repo, recorded: list[Job], prune: set[str] | None = None) -> Non
                 del data["stages"][k]
             if not recorded and not dropped:
                 return
-            tmp = path.with_name(path.name + ".ptychostudy-tmp")
-            tmp.write_text(dumps_yaml(data), encoding="utf-8")
-            os.replace(tmp, path)
+            write_bytes(path, dumps_yaml(data).encode("utf-8"))
     except Exception as exc:  # DVC's own errors (a lock file it cannot read or write)
         names = ", ".join(j.name for j in recorded[:3]) + (" …" if len(recorded) > 3 else "")
         raise StudyError(f"writing dvc.lock ({names or 'dropping old entries'}) failed: {exc}") from exc
@@ -578,10 +576,9 @@ def _drive(argv: list[str] | None, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     config = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     cfg = load_config(config, executor=args.executor, jobs=args.jobs)
-    if args.record_seconds is not None:
-        if args.record_seconds < 0:
-            raise StudyError(f"--record-seconds must be at least 0, not {args.record_seconds}")
-        cfg = replace(cfg, record_seconds=args.record_seconds)
+    if args.record_seconds is not None:  # checked as the config file's key is
+        cfg = replace(cfg, record_seconds=_typed(args.record_seconds, float, TOP_KEYS["record_seconds"][2],
+                                                 "--record-seconds"))
     return run(Path.cwd(), cfg, args.targets, force=args.force, single_item=args.single_item, dry=args.dry, passive=args.passive)
 
 
