@@ -255,7 +255,7 @@ def test_compare_refuses_a_pickled_pty_chi_file(dense_view, tmp_path):
     root, params = dense_view
     inferred = _previous(tmp_path / "inferred.npz")  # never read: the pickled file is refused first
     iterative = tmp_path / "reconstruct"
-    for arm in ("ptychi_tuned", "ptychi_heldout", "gradient", "gradient_heldout", "pinn_refined"):
+    for arm in ("ptychi_tuned", "ptychi_heldout", "gradient", "gradient_heldout", "pinn_refined", "pinn_ptychi", "pinn_gradient"):
         _previous(iterative / f"{arm}.npz")
     np.savez(iterative / "ptychi.npz", object=np.array([{"payload": 1}], dtype=object), cost=np.ones(2),
              _metadata=np.array("{}"))

@@ -17,16 +17,18 @@ from ptychostudy.layout import bundle_path
 from ptychostudy.metrics import PARTS, QUANTITIES
 from ptychostudy.refine import run as refine_run
 from ptychostudy.train import run as train_run
+from ptychostudy.warmstart import run as warmstart_run
 
 
 ALL_ARMS = ["pinn", "pinn_refined", "pinn_gs1", "ptychi", "ptychi_tuned", "ptychi_heldout", "gradient", "gradient_heldout",
-            "blank"]
+            "pinn_ptychi", "pinn_gradient", "blank"]
 
 
 @pytest.fixture(scope="module")
 def cell(tiny_cfg, tiny_views, tiny_iterative, tmp_path_factory):
-    """Bundles of the baseline and dense views, the iterative arms on the dense test split (dose 1e5) and the
-    dense network refined on it, and the infer stage's objects of the dense cell: (folder, inferred, Phase F folder)."""
+    """Bundles of the baseline and dense views, the iterative arms on the dense test split (dose 1e5), the
+    dense network refined on it, the infer stage's objects of the dense cell and the tuned solvers started from
+    the dense network's object: (folder, inferred, Phase F folder)."""
     import shutil
 
     out = tmp_path_factory.mktemp("cell")
@@ -40,6 +42,8 @@ def cell(tiny_cfg, tiny_views, tiny_iterative, tmp_path_factory):
                rec / "pinn_refined.npz", out / "refine.json", out / "refine-timing.json", progress=False)
     inferred = out / "inferred.npz"
     infer_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], models, inferred, out / "infer-timing.json", progress=False)
+    warmstart_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tiny_iterative[1], rec / "pinn_ptychi.npz",
+                  rec / "pinn_gradient.npz", out / "warmstart.json", out / "warmstart-timing.json", progress=False)
     return out, inferred, rec
 
 

@@ -116,6 +116,9 @@ def test_reconstruct_and_compare_stages_depend_on_their_keys():
     # train.augment: refinement steps through Trainer, which turns the frames as training does
     assert expected | {"refine.steps.${item.view}", "infer.stitch_fraction", "infer.phase_sync", "infer.batch",
                        "compare", "train.augment"} == refine, sorted(refine ^ expected)
+    # the network-started solvers: the tuned arms' shared keys, the gradient solver's but its threads, the scoring
+    assert set(stages["warmstart"]["params"]) == {"warmstart", "reconstruct.seed", "reconstruct.batch_size", "compare"} | {
+        f"gradient.{f.name}" for f in dataclasses.fields(GradientSection) if f.name != "threads"}
     # Phase G reads the infer stage's objects; study.subsets says whether a cell has the gridsize-1 network's arm
     assert set(stages["compare"]["params"]) == {"compare", "study.subsets"}
     assert set(stages["infer"]["params"]) == {"infer", "study.subsets"}

@@ -58,14 +58,15 @@ def test_what_each_params_section_touches(repo):
          {f"{s}@{c}" for c in cells for s in ("infer", "refine")} | spread | {"measured_pinn"}),
         # the configured setting is the tune stage's first trial: its keys reach the searches too
         ("reconstruct", "momentum", 0.5, {f"{s}@{c}" for c in cells for s in ("reconstruct", "tune")} | spread),
-        ("gradient", "learning_rate", 0.04, {f"{s}@{c}" for c in cells for s in ("tune", "gradient")} | spread),
+        ("gradient", "learning_rate", 0.04, {f"{s}@{c}" for c in cells for s in ("tune", "gradient", "warmstart")} | spread),
         ("gradient", "threads", 2, {f"gradient@{c}" for c in cells} | spread),  # the tune stage runs on tune.threads
         ("tune", "threads", 2, {f"tune@{c}" for c in cells}),
         ("refine", "learning_rate", 0.002, {f"refine@{c}" for c in cells} | spread),  # the replicates refine too
         ("refine", "steps", {"baseline": 4, "dense": 3, "sparse": 4},
          {"refine@run1084-100000-dense", "refine@siemens_star-100000-dense"} | spread),
-        ("compare", "frc_apodization_px", 3.0, {f"{s}@{c}" for c in cells for s in ("compare", "refine")} | spread
-         | {"measured_compare"}),
+        ("compare", "frc_apodization_px", 3.0, {f"{s}@{c}" for c in cells for s in ("compare", "refine", "warmstart")}
+         | spread | {"measured_compare"}),
+        ("warmstart", "checkpoints", [0.0, 0.5, 1.0], {f"warmstart@{c}" for c in cells}),
         ("replicate", "seeds", 2, spread | {"summarize"}),
         ("replicate", "noise_redraws", 2, spread | {"summarize"}),
         ("measured", "epochs", 2, {"measured_pinn"}),

@@ -93,8 +93,16 @@ def test_views_train_reconstruct_and_compare_use_layout_paths():
     assert _args(compare)["--inferred"] == layout.inferred_path(OBJ, DOSE, VIEW).as_posix() in compare["deps"]
     assert not any("wts.h5.zip" in d for d in compare["deps"])  # Phase G reads objects, never a network
     assert _args(compare)["--reconstructions"] == layout.reconstruction_dir(OBJ, DOSE, VIEW).as_posix()
-    for arm in layout.ITERATIVE_ARMS:  # each Phase F file, not the folder
+    for arm in layout.STORED_ARMS:  # each Phase F file (the refined and network-started arms too), not the folder
         assert layout.reconstruction_path(OBJ, DOSE, VIEW, arm).as_posix() in compare["deps"]
+    warm = _stage("warmstart")  # the network-started solvers: the infer stage's object and the tuning selection
+    assert _args(warm)["--inferred"] == layout.inferred_path(OBJ, DOSE, VIEW).as_posix() in warm["deps"]
+    assert _args(warm)["--tuning"] == layout.tuning_path(OBJ, DOSE, VIEW).as_posix() in warm["deps"]
+    for flag, arm in (("--ptychi-out", "pinn_ptychi"), ("--gradient-out", "pinn_gradient")):
+        assert _args(warm)[flag] == layout.reconstruction_path(OBJ, DOSE, VIEW, arm).as_posix() in _outs(warm)
+    assert _args(warm)["--report"] == layout.report_path("reconstruct/warmstart", OBJ, DOSE, VIEW).as_posix() in _outs(warm)
+    assert layout.report_path("reconstruct/warmstart", OBJ, DOSE, VIEW).parent.parent == layout.WARMSTART
+    assert not any("wts.h5.zip" in d for d in warm["deps"])  # it starts from the network's object, never the network
     assert _args(compare)["--out-dir"] == layout.compare_dir(layout.REPORTS / "compare", OBJ, DOSE, VIEW).as_posix()
     product = _stage("product")  # the same inputs as Phase G, plus the networks' training histories
     assert {d for d in compare["deps"] if d.startswith("data/")} <= set(product["deps"])

@@ -30,10 +30,12 @@ from ptychostudy.params.study import StudyParams
 from ptychostudy.params.train import TrainParams, check_stitch
 from ptychostudy.params.tune import TuneParams
 from ptychostudy.params.views import ViewsParams
+from ptychostudy.params.warmstart import WarmstartParams
 
 ConfigError = ParamsError
 SECTIONS = {cls.SECTION: cls for cls in (StudyParams, BaseParams, SimulateParams, ViewsParams, TrainParams, InferParams,
-                                         RefineParams, ReconstructParams, GradientParams, TuneParams, ReplicateParams,
+                                         RefineParams, ReconstructParams, GradientParams, TuneParams, WarmstartParams,
+                                         ReplicateParams,
                                          CompareParams, ProductParams, MeasuredParams)}
 
 

@@ -52,10 +52,25 @@ def poisson_nll(expected: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return (expected - counts * torch.log(expected + EPS)).mean()
 
 
+def initial_fields(obj: np.ndarray, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-amplitude, phase) on ``grid`` of a starting object (H, W) on the truth's grid: the complex object
+    averaged over each sample's area (never its phase: a mean of wrapped phases is no phase)."""
+    t = torch.from_numpy(np.asarray(obj, dtype=np.complex64))
+    if tuple(t.shape) != grid:
+        parts = [torch.nn.functional.adaptive_avg_pool2d(part[None, None], grid)[0, 0] for part in (t.real, t.imag)]
+        t = torch.complex(*parts)
+    modulus = t.abs()
+    if not bool(torch.isfinite(modulus).all()) or float(modulus.min()) <= 0:
+        raise StudyError("gradient: the starting object must be finite and nowhere zero (it is a log-amplitude)")
+    return torch.log(modulus).to(torch.float32), torch.angle(t).to(torch.float32)
+
+
 def solve(split: Split, settings: GradientParams, plan: list[tuple[int, int]], seed: int, *, progress: bool = True,
-          desc: str = "gradient", checkpoints=(), on_checkpoint=None) -> tuple[np.ndarray, np.ndarray]:
+          desc: str = "gradient", checkpoints=(), on_checkpoint=None,
+          initial: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Run ``plan``; returns (object (H, W) complex64, Poisson NLL per step). After each step count in
-    ``checkpoints`` of a level the object so far goes to ``on_checkpoint(level, step, object)``."""
+    ``checkpoints`` of a level the object so far goes to ``on_checkpoint(level, step, object)``. The object
+    starts blank on the first level's grid unless ``initial`` (on the truth's grid: ``initial_fields``)."""
     shape = tuple(split.truth.shape)
     size = split.probe.shape[-1]
     counts = split.amplitude.double().pow(2).to(torch.float32)
@@ -66,8 +81,11 @@ def solve(split: Split, settings: GradientParams, plan: list[tuple[int, int]], s
     n = split.patterns
     batch = min(settings.batch, n)
     generator = torch.Generator().manual_seed(seed)
-    log_amplitude = torch.zeros(_grid(shape, plan[0][0]))
-    phase = torch.zeros_like(log_amplitude)
+    if initial is None:
+        log_amplitude = torch.zeros(_grid(shape, plan[0][0]))
+        phase = torch.zeros_like(log_amplitude)
+    else:
+        log_amplitude, phase = initial_fields(initial, _grid(shape, plan[0][0]))
 
     def current():
         with torch.no_grad():

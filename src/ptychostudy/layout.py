@@ -17,7 +17,9 @@ BUNDLE = "wts.h5.zip"  # Phase E: one trained network
 ITERATIVE_ARMS = ("ptychi", "ptychi_tuned", "ptychi_heldout", "gradient", "gradient_heldout")  # Phase F: one file
                   # <arm>.npz per cell (object, cost); *_heldout: the no-calibration protocol's picks (tune.py)
 REFINED_ARM = "pinn_refined"  # the view's network refined on the test patterns (refine.py): <arm>.npz beside them
-STORED_ARMS = ITERATIVE_ARMS + (REFINED_ARM,)  # the arms whose object Phase G reads from data/reconstruct
+WARMSTART_ARMS = ("pinn_ptychi", "pinn_gradient")  # the tuned solvers started from the view's network (warmstart.py)
+STORED_ARMS = ITERATIVE_ARMS + (REFINED_ARM,) + WARMSTART_ARMS  # the arms whose object Phase G reads from data/reconstruct
+WARMSTART = Path("reports/reconstruct/warmstart")  # the warmstart stage's curves, one JSON per cell (beside Phase F's records)
 TUNING = Path("reports/tuning")  # the tune stage's selection, one JSON per cell
 COMPARISON_CSV = "comparison_metrics.csv"  # Phase G, per cell
 COMPARISON_JSON = "comparison.json"

@@ -147,7 +147,9 @@ COMMENT = ("ptychostudy, a synthetic study: diffraction simulated from a real pr
 LOSS = {"pinn": "training loss per epoch (Poisson deviance)", "pinn_gs1": "training loss per epoch (Poisson deviance)",
         "ptychi": "pty-chi cost per epoch", "ptychi_tuned": "pty-chi cost per epoch", "ptychi_heldout": "pty-chi cost per epoch",
         "gradient": "Poisson negative log-likelihood per step", "gradient_heldout": "Poisson negative log-likelihood per step",
-        "pinn_refined": "refinement loss per step on the test patterns (Poisson deviance)"}
+        "pinn_refined": "refinement loss per step on the test patterns (Poisson deviance)",
+        "pinn_ptychi": "pty-chi cost per epoch (started from the network's object)",
+        "pinn_gradient": "Poisson negative log-likelihood per step (started from the network's object)"}
 
 
 def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, reconstructions, train_reports, out_dir) -> dict:

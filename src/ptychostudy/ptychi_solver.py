@@ -168,16 +168,18 @@ def predicted_counts(split: Split, obj: np.ndarray, batch_size: int = 256) -> np
 
 
 def reconstruct(setting, batch_size: int, split: Split, epochs: int, seed: int, *, refine_probe: bool = False,
-                progress: bool = True, desc: str = "pty-chi", checkpoints=(), on_checkpoint=None):
+                progress: bool = True, desc: str = "pty-chi", checkpoints=(), on_checkpoint=None,
+                initial_object: np.ndarray | None = None):
     """Run LSQML; returns (object (H, W) complex64, cost per epoch, probe (N, N) complex64 in ``split``'s
     units: the probe that with ``split.intensity_scale`` gives the predicted counts, = ``split.probe``
     unless ``refine_probe``). After each epoch count in ``checkpoints`` the object so far is handed to
-    ``on_checkpoint(epoch, object)`` (the tune stage)."""
+    ``on_checkpoint(epoch, object)`` (the tune stage). The object starts blank unless ``initial_object``."""
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         # pty-chi converts a tensor that requires grad to a float for its loss log
         warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
-        task = build_task(setting, batch_size, split, epochs, seed, refine_probe=refine_probe)
+        task = build_task(setting, batch_size, split, epochs, seed, refine_probe=refine_probe,
+                          initial_object=initial_object)
         for epoch in tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=not progress):
             task.run(n_epochs=1)
             if epoch in checkpoints and on_checkpoint is not None:

@@ -42,6 +42,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 from ptychostudy import StudyError, gradient_solver, layout, physics, ptychi_solver, refine, stage
+from ptychostudy.arms import network_arm
 from ptychostudy.bundle import load_bundle
 from ptychostudy.dataset import Split, read_dataset
 from ptychostudy.prepared import read_base
@@ -69,11 +70,6 @@ MEASURES = (  # (name in the report and in study_metrics.csv, quantity, metric o
     ("phase_frc50_resolution_px", "phase", "frc50_resolution_px"),
     ("amplitude_pearson_r", "amplitude", "pearson_r"),
 )
-
-
-def network_arm(cfg: Params, view: str) -> str:
-    """The name the view's own network has in Phase G (``pinn``, or ``pinn_gs1`` for a gridsize-1 view)."""
-    return "pinn" if cfg.view(view).gridsize > 1 else "pinn_gs1"
 
 
 def replicate_seed(seed: int, dose: int, view: str, k: int) -> int:

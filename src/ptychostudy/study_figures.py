@@ -57,7 +57,8 @@ def dose_figure(table: list[dict], metrics: list[tuple[str, str]], path: Path, p
     spread = spread or {}
     lines = sorted({(row["model"], row["view"]) for row in table})
     styles = {"pinn": ("-", "o"), "pinn_refined": ("-", "*"), "pinn_gs1": ("--", "o"), "ptychi": (":", "o"), "ptychi_tuned": (":", "s"),
-              "ptychi_heldout": (":", "D"), "gradient": (":", "^"), "gradient_heldout": (":", "v"), "blank": ("-.", "o")}
+              "ptychi_heldout": (":", "D"), "gradient": (":", "^"), "gradient_heldout": (":", "v"),
+              "pinn_ptychi": ("-", "s"), "pinn_gradient": ("-", "^"), "blank": ("-.", "o")}
     colours = {view: f"C{i}" for i, view in enumerate(sorted({v for _, v in lines}))}
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     for ax, (metric, title) in zip(axes[0], metrics):

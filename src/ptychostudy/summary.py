@@ -316,6 +316,21 @@ def _timing_rows(cfg: Params, obj: str, timing: Path) -> list[str]:
                 rows.append(f"| {dose:g} | {view} | " + ", ".join(
                     f"{p['steps']}: {p['seconds'] + p['inference_seconds']:.1f} s → {p['phase_pearson_r']:.3f}"
                     for p in curve) + " |")
+    rows += ["", "## Network-started solvers: phase r against wall time (s; the network start counts its inference)", "",
+             "| dose | view | solver | network start (seconds → phase r) | blank start (seconds → phase r) |",
+             "|---:|---|---|---|---|"]
+    for dose in cfg.study.doses:
+        for view in cfg.study.views:
+            tag = f"{obj}-{view_tag(dose, view)}"
+            w = _timing_file(timing, f"warmstart-{tag}.json")
+            if not w:
+                continue
+            inference = (seconds(f"infer-{tag}.json", "inference_seconds") or {}).get(w["network"])
+            for arm, starts in w["curves"].items():
+                def shown(points, extra):
+                    return ", ".join(f"{p['seconds'] + extra:.1f} → {p['phase_pearson_r']:.3f}" for p in points)
+                network = shown(starts["network"], inference) if inference is not None else "inference not timed here"
+                rows.append(f"| {dose:g} | {view} | {arm} | {network} | {shown(starts['blank'], 0.0)} |")
     return rows + _cost_rows(cfg, obj, timing)
 
 
@@ -569,6 +584,58 @@ def _refine_lines(cfg: Params, obj: str, reconstruct_reports: Path, table: list[
     return lines
 
 
+def _reached(curve: list[dict], target: float) -> dict | None:
+    """The first point of ``curve`` whose phase r is at least ``target`` (None: never)."""
+    return next((p for p in curve if p["phase_pearson_r"] is not None and p["phase_pearson_r"] >= target), None)
+
+
+def _work(point: dict) -> int:
+    return point.get("epochs", point.get("steps", 0))
+
+
+def _warmstart_lines(cfg: Params, obj: str, reconstruct_reports: Path) -> list[str]:
+    """The network-started solvers against the same solvers started blank (scores by epoch or step; their wall
+    times are in reports/timing/summary.md): how much of the solver's work the network's start saves."""
+    lines = [
+        "",
+        "## Network-started solvers (pinn_ptychi, pinn_gradient) against the same solvers started blank",
+        "",
+        "The view's network's test-split object starts pty-chi with the tuned setting and epochs, and the gradient "
+        "solver's last tuned level (the network stands in for the coarser levels); started blank, they are the arms "
+        "ptychi_tuned and gradient. Phase r of the featured region at the start and the end of each run, and the "
+        "solver work (pty-chi epochs; gradient steps, every level counted) after which the network-started run first "
+        "reaches the blank run's final phase r (checkpoints `warmstart.checkpoints`; nothing selected from these "
+        "scores). Wall times: `reports/timing/summary.md`.",
+        "",
+        "| dose | view | solver | network start: r at 0 → end | detail r end | blank start: r end | detail r end "
+        "| work to the blank run's final r (network start / blank) |",
+        "|---:|---|---|---|---:|---:|---:|---|",
+    ]
+    found = False
+    for dose in cfg.study.doses:
+        for view in cfg.study.views:
+            path = Path(reconstruct_reports) / "warmstart" / obj / f"{view_tag(dose, view)}.json"
+            if not path.is_file():
+                continue
+            rec = _read(path)
+            if rec["skipped"]:
+                continue
+            found = True
+            for arm, entry in rec["arms"].items():
+                network, blank = entry["curve"]["network"], entry["curve"]["blank"]
+                target = blank[-1]["phase_pearson_r"]
+                hit = _reached(network, target)
+                work = (f"{_work(hit)} / {_work(blank[-1])}" if hit is not None
+                        else f"not reached in {_work(network[-1])} (blank needs {_work(blank[-1])})")
+                lines.append(
+                    f"| {dose:g} | {view} | {arm} | {_number('r', network[0]['phase_pearson_r'])} → "
+                    f"{_number('r', network[-1]['phase_pearson_r'])} | {_number('r', network[-1]['phase_detail_r'])} "
+                    f"| {_number('r', target)} | {_number('r', blank[-1]['phase_detail_r'])} | {work} |")
+    if not found:
+        lines.append("| – | – | – | not run | | | | |")
+    return lines
+
+
 def _spread_lines(spread: dict) -> list[str]:
     lines = [
         "",
@@ -681,7 +748,8 @@ def _study(cfg: Params, obj: str, reconstruct_reports: Path, tuning_reports: Pat
         write_text(out_dir / PLOTS_DIR / obj / f"{metric}.csv", "\n".join(lines) + "\n")
     study_figures.dose_figure(table, [(m, PLOT_TITLES[m]) for m in PLOTTED], out_dir / figure_path(obj), spread={
         (arm, view, m, dose): (min(v[m]), max(v[m])) for (dose, view, arm), v in spread.items() for m in PLOTTED})
-    lines = f_lines + g_lines + _refine_lines(cfg, obj, reconstruct_reports, table) + _spread_lines(spread) + [
+    lines = (f_lines + g_lines + _refine_lines(cfg, obj, reconstruct_reports, table)
+             + _warmstart_lines(cfg, obj, reconstruct_reports) + _spread_lines(spread) + [
         "",
         f"![metrics vs dose of {obj}]({figure_path(obj)})",
         "",
@@ -689,10 +757,11 @@ def _study(cfg: Params, obj: str, reconstruct_reports: Path, tuning_reports: Pat
         "refined on the test patterns (pinn_refined); dashed: the gridsize-1 network; "
         "dotted: pty-chi as configured; dotted with squares: pty-chi tuned (calibration), with diamonds: pty-chi tuned "
         "without truth (held-out NLL); dotted with triangles: the gradient solver (calibration), with downward "
-        "triangles: its no-calibration stop; dash-dot: the floor (a blank object). Colour: the view. Bars: lowest to highest over the seeds of the "
+        "triangles: its no-calibration stop; solid with squares / triangles: pty-chi tuned / the gradient solver "
+        "started from the view's network (pinn_ptychi, pinn_gradient); dash-dot: the floor (a blank object). Colour: the view. Bars: lowest to highest over the seeds of the "
         "replicate stage (the cells of `replicate.*`). Per-cell images: "
         f"`reports/compare/{obj}/dose_<dose>-<view>/comparison.png`.*",
-    ]
+    ])
     for dose in cfg.study.doses:  # a skipped cell leaves no empty entry in metrics.json
         metrics[dose_tag(dose)] = {v: e for v, e in metrics[dose_tag(dose)].items() if e}
     agree = {}
