@@ -107,6 +107,9 @@ def test_every_forward_model_faces_a_measured_mismatch(tiny_cfg, tiny_simulated)
     folder, facts = tiny_simulated
     report = facts["model_mismatch"]
     assert set(report) == set(forward.FORWARD_MODELS)
+    from ptychostudy.arms import ARMS, FLOOR
+
+    assert set(forward.FORWARD_MODELS) == set(ARMS) - {FLOOR}  # every arm but the floor names its forward model
     errors = {entry["forward_model"]: entry["relative_error"] for entry in report.values()}
     assert set(errors) == {"physics", "ptychi"}
     assert min(errors.values()) > 1e-3 and max(errors.values()) < 10 * min(errors.values()), errors

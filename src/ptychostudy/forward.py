@@ -15,8 +15,9 @@ from ptychostudy import physics
 from ptychostudy.dataset import Split
 
 FORWARD_MODELS = {  # arm -> the forward model it reconstructs with
-    "pinn": "physics", "pinn_refined": "physics", "gradient": "physics", "gradient_heldout": "physics",
-    "ptychi": "ptychi", "ptychi_tuned": "ptychi", "ptychi_heldout": "ptychi",
+    "pinn": "physics", "pinn_refined": "physics", "pinn_gs1": "physics", "gradient": "physics", "gradient_heldout": "physics",
+    "pinn_gradient": "physics", "ptychi": "ptychi", "ptychi_tuned": "ptychi", "ptychi_heldout": "ptychi",
+    "pinn_ptychi": "ptychi",
 }
 
 
