@@ -149,7 +149,7 @@ def test_the_computed_rerun_table_agrees_with_dvc_status_for_the_other_sections_
 
 def test_an_experiment_reruns_only_the_stages_its_params_reach(repo):
     """`dvc exp run -S` on one view's epochs: that view's training jobs, what reads their bundles (refinement,
-    inference, and from its objects the comparisons and product files) and the summary run; nothing else (not the
+    inference, and from its objects the network-started solvers, the comparisons and product files) and the summary run; nothing else (not the
     other views' networks or comparisons, not pty-chi). What the other sections reach is checked above with
     `dvc status`. A bundle records only the params its stage declares: in the experiment's workspace a forced
     rerun of another view's training leaves dvc.lock byte-identical."""
@@ -167,7 +167,7 @@ def test_an_experiment_reruns_only_the_stages_its_params_reach(repo):
         run(["git", "checkout", "--", "."], work, env)  # the experiment is kept by `dvc exp`, not in the workspace
         dvc("checkout", cwd=work, env=env)
     cell = {f"{s}@{o}-100000-dense" for o in ("run1084", "siemens_star")  # the dense view of both objects
-            for s in ("train", "train_figure", "refine", "infer", "compare", "product")}
+            for s in ("train", "train_figure", "refine", "infer", "warmstart", "compare", "product")}
     assert ran == cell | {"replicate@run1084-100000-dense", "summarize"}, ran
     assert status_stages(work, env) == set()
 
