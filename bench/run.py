@@ -341,7 +341,6 @@ def bench_network_vs_iterative(cfg, view: str, out_png: Path) -> dict:
     the tuned iterative arms with the settings the tune stage selected on the train split
     (reports/tuning), sampled from the first epoch (pty-chi) or every 10 steps (gradient)."""
     log(f"4. network vs the tuned iterative arms on the {view} test split, per dose")
-    timing_dir = ROOT / "reports/timing"
     results = {}
     for dose in cfg.study.doses:
         gs = cfg.view(view).gridsize
