@@ -105,7 +105,8 @@ def tiny_iterative(tiny_cfg, tiny_views, tmp_path_factory):
                     out / "ptychi-timing.json", arm="ptychi", progress=False)
     reconstruct.run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], rec / "ptychi_tuned.npz", out / "ptychi_tuned.json",
                     out / "ptychi_tuned-timing.json", arm="ptychi_tuned", tuning=tuning,
-                    heldout_out=rec / "ptychi_heldout.npz", heldout_report=out / "ptychi_heldout.json", progress=False)
+                    heldout_out=rec / "ptychi_heldout.npz", heldout_report=out / "ptychi_heldout.json",
+                    curve_out=rec / "ptychi_tuned_curve.npz", progress=False)
     gradient.run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], tuning, rec / "gradient.npz", out / "gradient.json",
                  out / "gradient-timing.json", heldout_out=rec / "gradient_heldout.npz",
                  heldout_report=out / "gradient_heldout.json", progress=False)

@@ -34,10 +34,10 @@ def started(tiny_cfg, tiny_views, tiny_iterative, tmp_path_factory):
     smooth = np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="same"), 1, truth)
     network = (smooth * np.exp(0.7j)).astype(np.complex64)
     network[:5] = 0  # a stretch no patch reached
-    _, tuning, _ = tiny_iterative
+    phase_f, tuning, _ = tiny_iterative
     inferred = _inferred(out / "inferred.npz", network)
-    record = run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, out / "pinn_ptychi.npz",
-                 out / "pinn_gradient.npz", out / "warmstart.json", out / "timing.json", progress=False)
+    record = run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, phase_f / "ptychi_tuned_curve.npz",
+                 out / "pinn_ptychi.npz", out / "pinn_gradient.npz", out / "warmstart.json", out / "timing.json", progress=False)
     return out, record, network, truth
 
 
@@ -67,20 +67,23 @@ def test_curves_start_at_the_start_blank_ends_at_phase_f_arm_network_at_the_new_
     assert [p["epochs"] for p in ptychi["curve"]["network"]] == marks(ptychi["settings"]["epochs"], tiny_cfg.warmstart.checkpoints)
     gradient = record["records"]["pinn_gradient"]["settings"]["plans"]
     assert gradient["network"] == gradient["blank"][-1:]  # the network stands in for the coarser levels
+    assert [p["epochs"] for p in ptychi["curve"]["blank"]] == marks(ptychi["settings"]["epochs"], tiny_cfg.warmstart.checkpoints)
     timing = json.loads((out / "timing.json").read_text())
-    for arm in ("pinn_ptychi", "pinn_gradient"):
-        for start in ("blank", "network"):
-            seconds = [p["seconds"] for p in timing["curves"][arm][start]]
-            assert seconds[0] >= 0 and seconds == sorted(seconds)
+    for arm, start in (("pinn_ptychi", "network"), ("pinn_gradient", "blank"), ("pinn_gradient", "network")):
+        seconds = [p["seconds"] for p in timing["curves"][arm][start]]
+        assert seconds[0] >= 0 and seconds == sorted(seconds)
+    # pty-chi from blank ran in Phase F: no seconds here, Phase F's timing file has them at the same epochs
+    assert all(p["seconds"] is None for p in timing["curves"]["pinn_ptychi"]["blank"])
     tracked = (out / "warmstart.json").read_text()
     assert '"seconds"' not in tracked  # wall times stay out of the tracked record (dvc.lock stability)
 
 
 def test_the_stage_is_deterministic(started, tiny_cfg, tiny_views, tiny_iterative, tmp_path):
     out, _, network, _ = started
-    _, tuning, _ = tiny_iterative
+    phase_f, tuning, _ = tiny_iterative
     run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], _inferred(tmp_path / "i.npz", network), tuning,
-        tmp_path / "p.npz", tmp_path / "g.npz", tmp_path / "w.json", tmp_path / "t.json", progress=False)
+        phase_f / "ptychi_tuned_curve.npz", tmp_path / "p.npz", tmp_path / "g.npz", tmp_path / "w.json", tmp_path / "t.json",
+        progress=False)
     for a, b in (("pinn_ptychi.npz", "p.npz"), ("pinn_gradient.npz", "g.npz")):  # the records name other paths
         (obj_a, cost_a, _), (obj_b, cost_b, _) = read_reconstruction(out / a), read_reconstruction(tmp_path / b)
         assert np.array_equal(obj_a, obj_b) and np.array_equal(cost_a, cost_b)
@@ -115,12 +118,49 @@ def test_initial_fields_average_the_complex_object_not_its_phase():
 
 
 def test_an_infer_file_without_the_views_network_is_refused(tiny_cfg, tiny_views, tiny_iterative, tmp_path):
-    _, tuning, _ = tiny_iterative
+    phase_f, tuning, _ = tiny_iterative
     inferred = _inferred(tmp_path / "i.npz", np.ones((4, 4)), name="pinn_gs1")
     with pytest.raises(StudyError, match="network 'pinn'"):
-        run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, tmp_path / "p.npz",
-            tmp_path / "g.npz", tmp_path / "w.json", tmp_path / "t.json", progress=False)
+        run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, phase_f / "ptychi_tuned_curve.npz",
+            tmp_path / "p.npz", tmp_path / "g.npz", tmp_path / "w.json", tmp_path / "t.json", progress=False)
     assert not (tmp_path / "p.npz").exists()  # nothing written
+
+
+def test_phase_f_keeps_the_blank_start_on_the_way_and_a_curve_of_other_epochs_is_refused(tiny_cfg, tiny_views, tiny_iterative,
+                                                                                        tmp_path):
+    """reconstruct_tuned's curve file: ptychi_tuned's objects at warmstart.checkpoints of its epochs, the last its own
+    object exactly (one run: the arm is never run twice); a curve for other epochs (changed checkpoints, or another
+    selection) is refused before anything runs."""
+    import dataclasses
+
+    from ptychostudy.stored import read_curve, write_curve
+
+    phase_f, tuning, _ = tiny_iterative
+    epochs, objects, meta = read_curve(phase_f / "ptychi_tuned_curve.npz")
+    tuned, _, tuned_meta = read_reconstruction(phase_f / "ptychi_tuned.npz")
+    assert list(epochs) == [m for m in marks(tuned_meta["epochs"], tiny_cfg.warmstart.checkpoints) if m > 0]
+    assert np.array_equal(objects[-1], tuned)
+    assert meta["arm"] == "ptychi_tuned" and meta["epochs"] == tuned_meta["epochs"]
+    stale = tmp_path / "stale.npz"
+    write_curve(stale, epochs[:-1], objects[:-1], meta)
+    inferred = _inferred(tmp_path / "i.npz", np.ones(objects.shape[1:]))
+    with pytest.raises(StudyError, match="rerun its reconstruct_tuned stage"):
+        run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, stale, tmp_path / "p.npz",
+            tmp_path / "g.npz", tmp_path / "w.json", tmp_path / "t.json", progress=False)
+    assert not (tmp_path / "p.npz").exists()
+    other = tiny_cfg.replace(warmstart=dataclasses.replace(tiny_cfg.warmstart, checkpoints=(0.0, 0.5, 1.0)))
+    with pytest.raises(StudyError, match="warmstart.checkpoints"):
+        run(other, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, phase_f / "ptychi_tuned_curve.npz",
+            tmp_path / "p.npz", tmp_path / "g.npz", tmp_path / "w.json", tmp_path / "t.json", progress=False)
+
+
+def test_only_ptychi_tuned_keeps_a_curve(tiny_cfg, tiny_views, tmp_path):
+    from ptychostudy import reconstruct
+
+    with pytest.raises(StudyError, match="--curve-out goes with --arm ptychi_tuned"):
+        reconstruct.run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], tmp_path / "p.npz", tmp_path / "p.json",
+                        tmp_path / "t.json", arm="ptychi", curve_out=tmp_path / "c.npz", progress=False)
+    assert not (tmp_path / "p.npz").exists()
 
 
 def test_marks_are_whole_counts_from_the_start_to_the_end():

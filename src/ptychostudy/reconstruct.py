@@ -38,8 +38,9 @@ from ptychostudy.io import derive_seed, sha256_file, write_json
 from ptychostudy.params import Params
 from ptychostudy.params import load as load_params
 from ptychostudy.params.reconstruct import ReconstructParams
+from ptychostudy.params.warmstart import WarmstartParams, marks
 from ptychostudy.ptychi_solver import reconstruct, settings_of
-from ptychostudy.stored import write_reconstruction
+from ptychostudy.stored import write_curve, write_reconstruction
 
 SPLIT = "test"
 ARMS = ("ptychi", "ptychi_tuned", "ptychi_heldout")  # the pty-chi arms of Phase F (layout.ITERATIVE_ARMS lists all)
@@ -54,15 +55,19 @@ def _record(cfg: Params, arm: str, setting, epochs: int, chosen: dict, cost: np.
 
 
 def run(cfg: Params, obj: str, dose, view: str, view_dir, out, report, timing, *, arm: str = "ptychi", tuning=None,
-        heldout_out=None, heldout_report=None, progress: bool = True) -> dict:
+        heldout_out=None, heldout_report=None, curve_out=None, progress: bool = True) -> dict:
     """One pty-chi arm of one cell; with ``arm`` ptychi_tuned and ``heldout_out`` also the arm ptychi_heldout (the
     no-calibration protocol's pick): one run serves both where the picks share a setting (the earlier epoch count's
-    object taken on the way, as a run stopping there gives it)."""
+    object taken on the way, as a run stopping there gives it). With ``curve_out`` (ptychi_tuned) the run's objects
+    at the fractions ``warmstart.checkpoints`` of its epochs go there: the blank start's curve the warmstart stage
+    scores (its network-started twin runs there), so that no stage runs this arm twice."""
     # load: every input read and checked first
     if arm not in ARMS[:2]:
         raise StudyError(f"unknown pty-chi arm {arm!r}; choose ptychi or ptychi_tuned (which writes ptychi_heldout too)")
     if (heldout_out is None) != (heldout_report is None) or (heldout_out is not None and arm != "ptychi_tuned"):
         raise StudyError("reconstruct: --heldout-out and --heldout-report go together, with --arm ptychi_tuned")
+    if curve_out is not None and arm != "ptychi_tuned":
+        raise StudyError("reconstruct: --curve-out goes with --arm ptychi_tuned (the warmstart stage's blank start)")
     obj, dose = cfg.object(obj), cfg.dose(dose)
     definition = cfg.view(view)
     paths = {arm: (Path(out), Path(report))}
@@ -76,30 +81,38 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, out, report, timing, *
         for name, (arm_out, arm_report) in paths.items():
             write_reconstruction(arm_out, np.zeros((0, 0)), np.zeros(0), {**record, "arm": name})
             write_json(arm_report, {**record, "arm": name})
+        if curve_out is not None:
+            write_curve(curve_out, np.zeros(0), np.zeros((0, 0, 0)), {**record, "arm": arm})
         return {**record, "arms": list(paths)}
     settings = {name: settings_of(cfg, name, dose, view, tuning) for name in paths}
+    curve_marks = [] if curve_out is None else [m for m in marks(settings[arm][1], cfg.warmstart.checkpoints) if m > 0]
     data_path = layout.view_file(view_dir, SPLIT)
     split = Split.read(data_path, 1, require_groups=definition.gridsize > 1)
     # compute: one run per distinct setting, as long as the longest arm on it
     r = cfg.reconstruct
     torch.set_num_threads(r.threads)
     seed = derive_seed(r.seed, dose, view) % (2**31)
-    results, seconds = {}, {}
+    results, seconds, curve = {}, {}, {}
     for setting in dict.fromkeys(s for s, _, _ in settings.values()):
         names = [name for name, (s, _, _) in settings.items() if s == setting]
         epochs = max(settings[name][1] for name in names)
         start = time.perf_counter()
         taken = {}
+        kept = curve_marks if arm in names else []
 
-        def checkpoint(epoch, obj, names=names, taken=taken, start=start):
+        def checkpoint(epoch, obj, names=names, taken=taken, start=start, kept=kept):
+            now = time.perf_counter() - start
             for name in names:
                 if settings[name][1] == epoch:
                     taken[name] = obj
-                    seconds[name] = time.perf_counter() - start
+                    seconds[name] = now
+            if epoch in kept:
+                curve[epoch] = (np.array(obj, dtype=np.complex64), now)
 
         recon, cost, _ = reconstruct(setting, r.batch_size, split, epochs, seed, progress=progress,
                                    desc=f"{'/'.join(names)} {obj} dose {dose} {view}",
-                                   checkpoints=sorted({settings[name][1] for name in names}), on_checkpoint=checkpoint)
+                                   checkpoints=sorted({settings[name][1] for name in names} | set(kept)),
+                                   on_checkpoint=checkpoint)
         for name in names:
             results[name] = (taken.get(name, recon), cost)
             seconds.setdefault(name, time.perf_counter() - start)
@@ -117,17 +130,23 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, out, report, timing, *
         write_reconstruction(arm_out, recon, cost[:epochs], rec)
         write_json(arm_report, rec)
         written[name] = rec
+    timed = {}
+    if curve_out is not None:
+        write_curve(curve_out, curve_marks, np.stack([curve[m][0] for m in curve_marks]),
+                    {**record, "arm": arm, "setting": written[arm]["settings"], "epochs": settings[arm][1],
+                     "checkpoints": list(cfg.warmstart.checkpoints), "seed": r.seed})
+        timed["curve_seconds"] = {arm: [{"epochs": m, "seconds": curve[m][1]} for m in curve_marks]}
     write_json(timing, {"object": obj, "dose": dose, "view": view, "arms": list(paths), "reconstruct_seconds": seconds,
                         "epochs": {name: settings[name][1] for name in paths}, "positions": split.patterns,
-                        "threads": r.threads, "torch": torch.__version__})
+                        "threads": r.threads, "torch": torch.__version__, **timed})
     return {**record, "arms": list(paths), "records": written, "seconds": seconds}
 
 
 def cli(args) -> None:
     """``ptychostudy reconstruct``: one arm of one cell (two with --heldout-out), then a headline each on stdout."""
-    r = run(load_params(args.params, ReconstructParams), args.obj, args.dose, args.view, args.view_dir, args.out, args.report,
+    r = run(load_params(args.params, ReconstructParams, WarmstartParams), args.obj, args.dose, args.view, args.view_dir, args.out, args.report,
             args.timing, arm=args.arm, tuning=args.tuning, heldout_out=args.heldout_out, heldout_report=args.heldout_report,
-            progress=not args.no_progress)
+            curve_out=args.curve_out, progress=not args.no_progress)
     if r["skipped"]:
         print(f"reconstruct {', '.join(r['arms'])} {r['object']} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
         return
@@ -154,6 +173,8 @@ def build_parser(prog: str = "python -m ptychostudy.reconstruct") -> argparse.Ar
     p.add_argument("--heldout-out", type=Path, help="with --arm ptychi_tuned: the arm ptychi_heldout's reconstruction "
                    "(the no-calibration protocol's pick; one run serves both where the picks share a setting)")
     p.add_argument("--heldout-report", type=Path, help="the arm ptychi_heldout's record (JSON)")
+    p.add_argument("--curve-out", type=Path, help="with --arm ptychi_tuned: its objects at the fractions "
+                   "warmstart.checkpoints of its epochs (.npz): the blank start the warmstart stage scores")
     return p
 
 

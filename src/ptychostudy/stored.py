@@ -1,5 +1,6 @@
 """The stored arms' file (Phase F, and the refined network beside it): one object, its cost per epoch or
-step, and the stage's record, in a byte-deterministic ``.npz`` read without unpickling."""
+step, and the stage's record, in a byte-deterministic ``.npz`` read without unpickling; and a run's objects on the
+way (its curve file)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,25 @@ def read_reconstruction(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
     if sorted(arrays) != sorted(RECONSTRUCTION_KEYS):
         raise StudyError(f"{path}: expected the keys {', '.join(RECONSTRUCTION_KEYS)}, found {', '.join(sorted(arrays))}")
     return arrays["object"], arrays["cost"], read_metadata(arrays, str(path))
+
+
+CURVE_KEYS = ("epochs", "objects", "_metadata")
+
+
+def write_curve(path: str | os.PathLike, epochs, objects, record: Mapping) -> None:
+    """A solver run's objects on the way (Phase F's ``ptychi_tuned``: the blank start's curve the warmstart
+    stage scores): epochs (k,) int64, objects (k, H, W) complex64, metadata."""
+    write_npz(path, {"epochs": np.asarray(epochs, dtype=np.int64),
+                     "objects": np.asarray(objects, dtype=np.complex64).reshape(len(epochs), *np.shape(objects)[1:]),
+                     "_metadata": json_array(record)})
+
+
+def read_curve(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Load a curve file (no pickle): (epochs, objects, metadata)."""
+    arrays = read_npz(path, "solver curve", hint="run its reconstruct_tuned stage first")
+    if sorted(arrays) != sorted(CURVE_KEYS):
+        raise StudyError(f"{path}: expected the keys {', '.join(CURVE_KEYS)}, found {', '.join(sorted(arrays))}")
+    epochs, objects = arrays["epochs"], arrays["objects"]
+    if epochs.ndim != 1 or objects.ndim != 3 or len(epochs) != len(objects):
+        raise StudyError(f"{path}: {len(epochs)} epochs for {objects.shape[0] if objects.ndim == 3 else '?'} objects")
+    return epochs, objects, read_metadata(arrays, str(path))

@@ -2,13 +2,15 @@
 
 The view's own network (``pinn``, or ``pinn_gs1`` on a gridsize-1 view) gives an object of the test split
 in one pass (the infer stage's file). Here that object is the starting guess of the tuned iterative solvers,
-and each runs beside the same solver started blank, in the same process, on the same test patterns:
+and each is set beside the same solver started blank, on the same test patterns:
 
 * ``pinn_ptychi``: pty-chi LSQML with the calibration protocol's setting and epochs (the tune stage's pick,
-  as ``ptychi_tuned`` runs it, same seed); blank-started it is ``ptychi_tuned`` itself.
+  as ``ptychi_tuned`` runs it, same seed); blank-started it is ``ptychi_tuned`` itself, so its blank curve is
+  Phase F's run: the reconstruct_tuned stage keeps that run's objects at the checkpoints (its curve file) and
+  they are scored here — the arm is not run twice (on the baseline view it costs 140 s a cell).
 * ``pinn_gradient``: the gradient solver's **last** tuned level with its steps, started from the network's
   object on that level's grid: the network stands in for the coarser levels. Blank-started, the whole tuned
-  schedule (coarse to fine) runs, as the ``gradient`` arm does.
+  schedule (coarse to fine) runs here, as the ``gradient`` arm does (about 15 s a cell: run again, not stored).
 
 At the fractions ``warmstart.checkpoints`` of each run (pty-chi's epochs; each gradient level's steps) the
 object so far is scored by the study's one scoring path (featured region, against the truth: a measurement
@@ -17,8 +19,8 @@ goes to the timing file, so that quality against time — and the time the netwo
 can be drawn once the inference's own time (the infer stage's timing) is added. The arms are the runs'
 last objects, scored in Phase G like every arm.
 
-``run`` is load (params, test split, the infer stage's object, the tuning selection; all checked first)
-→ compute → write (two object files beside Phase F's, the record with both curves, the timing file).
+``run`` is load (params, test split, the infer stage's object, the tuning selection, Phase F's curve file; all
+checked first) → compute → write (two object files beside Phase F's, the record with both curves, the timing file).
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ from ptychostudy.params.compare import CompareParams
 from ptychostudy.params.gradient import GradientParams
 from ptychostudy.params.reconstruct import ReconstructParams
 from ptychostudy.params.study import StudyParams
-from ptychostudy.params.warmstart import WarmstartParams
-from ptychostudy.stored import write_reconstruction
+from ptychostudy.params.warmstart import WarmstartParams, marks
+from ptychostudy.stored import read_curve, write_reconstruction
 
 ARMS = layout.WARMSTART_ARMS  # ("pinn_ptychi", "pinn_gradient")
 BLANK_TWIN = {"pinn_ptychi": "ptychi_tuned", "pinn_gradient": "gradient"}  # the arm its blank-started run reproduces
@@ -69,11 +71,6 @@ def starting_object(canvas: np.ndarray) -> np.ndarray:
     return start.astype(np.complex64)
 
 
-def marks(total: int, fractions) -> list[int]:
-    """The whole counts (of epochs or steps) at the fractions of ``total``; 0 is the start."""
-    return sorted({int(round(f * total)) for f in fractions})
-
-
 class Curve:
     """Scores and solver seconds at the checkpoints of one run (the scoring's own time excluded)."""
 
@@ -86,8 +83,8 @@ class Curve:
         self.paused += time.perf_counter() - now
 
 
-def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, tuning, ptychi_out, gradient_out, report, timing, *,
-        progress: bool = True) -> dict:
+def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, tuning, blank_curve, ptychi_out, gradient_out, report,
+        timing, *, progress: bool = True) -> dict:
     # load: every input read and checked first
     obj, dose = cfg.object(obj), cfg.dose(dose)
     definition = cfg.view(view)
@@ -107,6 +104,14 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, tuning, ptyc
         raise StudyError(f"{inferred}: holds no object of the view's network {network!r} (arms: "
                          f"{', '.join(objects) or 'none'}); rerun its infer stage")
     setting, epochs, chosen = ptychi_solver.settings_of(cfg, "ptychi_tuned", dose, view, tuning)
+    p_marks = [m for m in marks(epochs, cfg.warmstart.checkpoints) if m > 0]
+    blank_epochs, blank_objects, blank_record = read_curve(blank_curve)
+    expected = {"object": obj, "dose": dose, "view": view, "arm": BLANK_TWIN["pinn_ptychi"], "epochs": epochs}
+    found = {k: blank_record.get(k) for k in expected}
+    if found != expected or [int(e) for e in blank_epochs] != p_marks:
+        raise StudyError(f"{blank_curve}: the blank start's curve of {found} at epochs {[int(e) for e in blank_epochs]}, "
+                         f"this cell's ptychi_tuned needs {expected} at epochs {p_marks} (warmstart.checkpoints): "
+                         "rerun its reconstruct_tuned stage")
     g = cfg.gradient
     stop = gradient_solver.read_selection(tuning, dose, view, gradient_solver.ARM)
     plans = {"blank": gradient_solver.schedule(g, stop)}
@@ -132,16 +137,19 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, tuning, ptyc
     curves: dict[str, dict[str, Curve]] = {arm: {} for arm in ARMS}
     finals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     p_seed = derive_seed(r.seed, dose, view) % (2**31)  # as reconstruct.py seeds ptychi_tuned
-    p_marks = [m for m in marks(epochs, w.checkpoints) if m > 0]
-    for start in STARTS:
-        curve = curves["pinn_ptychi"][start] = Curve(score)
-        curve.mark(blank if start == "blank" else start_obj, epochs=0)
-        recon, cost, _ = ptychi_solver.reconstruct(
-            setting, r.batch_size, split, epochs, p_seed, progress=progress, checkpoints=p_marks,
-            on_checkpoint=lambda e, o, c=curve: c.mark(o, epochs=e), initial_object=None if start == "blank" else start_obj,
-            desc=f"warmstart pty-chi from {start} {obj} dose {dose} {view}")
-        if start == "network":
-            finals["pinn_ptychi"] = (recon, cost)
+    # pty-chi from blank is Phase F's ptychi_tuned run itself: its objects on the way (the curve file) are scored
+    # here, so that the arm runs once in the study; its seconds are in Phase F's timing file (curve_seconds)
+    curve = curves["pinn_ptychi"]["blank"] = Curve(score)
+    curve.mark(blank, epochs=0)
+    for e, o in zip(blank_epochs, blank_objects):
+        curve.mark(o, epochs=int(e))
+    curve = curves["pinn_ptychi"]["network"] = Curve(score)
+    curve.mark(start_obj, epochs=0)
+    recon, cost, _ = ptychi_solver.reconstruct(
+        setting, r.batch_size, split, epochs, p_seed, progress=progress, checkpoints=p_marks,
+        on_checkpoint=lambda e, o, c=curve: c.mark(o, epochs=e), initial_object=start_obj,
+        desc=f"warmstart pty-chi from the network {obj} dose {dose} {view}")
+    finals["pinn_ptychi"] = (recon, cost)
     gradient_solver.setup(w.threads)  # fixed threads, deterministic kernels, as gradient.py runs it
     g_seed = derive_seed(g.seed, dose, view)  # as gradient.py seeds the gradient arm
     g_marks = [m for m in marks(stop[1], w.checkpoints) if m > 0]
@@ -164,7 +172,8 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, tuning, ptyc
     # write: the tracked record holds what is reproducible (scores by epoch or step); wall times go to the timing file
     shared = {"data": {"path": str(data_path), "sha256": sha256_file(data_path)},
               "inferred": {"path": str(inferred), "sha256": sha256_file(inferred)},
-              "tuning": {"path": str(tuning), "sha256": sha256_file(tuning)}}
+              "tuning": {"path": str(tuning), "sha256": sha256_file(tuning)},
+              "blank_curve": {"path": str(blank_curve), "sha256": sha256_file(blank_curve)}}
     record.update(skipped=False, positions=split.patterns, **shared)
     settings = {
         "pinn_ptychi": {"noise_model": setting.noise_model, "tv_weight": setting.tv_weight, "momentum": setting.momentum,
@@ -186,24 +195,30 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, tuning, ptyc
     write_json(report, {**record, "arms": {arm: {k: v for k, v in rec.items() if k not in record} for arm, rec in records.items()}})
     seconds = {arm: {s: [{k: p[k] for k in p if k in ("epochs", "level", "steps", "seconds", "phase_pearson_r")}
                          for p in curves[arm][s].points] for s in STARTS} for arm in ARMS}
+    seconds["pinn_ptychi"]["blank"] = [{k: p[k] for k in ("epochs", "phase_pearson_r")} | {"seconds": None}
+                                       for p in curves["pinn_ptychi"]["blank"].points]  # Phase F ran it (curve_seconds)
     write_json(timing, {"object": obj, "dose": dose, "view": view, "network": network, "curves": seconds,
                         "threads": w.threads, "torch": torch.__version__,
                         "note": "solver seconds from each run's start at each checkpoint, scoring excluded; add the "
-                                "infer stage's inference seconds for the time from the start of inference"})
+                                "infer stage's inference seconds for the time from the start of inference. pty-chi "
+                                "from blank ran in Phase F: its seconds are curve_seconds of "
+                                "reconstruct-ptychi_tuned-<cell>.json"})
     return {**record, "records": records, "seconds": seconds}
 
 
 def cli(args) -> None:
     """``ptychostudy warmstart``: one cell, then each solver's two curves on stdout."""
     r = run(load_params(args.params, WarmstartParams, ReconstructParams, GradientParams, CompareParams, StudyParams),
-            args.obj, args.dose, args.view, args.view_dir, args.inferred, args.tuning, args.ptychi_out, args.gradient_out,
+            args.obj, args.dose, args.view, args.view_dir, args.inferred, args.tuning, args.blank_curve, args.ptychi_out,
+            args.gradient_out,
             args.report, args.timing, progress=not args.no_progress)
     if r["skipped"]:
         print(f"warmstart {r['object']} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
         return
     for arm, starts in r["seconds"].items():
         for start, points in starts.items():
-            shown = "; ".join(f"{p['seconds']:.1f} s r {p['phase_pearson_r']:.3f}" for p in points)
+            shown = "; ".join(("Phase F" if p["seconds"] is None else f"{p['seconds']:.1f} s")
+                              + f" r {p['phase_pearson_r']:.3f}" for p in points)
             print(f"{arm} {r['object']} dose {r['dose']} {r['view']} from {start}: {shown}")
 
 
@@ -211,13 +226,16 @@ def build_parser(prog: str = "python -m ptychostudy.warmstart") -> argparse.Argu
     p = stage.parser(prog, help="the network-started solvers of one cell (arms pinn_ptychi, pinn_gradient)",
                      description="Network-started solvers (params warmstart.*): the view's network's test-split object "
                      "(--inferred, the infer stage's file) starts pty-chi LSQML with the tuned setting and epochs "
-                     "(--tuning, calibration protocol) and the gradient solver's last tuned level; each also runs from a "
-                     "blank object. Both starts are scored at the fractions warmstart.checkpoints (featured region; "
+                     "(--tuning, calibration protocol) and the gradient solver's last tuned level; beside each the same solver "
+                     "from a blank object (pty-chi's: Phase F's ptychi_tuned run, --blank-curve; the gradient solver's "
+                     "runs here). Both starts are scored at the fractions warmstart.checkpoints (featured region; "
                      "nothing is selected from these scores). Writes the two arms' objects (.npz, no pickle, beside "
                      "Phase F's), a record with both curves (JSON) and a timing file (solver seconds per checkpoint).")
     stage.add_cell(p, "folder with test.npz and view.json")
     p.add_argument("--inferred", type=Path, required=True, help="the infer stage's file of this cell (.npz)")
     p.add_argument("--tuning", type=Path, required=True, help="the tune stage's selection (JSON)")
+    p.add_argument("--blank-curve", type=Path, required=True, help="Phase F's ptychi_tuned objects on the way (.npz, "
+                   "its reconstruct_tuned stage's --curve-out): pty-chi's blank start")
     p.add_argument("--ptychi-out", type=Path, required=True, help="the arm pinn_ptychi's reconstruction .npz")
     p.add_argument("--gradient-out", type=Path, required=True, help="the arm pinn_gradient's reconstruction .npz")
     p.add_argument("--report", type=Path, required=True, help="record with both starts' curves (JSON)")

@@ -22,3 +22,10 @@ class WarmstartParams(Section):
         if not c or c[0] != 0.0 or c[-1] != 1.0 or c != sorted(set(c)):
             raise ParamsError(f"warmstart.checkpoints must be increasing fractions from 0.0 (the starting object) to "
                               f"1.0 (the arm's object), got {c}")
+
+
+def marks(total: int, fractions) -> list[int]:
+    """The whole counts (of epochs or steps) at the fractions of ``total``; 0 is the start. Phase F's
+    ``ptychi_tuned`` run keeps its objects at these epochs (the blank start's curve), the warmstart stage
+    scores its runs there."""
+    return sorted({int(round(f * total)) for f in fractions})
