@@ -12,7 +12,9 @@ cell listed in ``replicate.doses`` × ``replicate.views`` this stage reruns ever
   another batch order;
 * ``ptychi`` and ``ptychi_tuned`` (``reconstruct.reconstruct``, the settings of Phase F: the tuned arm
   reads the tune stage's train-split selection; pty-chi's random batches follow the seed), and
-  ``gradient`` (``gradient.solve``, stopped where the tune stage selected).
+  ``gradient`` (``gradient.solve``, stopped where the tune stage selected); the solvers on
+  ``replicate.threads`` torch threads (the stage holds the networks' cores anyway; a thread count can
+  move the last digits of a run, as another CPU does: part of the spread this stage measures).
 
 A second axis redraws the data (``replicate.noise_redraws``): the test positions' expected counts are
 simulated again exactly as Phase C simulates them (``simulator.py``, from the prepared base: the only
@@ -155,12 +157,12 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, tuning, bundle, base, 
     def iterative(axis: str, k: int, data: Split, seed_of) -> None:
         for name in PTYCHI_ARMS:
             setting, epochs, _ = settings[name]
-            torch.set_num_threads(r.threads)
+            torch.set_num_threads(cfg.replicate.threads)
             start = time.perf_counter()
             obj, _, _ = ptychi_solver.reconstruct(setting, r.batch_size, data, epochs, seed_of(r.seed) % (2**31),
                                                   progress=progress, desc=f"replicate {axis} {k} {name} dose {dose} {view}")
             scored(name, axis, k, obj, start)
-        gradient_solver.setup(g.threads)
+        gradient_solver.setup(cfg.replicate.threads)
         start = time.perf_counter()
         obj, _ = gradient_solver.solve(data, g, plan, seed_of(g.seed), progress=progress,
                                        desc=f"replicate {axis} {k} gradient dose {dose} {view}")
@@ -201,7 +203,7 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, tuning, bundle, base, 
     )
     write_json(report, record)
     write_json(timing, {"object": obj, "dose": dose, "view": view, "seconds": seconds, "threads": {"train": t.threads,
-                        "ptychi": r.threads, "gradient": g.threads, "refine": cfg.refine.threads},
+                        "ptychi": cfg.replicate.threads, "gradient": cfg.replicate.threads, "refine": cfg.refine.threads},
                         "torch": torch.__version__})
     return {**record, "seconds": seconds}
 

@@ -18,6 +18,8 @@ class ReplicateParams(Section):
     views: tuple[str, ...] = key("view names", kind="name")
     seeds: int = key("extra runs of every arm per cell with other seeds", min=1, max=100)
     noise_redraws: int = key("extra runs of every arm per cell on the test counts drawn again", min=0, max=100)
+    threads: int = key("torch threads of the stage's pty-chi and gradient reruns (the stage holds train.threads cores "
+                       "for its networks; its solvers may use them too)", min=1, max=256)
 
     def check(self, p) -> None:
         for obj in self.objects:
