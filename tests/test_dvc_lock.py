@@ -100,8 +100,10 @@ def test_reconstruct_and_compare_stages_depend_on_their_keys():
     listed = set(stages["reconstruct"]["params"])
     expected = {f"reconstruct.{f.name}" for f in dataclasses.fields(ReconstructSection) if f.name != "epochs"}
     assert expected | {"reconstruct.epochs.${item.view}"} == listed, sorted(expected ^ listed)
-    # the tuned arm: its settings come from the selection file; only the shared pty-chi keys from params
-    assert set(stages["reconstruct_tuned"]["params"]) == {"reconstruct.batch_size", "reconstruct.seed", "reconstruct.threads"}
+    # the tuned arm: its settings come from the selection file; only the shared pty-chi keys from params, and the
+    # checkpoints at which it keeps its objects for the warmstart stage (its blank start)
+    assert set(stages["reconstruct_tuned"]["params"]) == {"reconstruct.batch_size", "reconstruct.seed", "reconstruct.threads",
+                                                          "warmstart.checkpoints"}
     assert set(stages["gradient"]["params"]) == {"gradient"}
     tune = set(stages["tune"]["params"])
     from ptychostudy.params.gradient import GradientParams as GradientSection
