@@ -21,7 +21,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from ptychostudy import StudyError, layout, stage
+from ptychostudy import StudyError, cost, layout, stage
 from ptychostudy.arms import ARMS, FLOOR, NETWORK_ARMS, PROTOCOL_PAIRS, REFINED, TUNED_ITERATIVE, arms, baseline_view
 from ptychostudy.io import sha256_file, write_json, write_text
 from ptychostudy.layout import ITERATIVE_ARMS, REFINED_ARM, SPLITS, dose_tag
@@ -128,7 +128,8 @@ def summarize(
     if Path(timing).is_dir():
         rows = []
         for obj in cfg.study.objects:
-            rows += [f"# {obj}", "", *_timing_rows(object_cfg(cfg, obj), obj, Path(timing)), ""]
+            rows += [f"# {obj}", "", *_timing_rows(object_cfg(cfg, obj), obj, Path(timing)), "",
+                     *cost.lines(cfg.study, obj, Path(compare_reports), Path(reconstruct_reports), Path(timing)), ""]
         write_text(Path(timing) / "summary.md", "# Wall times (this machine, last run)\n\n" + "\n".join(rows) + "\n")
     return metrics
 
