@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from conftest import ROOT
 from ptychostudy import cost
 
 OBJ, TAG = "run1084", "dose_1000-dense"
@@ -37,7 +38,7 @@ def workspace(tmp_path):
     _write(timing / f"tune-{stem}.json", {"tune_seconds": 200.0, "threads": 1})             # 200
     _write(timing / f"infer-{stem}.json", {"inference_seconds": {"pinn": 2.0}, "threads": 1})
     _write(timing / f"refine-{stem}.json", {"refine_seconds": 20.0, "threads": 2})          # 40
-    _write(timing / f"reconstruct_tuned-{stem}.json", {"reconstruct_seconds": {"ptychi_tuned": 30.0}, "threads": 1})
+    _write(timing / f"reconstruct-ptychi_tuned-{stem}.json", {"reconstruct_seconds": {"ptychi_tuned": 30.0}, "threads": 1})
     _write(timing / f"gradient-{stem}.json", {"reconstruct_seconds": {"gradient": 10.0}, "threads": 1})
     _write(timing / f"warmstart-{stem}.json", {"threads": 1, "curves": {
         "pinn_ptychi": {"network": [{"epochs": 0, "seconds": 0.0}, {"epochs": 10, "seconds": 6.0},
@@ -74,6 +75,15 @@ def test_one_time_cost_net_of_the_search_and_the_smallest_break_even_wins(worksp
     # the network alone: one-time training less pty-chi's search (1000 - 200), 2 core-s a scan against 30
     assert ptychi["paths"]["network"]["break_even_scans"] == math.ceil(800 / 28)
     assert ptychi["break_even_scans"] == min(math.ceil(800 / 28), math.ceil(1000 / 22))
+
+
+def test_the_timing_files_it_reads_are_the_ones_the_stages_write():
+    """The reference arms' timing files by the names dvc.yaml gives them (a wrong prefix left pty-chi out unseen)."""
+    import yaml
+
+    commands = " ".join(str(s.get("cmd", "")) for s in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values())
+    for prefix, _ in cost.REFERENCES.values():
+        assert f"reports/timing/{prefix}-${{item.object}}-dose_${{item.dose}}-${{item.view}}.json" in commands
 
 
 def test_cells_not_run_here_or_skipped_say_so(workspace, tmp_path):

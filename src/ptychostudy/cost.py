@@ -24,7 +24,8 @@ import json
 import math
 from pathlib import Path
 
-REFERENCES = {"ptychi_tuned": ("reconstruct_tuned", "pinn_ptychi"), "gradient": ("gradient", "pinn_gradient")}
+REFERENCES = {  # reference arm -> (its timing file's prefix, the network-started arm of the same solver)
+    "ptychi_tuned": ("reconstruct-ptychi_tuned", "pinn_ptychi"), "gradient": ("gradient", "pinn_gradient")}
 PATHS = ("network", "network+refinement", "network+solver")
 
 
@@ -76,8 +77,8 @@ def cell(compare_reports: Path, reconstruct_reports: Path, timing: Path, obj: st
     if None in (train, tune, infer) or not warm_timing or network not in r:
         return {"missing": "timing files of this cell (its stages did not run on this machine)"}
     out = {"network_arm": network, "one_time_core_s": {"training": train, "search": tune}, "references": {}}
-    for ref, (stage, warm_arm) in REFERENCES.items():
-        per_scan = core_seconds(_json(timing / f"{stage}-{stem}.json"), "reconstruct_seconds", ref)
+    for ref, (prefix, warm_arm) in REFERENCES.items():
+        per_scan = core_seconds(_json(timing / f"{prefix}-{stem}.json"), "reconstruct_seconds", ref)
         if per_scan is None or ref not in r:
             continue
         target = r[ref]
