@@ -66,9 +66,11 @@ def test_what_each_params_section_touches(repo):
          {"refine@run1084-100000-dense", "refine@siemens_star-100000-dense"} | spread),
         ("compare", "frc_apodization_px", 3.0, {f"{s}@{c}" for c in cells for s in ("compare", "refine", "warmstart")}
          | spread | {"measured_compare"}),
-        ("warmstart", "checkpoints", [0.0, 0.5, 1.0], {f"warmstart@{c}" for c in cells}),
+        # the tuned pty-chi run keeps its objects at the checkpoints: the warmstart stage's blank start
+        ("warmstart", "checkpoints", [0.0, 0.5, 1.0], {f"{s}@{c}" for c in cells for s in ("warmstart", "reconstruct_tuned")}),
         ("replicate", "seeds", 2, spread | {"summarize"}),
         ("replicate", "noise_redraws", 2, spread | {"summarize"}),
+        ("replicate", "threads", 1, spread | {"summarize"}),  # the summary reads the section (its cells)
         ("measured", "epochs", 2, {"measured_pinn"}),
         ("measured", "batch_size", 32, {"measured_ptychi@A", "measured_ptychi@B"}),
     ):
