@@ -70,14 +70,16 @@ def figure(entry: dict, path: Path) -> None:
             value = next((v for n, ref, p, v in rows if f"{n} vs {ref}" == label and p == pname), None)
             y = i + (k - 1) * 0.27
             if isinstance(value, int):
-                ax.barh(y, value, height=0.25, color=f"C{k}", label=pname if i == 0 else None)
+                ax.barh(y, value, height=0.25, color=f"C{k}")
             elif value is not None:
                 ax.plot([1], [y], "x", color=f"C{k}")
     ax.set_xscale("log")
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.set_xlabel("scans until the network path has cost less (×: never at equal quality)")
     ax.set_title(f"Break-even with training included ({entry['machine']['cpu']}, {entry['machine']['date']})", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=f"C{k}", label=p) for k, p in enumerate(paths)], fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=80, metadata={"Software": None})
     plt.close(fig)
