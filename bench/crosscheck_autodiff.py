@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
@@ -131,8 +130,9 @@ def main() -> None:
     low, high = min(runs), max(runs)
     band = (low, high) if len(runs) > 1 else (gradient - args.tolerance, gradient + args.tolerance)
     agrees = band[0] - 1e-9 <= scores["test_phase_r"] <= band[1] + 1e-9
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    cpu = next((l.split(":", 1)[1].strip() for l in cpu.splitlines() if l.startswith("Model name")), platform.processor())
+    from machine import machine  # bench/machine.py: the record every benchmark writes
+
+    cpu = machine()["cpu"]
     entry = {"cell": f"{args.object}/{tag}", "autodiff": scores,
              "loss": "pty-chi's POISSON (PoissonNLLLoss, log_input=True)" if args.ptychi_default_loss else
                      "torch.nn.PoissonNLLLoss(log_input=False): the Poisson likelihood of the counts", "gradient_phase_r": gradient, "gradient_runs": runs,

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import yaml  # noqa: E402
 
 from conftest import OBJECT, PROBE, tiny_params  # noqa: E402  (the tests' tiny profile: one definition)
-from run import machine  # noqa: E402  (bench/run.py's machine record)
+from machine import machine  # noqa: E402  (bench/machine.py: the record every benchmark writes)
 
 DOSE = 100000
 VIEW = "dense"

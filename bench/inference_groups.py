@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,16 +37,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from machine import machine  # noqa: E402  (bench/machine.py: the record every benchmark writes)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
-
-
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def plans(groups: np.ndarray, usable: np.ndarray, per_pattern: list[int]) -> dict[str, list[tuple[int, int]]]:
@@ -184,7 +176,7 @@ def main(argv=None) -> int:
     for spec in args.cells:
         obj, dose, view = spec.split(":")
         cells[spec] = measure_cell(args.workspace.resolve(), obj, int(dose), view, args.per_pattern)
-    result = {"cpu": _cpu(), "torch": torch.__version__, "measured": time.strftime("%Y-%m-%d"),
+    result = {"cpu": machine()["cpu"], "torch": torch.__version__, "measured": time.strftime("%Y-%m-%d"),
               "seconds": time.perf_counter() - began, "cells": cells}
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     results["inference_groups"] = result

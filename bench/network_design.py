@@ -38,7 +38,7 @@ from ptychostudy.io import derive_seed
 from ptychostudy.metrics import regions, score_arm
 from ptychostudy.simulate import split_geometry
 from ptychostudy.training import Trainer, cosine_schedule
-from run import machine  # noqa: E402  (bench/run.py: the CPU and versions, as every benchmark records them)
+from machine import machine  # noqa: E402  (bench/machine.py: the record every benchmark writes)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         return compare(*a.compare)
     if a.out is None:
         p.error("give --out FILE or --compare A B")
-    from run import machine  # noqa: E402  (bench/run.py: the CPU and versions, as every benchmark records them)
+    from machine import machine  # noqa: E402  (bench/machine.py: the record every benchmark writes)
 
     import torch
 

@@ -35,7 +35,7 @@ from ptychostudy.tune import SPLIT, _scorer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from run import machine  # noqa: E402  (bench/run.py: the CPU and versions, as every benchmark records them)
+from machine import machine  # noqa: E402  (bench/machine.py: the record every benchmark writes)
 
 RUNS = ROOT / "bench" / "ptychi_batch.jsonl"
 TABLE = ROOT / "bench" / "ptychi_batch.md"

@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ptychostudy import layout, physics  # noqa: E402
+from machine import machine  # noqa: E402  (bench/machine.py: the record every benchmark writes)
 from ptychostudy.demo import profile_params  # noqa: E402
 from ptychostudy.params.train import architecture
 from ptychostudy.base import prepare_base  # noqa: E402
@@ -72,17 +72,6 @@ def best_of(fn, repeats: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def machine() -> dict:
-    model = ""
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
 # ---------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import yaml  # noqa: E402
 
 from conftest import tiny_params  # noqa: E402  (the tests' tiny profile: one definition)
-from run import machine  # noqa: E402
+from machine import machine  # noqa: E402  (bench/machine.py: the record every benchmark writes)
 
 RESULTS = ROOT / "bench" / "results.json"
 SLURM_SH = ROOT / "bench" / "slurm.sh"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -21,17 +20,11 @@ from pathlib import Path
 
 from ptychostudy import cost
 
+from machine import machine  # noqa: E402  (bench/machine.py: the record every benchmark writes)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 FIGURE = ROOT / "bench" / "time_to_solution.png"
-
-
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def measure(workspace: Path) -> dict:
@@ -49,7 +42,7 @@ def measure(workspace: Path) -> dict:
                 if result is not None:
                     cells[f"{obj}/{tag}"] = result
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=workspace, capture_output=True, text=True).stdout.strip()
-    return {"machine": {"cpu": _cpu(), "cores": 2, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+    return {"machine": {"cpu": machine()["cpu"], "cores": 2, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
             "workspace_commit": commit, "cost": "core-seconds (wall × the stage's torch threads), this machine",
             "cells": cells}
 
