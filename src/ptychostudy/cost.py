@@ -53,7 +53,8 @@ def break_even(one_time: float, reference: float, path: float, reaches: bool, wh
     return max(1, math.ceil(max(one_time, 0.0) / (reference - path)))
 
 
-def _reach(curve: list[dict], target: float) -> dict | None:
+def reached(curve: list[dict], target: float) -> dict | None:
+    """The first point of ``curve`` whose phase r is at least ``target`` (None: never)."""
     return next((p for p in curve if p.get("phase_pearson_r") is not None and p["phase_pearson_r"] >= target), None)
 
 
@@ -94,7 +95,7 @@ def cell(compare_reports: Path, reconstruct_reports: Path, timing: Path, obj: st
         curve = warm.get("arms", {}).get(warm_arm, {}).get("curve", {}).get("network", [])
         seconds = {(p.get("epochs"), p.get("steps")): p["seconds"]
                    for p in warm_timing.get("curves", {}).get(warm_arm, {}).get("network", [])}
-        hit = _reach(curve, target)
+        hit = reached(curve, target)
         threads = warm_timing.get("threads", 1)
         solver = seconds.get((hit.get("epochs"), hit.get("steps"))) if hit else None
         cost = infer + solver * threads if solver is not None else None

@@ -592,11 +592,6 @@ def _refine_lines(cfg: Params, obj: str, reconstruct_reports: Path, table: list[
     return lines
 
 
-def _reached(curve: list[dict], target: float) -> dict | None:
-    """The first point of ``curve`` whose phase r is at least ``target`` (None: never)."""
-    return next((p for p in curve if p["phase_pearson_r"] is not None and p["phase_pearson_r"] >= target), None)
-
-
 def _work(point: dict) -> int:
     return point.get("epochs", point.get("steps", 0))
 
@@ -632,7 +627,7 @@ def _warmstart_lines(cfg: Params, obj: str, reconstruct_reports: Path) -> list[s
             for arm, entry in rec["arms"].items():
                 network, blank = entry["curve"]["network"], entry["curve"]["blank"]
                 target = blank[-1]["phase_pearson_r"]
-                hit = _reached(network, target)
+                hit = cost.reached(network, target)
                 work = (f"{_work(hit)} / {_work(blank[-1])}" if hit is not None
                         else f"not reached in {_work(network[-1])} (blank needs {_work(blank[-1])})")
                 lines.append(
