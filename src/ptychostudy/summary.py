@@ -554,6 +554,18 @@ def level(spread: dict) -> tuple[float, str]:
     return max(measured, CROSS_CPU), why
 
 
+def _cell_records(cfg: Params, obj: str, folder: Path):
+    """(dose, view, record) of each cell of ``obj`` whose per-cell report in ``folder`` exists and is not skipped,
+    in the design's order."""
+    for dose in cfg.study.doses:
+        for view in cfg.study.views:
+            path = Path(folder) / obj / f"{view_tag(dose, view)}.json"
+            if path.is_file():
+                rec = _read(path)
+                if not rec["skipped"]:
+                    yield dose, view, rec
+
+
 def _refine_lines(cfg: Params, obj: str, reconstruct_reports: Path, table: list[dict]) -> list[str]:
     """The refinement arm's curve per cell (scores by step; its wall times are in reports/timing/summary.md)."""
     lines = [
@@ -571,22 +583,15 @@ def _refine_lines(cfg: Params, obj: str, reconstruct_reports: Path, table: list[
         "|---:|---|---:|---|---|---:|---:|",
     ]
     found = False
-    for dose in cfg.study.doses:
-        for view in cfg.study.views:
-            path = Path(reconstruct_reports) / REFINED_ARM / obj / f"{view_tag(dose, view)}.json"
-            if not path.is_file():
-                continue
-            rec = _read(path)
-            if rec["skipped"]:
-                continue
-            found = True
-            curve = rec["curve"]
-            along = ", ".join(f"{p['steps']}: {p['phase_pearson_r']:.3f}" for p in curve)
-            frc = " → ".join(_number("frc_px", math.nan if p["phase_frc50_resolution_px"] is None
-                                     else p["phase_frc50_resolution_px"]) for p in (curve[0], curve[-1]))
-            lines.append(f"| {dose:g} | {view} | {rec['steps']} | {along} | {frc} "
-                         f"| {_number('r', _value(table, dose, view, 'ptychi_tuned', 'phase_pearson_r'))} "
-                         f"| {_number('r', _value(table, dose, view, FLOOR, 'phase_pearson_r'))} |")
+    for dose, view, rec in _cell_records(cfg, obj, Path(reconstruct_reports) / REFINED_ARM):
+        found = True
+        curve = rec["curve"]
+        along = ", ".join(f"{p['steps']}: {p['phase_pearson_r']:.3f}" for p in curve)
+        frc = " → ".join(_number("frc_px", math.nan if p["phase_frc50_resolution_px"] is None
+                                 else p["phase_frc50_resolution_px"]) for p in (curve[0], curve[-1]))
+        lines.append(f"| {dose:g} | {view} | {rec['steps']} | {along} | {frc} "
+                     f"| {_number('r', _value(table, dose, view, 'ptychi_tuned', 'phase_pearson_r'))} "
+                     f"| {_number('r', _value(table, dose, view, FLOOR, 'phase_pearson_r'))} |")
     if not found:
         lines.append("| – | – | – | not run | | | |")
     return lines
@@ -615,25 +620,18 @@ def _warmstart_lines(cfg: Params, obj: str, reconstruct_reports: Path) -> list[s
         "|---:|---|---|---|---:|---:|---:|---|",
     ]
     found = False
-    for dose in cfg.study.doses:
-        for view in cfg.study.views:
-            path = Path(reconstruct_reports) / "warmstart" / obj / f"{view_tag(dose, view)}.json"
-            if not path.is_file():
-                continue
-            rec = _read(path)
-            if rec["skipped"]:
-                continue
-            found = True
-            for arm, entry in rec["arms"].items():
-                network, blank = entry["curve"]["network"], entry["curve"]["blank"]
-                target = blank[-1]["phase_pearson_r"]
-                hit = cost.reached(network, target)
-                work = (f"{_work(hit)} / {_work(blank[-1])}" if hit is not None
-                        else f"not reached in {_work(network[-1])} (blank needs {_work(blank[-1])})")
-                lines.append(
-                    f"| {dose:g} | {view} | {arm} | {_number('r', network[0]['phase_pearson_r'])} → "
-                    f"{_number('r', network[-1]['phase_pearson_r'])} | {_number('r', network[-1]['phase_detail_r'])} "
-                    f"| {_number('r', target)} | {_number('r', blank[-1]['phase_detail_r'])} | {work} |")
+    for dose, view, rec in _cell_records(cfg, obj, Path(reconstruct_reports) / "warmstart"):
+        found = True
+        for arm, entry in rec["arms"].items():
+            network, blank = entry["curve"]["network"], entry["curve"]["blank"]
+            target = blank[-1]["phase_pearson_r"]
+            hit = cost.reached(network, target)
+            work = (f"{_work(hit)} / {_work(blank[-1])}" if hit is not None
+                    else f"not reached in {_work(network[-1])} (blank needs {_work(blank[-1])})")
+            lines.append(
+                f"| {dose:g} | {view} | {arm} | {_number('r', network[0]['phase_pearson_r'])} → "
+                f"{_number('r', network[-1]['phase_pearson_r'])} | {_number('r', network[-1]['phase_detail_r'])} "
+                f"| {_number('r', target)} | {_number('r', blank[-1]['phase_detail_r'])} | {work} |")
     if not found:
         lines.append("| – | – | – | not run | | | | |")
     return lines
