@@ -3,14 +3,14 @@
     python bench/inference_groups.py WORKSPACE [--cells run1084:1000:dense ...] [--per-pattern 1 2 4 8]
 
 A gridsize-2 network predicts one object per group of C = 4 neighbouring patterns; a view holds up to 35 groups
-per seed position (every C-subset of its K = 7 nearest), so each pattern lies in many groups. The infer stage today
-runs one forward per *pattern* (the first group that holds it, ``Split.eval_groups``) and keeps only that pattern's
-patch of the group's object: n forwards for n positions, a group forwarded once per member it is first for. This
-bench measures, per cell, on the test split with the trained network of the workspace:
+per seed position (every C-subset of its K = 7 nearest), so each pattern lies in many groups. Each pattern's patch
+comes from the first group that holds it (``Split.eval_groups``). Until 2026-12-06 the infer stage ran one forward per
+*pattern* (a group forwarded once per member it is first for); since this bench it forwards each such group once
+(``distinct`` below became ``inference.predict_and_stitch``). This bench measures, per cell, on the test split with
+the trained network of the workspace:
 
-* ``today``: the infer stage's own path (``inference.predict_and_stitch``);
-* ``distinct``: the same first groups, each forwarded once, every member's patch it is first for kept (the same
-  object as today, fewer forwards);
+* ``today``: the infer stage's own path (``inference.predict_and_stitch``; today the same as ``distinct``);
+* ``distinct``: the same first groups, each forwarded once, every member's patch it is first for kept;
 * ``cover``: a greedy cover (groups in the view's order, one taken while it adds an uncovered pattern), every member's
   patch kept: about n / C forwards;
 * ``per_pattern_k``: each pattern's patches from its first k groups (k = ``--per-pattern``), and ``all``: every group;

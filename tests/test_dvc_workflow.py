@@ -70,7 +70,7 @@ def test_what_each_params_section_touches(repo):
         ("warmstart", "checkpoints", [0.0, 0.5, 1.0], {f"{s}@{c}" for c in cells for s in ("warmstart", "reconstruct_tuned")}),
         ("replicate", "seeds", 2, spread | {"summarize"}),
         ("replicate", "noise_redraws", 2, spread | {"summarize"}),
-        ("replicate", "threads", 1, spread | {"summarize"}),  # the summary reads the section (its cells)
+        ("replicate", "threads", 2, spread | {"summarize"}),  # the summary reads the section (its cells)
         ("measured", "epochs", 2, {"measured_pinn"}),
         ("measured", "batch_size", 32, {"measured_ptychi@A", "measured_ptychi@B"}),
     ):

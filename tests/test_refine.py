@@ -56,6 +56,20 @@ def test_refinement_record_curve_and_determinism(trained, tiny_cfg, tiny_views):
     assert (out / "a.json").read_bytes().replace(b"a.npz", b"") == (out / "b.json").read_bytes().replace(b"b.npz", b"")
 
 
+def test_without_the_curve_only_the_last_object_is_inferred_and_it_is_the_same(trained, tiny_cfg, tiny_views):
+    """refine(curve=False), as the replicates run it: one inference (the last step's), the arm's very object."""
+    _, models = trained
+    bundle = bundle_path(models, "run1084", 100000, "dense")
+    results = {}
+    for curve in (True, False):  # a fresh load each time: refine trains the loaded network in place
+        _, _, split, loaded = load(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], bundle)
+        results[curve] = refine(tiny_cfg, 100000, "dense", split, loaded, progress=False, curve=curve)
+    assert [p["steps"] for p in results[False][2]] == [tiny_cfg.refine.steps["dense"]]
+    assert len(results[True][2]) == len(checkpoint_steps(tiny_cfg, "dense")) > 1
+    np.testing.assert_array_equal(results[True][0], results[False][0])
+    np.testing.assert_array_equal(results[True][1], results[False][1])
+
+
 def test_step_zero_is_the_trained_network_as_phase_g_scores_it(trained, tiny_cfg, tiny_views, tiny_iterative, tmp_path):
     """One scoring path: the curve's step 0 (no refinement) is exactly the pinn arm of the comparison, and the
     comparison's pinn_refined arm is the curve's last point."""

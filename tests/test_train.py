@@ -252,6 +252,30 @@ def test_phase_sync_recovers_patches_with_unknown_phase_offsets(tiny_simulated, 
     assert unsynced["amplitude_r"] < 0.9  # random offsets cancel where patches overlap
 
 
+def test_inference_forwards_each_first_group_once_and_cuts_every_pattern_from_it(tiny_cfg, tiny_views):
+    """inference.predict_and_stitch: each pattern's patch is its first group's member patch (Split.eval_groups),
+    the group forwarded once however many patterns it is first for, and the canvas is those patches stitched."""
+    from ptychostudy.inference import predict_and_stitch
+
+    split = Split.read(tiny_views["dense"] / "test.npz", tiny_cfg.view("dense").gridsize)
+    torch.manual_seed(0)
+    model = Reconstructor(architecture(tiny_cfg, "dense", 100000), split.probe, float(split.intensity_scale), 1.0).eval()
+    forwarded = []
+    model.register_forward_hook(lambda module, args, out: forwarded.append(args[0].shape[0]))
+    canvas, count = predict_and_stitch(model, split, tiny_cfg.infer.stitch_fraction, tiny_cfg.infer.phase_sync, batch=5)
+    patterns, choice = split.eval_groups()
+    assert len(np.unique(choice[:, 0])) < len(patterns)  # the check means something: some groups are first twice
+    assert sum(forwarded) == len(np.unique(choice[:, 0]))
+    with torch.no_grad():  # the reference: one forward per pattern, of its own first group alone
+        patches = torch.stack([model(split.amplitude[torch.from_numpy(split.groups[[g]])],
+                                     split.offsets(split.groups[[g]]))[0, m] for g, m in choice])
+    support = physics.central_support(model.arch.size, tiny_cfg.infer.stitch_fraction)
+    ref, ref_count = stitch(patches, split.positions[patterns, 0], split.positions[patterns, 1], split.truth.shape,
+                            support, tiny_cfg.infer.phase_sync)
+    np.testing.assert_array_equal(count, ref_count.numpy())
+    np.testing.assert_allclose(canvas, ref.numpy(), rtol=0, atol=1e-5)
+
+
 def test_logged_scores_ignore_a_global_phase_and_detect_a_flat_output(tiny_cfg):
     rng = np.random.default_rng(0)
     truth = (1 + 0.2 * rng.standard_normal((40, 40))) * np.exp(1j * rng.uniform(-1, 1, (40, 40)))

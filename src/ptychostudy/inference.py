@@ -25,22 +25,24 @@ def predict_and_stitch(net, split: Split, stitch_fraction: float, phase_sync: bo
     """Predict every pattern of ``split`` and stitch the patches: (object canvas, coverage).
 
     Each pattern is predicted once, inside the first group that holds it (its patch cut from
-    the group's one object); the central ``stitch_fraction`` of each patch is averaged at
-    the pattern's position (``stitch.stitch``).
+    the group's one object); a group that is the first of several patterns is forwarded once
+    for all of them. The central ``stitch_fraction`` of each patch is averaged at the pattern's
+    position (``stitch.stitch``).
     """
     device = device if device is not None else torch.device("cpu")
     was_training = net.training
     net.eval()
     size = net.arch.size
     patterns, choice = split.eval_groups()
-    out = torch.zeros((len(patterns), size, size), dtype=torch.complex64)
-    for start in range(0, len(patterns), batch):
-        sel = choice[start : start + batch]
-        groups = split.groups[sel[:, 0]]
-        patches = net(split.amplitude[torch.from_numpy(groups)].to(device), split.offsets(groups).to(device)).cpu()
-        out[start : start + batch] = patches[torch.arange(len(sel)), torch.from_numpy(sel[:, 1])]
+    distinct, which = np.unique(choice[:, 0], return_inverse=True)  # each group forwarded once
+    objects = torch.zeros((len(distinct), split.groups.shape[1], size, size), dtype=torch.complex64)
+    for start in range(0, len(distinct), batch):
+        groups = split.groups[distinct[start : start + batch]]
+        objects[start : start + batch] = net(split.amplitude[torch.from_numpy(groups)].to(device),
+                                             split.offsets(groups).to(device)).cpu()
         if bar is not None:
-            bar.update(len(sel))
+            bar.update(int(((which >= start) & (which < start + len(groups))).sum()))  # patterns done
+    out = objects[torch.from_numpy(which.reshape(-1)), torch.from_numpy(choice[:, 1])]
     net.train(was_training)
     support = physics.central_support(size, stitch_fraction)
     canvas, count = stitch(out, split.positions[patterns, 0], split.positions[patterns, 1], split.truth.shape, support, phase_sync)

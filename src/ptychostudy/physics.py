@@ -38,7 +38,7 @@ def top_left(centres: torch.Tensor, size: int) -> torch.Tensor:
     return centres - size / 2
 
 
-def _corners(start: torch.Tensor, size: int):
+def sample_corners(start: torch.Tensor, size: int):
     """Integer base index and fractional weight of each sample along one axis."""
     base = torch.floor(start)
     frac = start - base
@@ -46,7 +46,7 @@ def _corners(start: torch.Tensor, size: int):
     return idx, frac
 
 
-def _bilinear_taps(fy: torch.Tensor, fx: torch.Tensor):
+def bilinear_taps(fy: torch.Tensor, fx: torch.Tensor):
     """The four bilinear taps: (row step, column step, weight), weights broadcast over a patch."""
     wy = fy[..., None, None]
     wx = fx[..., None, None]
@@ -74,8 +74,8 @@ def extract_patches(image, y0, x0, size: int, *, check_bounds: bool = True) -> t
     if not batched:
         image, y0, x0 = image[None], y0[None], x0[None]
     nb, height, width = image.shape
-    iy, fy = _corners(y0, size)  # (B, k, size), (B, k)
-    ix, fx = _corners(x0, size)
+    iy, fy = sample_corners(y0, size)  # (B, k, size), (B, k)
+    ix, fx = sample_corners(x0, size)
     if check_bounds:
         lo_y, hi_y = int(iy.min()), int(iy.max()) + 1
         lo_x, hi_x = int(ix.min()), int(ix.max()) + 1
@@ -102,7 +102,7 @@ def extract_patches(image, y0, x0, size: int, *, check_bounds: bool = True) -> t
     rows = iy[:, :, :, None]
     cols = ix[:, :, None, :]
     patches = None
-    for dy, dx, weight in _bilinear_taps(fy, fx):
+    for dy, dx, weight in bilinear_taps(fy, fx):
         tap = padded[b, rows + dy, cols + dx] * weight
         patches = tap if patches is None else patches + tap
     return patches if batched else patches[0]
@@ -129,8 +129,8 @@ def place_patches(patches, y0, x0, shape: tuple[int, int], *, host_checks: bool 
         patches, y0, x0 = patches[None], y0[None], x0[None]
     nb, size = patches.shape[0], patches.shape[-1]
     height, width = shape
-    iy, fy = _corners(y0, size)  # (B, k, size)
-    ix, fx = _corners(x0, size)
+    iy, fy = sample_corners(y0, size)  # (B, k, size)
+    ix, fx = sample_corners(x0, size)
     complex_input = patches.is_complex()
     values = torch.view_as_real(patches) if complex_input else patches[..., None]
     if host_checks is None:
@@ -143,7 +143,7 @@ def place_patches(patches, y0, x0, shape: tuple[int, int], *, host_checks: bool 
                                   and int(ix.max()) + 1 < width)
     base = batch_offset + iy[:, :, :, None] * width + ix[:, :, None, :]
     spare = None if host_checks else pixels + torch.arange(samples, device=base.device).reshape(base.shape)
-    for dy, dx, weight in _bilinear_taps(fy, fx):
+    for dy, dx, weight in bilinear_taps(fy, fx):
         flat = base + (dy * width + dx)
         weighted = values * weight[..., None]
         if all_inside:

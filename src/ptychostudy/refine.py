@@ -71,17 +71,18 @@ def load(cfg: Params, obj: str, dose, view: str, view_dir, bundle):
 
 
 def refine(cfg: Params, dose: int, view: str, split: Split, loaded, *, progress: bool = True,
-           on_checkpoint=None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray, list[dict], float]:
+           on_checkpoint=None, seed: int | None = None, curve: bool = True) -> tuple[np.ndarray, np.ndarray, list[dict], float]:
     """Fine-tune ``loaded``'s network on ``split``'s patterns (no truth is read here).
 
     Returns (final object, loss per step, checkpoints [{steps, seconds, inference_seconds, loss}],
     refinement seconds). ``on_checkpoint(steps, canvas)`` receives each checkpoint's stitched object.
     ``seed`` (batch order) defaults to the arm's own, derived from ``refine.seed`` (the replicates pass others).
+    Without ``curve`` only the last step's object is inferred (the replicates keep nothing else).
     """
     r, i = cfg.refine, cfg.infer
     device = setup_torch(r.threads, r.accelerator)
     total = r.steps[view]
-    marks = checkpoint_steps(cfg, view)
+    marks = checkpoint_steps(cfg, view) if curve else [total]
     seed = derive_seed(r.seed, dose, view) if seed is None else seed
     trainer = Trainer(cfg, split, loaded.model.arch, seed, device, net=loaded.model)
     trainer.net.train()

@@ -113,7 +113,8 @@ def redraw(cfg: Params, base, split: Split, seed: int, chunk: int = 64) -> torch
 
 def _refined(cfg: Params, dose: int, view: str, split: Split, net: torch.nn.Module, seed: int, progress: bool) -> np.ndarray:
     """``net`` refined on ``split``'s own patterns as the refine stage does (refine.*), with batch order ``seed``."""
-    obj, _, _, _ = refine.refine(cfg, dose, view, split, SimpleNamespace(model=net), progress=progress, seed=seed)
+    obj, _, _, _ = refine.refine(cfg, dose, view, split, SimpleNamespace(model=net), progress=progress, seed=seed,
+                                 curve=False)
     return obj
 
 

@@ -11,9 +11,13 @@ Without ``sync`` it is the plain overlap average.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg
 import torch
 
 from ptychostudy import physics
+
+DENSE_BELOW = 64  # patches: fewer and the relaxed problem is solved densely
 
 
 def _overlapping_pairs(y0: torch.Tensor, x0: torch.Tensor, size: int):
@@ -25,37 +29,67 @@ def _overlapping_pairs(y0: torch.Tensor, x0: torch.Tensor, size: int):
     return first, second, dy[first, second], dx[first, second]
 
 
-def _pair_views(patches: torch.Tensor, first, second, dy, dx, chunk: int = 2048):
-    """Yield (a, b, patch a, patch b resampled on a's pixels) in chunks of pairs."""
-    size = patches.shape[-1]
+def _pair_overlaps(patches: torch.Tensor, first, second, dy, dx, chunk: int = 256) -> torch.Tensor:
+    """Σ conj(patch a) · (patch b resampled on a's pixels) for each pair, bilinear as ``physics.extract_patches``.
+
+    Patch b is zero outside its square: with one ring of zeros around every patch, a tap that falls
+    outside is clamped onto that ring, so each pair costs four gathers of a patch and no padding of its own.
+    """
+    k, size = patches.shape[0], patches.shape[-1]
+    side = size + 2
+    ringed = torch.zeros((k, side, side), dtype=patches.dtype)
+    ringed[:, 1:-1, 1:-1] = patches
+    ringed = ringed.reshape(-1)  # gathered by flat index: faster than three index tensors
+    out = torch.zeros(len(first), dtype=torch.complex128)
     for start in range(0, len(first), chunk):
         sl = slice(start, start + chunk)
         a, b = first[sl], second[sl]
         # a's pixel (i, j) is b's pixel (i - dy, j - dx)
-        seen = physics.extract_patches(patches[b], -dy[sl][:, None], -dx[sl][:, None], size, check_bounds=False)[:, 0]
-        yield a, b, patches[a], seen
+        iy, fy = physics.sample_corners(-dy[sl], size)
+        ix, fx = physics.sample_corners(-dx[sl], size)
+        base = (b * side * side)[:, None, None]
+        seen = None
+        for ty, tx, weight in physics.bilinear_taps(fy, fx):
+            rows = (iy + 1 + ty).clamp(0, size + 1)[:, :, None]
+            cols = (ix + 1 + tx).clamp(0, size + 1)[:, None, :]
+            tap = ringed[base + rows * side + cols] * weight
+            seen = tap if seen is None else seen + tap
+        out[sl] = (patches[a].conj() * seen).sum(dim=(-2, -1)).to(torch.complex128)
+    return out
+
+
+def _leading_eigenvector(h) -> np.ndarray:
+    """The eigenvector of the largest eigenvalue of the sparse Hermitian ``h`` (Lanczos from a fixed start;
+    dense for a few patches, where Lanczos has no room), its first entry turned real and positive."""
+    if h.shape[0] < DENSE_BELOW:
+        z = np.linalg.eigh(h.toarray())[1][:, -1]
+    else:
+        z = scipy.sparse.linalg.eigsh(h, k=1, which="LA", v0=np.ones(h.shape[0], dtype=h.dtype))[1][:, 0]
+    return z * (np.conj(z[0]) / abs(z[0]) if abs(z[0]) > 0 else 1.0)
 
 
 def phase_offsets(patches: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, refine: int = 20) -> torch.Tensor:
     """Unit-modulus rotations z_k that make overlapping patches agree: maximise zᴴHz.
 
     H_kl = Σ conj(P_k)·P_l over the overlap of patches k and l (patch l resampled onto
-    patch k's pixels with the bilinear ``physics.extract_patches``). The leading eigenvector
-    of H solves the relaxed problem; a few projected power steps (each entry back to unit
-    modulus) then settle every connected group of patches, disconnected ones included.
+    patch k's pixels with ``physics.extract_patches``'s bilinear taps); H is sparse (a patch overlaps
+    only its neighbours). The leading eigenvector of H solves the relaxed problem; a few projected
+    power steps (each entry back to unit modulus) then settle every connected group of patches,
+    disconnected ones included.
     """
     k = patches.shape[0]
     first, second, dy, dx = _overlapping_pairs(y0, x0, patches.shape[-1])
-    h = torch.zeros((k, k), dtype=torch.complex128)
-    for a, b, pa, seen in _pair_views(patches, first, second, dy, dx):
-        h[a, b] = (pa.conj() * seen).sum(dim=(-2, -1)).to(torch.complex128)
-    h = h + h.conj().T + torch.diag((patches.abs() ** 2).sum(dim=(-2, -1)).to(torch.complex128))
-    z = torch.linalg.eigh(h)[1][:, -1]
-    z = torch.where(z.abs() > 1e-9 * float(z.abs().max()), z / z.abs().clamp_min(1e-300), torch.ones_like(z))
+    overlap = _pair_overlaps(patches, first, second, dy, dx).numpy()
+    energy = (patches.abs() ** 2).sum(dim=(-2, -1)).to(torch.float64).numpy()
+    a, b, diagonal = first.numpy(), second.numpy(), np.arange(k)
+    h = scipy.sparse.csr_matrix((np.concatenate([overlap, overlap.conj(), energy.astype(np.complex128)]),
+                                 (np.concatenate([a, b, diagonal]), np.concatenate([b, a, diagonal]))), shape=(k, k))
+    z = _leading_eigenvector(h)
+    z = np.where(np.abs(z) > 1e-9 * np.abs(z).max(), z / np.maximum(np.abs(z), 1e-300), 1.0 + 0j)
     for _ in range(refine):
         hz = h @ z
-        z = torch.where(hz.abs() > 0, hz / hz.abs().clamp_min(1e-300), z)
-    return z.to(torch.complex64)
+        z = np.where(np.abs(hz) > 0, hz / np.maximum(np.abs(hz), 1e-300), z)
+    return torch.from_numpy(z.astype(np.complex64))
 
 
 def stitch(
