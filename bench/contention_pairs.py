@@ -95,12 +95,9 @@ def main(argv=None) -> int:
             alone = next(r["seconds"] for r in rows if r["probe"] == probe and r["partner"] == "none")
             print(f"{probe} ({amount}) beside {partner or 'nothing'}: {seconds:.1f} s ({seconds / alone:.2f}x alone)",
                   flush=True)
-    from machine import machine
+    from machine import machine, save_result
 
-    results_path = HERE / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    results["contention_pairs"] = {"machine": machine(), "epochs": args.epochs, "steps": args.steps, "rows": rows}
-    results_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    save_result("contention_pairs", {"machine": machine(), "epochs": args.epochs, "steps": args.steps, "rows": rows})
     return 0
 
 

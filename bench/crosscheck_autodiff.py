@@ -25,7 +25,6 @@ import torch
 
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results.json"
 
 
 def autodiff(split, lr: float, epochs: list[int], batch_size: int, seed: int, on_checkpoint, poisson_rate: bool = True,
@@ -131,14 +130,12 @@ def main() -> None:
                      poisson_rate=not args.ptychi_default_loss)
             scores["test_phase_r"], scores["test_seconds"] = got["r"], got["seconds"]
     if args.from_truth:  # where the likelihood leads from the truth itself, in autodiff's basis (every pixel free)
-        from ptychostudy.forward import PREDICTORS
-        from ptychostudy.gradient_solver import poisson_nll
+        from ptychostudy.tune import heldout_nll  # the tune stage's criterion: Poisson NLL under a solver's own model
 
         split = Split.read(layout.view_file(view_dir, "test"), 1)
-        counts = split.amplitude.double() ** 2
 
-        def nll(obj, split=split, counts=counts):
-            return float(poisson_nll(torch.from_numpy(PREDICTORS["ptychi"](split, obj)), counts))
+        def nll(obj, split=split):
+            return heldout_nll(split, obj, "ptychi")
 
         drift = {"truth_nll": nll(split.truth), "epochs": args.from_truth, "rates": []}
         for lr in args.rates:
@@ -188,7 +185,7 @@ def main() -> None:
     low, high = min(runs), max(runs)
     band = (low, high) if len(runs) > 1 else (gradient - args.tolerance, gradient + args.tolerance)
     agrees = band[0] - 1e-9 <= scores["test_phase_r"] <= band[1] + 1e-9
-    from machine import machine  # bench/machine.py: the record every benchmark writes
+    from machine import load_results, machine, save_result  # bench/machine.py: the record and the results file
 
     cpu = machine()["cpu"]
     entry = {"cell": f"{args.object}/{tag}", "autodiff": scores,
@@ -196,9 +193,9 @@ def main() -> None:
                      "torch.nn.PoissonNLLLoss(log_input=False): the Poisson likelihood of the counts", "gradient_phase_r": gradient, "gradient_runs": runs,
              "band": list(band), "band_is": "replicate range" if len(runs) > 1 else f"± {args.tolerance}",
              "agrees": agrees, "machine": {"cpu": cpu, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
-    results = json.loads(RESULTS.read_text())
-    results.setdefault("crosscheck_autodiff", {})[entry["cell"]] = entry  # one entry per cell
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    entries = load_results().get("crosscheck_autodiff", {})
+    entries[entry["cell"]] = entry  # one entry per cell
+    save_result("crosscheck_autodiff", entries)
     print(f"autodiff Poisson (pty-chi) test phase r {scores['test_phase_r']:.3f} (rate {pick['rate']}, {pick['epochs']} "
           f"epochs) vs gradient arm {gradient:.3f}, band {band[0]:.3f}–{band[1]:.3f}: {'agrees' if agrees else 'DIFFERS'}")
 

@@ -29,7 +29,6 @@ the machine. Writes bench/results.json "inference_groups".
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,10 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from machine import machine  # noqa: E402  (bench/machine.py: the record every benchmark writes)
+from machine import machine, save_result  # noqa: E402  (bench/machine.py: the record every benchmark writes)
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results.json"
 
 
 def plans(groups: np.ndarray, usable: np.ndarray, per_pattern: list[int]) -> dict[str, list[tuple[int, int]]]:
@@ -178,9 +176,7 @@ def main(argv=None) -> int:
         cells[spec] = measure_cell(args.workspace.resolve(), obj, int(dose), view, args.per_pattern)
     result = {"cpu": machine()["cpu"], "torch": torch.__version__, "measured": time.strftime("%Y-%m-%d"),
               "seconds": time.perf_counter() - began, "cells": cells}
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results["inference_groups"] = result
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    save_result("inference_groups", result)
     for spec, c in cells.items():
         print(f"{spec}: full = {c['full']} ({c['settings'][c['full']]['forwards']} forwards, r "
               f"{c['settings'][c['full']]['phase_r']:.4f}); pick by held-out NLL = {c['pick_by_heldout_nll']} "

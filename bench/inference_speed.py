@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import subprocess
 import sys
 import tempfile
@@ -66,7 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--cells", nargs="+", default=["run1084:1000:baseline", "run1084:1000:dense"])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     args = p.parse_args(argv)
-    from machine import machine
+    from machine import machine, save_result
     from ptychostudy.bundle import load_bundle
     from ptychostudy.dataset import Split
     from ptychostudy.inference import predict_and_stitch
@@ -100,10 +99,7 @@ def main(argv=None) -> int:
             r = rows[-1]
             print(f"{cell} ({r['patterns']} patterns), {threads} thread(s): {args.old_rev} {old_seconds:.2f} s, today "
                   f"{new_seconds:.2f} s ({r['speedup']:.2f}x); largest difference {r['max_abs_difference']:.1e}", flush=True)
-    results_path = HERE / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    results["inference_speed"] = {"machine": machine(), "old_rev": args.old_rev, "rows": rows}
-    results_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    save_result("inference_speed", {"machine": machine(), "old_rev": args.old_rev, "rows": rows})
     return 0
 
 

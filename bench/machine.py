@@ -1,7 +1,9 @@
-"""The machine record every benchmark writes beside its figures: CPU model, cores, versions, date."""
+"""The machine record every benchmark writes beside its figures (CPU model, cores, versions, date), and the one reader
+and writer of bench/results.json."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -20,3 +22,18 @@ def machine() -> dict:
                 break
     return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "numpy": np.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def load_results() -> dict:
+    """bench/results.json as a dict (empty when there is none yet)."""
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+
+
+def save_result(key: str, value) -> None:
+    """Set bench/results.json's entry ``key`` to ``value``, every other entry kept (sorted keys, 2-space indent)."""
+    results = load_results()
+    results[key] = value
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

@@ -12,7 +12,6 @@ bench/results.json "time_to_solution", named by CPU, and draws bench/time_to_sol
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -20,10 +19,9 @@ from pathlib import Path
 
 from ptychostudy import cost
 
-from machine import machine  # noqa: E402  (bench/machine.py: the record every benchmark writes)
+from machine import RESULTS, load_results, machine, save_result  # noqa: E402  (bench/machine.py: the record every benchmark writes)
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results.json"
 FIGURE = ROOT / "bench" / "time_to_solution.png"
 
 
@@ -83,13 +81,11 @@ def main() -> None:
     parser.add_argument("workspace", nargs="?", type=Path, help="a workspace whose study ran alone on this machine")
     parser.add_argument("--render", action="store_true", help="only redraw the figure from bench/results.json")
     args = parser.parse_args()
-    results = json.loads(RESULTS.read_text())
     if not args.render:
         if args.workspace is None:
             parser.error("give the workspace, or --render")
-        results["time_to_solution"] = measure(args.workspace.resolve())
-        RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    entry = results.get("time_to_solution")
+        save_result("time_to_solution", measure(args.workspace.resolve()))
+    entry = load_results().get("time_to_solution")
     if not entry:
         sys.exit("bench/results.json holds no time_to_solution yet: run with a workspace first")
     figure(entry, FIGURE)
