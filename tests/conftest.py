@@ -109,7 +109,7 @@ def tiny_iterative(tiny_cfg, tiny_views, tmp_path_factory):
                     curve_out=rec / "ptychi_tuned_curve.npz", progress=False)
     gradient.run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], tuning, rec / "gradient.npz", out / "gradient.json",
                  out / "gradient-timing.json", heldout_out=rec / "gradient_heldout.npz",
-                 heldout_report=out / "gradient_heldout.json", progress=False)
+                 heldout_report=out / "gradient_heldout.json", curve_out=rec / "gradient_curve.npz", progress=False)
     return rec, tuning, train_only
 
 

@@ -42,7 +42,7 @@ def cell(tiny_cfg, tiny_views, tiny_iterative, tmp_path_factory):
                rec / "pinn_refined.npz", out / "refine.json", out / "refine-timing.json", progress=False)
     inferred = out / "inferred.npz"
     infer_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], models, inferred, out / "infer-timing.json", progress=False)
-    warmstart_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tiny_iterative[1], rec / "ptychi_tuned_curve.npz", rec / "pinn_ptychi.npz",
+    warmstart_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tiny_iterative[1], rec / "ptychi_tuned_curve.npz", rec / "gradient_curve.npz", rec / "pinn_ptychi.npz",
                   rec / "pinn_gradient.npz", out / "warmstart.json", out / "warmstart-timing.json", progress=False)
     return out, inferred, rec
 

@@ -104,7 +104,8 @@ def test_reconstruct_and_compare_stages_depend_on_their_keys():
     # checkpoints at which it keeps its objects for the warmstart stage (its blank start)
     assert set(stages["reconstruct_tuned"]["params"]) == {"reconstruct.batch_size", "reconstruct.seed", "reconstruct.threads",
                                                           "warmstart.checkpoints"}
-    assert set(stages["gradient"]["params"]) == {"gradient"}
+    # the gradient arm's run keeps its objects at the warmstart checkpoints too (the warmstart stage's blank start)
+    assert set(stages["gradient"]["params"]) == {"gradient", "warmstart.checkpoints"}
     tune = set(stages["tune"]["params"])
     from ptychostudy.params.gradient import GradientParams as GradientSection
     from ptychostudy.params.refine import RefineParams as RefineSection

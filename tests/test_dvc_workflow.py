@@ -66,8 +66,9 @@ def test_what_each_params_section_touches(repo):
          {"refine@run1084-100000-dense", "refine@siemens_star-100000-dense"} | spread),
         ("compare", "frc_apodization_px", 3.0, {f"{s}@{c}" for c in cells for s in ("compare", "refine", "warmstart")}
          | spread | {"measured_compare"}),
-        # the tuned pty-chi run keeps its objects at the checkpoints: the warmstart stage's blank start
-        ("warmstart", "checkpoints", [0.0, 0.5, 1.0], {f"{s}@{c}" for c in cells for s in ("warmstart", "reconstruct_tuned")}),
+        # the tuned pty-chi run and the gradient arm's keep their objects at the checkpoints: the warmstart stage's blank starts
+        ("warmstart", "checkpoints", [0.0, 0.5, 1.0],
+         {f"{s}@{c}" for c in cells for s in ("warmstart", "reconstruct_tuned", "gradient")}),
         ("replicate", "seeds", 2, spread | {"summarize"}),
         ("replicate", "noise_redraws", 2, spread | {"summarize"}),
         ("replicate", "threads", 2, spread | {"summarize"}),  # the summary reads the section (its cells)

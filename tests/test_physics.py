@@ -143,6 +143,30 @@ def test_place_without_host_checks_gives_the_same_image():
         assert float(host.abs().max()) > 1 and torch.equal(host, free)
 
 
+def test_place_at_whole_pixels_skips_the_zero_taps_and_gives_the_same_image_bit_for_bit():
+    """At whole-pixel positions (a gridsize-1 network's frame) three of the four bilinear taps weigh 0 everywhere;
+    the CPU skips them. The image is the one the four-tap way gives (the GPU's, which never skips), bit for bit, and
+    each patch lies where a plain slice puts it; a fractional position keeps all four taps."""
+    rng = np.random.default_rng(4)
+    patches = torch.from_numpy((rng.normal(size=(2, 3, 8, 8)) + 1j * rng.normal(size=(2, 3, 8, 8))).astype(np.complex64))
+    patches[0, 0, 0, :3] = -0.0  # signed zeros too
+    y0 = torch.tensor([[0.0, 5.0, 12.0], [3.0, 3.0, 16.0]])
+    x0 = torch.tensor([[0.0, 9.0, 2.0], [16.0, 7.0, 16.0]])
+    skipped = physics.place_patches(patches, y0, x0, (24, 24), host_checks=True)
+    four = physics.place_patches(patches, y0, x0, (24, 24), host_checks=False)
+    assert torch.equal(torch.view_as_real(skipped), torch.view_as_real(four))
+    assert torch.equal(torch.signbit(torch.view_as_real(skipped)), torch.signbit(torch.view_as_real(four)))
+    reference = torch.zeros((2, 24, 24), dtype=torch.complex64)
+    for b in range(2):
+        for k in range(3):
+            y, x = int(y0[b, k]), int(x0[b, k])
+            reference[b, y:y + 8, x:x + 8] += patches[b, k]
+    assert torch.allclose(skipped, reference, atol=1e-6)
+    shifted = physics.place_patches(patches, y0 + 0.5, x0, (25, 25), host_checks=True)
+    assert torch.allclose(shifted, physics.place_patches(patches, y0 + 0.5, x0, (25, 25), host_checks=False))
+    assert not torch.allclose(shifted[:, :24, :24], reference)
+
+
 def test_stitching_true_patches_reproduces_the_object_where_covered():
     obj = _asymmetric_object()
     n = 16

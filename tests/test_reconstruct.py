@@ -204,3 +204,37 @@ def test_ptychi_fits_its_momentum_friction_deterministically():
     assert counts["ours"] == 1, counts
     # Should this stop failing after a PyTorch upgrade, the fix has landed there and reconstruct.polyfit may go.
     assert counts["gelsy"] > 1, f"torch's gelsy is deterministic now: reconstruct.polyfit is no longer needed ({counts})"
+
+
+def test_ptychi_fourier_shifts_take_the_polar_exp_and_give_the_same_numbers_bit_for_bit(tiny_views, monkeypatch):
+    """pty-chi's image_proc sees ``TorchWithPolarExp`` as its torch: exp of a complex tensor by ``torch.polar``
+    (a third of the time). Bit for bit the same as torch's complex exp on the phase ramps its Fourier shift makes,
+    and whole reconstructions (both noise models, TV, momentum) are byte-identical with and without it."""
+    from ptychostudy import ptychi_solver
+    from ptychostudy.params.reconstruct import PtychiSetting
+    from ptychostudy.ptychi_solver import TorchWithPolarExp, reconstruct
+
+    _ptychi()
+    from ptychi import image_proc
+
+    assert isinstance(image_proc.torch, TorchWithPolarExp) and image_proc.torch.fft is torch.fft
+    generator = torch.Generator().manual_seed(0)
+    shifts = (torch.rand(64, 2, generator=generator) - 0.5) * 2
+    freq = torch.fft.fftfreq(96)
+    ramp = 1j * -2 * torch.pi * (freq[None, None, :] * shifts[:, 1].view(-1, 1, 1) + freq[None, :, None] * shifts[:, 0].view(-1, 1, 1))
+    wide = 1j * (torch.rand(200_000, generator=generator) - 0.5) * 400  # angles far beyond a ramp's
+    for z in (ramp, wide):
+        fast, exact = image_proc.torch.exp(z), torch.exp(z)
+        assert fast.dtype == exact.dtype and torch.equal(torch.view_as_real(fast), torch.view_as_real(exact))
+    real = torch.linspace(-3, 3, 101)
+    assert torch.equal(image_proc.torch.exp(real), torch.exp(real))  # real tensors: torch's own exp
+    split = Split.read(tiny_views["dense"] / "test.npz", 1, require_groups=False)
+    for setting in (PtychiSetting(noise_model="gaussian", tv_weight=0.0, momentum=0.0),
+                    PtychiSetting(noise_model="poisson", tv_weight=1.0, momentum=0.5)):
+        fast, fast_cost, _ = reconstruct(setting, 16, split, 3, 1, progress=False)
+        with monkeypatch.context() as m:
+            m.setattr(ptychi_solver, "POLAR_EXP", False)
+            m.setattr(image_proc, "torch", torch)
+            exact, exact_cost, _ = reconstruct(setting, 16, split, 3, 1, progress=False)
+            assert image_proc.torch is torch  # torch's own complex exp ran
+        assert fast.tobytes() == exact.tobytes() and fast_cost.tobytes() == exact_cost.tobytes()

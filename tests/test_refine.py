@@ -81,7 +81,7 @@ def test_step_zero_is_the_trained_network_as_phase_g_scores_it(trained, tiny_cfg
     shutil.copy(out / "c.npz", rec / "pinn_refined.npz")
     inferred = tmp_path / "inferred.npz"
     infer_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], models, inferred, tmp_path / "i.json", progress=False)
-    warmstart_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tiny_iterative[1], rec / "ptychi_tuned_curve.npz", rec / "pinn_ptychi.npz",
+    warmstart_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tiny_iterative[1], rec / "ptychi_tuned_curve.npz", rec / "gradient_curve.npz", rec / "pinn_ptychi.npz",
                   rec / "pinn_gradient.npz", tmp_path / "w.json", tmp_path / "w-timing.json", progress=False)
     compared = compare_run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, rec, tmp_path / "g")
     featured = {arm: compared["scores"][arm]["featured"] for arm in ("pinn", "pinn_refined")}

@@ -36,7 +36,7 @@ def started(tiny_cfg, tiny_views, tiny_iterative, tmp_path_factory):
     network[:5] = 0  # a stretch no patch reached
     phase_f, tuning, _ = tiny_iterative
     inferred = _inferred(out / "inferred.npz", network)
-    record = run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, phase_f / "ptychi_tuned_curve.npz",
+    record = run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, phase_f / "ptychi_tuned_curve.npz", phase_f / "gradient_curve.npz",
                  out / "pinn_ptychi.npz", out / "pinn_gradient.npz", out / "warmstart.json", out / "timing.json", progress=False)
     return out, record, network, truth
 
@@ -69,11 +69,13 @@ def test_curves_start_at_the_start_blank_ends_at_phase_f_arm_network_at_the_new_
     assert gradient["network"] == gradient["blank"][-1:]  # the network stands in for the coarser levels
     assert [p["epochs"] for p in ptychi["curve"]["blank"]] == marks(ptychi["settings"]["epochs"], tiny_cfg.warmstart.checkpoints)
     timing = json.loads((out / "timing.json").read_text())
-    for arm, start in (("pinn_ptychi", "network"), ("pinn_gradient", "blank"), ("pinn_gradient", "network")):
-        seconds = [p["seconds"] for p in timing["curves"][arm][start]]
+    for arm in ("pinn_ptychi", "pinn_gradient"):
+        seconds = [p["seconds"] for p in timing["curves"][arm]["network"]]
         assert seconds[0] >= 0 and seconds == sorted(seconds)
-    # pty-chi from blank ran in Phase F: no seconds here, Phase F's timing file has them at the same epochs
-    assert all(p["seconds"] is None for p in timing["curves"]["pinn_ptychi"]["blank"])
+        # both solvers from blank ran in Phase F: no seconds here, Phase F's timing files have them at the same counts
+        assert all(p["seconds"] is None for p in timing["curves"][arm]["blank"])
+    steps = [p["steps"] for p in record["records"]["pinn_gradient"]["curve"]["blank"]]
+    assert steps[0] == 0 and steps[-1] == sum(n for _, n in gradient["blank"]) and steps == sorted(set(steps))
     tracked = (out / "warmstart.json").read_text()
     assert '"seconds"' not in tracked  # wall times stay out of the tracked record (dvc.lock stability)
 
@@ -82,7 +84,7 @@ def test_the_stage_is_deterministic(started, tiny_cfg, tiny_views, tiny_iterativ
     out, _, network, _ = started
     phase_f, tuning, _ = tiny_iterative
     run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], _inferred(tmp_path / "i.npz", network), tuning,
-        phase_f / "ptychi_tuned_curve.npz", tmp_path / "p.npz", tmp_path / "g.npz", tmp_path / "w.json", tmp_path / "t.json",
+        phase_f / "ptychi_tuned_curve.npz", phase_f / "gradient_curve.npz", tmp_path / "p.npz", tmp_path / "g.npz", tmp_path / "w.json", tmp_path / "t.json",
         progress=False)
     for a, b in (("pinn_ptychi.npz", "p.npz"), ("pinn_gradient.npz", "g.npz")):  # the records name other paths
         (obj_a, cost_a, _), (obj_b, cost_b, _) = read_reconstruction(out / a), read_reconstruction(tmp_path / b)
@@ -121,7 +123,7 @@ def test_an_infer_file_without_the_views_network_is_refused(tiny_cfg, tiny_views
     phase_f, tuning, _ = tiny_iterative
     inferred = _inferred(tmp_path / "i.npz", np.ones((4, 4)), name="pinn_gs1")
     with pytest.raises(StudyError, match="network 'pinn'"):
-        run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, phase_f / "ptychi_tuned_curve.npz",
+        run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, phase_f / "ptychi_tuned_curve.npz", phase_f / "gradient_curve.npz",
             tmp_path / "p.npz", tmp_path / "g.npz", tmp_path / "w.json", tmp_path / "t.json", progress=False)
     assert not (tmp_path / "p.npz").exists()  # nothing written
 
@@ -145,12 +147,12 @@ def test_phase_f_keeps_the_blank_start_on_the_way_and_a_curve_of_other_epochs_is
     write_curve(stale, epochs[:-1], objects[:-1], meta)
     inferred = _inferred(tmp_path / "i.npz", np.ones(objects.shape[1:]))
     with pytest.raises(StudyError, match="rerun its reconstruct_tuned stage"):
-        run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, stale, tmp_path / "p.npz",
+        run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, stale, phase_f / "gradient_curve.npz", tmp_path / "p.npz",
             tmp_path / "g.npz", tmp_path / "w.json", tmp_path / "t.json", progress=False)
     assert not (tmp_path / "p.npz").exists()
     other = tiny_cfg.replace(warmstart=dataclasses.replace(tiny_cfg.warmstart, checkpoints=(0.0, 0.5, 1.0)))
     with pytest.raises(StudyError, match="warmstart.checkpoints"):
-        run(other, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, phase_f / "ptychi_tuned_curve.npz",
+        run(other, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, phase_f / "ptychi_tuned_curve.npz", phase_f / "gradient_curve.npz",
             tmp_path / "p.npz", tmp_path / "g.npz", tmp_path / "w.json", tmp_path / "t.json", progress=False)
 
 
@@ -166,3 +168,49 @@ def test_only_ptychi_tuned_keeps_a_curve(tiny_cfg, tiny_views, tmp_path):
 def test_marks_are_whole_counts_from_the_start_to_the_end():
     assert marks(10, (0.0, 0.1, 0.25, 0.5, 1.0)) == [0, 1, 2, 5, 10]
     assert marks(1, (0.0, 0.1, 0.25, 0.5, 1.0)) == [0, 1]
+
+
+def test_phase_f_keeps_the_gradient_arms_run_on_the_way_as_a_run_of_its_own_plan_gives(tiny_cfg, tiny_views, tiny_iterative,
+                                                                                       tmp_path):
+    """The gradient stage's curve file: the arm gradient's objects at curve_points of its tuned plan, equal to a
+    blank run of that plan alone scored there (what the warmstart stage ran before: the stage stops at the later of
+    the two protocols' stops, and the earlier objects are the same); a curve of another plan is refused."""
+    from ptychostudy import gradient_solver
+    from ptychostudy.io import derive_seed
+    from ptychostudy.stored import read_curve, write_curve
+
+    phase_f, tuning, _ = tiny_iterative
+    g = tiny_cfg.gradient
+    stop = gradient_solver.read_selection(tuning, 100000, "dense")
+    plan = gradient_solver.schedule(g, stop)
+    points = gradient_solver.curve_points(plan, [m for m in marks(stop[1], tiny_cfg.warmstart.checkpoints) if m > 0])
+    steps, objects, meta = read_curve(phase_f / "gradient_curve.npz")
+    assert list(steps) == [total for _, _, total in points] and meta["plan"] == [list(p) for p in plan]
+    assert steps[-1] == sum(n for _, n in plan) and len(set(steps)) == len(steps)
+    arm, _, _ = read_reconstruction(phase_f / "gradient.npz")
+    assert np.array_equal(objects[-1], arm)  # the last one is the arm's object exactly
+    test = Split.read(view_file(tiny_views["dense"], "test"), 1)
+    alone = {}
+    gradient_solver.setup(tiny_cfg.warmstart.threads)
+    gradient_solver.solve(test, g, plan, derive_seed(g.seed, 100000, "dense"), progress=False,
+                          checkpoints=sorted({s for _, s, _ in points}),
+                          on_checkpoint=lambda level, step, o: alone.setdefault((level, step), o))
+    for (level, step, _), kept in zip(points, objects):
+        assert np.array_equal(alone[level, step], kept), (level, step)
+    stale = tmp_path / "stale.npz"
+    write_curve(stale, steps, objects, {**meta, "plan": [[plan[0][0], 1]]})
+    inferred = _inferred(tmp_path / "i.npz", np.ones(objects.shape[1:]))
+    with pytest.raises(StudyError, match="rerun its gradient stage"):
+        run(tiny_cfg, "run1084", 100000, "dense", tiny_views["dense"], inferred, tuning, phase_f / "ptychi_tuned_curve.npz",
+            stale, tmp_path / "p.npz", tmp_path / "g.npz", tmp_path / "w.json", tmp_path / "t.json", progress=False)
+    assert not (tmp_path / "p.npz").exists()
+
+
+def test_curve_points_are_each_levels_end_and_the_marks_within_it():
+    from ptychostudy.gradient_solver import curve_points
+
+    assert curve_points([(8, 100), (4, 100), (2, 40)], [4, 10, 20, 40]) == [
+        (8, 4, 4), (8, 10, 10), (8, 20, 20), (8, 40, 40), (8, 100, 100),
+        (4, 4, 104), (4, 10, 110), (4, 20, 120), (4, 40, 140), (4, 100, 200),
+        (2, 4, 204), (2, 10, 210), (2, 20, 220), (2, 40, 240)]
+    assert curve_points([(2, 40)], [4, 10]) == [(2, 4, 4), (2, 10, 10), (2, 40, 40)]

@@ -47,6 +47,18 @@ def position(settings: GradientParams, stop: tuple[int, int]) -> int:
     return sum(steps for _, steps in schedule(settings, stop))
 
 
+def curve_points(plan: list[tuple[int, int]], marks) -> list[tuple[int, int, int]]:
+    """The checkpoints of a run of ``plan`` at which its curve is recorded: each level's end and the step counts
+    ``marks`` (of a level's steps) within it, as (level factor, step within the level, steps from the start).
+    The warmstart stage scores a run's objects there; the gradient stage keeps the arm's run's objects there."""
+    ends = {steps for _, steps in plan} | {int(m) for m in marks}
+    points, done = [], 0
+    for factor, steps in plan:
+        points += [(factor, s, done + s) for s in sorted(ends) if 0 < s <= steps]
+        done += steps
+    return points
+
+
 def poisson_nll(expected: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Mean Poisson negative log-likelihood (without the log k! constant) of ``counts`` under ``expected``."""
     return (expected - counts * torch.log(expected + EPS)).mean()

@@ -13,8 +13,9 @@ cell listed in ``replicate.doses`` × ``replicate.views`` this stage reruns ever
 * ``ptychi`` and ``ptychi_tuned`` (``reconstruct.reconstruct``, the settings of Phase F: the tuned arm
   reads the tune stage's train-split selection; pty-chi's random batches follow the seed), and
   ``gradient`` (``gradient.solve``, stopped where the tune stage selected); the solvers on
-  ``replicate.threads`` torch threads (the stage holds the networks' cores anyway; a thread count can
-  move the last digits of a run, as another CPU does: part of the spread this stage measures).
+  ``replicate.threads`` torch threads (one, as every stage of the study, so that the driver pairs the stage
+  with another; a thread count can move the last digits of a run, as another CPU does: part of the spread
+  this stage measures).
 
 A second axis redraws the data (``replicate.noise_redraws``): the test positions' expected counts are
 simulated again exactly as Phase C simulates them (``simulator.py``, from the prepared base: the only

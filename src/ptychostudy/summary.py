@@ -327,14 +327,15 @@ def _timing_rows(cfg: Params, obj: str, timing: Path) -> list[str]:
             if not w:
                 continue
             inference = (seconds(f"infer-{tag}.json", "inference_seconds") or {}).get(w["network"])
-            # pty-chi from blank is Phase F's ptychi_tuned run: its seconds are that stage's (curve_seconds)
-            phase_f = {p["epochs"]: p["seconds"] for p in (seconds(f"reconstruct-ptychi_tuned-{tag}.json", "curve_seconds")
-                                                           or {}).get("ptychi_tuned", [])}
-            phase_f[0] = 0.0
+            # both blank starts are Phase F's runs (ptychi_tuned, gradient): their seconds are those stages' curve_seconds
+            phase_f = {warm_arm: {0: 0.0} | {p.get("epochs", p.get("steps")): p["seconds"]
+                                             for p in (seconds(f"{prefix}-{tag}.json", "curve_seconds") or {}).get(twin, [])}
+                       for twin, (prefix, warm_arm) in cost.REFERENCES.items()}
             for arm, starts in w["curves"].items():
-                def shown(points, extra):
+                def shown(points, extra, arm=arm):
                     def at(p):
-                        t = phase_f.get(p.get("epochs")) if p["seconds"] is None else p["seconds"]
+                        count = p.get("epochs", p.get("steps"))
+                        t = phase_f.get(arm, {}).get(count) if p["seconds"] is None else p["seconds"]
                         return "not timed here" if t is None else f"{t + extra:.1f}"
                     return ", ".join(f"{at(p)} → {p['phase_pearson_r']:.3f}" for p in points)
                 network = shown(starts["network"], inference) if inference is not None else "inference not timed here"

@@ -9,8 +9,9 @@ and each is set beside the same solver started blank, on the same test patterns:
   Phase F's run: the reconstruct_tuned stage keeps that run's objects at the checkpoints (its curve file) and
   they are scored here — the arm is not run twice (on the baseline view it costs 140 s a cell).
 * ``pinn_gradient``: the gradient solver's **last** tuned level with its steps, started from the network's
-  object on that level's grid: the network stands in for the coarser levels. Blank-started, the whole tuned
-  schedule (coarse to fine) runs here, as the ``gradient`` arm does (about 15 s a cell: run again, not stored).
+  object on that level's grid: the network stands in for the coarser levels. Blank-started it is the whole
+  tuned schedule (coarse to fine), the ``gradient`` arm itself: Phase F's gradient stage keeps that run's
+  objects at the checkpoints (its curve file, ``gradient_solver.curve_points``) and they are scored here.
 
 At the fractions ``warmstart.checkpoints`` of each run (pty-chi's epochs; each gradient level's steps) the
 object so far is scored by the study's one scoring path (featured region, against the truth: a measurement
@@ -19,8 +20,8 @@ goes to the timing file, so that quality against time — and the time the netwo
 can be drawn once the inference's own time (the infer stage's timing) is added. The arms are the runs'
 last objects, scored in Phase G like every arm.
 
-``run`` is load (params, test split, the infer stage's object, the tuning selection, Phase F's curve file; all
-checked first) → compute → write (two object files beside Phase F's, the record with both curves, the timing file).
+``run`` is load (params, test split, the infer stage's object, the tuning selection, Phase F's two curve files;
+all checked first) → compute → write (two object files beside Phase F's, the record with both curves, the timing file).
 """
 
 from __future__ import annotations
@@ -83,8 +84,18 @@ class Curve:
         self.paused += time.perf_counter() - now
 
 
-def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, tuning, blank_curve, ptychi_out, gradient_out, report,
-        timing, *, progress: bool = True) -> dict:
+def _blank_curve(path, expected: dict, points: list, what: str, stage_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Phase F's run of the blank-started twin at the checkpoints, checked against what this cell needs."""
+    counts, objects, meta = read_curve(path)
+    found = {k: meta.get(k) for k in expected}
+    if found != expected or [int(c) for c in counts] != points:
+        raise StudyError(f"{path}: the blank start's curve of {found} at {what} {[int(c) for c in counts]}, this cell "
+                         f"needs {expected} at {what} {points} (warmstart.checkpoints): rerun its {stage_name} stage")
+    return counts, objects
+
+
+def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, tuning, blank_curve, gradient_curve, ptychi_out,
+        gradient_out, report, timing, *, progress: bool = True) -> dict:
     # load: every input read and checked first
     obj, dose = cfg.object(obj), cfg.dose(dose)
     definition = cfg.view(view)
@@ -105,17 +116,19 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, tuning, blan
                          f"{', '.join(objects) or 'none'}); rerun its infer stage")
     setting, epochs, chosen = ptychi_solver.settings_of(cfg, "ptychi_tuned", dose, view, tuning)
     p_marks = [m for m in marks(epochs, cfg.warmstart.checkpoints) if m > 0]
-    blank_epochs, blank_objects, blank_record = read_curve(blank_curve)
-    expected = {"object": obj, "dose": dose, "view": view, "arm": BLANK_TWIN["pinn_ptychi"], "epochs": epochs}
-    found = {k: blank_record.get(k) for k in expected}
-    if found != expected or [int(e) for e in blank_epochs] != p_marks:
-        raise StudyError(f"{blank_curve}: the blank start's curve of {found} at epochs {[int(e) for e in blank_epochs]}, "
-                         f"this cell's ptychi_tuned needs {expected} at epochs {p_marks} (warmstart.checkpoints): "
-                         "rerun its reconstruct_tuned stage")
+    blank_epochs, blank_objects = _blank_curve(
+        blank_curve, {"object": obj, "dose": dose, "view": view, "arm": BLANK_TWIN["pinn_ptychi"], "epochs": epochs},
+        p_marks, "epochs", "reconstruct_tuned")
     g = cfg.gradient
     stop = gradient_solver.read_selection(tuning, dose, view, gradient_solver.ARM)
     plans = {"blank": gradient_solver.schedule(g, stop)}
     plans["network"] = plans["blank"][-1:]
+    g_marks = [m for m in marks(stop[1], cfg.warmstart.checkpoints) if m > 0]
+    points = {start: gradient_solver.curve_points(plans[start], g_marks) for start in STARTS}
+    g_steps, g_objects = _blank_curve(
+        gradient_curve, {"object": obj, "dose": dose, "view": view, "arm": BLANK_TWIN["pinn_gradient"],
+                         "plan": [list(p) for p in plans["blank"]], "learning_rate": g.learning_rate, "batch": g.batch,
+                         "seed": g.seed}, [total for _, _, total in points["blank"]], "steps", "gradient")
     data_path = layout.view_file(view_dir, SPLIT)
     split = Split.read(data_path, 1, require_groups=definition.gridsize > 1)
     start_obj = starting_object(objects[network])
@@ -150,30 +163,27 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, tuning, blan
         on_checkpoint=lambda e, o, c=curve: c.mark(o, epochs=e), initial_object=start_obj,
         desc=f"warmstart pty-chi from the network {obj} dose {dose} {view}")
     finals["pinn_ptychi"] = (recon, cost)
+    # the gradient solver from blank is Phase F's gradient run (its curve file), as pty-chi's above
+    curve = curves["pinn_gradient"]["blank"] = Curve(score)
+    curve.mark(blank, level=plans["blank"][0][0], steps=0)
+    for (level, _, total), o in zip(points["blank"], g_objects):
+        curve.mark(o, level=level, steps=total)
     gradient_solver.setup(w.threads)  # fixed threads, deterministic kernels, as gradient.py runs it
     g_seed = derive_seed(g.seed, dose, view)  # as gradient.py seeds the gradient arm
-    g_marks = [m for m in marks(stop[1], w.checkpoints) if m > 0]
-    for start in STARTS:
-        curve = curves["pinn_gradient"][start] = Curve(score)
-        curve.mark(blank if start == "blank" else start_obj, level=plans[start][0][0], steps=0)
-        done = {"steps": 0}
-
-        def checkpoint(level, step, o, c=curve, done=done, plan=dict(plans[start])):
-            c.mark(o, level=level, steps=done["steps"] + step)
-            if step == plan[level]:  # a level's end: the next level's steps count on from here
-                done["steps"] += step
-
-        level_ends = sorted({n for _, n in plans[start]} | set(g_marks))
-        recon, cost = gradient_solver.solve(split, g, plans[start], g_seed, progress=progress, checkpoints=level_ends,
-                                            on_checkpoint=checkpoint, initial=None if start == "blank" else start_obj,
-                                            desc=f"warmstart gradient from {start} {obj} dose {dose} {view}")
-        if start == "network":
-            finals["pinn_gradient"] = (recon, cost)
+    curve = curves["pinn_gradient"]["network"] = Curve(score)
+    curve.mark(start_obj, level=plans["network"][0][0], steps=0)
+    at = {(level, step): total for level, step, total in points["network"]}
+    recon, cost = gradient_solver.solve(
+        split, g, plans["network"], g_seed, progress=progress, checkpoints=sorted({step for _, step in at}),
+        on_checkpoint=lambda level, step, o, c=curve: c.mark(o, level=level, steps=at[level, step]), initial=start_obj,
+        desc=f"warmstart gradient from the network {obj} dose {dose} {view}")
+    finals["pinn_gradient"] = (recon, cost)
     # write: the tracked record holds what is reproducible (scores by epoch or step); wall times go to the timing file
     shared = {"data": {"path": str(data_path), "sha256": sha256_file(data_path)},
               "inferred": {"path": str(inferred), "sha256": sha256_file(inferred)},
               "tuning": {"path": str(tuning), "sha256": sha256_file(tuning)},
-              "blank_curve": {"path": str(blank_curve), "sha256": sha256_file(blank_curve)}}
+              "blank_curve": {"path": str(blank_curve), "sha256": sha256_file(blank_curve)},
+              "gradient_curve": {"path": str(gradient_curve), "sha256": sha256_file(gradient_curve)}}
     record.update(skipped=False, positions=split.patterns, **shared)
     settings = {
         "pinn_ptychi": {"noise_model": setting.noise_model, "tv_weight": setting.tv_weight, "momentum": setting.momentum,
@@ -195,23 +205,23 @@ def run(cfg: Params, obj: str, dose, view: str, view_dir, inferred, tuning, blan
     write_json(report, {**record, "arms": {arm: {k: v for k, v in rec.items() if k not in record} for arm, rec in records.items()}})
     seconds = {arm: {s: [{k: p[k] for k in p if k in ("epochs", "level", "steps", "seconds", "phase_pearson_r")}
                          for p in curves[arm][s].points] for s in STARTS} for arm in ARMS}
-    seconds["pinn_ptychi"]["blank"] = [{k: p[k] for k in ("epochs", "phase_pearson_r")} | {"seconds": None}
-                                       for p in curves["pinn_ptychi"]["blank"].points]  # Phase F ran it (curve_seconds)
+    for arm in ARMS:  # both blank starts are Phase F's runs: their seconds are those stages' (curve_seconds)
+        seconds[arm]["blank"] = [{k: p[k] for k in ("epochs", "level", "steps", "phase_pearson_r") if k in p} | {"seconds": None}
+                                 for p in curves[arm]["blank"].points]
     write_json(timing, {"object": obj, "dose": dose, "view": view, "network": network, "curves": seconds,
                         "threads": w.threads, "torch": torch.__version__,
                         "note": "solver seconds from each run's start at each checkpoint, scoring excluded; add the "
-                                "infer stage's inference seconds for the time from the start of inference. pty-chi "
-                                "from blank ran in Phase F: its seconds are curve_seconds of "
-                                "reconstruct-ptychi_tuned-<cell>.json"})
+                                "infer stage's inference seconds for the time from the start of inference. Both "
+                                "solvers from blank ran in Phase F: their seconds are curve_seconds of "
+                                "reconstruct-ptychi_tuned-<cell>.json and gradient-<cell>.json"})
     return {**record, "records": records, "seconds": seconds}
 
 
 def cli(args) -> None:
     """``ptychostudy warmstart``: one cell, then each solver's two curves on stdout."""
     r = run(load_params(args.params, WarmstartParams, ReconstructParams, GradientParams, CompareParams, StudyParams),
-            args.obj, args.dose, args.view, args.view_dir, args.inferred, args.tuning, args.blank_curve, args.ptychi_out,
-            args.gradient_out,
-            args.report, args.timing, progress=not args.no_progress)
+            args.obj, args.dose, args.view, args.view_dir, args.inferred, args.tuning, args.blank_curve, args.gradient_curve,
+            args.ptychi_out, args.gradient_out, args.report, args.timing, progress=not args.no_progress)
     if r["skipped"]:
         print(f"warmstart {r['object']} dose {r['dose']} {r['view']}: SKIPPED ({r['reason']})")
         return
@@ -227,8 +237,8 @@ def build_parser(prog: str = "python -m ptychostudy.warmstart") -> argparse.Argu
                      description="Network-started solvers (params warmstart.*): the view's network's test-split object "
                      "(--inferred, the infer stage's file) starts pty-chi LSQML with the tuned setting and epochs "
                      "(--tuning, calibration protocol) and the gradient solver's last tuned level; beside each the same solver "
-                     "from a blank object (pty-chi's: Phase F's ptychi_tuned run, --blank-curve; the gradient solver's "
-                     "runs here). Both starts are scored at the fractions warmstart.checkpoints (featured region; "
+                     "from a blank object: Phase F's runs, pty-chi's ptychi_tuned (--blank-curve) and the gradient arm "
+                     "(--gradient-curve). Both starts are scored at the fractions warmstart.checkpoints (featured region; "
                      "nothing is selected from these scores). Writes the two arms' objects (.npz, no pickle, beside "
                      "Phase F's), a record with both curves (JSON) and a timing file (solver seconds per checkpoint).")
     stage.add_cell(p, "folder with test.npz and view.json")
@@ -236,6 +246,8 @@ def build_parser(prog: str = "python -m ptychostudy.warmstart") -> argparse.Argu
     p.add_argument("--tuning", type=Path, required=True, help="the tune stage's selection (JSON)")
     p.add_argument("--blank-curve", type=Path, required=True, help="Phase F's ptychi_tuned objects on the way (.npz, "
                    "its reconstruct_tuned stage's --curve-out): pty-chi's blank start")
+    p.add_argument("--gradient-curve", type=Path, required=True, help="Phase F's gradient objects on the way (.npz, "
+                   "its gradient stage's --curve-out): the gradient solver's blank start")
     p.add_argument("--ptychi-out", type=Path, required=True, help="the arm pinn_ptychi's reconstruction .npz")
     p.add_argument("--gradient-out", type=Path, required=True, help="the arm pinn_gradient's reconstruction .npz")
     p.add_argument("--report", type=Path, required=True, help="record with both starts' curves (JSON)")
