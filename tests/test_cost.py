@@ -29,9 +29,13 @@ def workspace(tmp_path):
         pinn=0.80, pinn_refined=0.88, ptychi_tuned=0.90, gradient=0.85, pinn_ptychi=0.93, pinn_gradient=0.86)})
     curve = {"pinn_ptychi": {"curve": {"network": [{"epochs": 0, "phase_pearson_r": 0.8},
                                                    {"epochs": 10, "phase_pearson_r": 0.91},
-                                                   {"epochs": 20, "phase_pearson_r": 0.93}]}},
+                                                   {"epochs": 20, "phase_pearson_r": 0.93}],
+                                       "blank": [{"epochs": 0, "phase_pearson_r": 0.0},
+                                                 {"epochs": 20, "phase_pearson_r": 0.90}]}},
              "pinn_gradient": {"curve": {"network": [{"level": 1, "steps": 0, "phase_pearson_r": 0.8},
-                                                     {"level": 1, "steps": 60, "phase_pearson_r": 0.84}]}}}
+                                                     {"level": 1, "steps": 60, "phase_pearson_r": 0.84}],
+                                         "blank": [{"level": 4, "steps": 0, "phase_pearson_r": 0.0},
+                                                   {"level": 1, "steps": 120, "phase_pearson_r": 0.85}]}}}
     _write(reconstruct / "warmstart" / OBJ / f"{TAG}.json", {"network": "pinn", "arms": curve})
     stem = f"{OBJ}-{TAG}"
     _write(timing / f"train-{stem}.json", {"train_seconds": 500.0, "threads": 2})           # 1000 core-s
@@ -75,6 +79,17 @@ def test_one_time_cost_net_of_the_search_and_the_smallest_break_even_wins(worksp
     # the network alone: one-time training less pty-chi's search (1000 - 200), 2 core-s a scan against 30
     assert ptychi["paths"]["network"]["break_even_scans"] == math.ceil(800 / 28)
     assert ptychi["break_even_scans"] == min(math.ceil(800 / 28), math.ceil(1000 / 22))
+
+
+def test_a_network_start_that_needs_the_whole_run_saves_nothing(workspace):
+    """Reaching the reference's r only at the blank run's last epoch is the reference's whole work: the path costs
+    the inference plus the reference's own seconds (its warmstart run's 12 s against Phase F's 30 s is noise)."""
+    compare, reconstruct, timing = workspace
+    _write(compare / OBJ / TAG / "comparison.json", {"skipped": False, "scores": _scores(
+        pinn=0.80, pinn_refined=0.88, ptychi_tuned=0.925, gradient=0.85, pinn_ptychi=0.93, pinn_gradient=0.86)})
+    solver = cost.cell(compare, reconstruct, timing, OBJ, TAG)["references"]["ptychi_tuned"]["paths"]["network+solver"]
+    assert solver["reached_at"] == {"epochs": 20} and solver["same_work_as_reference"]
+    assert solver["per_scan_core_s"] == 2.0 + 30.0 and solver["break_even_scans"] == "never: 32.0 core-s per scan against 30.0"
 
 
 def test_the_timing_files_it_reads_are_the_ones_the_stages_write():

@@ -10,7 +10,9 @@ here). Costs are core-seconds (wall × the stage's torch threads). For each iter
 * ``network+refinement``: inference and test-time refinement per scan (``pinn_refined``); one-time as above;
 * ``network+solver``: inference, then the same tuned solver started from the network's object until it first
   reaches the blank-started arm's final phase r (the warmstart curve's checkpoints); one-time: the training (both
-  paths search the settings).
+  paths search the settings). Where it gets there only after as many epochs or steps as the blank-started run
+  takes in all, it has done the reference's whole work: its solver seconds are the reference's own (two timings of
+  the same work differ by run-to-run noise, 10 % or so, which would otherwise read as a saving).
 
 A path is at equal quality where its phase r (featured region) is at least the reference arm's. Its break-even
 number of scans is ``one-time / (reference per scan − path per scan)`` rounded up, where the path is cheaper per
@@ -58,6 +60,11 @@ def reached(curve: list[dict], target: float) -> dict | None:
     return next((p for p in curve if p.get("phase_pearson_r") is not None and p["phase_pearson_r"] >= target), None)
 
 
+def _count(point: dict):
+    """A curve point's epochs (pty-chi) or steps (the gradient solver: from the run's start)."""
+    return point.get("epochs", point.get("steps"))
+
+
 def cell(compare_reports: Path, reconstruct_reports: Path, timing: Path, obj: str, tag: str) -> dict | None:
     """One cell's network paths against each reference arm; None where the cell is skipped or not compared;
     ``{"missing": ...}`` where its stages did not run on this machine."""
@@ -99,8 +106,13 @@ def cell(compare_reports: Path, reconstruct_reports: Path, timing: Path, obj: st
         threads = warm_timing.get("threads", 1)
         solver = seconds.get((hit.get("epochs"), hit.get("steps"))) if hit else None
         cost = infer + solver * threads if solver is not None else None
+        blank = warm.get("arms", {}).get(warm_arm, {}).get("curve", {}).get("blank", [])
+        whole = _count(blank[-1]) if blank else None
+        same_work = hit is not None and whole is not None and _count(hit) >= whole
+        if same_work:  # the blank run's whole work: the reference's own seconds
+            cost = infer + per_scan
         paths["network+solver"] = {
-            "per_scan_core_s": cost, "phase_r": r.get(warm_arm),
+            "per_scan_core_s": cost, "phase_r": r.get(warm_arm), "same_work_as_reference": same_work,
             "reached_at": None if hit is None else {k: hit[k] for k in ("epochs", "steps") if k in hit},
             "break_even_scans": break_even(train, per_scan, cost if cost is not None else math.inf, cost is not None,
                                            f"the network-started {warm_arm} never reaches phase r {target:.3f} "
