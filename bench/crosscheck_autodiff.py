@@ -31,7 +31,7 @@ def autodiff(split, lr: float, epochs: list[int], batch_size: int, seed: int, on
              start=None) -> None:
     """pty-chi's autodiff Poisson reconstruction of ``split``; ``on_checkpoint(epoch, object)`` at each of ``epochs``.
     The object starts blank unless ``start`` (on the truth's grid)."""
-    from ptychostudy.ptychi_solver import _ptychi, origin, ptychi_probe
+    from ptychostudy.ptychi_solver import _ptychi, ieee_sqrt, origin, ptychi_probe
 
     api, PtychographyTask = _ptychi()
     shape = tuple(split.truth.shape)
@@ -67,7 +67,8 @@ def autodiff(split, lr: float, epochs: list[int], batch_size: int, seed: int, on
         # intensity itself as the rate (found by this cross-check: with the default the fit moved away from the truth)
         task.reconstructor.loss_function = torch.nn.PoissonNLLLoss(log_input=False)
     for epoch in range(1, epochs[-1] + 1):
-        task.run(n_epochs=1)
+        with ieee_sqrt():  # as the study's pty-chi runs (ptychi_solver.IeeeSqrt)
+            task.run(n_epochs=1)
         if epoch in epochs:
             on_checkpoint(epoch, np.asarray(task.get_data_to_cpu("object", as_numpy=True)[0], dtype=np.complex64))
 

@@ -1,12 +1,15 @@
-"""Every torch operation of one training step, fingerprinted: find where two CPUs part ways.
+"""Every torch operation of one training step (or pty-chi epoch), fingerprinted: find where two CPUs part ways.
 
 Runs ``--steps`` training steps of one view's network exactly as Phase E does (``train.Trainer`` on the
 view's train split, the stage's seed, params' settings, the package's numerical pins) under a torch
 dispatch mode that records, for every aten operation in order, its name, its outputs' shapes and a
-SHA-256 of their bytes. Two traces made on two machines (or two settings) then show the *first*
-operation whose output differs while its inputs did not (``--compare A B``).
+SHA-256 of their bytes. With ``--ptychi EPOCHS`` it records instead that many epochs of the configured
+pty-chi arm on the view's test split, exactly as the reconstruct stage runs it (settings, batch size, seed,
+threads). Two traces made on two machines (or two settings) then show the *first* operation whose output
+differs while its inputs did not (``--compare A B``).
 
     python bench/op_trace.py --out bench/traces/<name>.jsonl.gz [--dose 100000 --view dense --threads 1]
+    python bench/op_trace.py --ptychi 1 --out bench/traces/<name>.jsonl.gz [--dose 100000 --view dense]
     python bench/op_trace.py --compare bench/traces/a.jsonl.gz bench/traces/b.jsonl.gz
 
 Needs the study's view files (``dvc pull`` or ``dvc repro views``). Not a test: a diagnostic whose
@@ -40,9 +43,21 @@ def _digest(value) -> list:
     return out
 
 
-def trace(dose: int, view: str, steps: int, threads: int | None) -> list[dict]:
+def recorder(records: list[dict]):
+    """A dispatch mode that appends every aten operation it sees to ``records``."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            result = func(*args, **(kwargs or {}))
+            records.append({"op": str(func.overloadpacket.__name__), "in": _digest(list(args)),
+                            "out": _digest(result)})
+            return result
+
+    return Recorder()
+
+
+def trace(dose: int, view: str, steps: int, threads: int | None) -> list[dict]:
     from ptychostudy import layout
     from ptychostudy.config import load_config
     from ptychostudy.params.train import architecture
@@ -59,17 +74,35 @@ def trace(dose: int, view: str, steps: int, threads: int | None) -> list[dict]:
     opt = trainer.optimizer()
     batches = iter(list(trainer.device_batches(steps, t.batch_size, steps)))  # made before the trace starts
     records: list[dict] = []
-
-    class Recorder(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            result = func(*args, **(kwargs or {}))
-            records.append({"op": str(func.overloadpacket.__name__), "in": _digest(list(args)),
-                            "out": _digest(result)})
-            return result
-
-    with Recorder():
+    with recorder(records):
         for _ in range(steps):
             trainer.step(opt, next(batches))
+    return records
+
+
+def trace_ptychi(dose: int, view: str, epochs: int, threads: int | None) -> list[dict]:
+    """``epochs`` epochs of the configured pty-chi arm (``ptychi``) on the view's test split, as the reconstruct
+    stage runs them; the task is built before the trace starts, so the trace holds LSQML's own operations."""
+    import torch
+
+    from ptychostudy import layout
+    from ptychostudy.config import load_config
+    from ptychostudy.dataset import Split
+    from ptychostudy.io import derive_seed
+    from ptychostudy.ptychi_solver import build_task, ieee_sqrt, settings_of
+
+    cfg = load_config(ROOT / "params.yaml")
+    r = cfg.reconstruct
+    torch.set_num_threads(r.threads if threads is None else threads)
+    split = Split.read(layout.view_file(layout.view_dir("run1084", dose, view, ROOT), "test"), 1,
+                       require_groups=cfg.view(view).gridsize > 1)
+    setting, _, _ = settings_of(cfg, "ptychi", dose, view, None)
+    seed = derive_seed(r.seed, dose, view) % (2**31)
+    torch.manual_seed(seed)
+    task = build_task(setting, r.batch_size, split, epochs, seed)
+    records: list[dict] = []
+    with ieee_sqrt(), recorder(records):
+        task.run(n_epochs=epochs)
     return records
 
 
@@ -100,7 +133,10 @@ def main(argv=None) -> int:
     p.add_argument("--dose", type=int, default=100000)
     p.add_argument("--view", default="dense")
     p.add_argument("--steps", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: train.threads)")
+    p.add_argument("--ptychi", type=int, metavar="EPOCHS", default=None,
+                   help="trace that many epochs of the configured pty-chi arm instead of training steps")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: train.threads, or reconstruct.threads with --ptychi)")
     p.add_argument("--out", type=Path, help="trace to write (.jsonl.gz)")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="the first operation where two traces differ")
     a = p.parse_args(argv)
@@ -112,8 +148,11 @@ def main(argv=None) -> int:
 
     import torch
 
-    records = trace(a.dose, a.view, a.steps, a.threads)
-    head = {**machine(), "dose": a.dose, "view": a.view, "steps": a.steps, "threads": torch.get_num_threads(),
+    if a.ptychi is None:
+        records, work = trace(a.dose, a.view, a.steps, a.threads), {"steps": a.steps}
+    else:
+        records, work = trace_ptychi(a.dose, a.view, a.ptychi, a.threads), {"ptychi_epochs": a.ptychi}
+    head = {**machine(), "dose": a.dose, "view": a.view, **work, "threads": torch.get_num_threads(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "operations": len(records)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     with gzip.GzipFile(a.out, "wb", mtime=0) as f:

@@ -238,3 +238,70 @@ def test_ptychi_fourier_shifts_take_the_polar_exp_and_give_the_same_numbers_bit_
             exact, exact_cost, _ = reconstruct(setting, 16, split, 3, 1, progress=False)
             assert image_proc.torch is torch  # torch's own complex exp ran
         assert fast.tobytes() == exact.tobytes() and fast_cost.tobytes() == exact_cost.tobytes()
+
+
+def test_ieee_sqrt_is_numpys_root_while_active_and_torchs_own_after():
+    """``IeeeSqrt``: inside it torch.sqrt and Tensor.sqrt of every dtype give NumPy's (the processor's IEEE root,
+    checked exactly against rationals for float32), gradients still flow, nesting works, and on leaving torch's own
+    kernel is back (the same bytes as before entering)."""
+    from fractions import Fraction
+
+    from ptychostudy.ptychi_solver import IEEE_SQRT
+
+    generator = torch.Generator().manual_seed(3)
+    x32 = torch.rand(100_000, generator=generator) * 1000
+    x64 = x32.double() * 1.37
+    before = torch.sqrt(x32)
+    with IEEE_SQRT:
+        assert torch.sqrt(x32).numpy().tobytes() == np.sqrt(x32.numpy()).tobytes()
+        assert x64.sqrt().numpy().tobytes() == np.sqrt(x64.numpy()).tobytes()
+        square = x32.view(400, 250).t()  # not contiguous
+        assert torch.sqrt(square).numpy().tobytes() == np.sqrt(np.ascontiguousarray(square.numpy())).tobytes()
+        with IEEE_SQRT:  # nested: still active, and still active after the inner one ends
+            scalar = torch.sqrt(torch.tensor(2.0))
+        assert scalar.shape == () and scalar.item() == float(np.sqrt(np.float32(2.0)))
+        assert torch.sqrt(torch.tensor([-1.0])).isnan().all()
+        z = torch.complex(x32[:1000] - 500, x32[1000:2000])
+        assert torch.sqrt(z).numpy().tobytes() == np.sqrt(z.numpy()).tobytes()
+        assert torch.sqrt(torch.tensor([4, 9])).tolist() == [2.0, 3.0]
+        assert torch.sqrt(torch.tensor([2.0], dtype=torch.float16)).dtype == torch.float16
+        a = x32[:10].clone().requires_grad_()
+        a.sqrt().sum().backward()
+        assert torch.allclose(a.grad, 0.5 / a.detach().sqrt())
+        # correctly rounded: the float32 nearest the true root, decided with exact rationals on a sample
+        for value, root in zip(x32[:300].tolist(), torch.sqrt(x32[:300]).tolist()):
+            below, above = np.nextafter(np.float32(root), np.float32(0)), np.nextafter(np.float32(root), np.float32(2e3))
+            v = Fraction(value)
+            err = abs(Fraction(root) ** 2 - v)
+            assert err <= abs(Fraction(float(below)) ** 2 - v) and err <= abs(Fraction(float(above)) ** 2 - v)
+    assert torch.sqrt(x32).numpy().tobytes() == before.numpy().tobytes()  # torch's own kernel again
+
+
+def test_ptychi_runs_take_the_ieee_root_and_our_code_torchs(tiny_views):
+    """Every sqrt pty-chi computes while a task is built, run or asked for its forward model is NumPy's (its LSQML
+    takes several an epoch); outside those calls torch's kernel is untouched."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from ptychostudy.params.reconstruct import PtychiSetting
+    from ptychostudy.ptychi_solver import predicted_counts, reconstruct
+
+    seen = []
+
+    class Spy(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func is torch.ops.aten.sqrt.default and args[0].dtype == torch.float32:
+                x = args[0].detach().numpy()
+                seen.append(out.detach().numpy().tobytes() == np.sqrt(x).tobytes())
+            return out
+
+    values = torch.linspace(0.5, 900.0, 200_001)
+    before = torch.sqrt(values)
+    split = Split.read(tiny_views["dense"] / "test.npz", 1, require_groups=False)
+    with Spy():
+        for setting in (PtychiSetting(noise_model="gaussian", tv_weight=0.0, momentum=0.0),
+                        PtychiSetting(noise_model="poisson", tv_weight=1.0, momentum=0.5)):
+            reconstruct(setting, 16, split, 2, 1, progress=False)
+        predicted_counts(split, split.truth)
+    assert len(seen) > 10 and all(seen)
+    assert torch.sqrt(values).numpy().tobytes() == before.numpy().tobytes()  # torch's own kernel outside the calls

@@ -4,6 +4,7 @@ run, and the settings of each arm. Used by Phase F (reconstruct.py), the selecti
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import types
 import warnings
@@ -78,6 +79,67 @@ class TorchWithPolarExp(types.ModuleType):
         if isinstance(input, torch.Tensor) and input.is_complex() and not args and not kwargs:
             return torch.polar(torch.exp(input.real), input.imag)
         return torch.exp(input, *args, **kwargs)
+
+
+class IeeeSqrt:
+    """While active (``with IEEE_SQRT:``), torch's CPU ``sqrt`` is NumPy's: the processor's IEEE square root,
+    correctly rounded, the same bits on every x86-64 CPU.
+
+    PyTorch's CPU ``sqrt`` of float tensors is Intel MKL's vector math: not correctly rounded, and rounded
+    differently on Intel and AMD processors (the cause of the Adam steps that parted, docs/determinism.md;
+    ``optim.Adam`` takes NumPy's root for that reason). pty-chi's LSQML takes 16 of them an epoch (its Gaussian
+    gradient ``1 − √y/√ŷ``, its preconditioner, its loss): on the Intel Xeon of 2026-12-07 about 1 % of their
+    elements were one unit in the last place off the IEEE root, and the configured arm's object at 1e5 dense came
+    out other bytes than the AMD EPYC's while training and the gradient solver matched byte for byte. The
+    override is an ``aten::sqrt`` CPU kernel registered for the duration of a pty-chi call only (build, run,
+    forward), so our own code never sees it. float32/float64 take ``numpy.sqrt``; complex inputs NumPy's complex
+    root; integers the default float dtype's; half precision float32's root rounded back (exact for ``sqrt``).
+    Re-entrant (a counter)."""
+
+    def __init__(self):
+        self._depth = 0
+        self._library = None
+
+    @staticmethod
+    def kernel(t: torch.Tensor) -> torch.Tensor:
+        x = t.detach()
+        back = None
+        if x.dtype in (torch.float16, torch.bfloat16):
+            back, x = x.dtype, x.float()
+        elif not (x.is_floating_point() or x.is_complex()):
+            x = x.to(torch.get_default_dtype())
+        a = x.resolve_conj().resolve_neg().numpy()
+        out = np.empty_like(a)
+        with np.errstate(invalid="ignore"):  # torch gives NaN for a negative silently
+            np.sqrt(a, out=out)
+        result = torch.from_numpy(out)
+        return result if back is None else result.to(back)
+
+    def __enter__(self):
+        if self._depth == 0:
+            with warnings.catch_warnings():  # "overriding a previously registered kernel": that is the point
+                warnings.simplefilter("ignore")
+                library = torch.library.Library("aten", "IMPL")
+                library.impl("sqrt", self.kernel, "CPU")
+            self._library = library
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        self._depth -= 1
+        if self._depth == 0:
+            self._library._destroy()  # torch's own kernel is back
+            self._library = None
+        return False
+
+
+IEEE_SQRT = IeeeSqrt()
+EXACT_SQRT = True  # off: pty-chi keeps torch's sqrt (the test that shows the two differ)
+
+
+def ieee_sqrt():
+    """The context a pty-chi call runs in (``IeeeSqrt``); a no-op context where ``EXACT_SQRT`` is off."""
+    return IEEE_SQRT if EXACT_SQRT else contextlib.nullcontext()
 
 
 POLAR_EXP = True  # off: pty-chi's image_proc keeps torch's complex exp (the test that compares the two)
@@ -166,15 +228,16 @@ def build_task(setting, batch_size: int, split: Split, epochs: int, seed: int, *
         o.probe_options.step_size = 1
     o.probe_position_options.optimizable = False
     counts = split.amplitude.double() ** 2
-    task = PtychographyTask(
-        o,
-        diffraction_data=counts.to(torch.float32),
-        object_data=(torch.ones((1, *shape), dtype=torch.complex64) if initial_object is None
-                     else torch.from_numpy(np.asarray(initial_object, dtype=np.complex64)[None].copy())),
-        probe_data=torch.from_numpy(ptychi_probe(split)),
-        probe_position_x_px=torch.from_numpy(split.positions[:, 1] - dx),
-        probe_position_y_px=torch.from_numpy(split.positions[:, 0] - dy),
-    )
+    with ieee_sqrt():
+        task = PtychographyTask(
+            o,
+            diffraction_data=counts.to(torch.float32),
+            object_data=(torch.ones((1, *shape), dtype=torch.complex64) if initial_object is None
+                         else torch.from_numpy(np.asarray(initial_object, dtype=np.complex64)[None].copy())),
+            probe_data=torch.from_numpy(ptychi_probe(split)),
+            probe_position_x_px=torch.from_numpy(split.positions[:, 1] - dx),
+            probe_position_y_px=torch.from_numpy(split.positions[:, 0] - dy),
+        )
     seed_batches(task, seed)
     return task
 
@@ -198,7 +261,7 @@ def predicted_counts(split: Split, obj: np.ndarray, batch_size: int = 256) -> np
     task = build_task(setting, batch_size, split, 1, 0, initial_object=obj)
     forward = task.reconstructor.forward_model
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), ieee_sqrt():
         for start in range(0, split.patterns, batch_size):
             y = forward.forward(torch.arange(start, min(start + batch_size, split.patterns)))
             out.append(torch.fft.fftshift(y, dim=(-2, -1)).double().numpy())
@@ -219,7 +282,8 @@ def reconstruct(setting, batch_size: int, split: Split, epochs: int, seed: int, 
         task = build_task(setting, batch_size, split, epochs, seed, refine_probe=refine_probe,
                           initial_object=initial_object)
         for epoch in tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=not progress):
-            task.run(n_epochs=1)
+            with ieee_sqrt():
+                task.run(n_epochs=1)
             if epoch in checkpoints and on_checkpoint is not None:
                 on_checkpoint(epoch, np.asarray(task.get_data_to_cpu("object", as_numpy=True)[0], dtype=np.complex64))
         table = task.reconstructor.loss_tracker.table
