@@ -3,7 +3,7 @@
 For each cell (``--doses`` × the three views) and each candidate batch size, both pty-chi arms run on the
 cell's train split: ``ptychi_tuned`` with the setting the tune stage selected (``reports/tuning/``) and
 ``ptychi`` with its params (``reconstruct.*``). Each is scored by the tune stage's own criterion
-(``tune._scorer``: phase r, featured region, train split against its truth). The test split is never read.
+(``train_scores``: phase r, featured region, train split against its truth, as ``tune._evaluator`` scores). The test split is never read.
 
     python bench/ptychi_batch.py                      # doses 1e3 and 1e5, batch 200 and 96, two runs at once
     python bench/ptychi_batch.py --render             # the table of bench/ptychi_batch.md from the runs
@@ -31,7 +31,8 @@ from ptychostudy.config import load_config
 from ptychostudy.dataset import Split
 from ptychostudy.io import derive_seed
 from ptychostudy.ptychi_solver import reconstruct, settings_of
-from ptychostudy.tune import SPLIT, _scorer
+from ptychostudy.metrics import regions, score_arm
+from ptychostudy.tune import SPLIT
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -40,6 +41,14 @@ from machine import machine  # noqa: E402  (bench/machine.py: the record every b
 RUNS = ROOT / "bench" / "ptychi_batch.jsonl"
 TABLE = ROOT / "bench" / "ptychi_batch.md"
 MARGIN = 0.01  # a costlier candidate (more LSQML steps per epoch) must gain this much mean train phase r
+
+
+def train_scores(cfg, split: Split, obj) -> tuple[float, float]:
+    """(phase r, amplitude r) of ``obj`` against the train split's truth, featured region: the tune stage's
+    calibration criterion (``tune._evaluator``), on the whole split."""
+    masks = regions(split, cfg.compare.scanned_threshold)
+    featured = score_arm(obj, split.truth, masks, cfg.compare, parts=("featured",), full=False).scores["featured"]
+    return float(featured["phase"]["pearson_r"]), float(featured["amplitude"]["pearson_r"])
 
 
 def one_run(dose: int, view: str, arm: str, batch: int) -> dict:
@@ -54,7 +63,7 @@ def one_run(dose: int, view: str, arm: str, batch: int) -> dict:
     start = time.perf_counter()
     obj, _, _ = reconstruct(setting, batch, split, epochs, seed, progress=False)
     seconds = time.perf_counter() - start
-    phase_r, amplitude_r = _scorer(cfg, split)(obj)
+    phase_r, amplitude_r = train_scores(cfg, split, obj)
     return {"dose": dose, "view": view, "arm": arm, "batch_size": batch, "epochs": epochs,
             "setting": {"noise_model": setting.noise_model, "tv_weight": setting.tv_weight, "momentum": setting.momentum},
             "train_phase_r": phase_r, "train_amplitude_r": amplitude_r, "seconds": round(seconds, 1),
