@@ -35,7 +35,8 @@ from ptychostudy.demo import profile_params  # noqa: E402
 from ptychostudy.params.train import architecture
 from ptychostudy.base import prepare_base  # noqa: E402
 from ptychostudy.bundle import load_bundle  # noqa: E402
-from ptychostudy.config import as_dict, config_from_dict, load_config  # noqa: E402
+from ptychostudy.config import config_from_dict, load_config  # noqa: E402
+from ptychostudy.params import as_dict  # noqa: E402
 from ptychostudy.dataset import Split  # noqa: E402
 from ptychostudy.inference import reconstruct_split  # noqa: E402
 from ptychostudy.metrics import regions, score_arm  # noqa: E402
@@ -43,7 +44,8 @@ from ptychostudy import gradient_solver as gradient  # noqa: E402
 from ptychostudy import refine  # noqa: E402
 from ptychostudy.params.reconstruct import PtychiSetting  # noqa: E402
 from ptychostudy.ptychi_solver import build_task, read_selection  # noqa: E402
-from ptychostudy.simulate import CHUNK, object_patches, scan_positions, simulate_dose  # noqa: E402
+from ptychostudy.simulate import CHUNK, scan_positions, simulate_dose  # noqa: E402
+from ptychostudy.simulator import fine_model, unscaled_intensities  # noqa: E402
 from ptychostudy.training import Trainer  # noqa: E402
 from ptychostudy.views import build_view  # noqa: E402
 from profiles import cut_to_doses  # noqa: E402  (bench/: this script's folder)
@@ -98,24 +100,21 @@ def simulation_rate(cfg, positions_per_split: int, threads: int, workdir: Path) 
 
 def simulation_core(cfg, n_patterns: int, threads: int) -> dict:
     """Seconds of each piece of Phase C's per-pattern work, in chunks as simulate_dose does them
-    (the same public functions the stage calls)."""
+    (the same public functions the stage calls): the fine-grid far fields, and the Poisson counts."""
     torch.set_num_threads(threads)
     base = prepare_base(cfg, PROBE, "run1084", OBJECT)
     pos = scan_positions(cfg, base.obj.shape)["train"][:n_patterns]
-    probe = torch.from_numpy(base.probe.astype(np.complex128))
+    model = fine_model(base.obj, base.probe, cfg.simulate.fine_factor)
     rng = np.random.default_rng(0)
-    t = {"extract": 0.0, "exit_wave_fft": 0.0, "poisson": 0.0}
+    t = {"fine_far_field": 0.0, "poisson": 0.0}
     for start in range(0, len(pos), CHUNK):
         t0 = time.perf_counter()
-        patches = object_patches(base, pos[start : start + CHUNK], cfg.base.patch_size)
+        intensity = unscaled_intensities(model, pos[start : start + CHUNK]) * 300.0**2
         t1 = time.perf_counter()
-        intensity = physics.expected_intensity(probe, patches, 300.0).numpy()
-        t2 = time.perf_counter()
         physics.poisson_counts(intensity, rng)
-        t3 = time.perf_counter()
-        t["extract"] += t1 - t0
-        t["exit_wave_fft"] += t2 - t1
-        t["poisson"] += t3 - t2
+        t2 = time.perf_counter()
+        t["fine_far_field"] += t1 - t0
+        t["poisson"] += t2 - t1
     return {k: v for k, v in t.items()} | {"patterns": len(pos)}
 
 
@@ -125,8 +124,8 @@ def bench_simulation(cfg, workdir: Path) -> dict:
     sim = simulation_rate(cfg, cfg.simulate.positions_per_split, threads, workdir)
     bound = fft_rate(sim["patterns"], cfg.base.patch_size, threads)
     core = simulation_core(cfg, cfg.simulate.positions_per_split, threads)
-    log(f"   per-pattern work for {core['patterns']} patterns: bilinear patches {core['extract']:.2f} s, "
-        f"exit wave + FFT + |·|² {core['exit_wave_fft']:.2f} s, Poisson counts {core['poisson']:.2f} s")
+    log(f"   per-pattern work for {core['patterns']} patterns: fine-grid far fields {core['fine_far_field']:.2f} s, "
+        f"Poisson counts {core['poisson']:.2f} s")
     out = {"threads": threads, "patch_size": cfg.base.patch_size, **sim, "fft_bound_patterns_per_s": bound,
            "ratio_to_fft_bound": sim["patterns_per_s"] / bound, "breakdown_seconds": core,
            "note": "Phase C stage work (patches, exit waves, FFT, Poisson counts, NPZ files, figure) vs batched "
@@ -585,6 +584,18 @@ def bench_contention(steps: int = 40, repeats: int = 2) -> dict:
     return out
 
 
+def _simulation_breakdown(b: dict) -> str:
+    """Section 1's sentence on where the time goes: the fine-grid simulator's pieces, or (results made before
+    Phase C simulated on a finer grid) the old bilinear-patch pieces."""
+    if "fine_far_field" in b:
+        pieces = f"fine-grid far fields {b['fine_far_field']:.2f} s, Poisson counts {b['poisson']:.2f} s"
+    else:
+        pieces = (f"bilinear patch extraction {b['extract']:.2f} s, exit wave + FFT + |·|² {b['exit_wave_fft']:.2f} s, "
+                  f"Poisson counts {b['poisson']:.2f} s")
+    return (f"Where the time goes (the per-pattern work alone, {b['patterns']} patterns): {pieces}; the rest of the "
+            "stage is the dose scale pass, NPZ writing and the figure.")
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
@@ -601,11 +612,7 @@ def markdown(results: dict) -> str:
                   f"{s['threads']} thread(s), N = {s['patch_size']}: {s['patterns']} patterns in {s['seconds']:.2f} s = "
                   f"**{s['patterns_per_s']:.0f} patterns/s**; batched complex128 FFT alone: {s['fft_bound_patterns_per_s']:.0f}/s; "
                   f"ratio **{s['ratio_to_fft_bound']:.3f}**.", "",
-                  "Where the time goes (the per-pattern work alone, {0} patterns): bilinear patch extraction "
-                  "{1:.2f} s, exit wave + FFT + |·|² {2:.2f} s, Poisson counts {3:.2f} s; the rest of the stage is "
-                  "the dose scale pass, NPZ writing and the figure.".format(
-                      s["breakdown_seconds"]["patterns"], s["breakdown_seconds"]["extract"],
-                      s["breakdown_seconds"]["exit_wave_fft"], s["breakdown_seconds"]["poisson"]), ""]
+                  _simulation_breakdown(s["breakdown_seconds"]), ""]
     t = results.get("training")
     if t:
         lines += ["## 2. Training", "", f"{t['threads']} threads, batch {t['batch_size']}; SGEMM "
