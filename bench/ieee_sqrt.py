@@ -31,7 +31,7 @@ def load_split(workspace: Path, obj: str, dose: int, view: str):
     from ptychostudy import layout
     from ptychostudy.dataset import Split
 
-    return Split.read(layout.view_file(workspace / "data" / "views" / obj / f"dose_{dose}" / view, "test"), 1)
+    return Split.read(layout.view_file(layout.view_dir(obj, dose, view, workspace), "test"), 1)
 
 
 def inexact_roots(split, setting, batch_size: int) -> tuple[int, int]:
@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     p.add_argument("--cells", nargs="*", default=["run1084:1000:baseline", "run1084:1000:dense", "run1084:100000:dense"],
                    help="OBJECT:DOSE:VIEW")
     args = p.parse_args(argv)
+    from kernel_speed import alternate, digest  # bench/: the same alternation and digest as the kernels' bench
     from machine import machine, save_result
 
     from ptychostudy import ptychi_solver
@@ -81,21 +82,25 @@ def main(argv=None) -> int:
                         PtychiSetting(noise_model="poisson", tv_weight=1.0, momentum=0.5)):
             ptychi_solver.EXACT_SQRT = False
             roots, inexact = inexact_roots(split, setting, batch)
-            seconds, objects = {}, {}
-            for _ in range(args.rounds):  # the first round pays the warm-up
-                for name, exact in (("torch", False), ("ieee", True)):
-                    ptychi_solver.EXACT_SQRT = exact
-                    start = time.perf_counter()
-                    recon, _, _ = ptychi_solver.reconstruct(setting, batch, split, args.epochs, 7, progress=False)
-                    seconds[name] = min(seconds.get(name, np.inf), time.perf_counter() - start)
-                    objects[name] = recon
+            objects = {}
+
+            def run(exact, setting=setting, split=split, objects=objects):
+                ptychi_solver.EXACT_SQRT = exact
+                start = time.perf_counter()
+                recon, _, _ = ptychi_solver.reconstruct(setting, batch, split, args.epochs, 7, progress=False)
+                objects[exact] = recon
+                return {"run_s": time.perf_counter() - start, "object": digest([recon])}
+
+            got = alternate(args.rounds, {"torch": False, "ieee": True}, run)  # the first round pays the warm-up
             ptychi_solver.EXACT_SQRT = True
-            a, b = objects["torch"], objects["ieee"]
+            seconds = {name: got[name]["run_s"] for name in got}
+            a, b = objects[False], objects[True]
             phase_r = float(np.corrcoef(np.angle(a).ravel(), np.angle(b).ravel())[0, 1])
             row = {"cell": cell, "setting": f"{setting.noise_model}, TV {setting.tv_weight}, momentum {setting.momentum}",
                    "epochs": args.epochs, "seconds_torch_sqrt": seconds["torch"], "seconds_ieee_sqrt": seconds["ieee"],
                    "ratio": seconds["ieee"] / seconds["torch"], "roots_per_epoch": roots,
-                   "inexact_roots_per_epoch": inexact, "objects_equal": bool(a.tobytes() == b.tobytes()),
+                   "inexact_roots_per_epoch": inexact,
+                   "objects_equal": got["torch"]["object"] == got["ieee"]["object"] != "differs between rounds",
                    "max_abs_difference": float(np.abs(a - b).max()), "phase_r_between": phase_r}
             rows.append(row)
             print(f"{cell} {row['setting']}: {args.epochs} epochs {seconds['torch']:.2f} s (torch's sqrt) -> "
